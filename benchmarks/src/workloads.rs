@@ -11,15 +11,34 @@ pub const LAYOUT_BYTES: u64 = 64 << 20;
 /// Addresses in each pre-generated stream.
 pub const STREAM_LEN: usize = 1 << 16;
 
+/// First byte of the heap window of [`mixed_layout`], where its fine-grained grants lie.
+pub const HEAP_BASE: u64 = LAYOUT_BASE + (16 << 20);
+/// Bytes in the heap window (16 MiB).
+pub const HEAP_BYTES: u64 = 16 << 20;
+
 /// The `tables`/`check` layout over 64 MiB: large uniform regions mixed with word-granular
 /// grants, as `(range, perm)` in the order to apply them.
 ///
 /// - sixteen 4 MiB regions cycling read-write, read-only, execute-read and none;
 /// - a 1 MiB area of 64-byte objects, each a one-word inaccessible header and a read-write
-///   body (a malloc debugger's layout);
-/// - 50,000 grants of 1 to 16 words at random places, with random permissions.
+///   body (a malloc debugger's layout), at 40 MiB;
+/// - 50,000 grants of 1 to 16 words, random places and permissions, in the 16 MiB heap
+///   window at [`HEAP_BASE`] (one grant per 335 bytes there).
+///
+/// So a quarter of the space is fine-grained and the rest is coarse.
 #[must_use]
 pub fn mixed_layout(seed: u64) -> Vec<(WordRange, Perm)> {
+    layout(seed, HEAP_BASE, HEAP_BYTES)
+}
+
+/// The adversarial layout for multi-level tables: like [`mixed_layout`], but the 50,000
+/// grants are spread over all 64 MiB, so almost every 4 KiB block holds several.
+#[must_use]
+pub fn dense_layout(seed: u64) -> Vec<(WordRange, Perm)> {
+    layout(seed, LAYOUT_BASE, LAYOUT_BYTES)
+}
+
+fn layout(seed: u64, grants_base: u64, grants_bytes: u64) -> Vec<(WordRange, Perm)> {
     let w = AddrWidth::Bits32;
     let mut out = Vec::new();
     let cycle = [
@@ -46,7 +65,7 @@ pub fn mixed_layout(seed: u64) -> Vec<(WordRange, Perm)> {
     let mut rng = SplitMix64::new(seed);
     for _ in 0..50_000 {
         let words = 1 + rng.below(16);
-        let start = LAYOUT_BASE / 4 + rng.below(LAYOUT_BYTES / 4 - words);
+        let start = grants_base / 4 + rng.below(grants_bytes / 4 - words);
         let perm = Perm::ALL[rng.below(4) as usize];
         out.push((
             WordRange::new(start, start + words).expect("non-empty"),
@@ -56,11 +75,11 @@ pub fn mixed_layout(seed: u64) -> Vec<(WordRange, Perm)> {
     out
 }
 
-/// `STREAM_LEN` consecutive word addresses from 2 MiB into the layout (a uniform region, its
-/// edge, and the grants in it).
+/// `STREAM_LEN` consecutive word addresses (256 KiB) ending 64 KiB into the heap window: a
+/// uniform region, its edge, and the grants past it.
 #[must_use]
 pub fn sequential_words() -> Vec<u64> {
-    let first = (LAYOUT_BASE + (2 << 20)) / 4;
+    let first = (HEAP_BASE - (192 << 10)) / 4;
     (first..first + STREAM_LEN as u64).collect()
 }
 

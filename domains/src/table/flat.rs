@@ -52,6 +52,7 @@ impl Flat {
         }
     }
 
+    #[inline]
     fn chunk_u64s(&self) -> usize {
         1usize << (self.chunk_shift - 5)
     }
@@ -126,6 +127,12 @@ impl PermTable for Flat {
                 perms: (word >> (2 * group)) as u32,
             },
         }
+    }
+
+    #[inline]
+    fn perm(&self, w: WordAddr) -> Perm {
+        let word = self.slot(w.0).map_or(0, |i| self.bits[i]);
+        Perm::from_bits(word >> (2 * (w.0 % WORDS_PER_U64)))
     }
 
     fn footprint_bytes(&self) -> usize {

@@ -1,22 +1,28 @@
 //! The multi-level permissions table (MLPT) of Mondriaan Memory Protection.
 //!
-//! A radix tree over word addresses. Every entry of an upper-level node is one of:
-//! - **uniform**: one permission for the whole aligned block the entry covers;
-//! - **mini-SST**: up to [`MINI_SST_RUNS`] `(start, perm)` runs describing its block, kept
-//!   where a block has few permission changes (a mini-SST is far smaller than a node);
-//! - **pointer** to a node of the next level, or, at the last upper level, to a **leaf**: a
-//!   vector of 2-bit permissions, one per word.
+//! A radix tree over word addresses with 64-bit entries. An upper-level entry is either
+//! - a **pointer** to a node of the next level, or, at the last upper level, to a **leaf**: a
+//!   vector of 2-bit permissions, one per word; or
+//! - a **value**: an inline mini-SST of up to [`MINI_SST_RUNS`] runs describing the entry's
+//!   whole aligned block. A uniform block is a value with one run.
 //!
-//! The table is kept in a canonical form: an entry is a pointer only when its block has more
-//! than [`MINI_SST_RUNS`] runs, a mini-SST only when it has 2 to [`MINI_SST_RUNS`] runs, and
-//! uniform otherwise. So the structure, and the footprint, depend only on the permissions it
-//! holds, and setting a range back to uniform frees every node below it.
+//! A value entry is laid out as: bit 0 clear; bits 1..9 the permissions of runs 0..4 (two bits
+//! each); then up to three run boundaries (word offsets within the block) of `shift` bits each,
+//! where `shift` is log2 of the block's words. A boundary of 0 is unused. The run holding
+//! offset `o` is the number of used boundaries `<= o`, so decoding needs no branches. Large
+//! blocks have room for fewer boundaries (a root entry of 2^24 words holds two); see
+//! [`Mlpt::runs_per_entry`]. A pointer entry has bit 0 set and the node's index above it.
 //!
-//! The default [`LevelPlan`] for 32-bit addresses splits a word index (30 bits) as 6 / 7 / 8
-//! upper-level bits and 9 leaf bits: a 64-entry root (256 bytes; the paper notes its 4 KiB
+//! The table is kept canonical: an entry is a pointer only when its block has more runs than a
+//! value of its level holds. So the structure, and the footprint, depend only on the
+//! permissions held; setting a range back to uniform frees every node below it; and a large
+//! aligned range costs O(blocks).
+//!
+//! The default [`LevelPlan`] for 32-bit addresses splits a word index (30 bits) as 6 / 7 / 7
+//! upper-level bits and 10 leaf bits: a 64-entry root (512 bytes; the paper notes its 4 KiB
 //! root "can be made smaller"), root entries covering 64 MiB, second-level entries 512 KiB,
-//! third-level entries 2 KiB, and 128-byte leaves of 512 words. A lookup makes one reference
-//! per level it visits: 1 for a uniform root entry, 4 for a word in a leaf.
+//! third-level entries 4 KiB, and 256-byte leaves of 1,024 words. A lookup makes one
+//! reference per level it visits: 1 for a value in the root, 4 for a word in a leaf.
 
 use super::{
     Cover, InvariantError, Lookup, PermTable, TableError, TableFormat, VECTOR_WORDS,
@@ -25,23 +31,25 @@ use super::{
 use crate::addr::{AddrWidth, WordAddr, WordRange};
 use crate::perm::Perm;
 
-/// Most runs a mini-SST entry holds.
+/// Most runs a value entry holds (at levels whose blocks are small enough).
 pub const MINI_SST_RUNS: usize = 4;
 
 /// Most upper levels a plan may have.
 const MAX_LEVELS: usize = 7;
-
-const TAG_UNIFORM: u32 = 0;
-const TAG_NODE: u32 = 1;
-const TAG_MINI: u32 = 2;
+/// Bit of a value entry where the boundaries start.
+const BOUNDS_AT: u32 = 9;
 
 #[inline]
-const fn uniform(p: Perm) -> u32 {
-    (p as u32) << 2
+const fn is_pointer(e: u64) -> bool {
+    e & 1 == 1
 }
 #[inline]
-const fn pointer(tag: u32, idx: u32) -> u32 {
-    (idx << 2) | tag
+const fn pointer(off: usize) -> u64 {
+    ((off as u64) << 1) | 1
+}
+#[inline]
+const fn uniform(p: Perm) -> u64 {
+    (p as u64) << 1
 }
 
 /// How the word-index bits split across the levels of an [`Mlpt`].
@@ -52,17 +60,17 @@ pub struct LevelPlan {
 }
 
 impl LevelPlan {
-    /// The default plan for a width: `[6, 7, 8] + 9` for 32 bits, `[7, 10, 10, 10] + 9` for 48.
+    /// The default plan for a width: `[6, 7, 7] + 10` for 32 bits, `[7, 10, 10, 9] + 10` for 48.
     #[must_use]
     pub fn for_width(width: AddrWidth) -> LevelPlan {
         match width {
             AddrWidth::Bits32 => LevelPlan {
-                upper: vec![6, 7, 8],
-                leaf: 9,
+                upper: vec![6, 7, 7],
+                leaf: 10,
             },
             AddrWidth::Bits48 => LevelPlan {
-                upper: vec![7, 10, 10, 10],
-                leaf: 9,
+                upper: vec![7, 10, 10, 9],
+                leaf: 10,
             },
         }
     }
@@ -97,58 +105,71 @@ impl LevelPlan {
     }
 }
 
-/// Nodes of one size, back to back, with a free list.
+/// Every node of a table, of every level, and every leaf, in one `Vec<u64>`; a pointer
+/// entry holds a node's offset in it, so each level of a walk is one dependent load.
+/// Node sizes are per class: class `l < levels` is an upper level, class `levels` the leaves.
 #[derive(Debug, Clone)]
-struct Arena<T> {
-    data: Vec<T>,
-    stride: usize,
-    free: Vec<u32>,
-    live: usize,
+struct Pool {
+    data: Vec<u64>,
+    /// Words in a node of each class.
+    size: Vec<usize>,
+    /// Offsets of freed nodes of each class.
+    free: Vec<Vec<usize>>,
+    /// Live nodes of each class.
+    live: Vec<usize>,
 }
 
-impl<T: Copy + Default> Arena<T> {
-    fn new(stride: usize) -> Self {
-        Arena {
+impl Pool {
+    fn new(size: Vec<usize>) -> Self {
+        let n = size.len();
+        Pool {
             data: Vec::new(),
-            stride,
-            free: Vec::new(),
-            live: 0,
+            size,
+            free: vec![Vec::new(); n],
+            live: vec![0; n],
         }
     }
 
-    /// A node with every element `T::default()`.
-    fn alloc(&mut self) -> u32 {
-        self.live += 1;
-        if let Some(i) = self.free.pop() {
-            let s = i as usize * self.stride;
-            self.data[s..s + self.stride].fill(T::default());
-            return i;
+    /// A zeroed node of class `c`; its offset.
+    fn alloc(&mut self, c: usize) -> usize {
+        self.live[c] += 1;
+        let n = self.size[c];
+        if let Some(off) = self.free[c].pop() {
+            self.data[off..off + n].fill(0);
+            return off;
         }
-        let i = self.data.len() / self.stride;
-        self.data
-            .resize(self.data.len() + self.stride, T::default());
-        u32::try_from(i).expect("fewer than 2^30 nodes: bounded by the table's memory cap")
+        let off = self.data.len();
+        self.data.resize(off + n, 0);
+        off
     }
 
-    fn release(&mut self, i: u32) {
-        self.live -= 1;
-        self.free.push(i);
-    }
-
-    #[inline]
-    fn node(&self, i: u32) -> &[T] {
-        let s = i as usize * self.stride;
-        &self.data[s..s + self.stride]
+    fn release(&mut self, c: usize, off: usize) {
+        self.live[c] -= 1;
+        self.free[c].push(off);
     }
 
     #[inline]
-    fn node_mut(&mut self, i: u32) -> &mut [T] {
-        let s = i as usize * self.stride;
-        &mut self.data[s..s + self.stride]
+    fn node(&self, c: usize, off: usize) -> &[u64] {
+        &self.data[off..off + self.size[c]]
+    }
+
+    #[inline]
+    fn node_mut(&mut self, c: usize, off: usize) -> &mut [u64] {
+        let n = self.size[c];
+        &mut self.data[off..off + n]
     }
 
     fn live_bytes(&self) -> usize {
-        self.live * self.stride * size_of::<T>()
+        self.live
+            .iter()
+            .zip(&self.size)
+            .map(|(l, s)| l * s * 8)
+            .sum()
+    }
+
+    /// Whether `off` is the start of a live node of class `c` (slow; for invariant checks).
+    fn is_live(&self, c: usize, off: usize) -> bool {
+        off + self.size[c] <= self.data.len() && !self.free[c].contains(&off)
     }
 }
 
@@ -191,16 +212,6 @@ impl<const N: usize> Runs<N> {
         }
     }
 
-    /// Which run holds offset `off`.
-    #[inline]
-    fn find(&self, off: u64) -> usize {
-        let mut k = 0;
-        while k + 1 < self.n && self.start[k + 1] <= off {
-            k += 1;
-        }
-        k
-    }
-
     /// These runs with `[lo, hi)` set to `perm` (offsets; the block has `size` words).
     fn apply<const M: usize>(&self, size: u64, lo: u64, hi: u64, perm: Perm) -> Runs<M> {
         let mut out = Runs::<M>::EMPTY;
@@ -222,14 +233,7 @@ impl<const N: usize> Runs<N> {
     }
 }
 
-/// A mini-SST: 2 to [`MINI_SST_RUNS`] runs of a block.
-type MiniSst = Runs<MINI_SST_RUNS>;
-
-impl Default for MiniSst {
-    fn default() -> Self {
-        Runs::EMPTY
-    }
-}
+type ValueRuns = Runs<MINI_SST_RUNS>;
 
 /// A multi-level permissions table. See the [module docs](self).
 #[derive(Debug, Clone)]
@@ -242,10 +246,10 @@ pub struct Mlpt {
     shift: [u32; MAX_LEVELS],
     /// `mask[l]`: index mask of level `l`.
     mask: [u64; MAX_LEVELS],
-    /// `inner[l]` holds the nodes of upper level `l`; the root is node 0 of `inner[0]`.
-    inner: Vec<Arena<u32>>,
-    leaves: Arena<u64>,
-    minis: Arena<MiniSst>,
+    /// `bounds[l]`: run boundaries a value entry of level `l` holds (runs = bounds + 1).
+    bounds: [u32; MAX_LEVELS],
+    /// All nodes; the root is at offset 0. Class `levels` is the leaves.
+    pool: Pool,
     cap: Option<usize>,
 }
 
@@ -262,29 +266,28 @@ impl Mlpt {
         let levels = plan.upper.len();
         let mut shift = [0u32; MAX_LEVELS];
         let mut mask = [0u64; MAX_LEVELS];
+        let mut bounds = [0u32; MAX_LEVELS];
         let mut below = u32::from(plan.leaf);
         for l in (0..levels).rev() {
             shift[l] = below;
             mask[l] = (1u64 << plan.upper[l]) - 1;
+            // Boundaries of `below` bits after the 9 bits of tag and permissions.
+            bounds[l] = ((64 - BOUNDS_AT) / below).min(MINI_SST_RUNS as u32 - 1);
             below += u32::from(plan.upper[l]);
         }
-        let mut inner: Vec<Arena<u32>> = plan
-            .upper
-            .iter()
-            .map(|&b| Arena::new(1usize << b))
-            .collect();
-        let root = inner[0].alloc();
+        let mut sizes: Vec<usize> = plan.upper.iter().map(|&b| 1usize << b).collect();
+        sizes.push(1usize << (plan.leaf - 5));
+        let mut pool = Pool::new(sizes);
+        let root = pool.alloc(0);
         debug_assert_eq!(root, 0);
-        let leaves = Arena::new(1usize << (plan.leaf - 5));
         Mlpt {
             width,
             plan,
             levels,
             shift,
             mask,
-            inner,
-            leaves,
-            minis: Arena::new(1),
+            bounds,
+            pool,
             cap: None,
         }
     }
@@ -295,13 +298,19 @@ impl Mlpt {
         &self.plan
     }
 
-    /// Live counts: `(inner nodes including the root, leaves, mini-SSTs)`.
+    /// Most runs a value entry of upper level `level` (0 = root) holds; `None` past the
+    /// last level.
     #[must_use]
-    pub fn node_counts(&self) -> (usize, usize, usize) {
+    pub fn runs_per_entry(&self, level: usize) -> Option<usize> {
+        (level < self.levels).then(|| self.bounds[level] as usize + 1)
+    }
+
+    /// Live counts: `(inner nodes including the root, leaves)`.
+    #[must_use]
+    pub fn node_counts(&self) -> (usize, usize) {
         (
-            self.inner.iter().map(|a| a.live).sum(),
-            self.leaves.live,
-            self.minis.live,
+            self.pool.live[..self.levels].iter().sum(),
+            self.pool.live[self.levels],
         )
     }
 
@@ -311,67 +320,104 @@ impl Mlpt {
         1u64 << self.shift[l]
     }
 
-    /// Worst-case bytes one `set` can add: two new paths of nodes and their mini-SSTs.
+    /// Worst-case bytes one `set` can add: two new paths of nodes down to leaves.
     fn worst_growth(&self) -> usize {
-        let nodes: usize =
-            self.inner[1..].iter().map(|a| a.stride * 4).sum::<usize>() + self.leaves.stride * 8;
-        2 * nodes + 2 * (self.levels + 1) * MINI_SST_RUNS * size_of::<MiniSst>()
+        let nodes: usize = self.pool.size[1..].iter().map(|s| s * 8).sum();
+        2 * nodes
     }
 
-    fn mini_entry(&mut self, runs: MiniSst) -> u32 {
-        let i = self.minis.alloc();
-        self.minis.node_mut(i)[0] = runs;
-        pointer(TAG_MINI, i)
+    /// Index of the run of value entry `e` (level `l`) holding offset `off`. Branch-free:
+    /// always three boundary slots, the unused ones masked off, so the loop's trip count does
+    /// not depend on the level.
+    #[inline]
+    fn run_index(&self, l: usize, e: u64, off: u64) -> u64 {
+        let s = self.shift[l];
+        let m = (1u64 << s) - 1;
+        let nb = self.bounds[l];
+        let mut idx = 0;
+        for k in 0..(MINI_SST_RUNS as u32 - 1) {
+            let used = u64::from(k < nb);
+            let b = e.wrapping_shr(BOUNDS_AT + k * s) & m;
+            idx += used & u64::from(b != 0) & u64::from(off >= b);
+        }
+        idx
+    }
+
+    /// The permission of run `k` of a value entry.
+    #[inline]
+    fn run_perm(e: u64, k: u64) -> Perm {
+        Perm::from_bits(e >> (1 + 2 * k))
+    }
+
+    /// The runs of value entry `e` of level `l`.
+    fn value_runs(&self, l: usize, e: u64) -> ValueRuns {
+        let s = self.shift[l];
+        let m = (1u64 << s) - 1;
+        let mut r = ValueRuns::EMPTY;
+        r.push(0, Self::run_perm(e, 0));
+        for k in 0..self.bounds[l] {
+            let b = (e >> (BOUNDS_AT + k * s)) & m;
+            if b == 0 {
+                break;
+            }
+            r.push(b, Self::run_perm(e, u64::from(k) + 1));
+        }
+        r
+    }
+
+    /// The value entry of level `l` for `runs`, if they fit in one.
+    fn value_of<const N: usize>(&self, l: usize, runs: &Runs<N>) -> Option<u64> {
+        if runs.n > self.bounds[l] as usize + 1 {
+            return None;
+        }
+        let s = self.shift[l];
+        let mut e = 0u64;
+        for k in 0..runs.n {
+            e |= runs.perm[k].bits() << (1 + 2 * k);
+            if k > 0 {
+                e |= runs.start[k] << (BOUNDS_AT + (k as u32 - 1) * s);
+            }
+        }
+        Some(e)
     }
 
     /// Frees everything below entry `e` of level `l`.
-    fn free_entry(&mut self, l: usize, e: u32) {
-        let idx = e >> 2;
-        match e & 3 {
-            TAG_MINI => self.minis.release(idx),
-            TAG_NODE if l + 1 == self.levels => self.leaves.release(idx),
-            TAG_NODE => {
-                for k in 0..self.inner[l + 1].stride {
-                    let c = self.inner[l + 1].node(idx)[k];
-                    if c & 3 != TAG_UNIFORM {
-                        self.free_entry(l + 1, c);
-                    }
-                }
-                self.inner[l + 1].release(idx);
-            }
-            _ => {}
+    fn free_entry(&mut self, l: usize, e: u64) {
+        if !is_pointer(e) {
+            return;
         }
+        let off = (e >> 1) as usize;
+        if l + 1 < self.levels {
+            for k in 0..self.pool.size[l + 1] {
+                let c = self.pool.data[off + k];
+                self.free_entry(l + 1, c);
+            }
+        }
+        self.pool.release(l + 1, off);
     }
 
     /// The entry for a block of level `l` holding `runs` (offsets within the block).
-    fn entry_from_runs<const N: usize>(&mut self, l: usize, runs: &Runs<N>) -> u32 {
-        if runs.n == 1 {
-            return uniform(runs.perm[0]);
+    fn entry_from_runs<const N: usize>(&mut self, l: usize, runs: &Runs<N>) -> u64 {
+        match self.value_of(l, runs) {
+            Some(e) => e,
+            None => self.materialize(l, runs),
         }
-        if runs.n <= MINI_SST_RUNS {
-            let mut m = MiniSst::EMPTY;
-            for k in 0..runs.n {
-                m.push(runs.start[k], runs.perm[k]);
-            }
-            return self.mini_entry(m);
-        }
-        self.materialize(l, runs)
     }
 
     /// A new node (or leaf) below an entry of level `l` holding `runs`.
-    fn materialize<const N: usize>(&mut self, l: usize, runs: &Runs<N>) -> u32 {
+    fn materialize<const N: usize>(&mut self, l: usize, runs: &Runs<N>) -> u64 {
         let size = self.size(l);
         if l + 1 == self.levels {
-            let leaf = self.leaves.alloc();
-            let bits = self.leaves.node_mut(leaf);
+            let leaf = self.pool.alloc(self.levels);
+            let bits = self.pool.node_mut(self.levels, leaf);
             for k in 0..runs.n {
                 fill_2bit(bits, runs.start[k], runs.end_of(k, size), runs.perm[k]);
             }
-            return pointer(TAG_NODE, leaf);
+            return pointer(leaf);
         }
-        let node = self.inner[l + 1].alloc();
+        let node = self.pool.alloc(l + 1);
         let csize = self.size(l + 1);
-        for i in 0..self.inner[l + 1].stride as u64 {
+        for i in 0..self.pool.size[l + 1] as u64 {
             let (cb, ce) = (i * csize, (i + 1) * csize);
             let mut sub = Runs::<N>::EMPTY;
             for k in 0..runs.n {
@@ -381,210 +427,183 @@ impl Mlpt {
                 }
             }
             let ce = self.entry_from_runs(l + 1, &sub);
-            self.inner[l + 1].node_mut(node)[i as usize] = ce;
+            self.pool.data[node + i as usize] = ce;
         }
-        pointer(TAG_NODE, node)
+        pointer(node)
     }
 
     /// Sets words `[lo, hi)` (absolute, inside the block) below entry `e` of level `l`, whose
     /// block starts at `base`; returns the new entry.
-    fn set_entry(&mut self, l: usize, e: u32, base: u64, lo: u64, hi: u64, perm: Perm) -> u32 {
+    fn set_entry(&mut self, l: usize, e: u64, base: u64, lo: u64, hi: u64, perm: Perm) -> u64 {
         let size = self.size(l);
         if lo == base && hi == base + size {
             self.free_entry(l, e);
             return uniform(perm);
         }
         let (olo, ohi) = (lo - base, hi - base);
-        let idx = e >> 2;
-        match e & 3 {
-            TAG_UNIFORM => {
-                let held = Perm::from_bits(u64::from(e >> 2));
-                if held == perm {
-                    return e;
-                }
-                let mut one = MiniSst::EMPTY;
-                one.push(0, held);
-                let runs: MiniSst = one.apply(size, olo, ohi, perm);
-                self.mini_entry(runs)
+        if !is_pointer(e) {
+            let old = self.value_runs(l, e);
+            let runs: Runs<{ MINI_SST_RUNS + 2 }> = old.apply(size, olo, ohi, perm);
+            if let Some(v) = self.value_of(l, &runs) {
+                return v;
             }
-            TAG_MINI => {
-                let old = self.minis.node(idx)[0];
-                let runs: Runs<{ MINI_SST_RUNS + 2 }> = old.apply(size, olo, ohi, perm);
-                if runs.n <= MINI_SST_RUNS {
-                    self.minis.release(idx);
-                    return self.entry_from_runs(l, &runs);
-                }
-                // Too many runs for a mini-SST: expand into a node, then set within it.
-                self.minis.release(idx);
-                let node = self.materialize(l, &old);
-                self.set_entry(l, node, base, lo, hi, perm)
-            }
-            _ if l + 1 == self.levels => {
-                fill_2bit(self.leaves.node_mut(idx), olo, ohi, perm);
-                self.normalize_leaf(e)
-            }
-            _ => {
-                let c = l + 1;
-                let cshift = self.shift[c];
-                for i in (olo >> cshift)..=((ohi - 1) >> cshift) {
-                    let cbase = base + (i << cshift);
-                    let (clo, chi) = (lo.max(cbase), hi.min(cbase + self.size(c)));
-                    let ce = self.inner[c].node(idx)[i as usize];
-                    let ne = self.set_entry(c, ce, cbase, clo, chi, perm);
-                    self.inner[c].node_mut(idx)[i as usize] = ne;
-                }
-                self.normalize_node(l, e)
-            }
+            // Too many runs for a value: expand into a node, then set within it.
+            let node = self.materialize(l, &old);
+            return self.set_entry(l, node, base, lo, hi, perm);
         }
+        let idx = (e >> 1) as usize;
+        if l + 1 == self.levels {
+            fill_2bit(self.pool.node_mut(self.levels, idx), olo, ohi, perm);
+            return self.normalize_leaf(l, e);
+        }
+        let c = l + 1;
+        let cshift = self.shift[c];
+        for i in (olo >> cshift)..=((ohi - 1) >> cshift) {
+            let cbase = base + (i << cshift);
+            let (clo, chi) = (lo.max(cbase), hi.min(cbase + self.size(c)));
+            let ce = self.pool.data[idx + i as usize];
+            let ne = self.set_entry(c, ce, cbase, clo, chi, perm);
+            self.pool.data[idx + i as usize] = ne;
+        }
+        self.normalize_node(l, e)
     }
 
-    /// Replaces a leaf with a uniform or mini-SST entry if it has few enough runs.
-    fn normalize_leaf(&mut self, e: u32) -> u32 {
-        let idx = e >> 2;
-        match leaf_runs::<MINI_SST_RUNS>(self.leaves.node(idx)) {
-            Some(runs) => {
-                self.leaves.release(idx);
-                self.entry_from_runs(self.levels - 1, &runs)
+    /// Replaces a leaf with a value entry if it has few enough runs.
+    fn normalize_leaf(&mut self, l: usize, e: u64) -> u64 {
+        let idx = (e >> 1) as usize;
+        let Some(runs) = leaf_runs::<MINI_SST_RUNS>(self.pool.node(self.levels, idx)) else {
+            return e;
+        };
+        match self.value_of(l, &runs) {
+            Some(v) => {
+                self.pool.release(self.levels, idx);
+                v
             }
             None => e,
         }
     }
 
-    /// Replaces the node below entry `e` of level `l` if it has few enough runs.
-    fn normalize_node(&mut self, l: usize, e: u32) -> u32 {
-        let idx = e >> 2;
+    /// Replaces the node below entry `e` of level `l` with a value if it has few enough runs.
+    fn normalize_node(&mut self, l: usize, e: u64) -> u64 {
+        let idx = (e >> 1) as usize;
         let c = l + 1;
         let csize = self.size(c);
-        let mut runs = MiniSst::EMPTY;
-        for (i, &ce) in self.inner[c].node(idx).iter().enumerate() {
+        let mut runs = ValueRuns::EMPTY;
+        for (i, &ce) in self.pool.node(c, idx).iter().enumerate() {
+            // A child pointer means the child has more runs than a value of its level holds,
+            // and a value of this level holds no more than one of the level below.
+            if is_pointer(ce) {
+                return e;
+            }
+            let cr = self.value_runs(c, ce);
             let cbase = i as u64 * csize;
-            let fits = match ce & 3 {
-                TAG_UNIFORM => runs.push(cbase, Perm::from_bits(u64::from(ce >> 2))),
-                TAG_MINI => {
-                    let m = &self.minis.node(ce >> 2)[0];
-                    (0..m.n).all(|k| runs.push(cbase + m.start[k], m.perm[k]))
-                }
-                // A child node has more runs than a mini-SST holds, and so has this node.
-                _ => false,
-            };
-            if !fits {
+            if !(0..cr.n).all(|k| runs.push(cbase + cr.start[k], cr.perm[k])) {
                 return e;
             }
         }
-        self.free_entry(l, e);
-        self.entry_from_runs(l, &runs)
+        match self.value_of(l, &runs) {
+            Some(v) => {
+                self.free_entry(l, e);
+                v
+            }
+            None => e,
+        }
     }
 
-    /// Lookup inside a mini-SST entry of level `l`.
+    /// The lookup answer inside value entry `e` of level `l`.
     #[inline]
-    fn mini_lookup(&self, l: usize, idx: u32, w: u64, refs: u32) -> Lookup {
-        let m = &self.minis.node(idx)[0];
+    fn value_lookup(&self, l: usize, e: u64, w: u64, refs: u32) -> Lookup {
         let size = self.size(l);
         let base = w & !(size - 1);
-        let k = m.find(w - base);
-        let (lo, hi) = (base + m.start[k], base + m.end_of(k, size));
+        let k = self.run_index(l, e, w - base);
+        let perm = Self::run_perm(e, k);
+        if self.bounds[l] == 0 || e >> BOUNDS_AT == 0 {
+            return Lookup {
+                perm,
+                refs,
+                cover: Cover::Block {
+                    log2_words: self.shift[l] as u8,
+                },
+            };
+        }
+        let runs = self.value_runs(l, e);
+        let k = k as usize;
+        let (lo, hi) = (base + runs.start[k], base + runs.end_of(k, size));
         let cover = match aligned_block_within(w, lo, hi, self.shift[l] as u8) {
             Some(log2_words) => Cover::Block { log2_words },
             None => {
                 let g = w & !(VECTOR_WORDS - 1);
                 let mut perms = 0u32;
                 for j in 0..VECTOR_WORDS {
-                    perms |= (m.perm[m.find(g + j - base)] as u32) << (2 * j);
+                    let p = Self::run_perm(e, self.run_index(l, e, g + j - base));
+                    perms |= (p as u32) << (2 * j);
                 }
                 Cover::Vector16 { perms }
             }
         };
-        Lookup {
-            perm: m.perm[k],
-            refs,
-            cover,
-        }
+        Lookup { perm, refs, cover }
     }
 
     /// Appends the runs below entry `e` of level `l` (block at `base`) to `out`; `false` if
     /// they do not fit. Slow; for invariant checks.
-    fn collect_runs<const N: usize>(&self, l: usize, e: u32, base: u64, out: &mut Runs<N>) -> bool {
-        let idx = e >> 2;
-        match e & 3 {
-            TAG_UNIFORM => out.push(base, Perm::from_bits(u64::from(e >> 2))),
-            TAG_MINI => {
-                let m = &self.minis.node(idx)[0];
-                (0..m.n).all(|k| out.push(base + m.start[k], m.perm[k]))
-            }
-            _ if l + 1 == self.levels => match leaf_runs::<N>(self.leaves.node(idx)) {
+    fn collect_runs<const N: usize>(&self, l: usize, e: u64, base: u64, out: &mut Runs<N>) -> bool {
+        if !is_pointer(e) {
+            let r = self.value_runs(l, e);
+            return (0..r.n).all(|k| out.push(base + r.start[k], r.perm[k]));
+        }
+        let idx = (e >> 1) as usize;
+        if l + 1 == self.levels {
+            return match leaf_runs::<N>(self.pool.node(self.levels, idx)) {
                 Some(r) => (0..r.n).all(|k| out.push(base + r.start[k], r.perm[k])),
                 None => false,
-            },
-            _ => (0..self.inner[l + 1].stride as u64).all(|i| {
-                let ce = self.inner[l + 1].node(idx)[i as usize];
-                self.collect_runs(l + 1, ce, base + (i << self.shift[l + 1]), out)
-            }),
+            };
         }
+        (0..self.pool.size[l + 1] as u64).all(|i| {
+            let ce = self.pool.data[idx + i as usize];
+            self.collect_runs(l + 1, ce, base + (i << self.shift[l + 1]), out)
+        })
     }
 
     /// Checks the subtree below entry `e` of level `l`; counts reachable nodes.
     fn check_entry(
         &self,
         l: usize,
-        e: u32,
+        e: u64,
         base: u64,
-        counts: &mut [usize; 3],
+        counts: &mut [usize; 2],
     ) -> Result<(), InvariantError> {
         let bad = |what: String| Err(InvariantError::new(TableFormat::Mlpt, what));
-        let idx = e >> 2;
-        let size = self.size(l);
-        match e & 3 {
-            TAG_UNIFORM => {
-                if e >> 4 != 0 {
-                    return bad(format!("uniform entry {e:#x} at level {l} has stray bits"));
-                }
+        if !is_pointer(e) {
+            // Canonical value: used boundaries first, strictly increasing, inside the block,
+            // adjacent runs differ, unused permission slots and bits zero.
+            let r = self.value_runs(l, e);
+            let distinct =
+                (1..r.n).all(|k| r.start[k - 1] < r.start[k] && r.perm[k - 1] != r.perm[k]);
+            if !distinct || self.value_of(l, &r) != Some(e) {
+                return bad(format!(
+                    "value entry {e:#x} at level {l}, word {base:#x}, is not canonical"
+                ));
             }
-            TAG_MINI => {
-                counts[2] += 1;
-                if idx as usize >= self.minis.data.len() || self.minis.free.contains(&idx) {
-                    return bad(format!("mini-SST {idx} at level {l} is not live"));
-                }
-                let m = &self.minis.node(idx)[0];
-                let sorted = (1..m.n).all(|k| {
-                    m.start[k - 1] < m.start[k] && m.perm[k - 1] != m.perm[k] && m.start[k] < size
-                });
-                if m.n < 2 || m.start[0] != 0 || !sorted {
-                    return bad(format!(
-                        "mini-SST {idx} at {base:#x} is not canonical: {m:?}"
-                    ));
-                }
+            return Ok(());
+        }
+        let idx = (e >> 1) as usize;
+        let leaf = l + 1 == self.levels;
+        if !self.pool.is_live(l + 1, idx) {
+            return bad(format!("node {idx} below level {l} is not live"));
+        }
+        counts[usize::from(leaf)] += 1;
+        let mut few = Runs::<MINI_SST_RUNS>::EMPTY;
+        if self.collect_runs(l, e, base, &mut few) && self.value_of(l, &few).is_some() {
+            return bad(format!(
+                "node below level {l} at word {base:#x} has {} runs: should be a value",
+                few.n
+            ));
+        }
+        if !leaf {
+            for i in 0..self.pool.size[l + 1] as u64 {
+                let ce = self.pool.data[idx + i as usize];
+                self.check_entry(l + 1, ce, base + (i << self.shift[l + 1]), counts)?;
             }
-            TAG_NODE => {
-                let leaf = l + 1 == self.levels;
-                let arena_len = if leaf {
-                    self.leaves.data.len() / self.leaves.stride
-                } else {
-                    self.inner[l + 1].data.len() / self.inner[l + 1].stride
-                };
-                let freed = if leaf {
-                    self.leaves.free.contains(&idx)
-                } else {
-                    self.inner[l + 1].free.contains(&idx)
-                };
-                if idx as usize >= arena_len || freed {
-                    return bad(format!("node {idx} below level {l} is not live"));
-                }
-                counts[usize::from(leaf)] += 1;
-                let mut few = MiniSst::EMPTY;
-                if self.collect_runs(l, e, base, &mut few) {
-                    return bad(format!(
-                        "node below level {l} at word {base:#x} has {} runs: should be compressed",
-                        few.n
-                    ));
-                }
-                if !leaf {
-                    for i in 0..self.inner[l + 1].stride as u64 {
-                        let ce = self.inner[l + 1].node(idx)[i as usize];
-                        self.check_entry(l + 1, ce, base + (i << self.shift[l + 1]), counts)?;
-                    }
-                }
-            }
-            _ => return bad(format!("entry {e:#x} at level {l} has an unknown tag")),
         }
         Ok(())
     }
@@ -628,9 +647,9 @@ impl PermTable for Mlpt {
         let s0 = self.shift[0];
         for i in (lo >> s0)..=((hi - 1) >> s0) {
             let base = i << s0;
-            let e = self.inner[0].node(0)[i as usize];
+            let e = self.pool.data[i as usize];
             let ne = self.set_entry(0, e, base, lo.max(base), hi.min(base + self.size(0)), perm);
-            self.inner[0].node_mut(0)[i as usize] = ne;
+            self.pool.data[i as usize] = ne;
         }
         Ok(())
     }
@@ -646,27 +665,18 @@ impl PermTable for Mlpt {
             };
         }
         let mut l = 0;
-        let mut e = self.inner[0].data[(w >> self.shift[0]) as usize];
+        let d = &self.pool.data[..];
+        let mut e = d[(w >> self.shift[0]) as usize];
         let mut refs = 1;
         loop {
-            match e & 3 {
-                TAG_UNIFORM => {
-                    return Lookup {
-                        perm: Perm::from_bits(u64::from(e >> 2)),
-                        refs,
-                        cover: Cover::Block {
-                            log2_words: self.shift[l] as u8,
-                        },
-                    };
-                }
-                TAG_MINI => return self.mini_lookup(l, e >> 2, w, refs + 1),
-                _ => {}
+            if !is_pointer(e) {
+                return self.value_lookup(l, e, w, refs);
             }
             refs += 1;
-            let idx = (e >> 2) as usize;
+            let idx = (e >> 1) as usize;
             if l + 1 == self.levels {
                 let off = w & (self.size(l) - 1);
-                let word = self.leaves.data[idx * self.leaves.stride + (off / 32) as usize];
+                let word = d[idx + (off / 32) as usize];
                 return Lookup {
                     perm: Perm::from_bits(word >> (2 * (off % 32))),
                     refs,
@@ -676,8 +686,7 @@ impl PermTable for Mlpt {
                 };
             }
             l += 1;
-            let a = &self.inner[l];
-            e = a.data[idx * a.stride + ((w >> self.shift[l]) & self.mask[l]) as usize];
+            e = d[idx + ((w >> self.shift[l]) & self.mask[l]) as usize];
         }
     }
 
@@ -689,32 +698,26 @@ impl PermTable for Mlpt {
             return Perm::None;
         }
         let mut l = 0;
-        let mut e = self.inner[0].data[(w >> self.shift[0]) as usize];
+        let d = &self.pool.data[..];
+        let mut e = d[(w >> self.shift[0]) as usize];
         loop {
-            match e & 3 {
-                TAG_UNIFORM => return Perm::from_bits(u64::from(e >> 2)),
-                TAG_MINI => {
-                    let m = &self.minis.data[(e >> 2) as usize];
-                    return m.perm[m.find(w & (self.size(l) - 1))];
-                }
-                _ => {}
+            if !is_pointer(e) {
+                let off = w & (self.size(l) - 1);
+                return Self::run_perm(e, self.run_index(l, e, off));
             }
-            let idx = (e >> 2) as usize;
+            let idx = (e >> 1) as usize;
             if l + 1 == self.levels {
                 let off = w & (self.size(l) - 1);
-                let word = self.leaves.data[idx * self.leaves.stride + (off / 32) as usize];
+                let word = d[idx + (off / 32) as usize];
                 return Perm::from_bits(word >> (2 * (off % 32)));
             }
             l += 1;
-            let a = &self.inner[l];
-            e = a.data[idx * a.stride + ((w >> self.shift[l]) & self.mask[l]) as usize];
+            e = d[idx + ((w >> self.shift[l]) & self.mask[l]) as usize];
         }
     }
 
     fn footprint_bytes(&self) -> usize {
-        self.inner.iter().map(Arena::live_bytes).sum::<usize>()
-            + self.leaves.live_bytes()
-            + self.minis.live * size_of::<MiniSst>()
+        self.pool.live_bytes()
     }
 
     fn cap(&self) -> Option<usize> {
@@ -726,17 +729,17 @@ impl PermTable for Mlpt {
     }
 
     fn check_invariants(&self) -> Result<(), InvariantError> {
-        let mut counts = [0usize; 3];
-        for i in 0..self.inner[0].stride as u64 {
-            let e = self.inner[0].node(0)[i as usize];
+        let mut counts = [0usize; 2];
+        for i in 0..self.pool.size[0] as u64 {
+            let e = self.pool.data[i as usize];
             self.check_entry(0, e, i << self.shift[0], &mut counts)?;
         }
-        let inner_live: usize = self.inner[1..].iter().map(|a| a.live).sum();
-        let want = [inner_live, self.leaves.live, self.minis.live];
-        if counts != want || self.inner[0].live != 1 {
+        let inner_live: usize = self.pool.live[1..self.levels].iter().sum();
+        let want = [inner_live, self.pool.live[self.levels]];
+        if counts != want || self.pool.live[0] != 1 {
             return Err(InvariantError::new(
                 TableFormat::Mlpt,
-                format!("reachable (inner, leaves, minis) {counts:?} but live {want:?}"),
+                format!("reachable (inner, leaves) {counts:?} but live {want:?}"),
             ));
         }
         Ok(())
@@ -762,14 +765,53 @@ mod tests {
 
     #[test]
     fn runs_apply_splits_and_merges() {
-        let mut one = MiniSst::EMPTY;
+        let mut one = ValueRuns::EMPTY;
         one.push(0, Perm::None);
-        let r: MiniSst = one.apply(100, 10, 20, Perm::ReadOnly);
+        let r: ValueRuns = one.apply(100, 10, 20, Perm::ReadOnly);
         assert_eq!((r.n, r.start[1], r.start[2]), (3, 10, 20));
-        let r2: MiniSst = r.apply(100, 0, 10, Perm::ReadOnly);
+        let r2: ValueRuns = r.apply(100, 0, 10, Perm::ReadOnly);
         assert_eq!((r2.n, r2.start[1]), (2, 20));
-        let r3: MiniSst = r2.apply(100, 20, 100, Perm::ReadOnly);
+        let r3: ValueRuns = r2.apply(100, 20, 100, Perm::ReadOnly);
         assert_eq!(r3.n, 1);
+    }
+
+    #[test]
+    fn value_entries_round_trip_and_decode() {
+        let t = Mlpt::new(AddrWidth::Bits32);
+        assert_eq!(
+            t.runs_per_entry(0),
+            Some(3),
+            "root entries cover 2^24 words"
+        );
+        assert_eq!(t.runs_per_entry(2), Some(4));
+        let mut r = ValueRuns::EMPTY;
+        for (s, p) in [
+            (0, Perm::None),
+            (5, Perm::ReadWrite),
+            (6, Perm::ReadOnly),
+            (1023, Perm::None),
+        ] {
+            r.push(s, p);
+        }
+        let e = t.value_of(2, &r).unwrap();
+        assert!(!is_pointer(e));
+        let back = t.value_runs(2, e);
+        assert_eq!((back.n, back.start, back.perm), (r.n, r.start, r.perm));
+        let want = [
+            (0, Perm::None),
+            (4, Perm::None),
+            (5, Perm::ReadWrite),
+            (6, Perm::ReadOnly),
+            (1022, Perm::ReadOnly),
+            (1023, Perm::None),
+        ];
+        for (off, p) in want {
+            assert_eq!(Mlpt::run_perm(e, t.run_index(2, e, off)), p, "offset {off}");
+        }
+        assert!(
+            t.value_of(0, &r).is_none(),
+            "four runs do not fit a root entry"
+        );
     }
 
     #[test]
