@@ -2,10 +2,574 @@
 //!
 //! In MMP every load, store and fetch is checked against the running domain's permissions
 //! table; the protection lookaside buffer (PLB) caches those answers per CPU, keyed by
-//! (protection domain, address range), so that most checks never walk the table. An entry
-//! filled from an upper-level table entry covers its whole aligned block. This crate sits on
-//! `mmp-domains` (whose table lookups report how far an answer holds) and below the
-//! supervisor, which invalidates entries when it narrows a permission.
+//! (protection domain, address range), so that most checks never walk the table. This crate
+//! sits on `mmp-domains` and below the supervisor.
 //!
-//! Status: the PLB model is being built (tracked in the project's issues); this crate
-//! currently holds only its place in the workspace.
+//! **Entries.** A PLB entry is filled from a table lookup's [`Cover`]: an entry filled from an
+//! upper-level table entry covers its whole aligned block (its tag has don't-care low bits),
+//! one filled from a leaf covers an aligned group of 16 words with their 16 permissions. Both
+//! are stored alike, as a tag mask and a 16-word permission vector (a uniform block repeats
+//! one permission), so a hit is one compare and a shift.
+//!
+//! **Consistency** (the MMP paper leaves it open). Each protection domain has an *epoch*.
+//! An update that narrows any permission bumps the epoch after writing the table; every entry
+//! records the epoch it was filled under and hits only while that epoch is current. A checker
+//! reads the epoch before it probes or fills. So once a narrowing update has returned, no CPU
+//! can hit an entry filled before it: the next check misses and walks the new table. Widening
+//! needs no invalidation: an update that only widens advances a second counter, and a PLB hit
+//! that denies an access from before the last widening is re-checked against the table before
+//! it faults (as rust-vmm's IOTLB treats a failed translation as a miss). The
+//! price is that a narrowing flushes all of that domain's entries on every CPU, lazily, with
+//! no inter-processor interrupt and no waiting; the `check` benchmark's `revoke_*` ids measure
+//! it. [`shared`] holds the multi-threaded form of the protocol that the loom models verify.
+
+pub mod shared;
+
+use mmp_domains::table::VECTOR_WORDS;
+use mmp_domains::{Cover, Lookup, PdId, Perm, PermTable, WordAddr, WordRange};
+
+/// How the PLB picks a victim in a full set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replacement {
+    /// Least recently used.
+    Lru,
+    /// Uniformly random, from a seeded generator (deterministic runs).
+    Random {
+        /// Generator seed.
+        seed: u64,
+    },
+}
+
+/// The shape of a PLB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlbConfig {
+    /// Total entries; 0 turns the PLB off (every access walks the table).
+    pub entries: usize,
+    /// Ways per set: 1 is direct-mapped, `entries` fully associative.
+    pub ways: usize,
+    /// Victim choice.
+    pub replacement: Replacement,
+    /// Sidecar registers (the last entry used per address register); 0 for none.
+    pub sidecars: usize,
+}
+
+impl Default for PlbConfig {
+    /// 64 entries, 4-way, LRU, two sidecars (data and instruction).
+    fn default() -> Self {
+        PlbConfig {
+            entries: 64,
+            ways: 4,
+            replacement: Replacement::Lru,
+            sidecars: 2,
+        }
+    }
+}
+
+/// A PLB shape that cannot be built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PlbConfigError {
+    /// Ways must be at least 1 and divide the entry count.
+    #[error("{entries} PLB entries cannot be split into sets of {ways} ways")]
+    Ways {
+        /// Entries asked for.
+        entries: usize,
+        /// Ways asked for.
+        ways: usize,
+    },
+    /// The set count (`entries / ways`) must be a power of two.
+    #[error("{entries} PLB entries in {ways} ways make {sets} sets, not a power of two")]
+    Sets {
+        /// Entries asked for.
+        entries: usize,
+        /// Ways asked for.
+        ways: usize,
+        /// The resulting set count.
+        sets: usize,
+    },
+    /// At most 16 sidecar registers.
+    #[error("{sidecars} sidecar registers asked for; at most 16")]
+    Sidecars {
+        /// Sidecars asked for.
+        sidecars: usize,
+    },
+}
+
+/// Event counts of one PLB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PlbStats {
+    /// Probes answered by the entry array.
+    pub hits: u64,
+    /// Probes answered by a sidecar register.
+    pub sidecar_hits: u64,
+    /// Probes that found nothing (each is followed by a table walk).
+    pub misses: u64,
+    /// Hits that denied the access from before the domain's last widening, re-checked
+    /// against the table.
+    pub denied_hits: u64,
+    /// Entries written.
+    pub fills: u64,
+    /// Valid entries replaced by a fill.
+    pub evictions: u64,
+    /// Entries dropped as stale (an older epoch) or by a flush.
+    pub invalidations: u64,
+    /// Table memory references made by the walks after misses and denied hits.
+    pub table_refs: u64,
+}
+
+impl PlbStats {
+    /// Hits (array and sidecar) over all probes; 0 when nothing was probed.
+    #[must_use]
+    pub fn hit_rate(&self) -> f64 {
+        let hits = self.hits + self.sidecar_hits;
+        let all = hits + self.misses;
+        if all == 0 {
+            0.0
+        } else {
+            hits as f64 / all as f64
+        }
+    }
+
+    /// Adds `other`'s counts to these.
+    pub fn add(&mut self, other: &PlbStats) {
+        self.hits += other.hits;
+        self.sidecar_hits += other.sidecar_hits;
+        self.misses += other.misses;
+        self.denied_hits += other.denied_hits;
+        self.fills += other.fills;
+        self.evictions += other.evictions;
+        self.invalidations += other.invalidations;
+        self.table_refs += other.table_refs;
+    }
+}
+
+/// A domain's two update counters, read together before a check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Epochs {
+    /// Advanced by every update that narrows some permission: entries from an older
+    /// `narrow` never hit.
+    pub narrow: u64,
+    /// Advanced by every update that only widens: an entry from an older `widen` may be
+    /// narrower than the table, so a denial it gives is re-checked against the table.
+    pub widen: u64,
+}
+
+/// What a probe found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hit {
+    /// The entry's permission for the word.
+    pub perm: Perm,
+    /// Whether the entry postdates the domain's last widening, so a denial it gives is
+    /// final.
+    pub denial_is_final: bool,
+}
+
+/// One PLB entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    /// The protection domain the entry belongs to.
+    pub pd: PdId,
+    /// The domain's narrowing epoch when the entry was filled.
+    pub epoch: u64,
+    /// The domain's widening count when the entry was filled.
+    pub widen: u64,
+    /// `word & mask` of the words the entry covers.
+    pub tag: u64,
+    /// Which word-address bits the tag compares (low bits are don't-care).
+    pub mask: u64,
+    /// Permissions of the 16 words of a group, word 0 in the low bits; a block entry repeats
+    /// one permission.
+    pub vector: u32,
+}
+
+impl Entry {
+    /// The entry a lookup of word `w` for `pd` fills.
+    #[must_use]
+    pub fn from_lookup(pd: PdId, epochs: Epochs, w: u64, l: &Lookup) -> Entry {
+        let (mask, vector) = match l.cover {
+            Cover::Block { log2_words } => {
+                let mask = if log2_words >= 64 {
+                    0
+                } else {
+                    !((1u64 << log2_words) - 1)
+                };
+                (mask, 0x5555_5555u32 * l.perm as u32)
+            }
+            Cover::Vector16 { perms } => (!(VECTOR_WORDS - 1), perms),
+        };
+        Entry {
+            pd,
+            epoch: epochs.narrow,
+            widen: epochs.widen,
+            tag: w & mask,
+            mask,
+            vector,
+        }
+    }
+
+    /// Whether the entry covers word `w` of `pd` under `epoch`.
+    #[inline]
+    #[must_use]
+    pub fn matches(&self, pd: PdId, w: u64, epoch: u64) -> bool {
+        self.pd == pd && w & self.mask == self.tag && self.epoch == epoch
+    }
+
+    /// The permission the entry gives word `w` (which it must cover).
+    #[inline]
+    #[must_use]
+    pub fn perm(&self, w: u64) -> Perm {
+        Perm::from_bits(u64::from(self.vector >> (2 * (w % VECTOR_WORDS))))
+    }
+
+    /// First and one-past-last word the entry covers.
+    #[must_use]
+    pub fn span(&self) -> (u64, u64) {
+        (
+            self.tag,
+            self.tag.wrapping_add((!self.mask).wrapping_add(1)),
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    entry: Option<Entry>,
+    stamp: u64,
+}
+
+/// A protection lookaside buffer. See the [crate docs](crate).
+#[derive(Debug, Clone)]
+pub struct Plb {
+    cfg: PlbConfig,
+    set_mask: u64,
+    slots: Vec<Slot>,
+    sidecars: Vec<Option<Entry>>,
+    tick: u64,
+    rng: u64,
+    stats: PlbStats,
+}
+
+/// A PLB entry that grants more than the table it came from.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("PLB entry {entry:?} gives word {word:#x} {plb}, but the table only {table}")]
+pub struct Inconsistency {
+    /// The entry.
+    pub entry: Entry,
+    /// The word that disagrees.
+    pub word: u64,
+    /// What the entry says.
+    pub plb: Perm,
+    /// What the table says.
+    pub table: Perm,
+}
+
+impl Plb {
+    /// A PLB of the given shape, empty.
+    ///
+    /// # Errors
+    /// A [`PlbConfigError`] if the shape is impossible.
+    pub fn new(cfg: PlbConfig) -> Result<Plb, PlbConfigError> {
+        if cfg.sidecars > 16 {
+            return Err(PlbConfigError::Sidecars {
+                sidecars: cfg.sidecars,
+            });
+        }
+        let sets = if cfg.entries == 0 {
+            1
+        } else {
+            if cfg.ways == 0 || cfg.entries % cfg.ways != 0 {
+                return Err(PlbConfigError::Ways {
+                    entries: cfg.entries,
+                    ways: cfg.ways,
+                });
+            }
+            let sets = cfg.entries / cfg.ways;
+            if !sets.is_power_of_two() {
+                return Err(PlbConfigError::Sets {
+                    entries: cfg.entries,
+                    ways: cfg.ways,
+                    sets,
+                });
+            }
+            sets
+        };
+        let seed = match cfg.replacement {
+            Replacement::Random { seed } => seed,
+            Replacement::Lru => 0,
+        };
+        Ok(Plb {
+            cfg,
+            set_mask: sets as u64 - 1,
+            slots: vec![
+                Slot {
+                    entry: None,
+                    stamp: 0
+                };
+                cfg.entries
+            ],
+            sidecars: vec![None; cfg.sidecars],
+            tick: 0,
+            rng: seed,
+            stats: PlbStats::default(),
+        })
+    }
+
+    /// The shape.
+    #[must_use]
+    pub fn config(&self) -> PlbConfig {
+        self.cfg
+    }
+
+    /// The counters.
+    #[must_use]
+    pub fn stats(&self) -> PlbStats {
+        self.stats
+    }
+
+    /// Zeroes the counters (entries stay).
+    pub fn reset_stats(&mut self) {
+        self.stats = PlbStats::default();
+    }
+
+    #[inline]
+    fn set_of(&self, pd: PdId, w: u64) -> std::ops::Range<usize> {
+        // Index by the 16-word group, so a group's entries share a set; the PD is mixed in so
+        // domains sharing addresses spread out.
+        let set = ((w >> 4) ^ u64::from(pd.raw()).wrapping_mul(0x9e37_79b9)) & self.set_mask;
+        let first = set as usize * self.cfg.ways;
+        first..first + self.cfg.ways.min(self.slots.len())
+    }
+
+    /// Looks up word `w` of `pd` under the domain's current `epochs`, through sidecar `reg`
+    /// (ignored if there is no such sidecar). Counts a hit or a miss; drops stale entries it
+    /// meets.
+    #[inline]
+    pub fn probe(&mut self, pd: PdId, w: u64, epochs: Epochs, reg: usize) -> Option<Hit> {
+        let epoch = epochs.narrow;
+        let hit = |e: &Entry| Hit {
+            perm: e.perm(w),
+            denial_is_final: e.widen == epochs.widen,
+        };
+        if let Some(Some(e)) = self.sidecars.get(reg)
+            && e.matches(pd, w, epoch)
+        {
+            self.stats.sidecar_hits += 1;
+            return Some(hit(e));
+        }
+        self.tick += 1;
+        let tick = self.tick;
+        for i in self.set_of(pd, w) {
+            let slot = &mut self.slots[i];
+            let Some(e) = slot.entry else { continue };
+            if e.pd == pd && w & e.mask == e.tag {
+                if e.epoch != epoch {
+                    slot.entry = None;
+                    self.stats.invalidations += 1;
+                    continue;
+                }
+                slot.stamp = tick;
+                self.stats.hits += 1;
+                if let Some(s) = self.sidecars.get_mut(reg) {
+                    *s = Some(e);
+                }
+                return Some(hit(&e));
+            }
+        }
+        self.stats.misses += 1;
+        None
+    }
+
+    /// Counts a hit whose denial was not final (the caller re-walks the table).
+    pub fn note_denied_hit(&mut self) {
+        self.stats.denied_hits += 1;
+    }
+
+    /// Records the walk that followed a miss or a re-checked denial, and fills an entry from
+    /// it.
+    pub fn fill(&mut self, pd: PdId, w: u64, epochs: Epochs, l: &Lookup, reg: usize) {
+        self.stats.table_refs += u64::from(l.refs);
+        if self.slots.is_empty() {
+            return;
+        }
+        let new = Entry::from_lookup(pd, epochs, w, l);
+        self.tick += 1;
+        let range = self.set_of(pd, w);
+        // Replace an entry for the same words, else a free way, else the victim.
+        let same = range.clone().find(|&i| {
+            self.slots[i]
+                .entry
+                .is_some_and(|e| e.pd == pd && w & e.mask == e.tag)
+        });
+        let free = || range.clone().find(|&i| self.slots[i].entry.is_none());
+        let i = match same.or_else(free) {
+            Some(i) => i,
+            None => {
+                self.stats.evictions += 1;
+                match self.cfg.replacement {
+                    Replacement::Lru => range
+                        .clone()
+                        .min_by_key(|&i| self.slots[i].stamp)
+                        .expect("ways >= 1"),
+                    Replacement::Random { .. } => {
+                        self.rng = self
+                            .rng
+                            .wrapping_mul(6_364_136_223_846_793_005)
+                            .wrapping_add(1);
+                        range.start + ((self.rng >> 33) as usize % range.len())
+                    }
+                }
+            }
+        };
+        self.slots[i] = Slot {
+            entry: Some(new),
+            stamp: self.tick,
+        };
+        self.stats.fills += 1;
+        if let Some(s) = self.sidecars.get_mut(reg) {
+            *s = Some(new);
+        }
+    }
+
+    /// Drops every entry and sidecar of `pd`.
+    pub fn flush_pd(&mut self, pd: PdId) {
+        for s in &mut self.slots {
+            if s.entry.is_some_and(|e| e.pd == pd) {
+                s.entry = None;
+                self.stats.invalidations += 1;
+            }
+        }
+        for s in &mut self.sidecars {
+            if s.is_some_and(|e| e.pd == pd) {
+                *s = None;
+            }
+        }
+    }
+
+    /// Drops every entry and sidecar.
+    pub fn flush_all(&mut self) {
+        for s in &mut self.slots {
+            if s.entry.take().is_some() {
+                self.stats.invalidations += 1;
+            }
+        }
+        self.sidecars.fill(None);
+    }
+
+    /// The valid entries (array, then sidecars).
+    pub fn entries(&self) -> impl Iterator<Item = Entry> + '_ {
+        self.slots
+            .iter()
+            .filter_map(|s| s.entry)
+            .chain(self.sidecars.iter().filter_map(|s| *s))
+    }
+
+    /// Checks that no entry whose narrowing epoch is current grants more than its domain's
+    /// table, and that an entry filled since the last widening matches it exactly (so its
+    /// denials are right): for every word checked, the table's permission includes the
+    /// entry's. An entry may be
+    /// *narrower* than the table after a widening (widening does not invalidate; a denied hit
+    /// is re-checked against the table), never wider. `current(pd)` gives the table and epoch
+    /// of a live domain (`None` for a dead one, whose entries can never hit again because ids
+    /// are not reused). Vector entries are checked at all 16 words, block entries at their
+    /// first and last words.
+    ///
+    /// # Errors
+    /// The first [`Inconsistency`].
+    pub fn check_consistent<'t, F>(&self, current: F) -> Result<(), Inconsistency>
+    where
+        F: Fn(PdId) -> Option<(&'t dyn PermTable, Epochs)>,
+    {
+        for e in self.entries() {
+            let Some((table, epochs)) = current(e.pd) else {
+                continue;
+            };
+            let exact = e.widen == epochs.widen;
+            if e.epoch != epochs.narrow {
+                continue;
+            }
+            let (lo, hi) = e.span();
+            let words: Vec<u64> = if hi.wrapping_sub(lo) == VECTOR_WORDS {
+                (lo..hi).collect()
+            } else {
+                vec![lo, hi.wrapping_sub(1)]
+            };
+            for w in words {
+                let t = table.perm(WordAddr(w));
+                if !t.includes(e.perm(w)) || (exact && t != e.perm(w)) {
+                    return Err(Inconsistency {
+                        entry: e,
+                        word: w,
+                        plb: e.perm(w),
+                        table: t,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How setting a range to a permission changes what a domain may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Change {
+    /// Some word loses an access it allows now.
+    pub narrows: bool,
+    /// Some word gains an access it does not allow now.
+    pub widens: bool,
+}
+
+impl Change {
+    /// The domain's counters after an update with this change: a narrowing advances
+    /// `narrow` (invalidating every entry), else a widening advances `widen`.
+    #[must_use]
+    pub fn apply(self, e: Epochs) -> Epochs {
+        if self.narrows {
+            Epochs {
+                narrow: e.narrow + 1,
+                ..e
+            }
+        } else if self.widens {
+            Epochs {
+                widen: e.widen + 1,
+                ..e
+            }
+        } else {
+            e
+        }
+    }
+}
+
+/// How setting `range` to `perm` would change `table`; walks the table by its covers, so a
+/// large uniform range costs one lookup per block, and stops once both are known.
+#[must_use]
+pub fn change<T: PermTable + ?Sized>(table: &T, range: WordRange, perm: Perm) -> Change {
+    let mut c = Change::default();
+    let mut note = |held: Perm| {
+        c.narrows |= !perm.includes(held);
+        c.widens |= !held.includes(perm);
+        c.narrows && c.widens
+    };
+    let (mut w, end) = (range.start().0, range.end().0);
+    while w < end {
+        let l = table.lookup(WordAddr(w));
+        match l.cover {
+            Cover::Block { log2_words } => {
+                if note(l.perm) {
+                    break;
+                }
+                w = (w | ((1u64 << log2_words) - 1)).saturating_add(1);
+            }
+            Cover::Vector16 { perms } => {
+                let group_end = (w | (VECTOR_WORDS - 1)) + 1;
+                for x in w..group_end.min(end) {
+                    if note(Perm::from_bits(u64::from(
+                        perms >> (2 * (x % VECTOR_WORDS)),
+                    ))) {
+                        return c;
+                    }
+                }
+                w = group_end;
+            }
+        }
+    }
+    c
+}

@@ -1,10 +1,16 @@
-//! # mmp-supervisor: the memory supervisor, PD 0
+//! # mmp-supervisor: the memory supervisor, PD 0, and the machine it runs
 //!
 //! The MMP kernel paper moves protection policy into a small memory supervisor running as
 //! protection domain 0: it owns the permissions tables, allocates domains and memory, and
-//! implements the `mmp_*` API (`alloc_pd`, `alloc`, `set_perm`, `mem_chown`, stacks, gates)
-//! checked against ownership and grant chains. It sits on the hardware model (`mmp-domains`,
-//! `mmp-plb`, `mmp-gates`); MemGuard, the Linux split tool and the benchmarks are its clients.
+//! implements the `mmp_*` API checked against ownership and grant chains. It sits on the
+//! hardware model (`mmp-domains`, `mmp-plb`, `mmp-gates`); MemGuard, the Linux split tool and
+//! the benchmarks are its clients.
 //!
-//! Status: the supervisor is being built (tracked in the project's issues); this crate
-//! currently holds only its place in the workspace.
+//! This crate holds the [`machine`] now: CPUs with their PD registers and PLBs, the per-domain
+//! permissions tables, and sparse simulated memory, with every load, store and fetch checked.
+//! The supervisor's policy layer (the `mmp_*` API) is being built on top of it.
+
+pub mod machine;
+pub mod memory;
+
+pub use machine::{AccessError, Fault, FaultKind, Machine, MachineConfig, MachineError};

@@ -1,0 +1,131 @@
+//! `cargo bench -p mmp-benchmarks --bench check`: the machine's access-check path against a
+//! flat bitmap lookup, on the `tables` bench's 64 MiB layout and address streams. Each
+//! iteration checks a whole stream ([`STREAM_LEN`] loads); divide a median by `STREAM_LEN`.
+//!
+//! - `flat_seq`, `flat_random`: a direct `Flat` lookup per load (no PLB): the baseline;
+//! - `plb_hit_seq`: sequential loads through the machine with a 1,024-entry PLB (warm);
+//! - `walk_random`: random loads through the machine with an MLPT and a 16-entry PLB, so
+//!   nearly every load misses and walks the table;
+//! - `revoke_1cpu`, `revoke_2cpu`: narrow one word to read-only (the epoch advances), load it
+//!   from every CPU (each misses and refills), and widen it back. One iteration each.
+
+use std::hint::black_box;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use mmp_benchmarks::workloads::{STREAM_LEN, mixed_layout, random_words, sequential_words};
+use mmp_domains::{Access, AddrWidth, Flat, PdId, PdKind, Perm, PermTable, TableFormat, WordAddr};
+use mmp_plb::{PlbConfig, Replacement};
+use mmp_supervisor::{Machine, MachineConfig};
+
+fn machine(cpus: usize, entries: usize, ways: usize) -> (Machine, PdId) {
+    let plb = PlbConfig {
+        entries,
+        ways,
+        replacement: Replacement::Lru,
+        sidecars: 2,
+    };
+    let cfg = MachineConfig {
+        cpus,
+        width: AddrWidth::Bits32,
+        format: TableFormat::Mlpt,
+        plb,
+        max_pds: 16,
+    };
+    let mut m = Machine::new(cfg).expect("valid config");
+    let pd = m.create_pd(PdKind::Kernel).expect("room");
+    for (r, p) in mixed_layout(1) {
+        m.set_perm(pd, r.start().byte().0, r.len_words() * 4, p)
+            .expect("layout fits");
+    }
+    for cpu in 0..cpus {
+        m.switch_pd(cpu, pd).expect("live");
+    }
+    (m, pd)
+}
+
+fn sweep_machine(m: &mut Machine, words: &[u64]) -> usize {
+    words
+        .iter()
+        .filter(|&&w| m.check(0, w * 4, 4, Access::Read).is_ok())
+        .count()
+}
+
+fn sweep_flat(t: &Flat, words: &[u64]) -> usize {
+    words
+        .iter()
+        .filter(|&&w| t.perm(WordAddr(w)).allows(Access::Read))
+        .count()
+}
+
+fn check(c: &mut Criterion) {
+    let mut flat = Flat::new(AddrWidth::Bits32);
+    for (r, p) in mixed_layout(1) {
+        flat.set(r, p).expect("fits");
+    }
+    let seq = sequential_words();
+    let random = random_words(2);
+    let (mut hit_m, _) = machine(1, 1024, 4);
+    let (mut walk_m, _) = machine(1, 16, 4);
+    // The machine and the bitmap agree on every load of both streams.
+    assert_eq!(sweep_machine(&mut hit_m, &seq), sweep_flat(&flat, &seq));
+    assert_eq!(
+        sweep_machine(&mut walk_m, &random),
+        sweep_flat(&flat, &random)
+    );
+
+    let mut g = c.benchmark_group("check");
+    g.throughput(Throughput::Elements(STREAM_LEN as u64));
+    g.bench_function("flat_seq", |b| {
+        b.iter(|| sweep_flat(&flat, black_box(&seq)))
+    });
+    hit_m
+        .switch_pd(0, hit_m.running(0).expect("cpu 0"))
+        .expect("live");
+    let before = hit_m.plb_stats(0).expect("cpu 0");
+    g.bench_function("plb_hit_seq", |b| {
+        b.iter(|| sweep_machine(&mut hit_m, black_box(&seq)))
+    });
+    let s = hit_m.plb_stats(0).expect("cpu 0");
+    let hits = (s.hits + s.sidecar_hits) - (before.hits + before.sidecar_hits);
+    eprintln!(
+        "plb_hit_seq: hit rate {:.4} ({} misses)",
+        hits as f64 / (hits + s.misses - before.misses) as f64,
+        s.misses - before.misses
+    );
+    g.bench_function("flat_random", |b| {
+        b.iter(|| sweep_flat(&flat, black_box(&random)))
+    });
+    let before = walk_m.plb_stats(0).expect("cpu 0");
+    g.bench_function("walk_random", |b| {
+        b.iter(|| sweep_machine(&mut walk_m, black_box(&random)))
+    });
+    let s = walk_m.plb_stats(0).expect("cpu 0");
+    let probes =
+        (s.hits + s.sidecar_hits + s.misses) - (before.hits + before.sidecar_hits + before.misses);
+    eprintln!(
+        "walk_random: hit rate {:.4}, {:.2} table refs per load",
+        1.0 - (s.misses - before.misses) as f64 / probes as f64,
+        (s.table_refs - before.table_refs) as f64 / probes as f64
+    );
+    g.finish();
+
+    let mut g = c.benchmark_group("check");
+    g.throughput(Throughput::Elements(1));
+    for cpus in [1usize, 2] {
+        let (mut m, pd) = machine(cpus, 64, 4);
+        let word = mmp_benchmarks::workloads::LAYOUT_BASE + 0x100; // inside a read-write region
+        g.bench_function(format!("revoke_{cpus}cpu"), |b| {
+            b.iter(|| {
+                m.set_perm(pd, word, 4, Perm::ReadOnly).expect("live");
+                for cpu in 0..cpus {
+                    black_box(m.check(cpu, word, 4, Access::Read).is_ok());
+                }
+                m.set_perm(pd, word, 4, Perm::ReadWrite).expect("live");
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, check);
+criterion_main!(benches);

@@ -1,0 +1,574 @@
+//! The machine: CPUs, their PLBs, the per-domain permissions tables, and memory.
+//!
+//! This is the hardware the supervisor runs on. Each CPU has a PD register and a PLB; every
+//! protection domain has a permissions table and an epoch (see `mmp_plb` for the consistency
+//! protocol). `load`, `store` and `fetch` of 1, 2, 4 or 8 bytes at any address are checked on
+//! every word they touch and return the value or a [`Fault`]; PD 0, the supervisor, is not
+//! checked. Faults are precise: a faulting access has no effect.
+//!
+//! The machine runs its CPUs in one thread (a simulator interleaves them), so its methods take
+//! `&mut self`. Table updates go through [`Machine::set_perm`], which bumps the domain's epoch
+//! when it narrows anything, so no CPU's PLB can allow the old permission after it returns;
+//! there is no flush for a caller to forget.
+
+use mmp_domains::{
+    Access, AddrWidth, PdId, PdKind, Perm, PermTable, Table, TableError, TableFormat, WordAddr,
+};
+use mmp_plb::{Epochs, Plb, PlbConfig, PlbConfigError, PlbStats, change};
+use slab::Slab;
+
+/// Sidecar register used by loads and stores.
+pub const DATA_SIDECAR: usize = 0;
+/// Sidecar register used by instruction fetches.
+pub const FETCH_SIDECAR: usize = 1;
+
+/// The shape of a machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MachineConfig {
+    /// Number of CPUs (at least 1).
+    pub cpus: usize,
+    /// Address width.
+    pub width: AddrWidth,
+    /// Format of every domain's permissions table.
+    pub format: TableFormat,
+    /// Shape of every CPU's PLB.
+    pub plb: PlbConfig,
+    /// Most protection domains alive at once, PD 0 included.
+    pub max_pds: usize,
+}
+
+impl Default for MachineConfig {
+    /// One CPU, 32-bit, MLPT tables, the default PLB, 4,096 domains.
+    fn default() -> Self {
+        MachineConfig {
+            cpus: 1,
+            width: AddrWidth::Bits32,
+            format: TableFormat::Mlpt,
+            plb: PlbConfig::default(),
+            max_pds: 4096,
+        }
+    }
+}
+
+/// Why an access faulted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    /// A word the access touches does not allow it.
+    NoPermission {
+        /// Byte address of the first word that refused.
+        word_addr: u64,
+        /// What the domain holds there.
+        held: Perm,
+    },
+    /// The access reaches past the address width (or wraps).
+    OutOfRange,
+    /// The size is not 1, 2, 4 or 8 bytes.
+    BadSize,
+    /// The CPU does not exist (reported by [`Machine::check_via`]; `load`, `store` and
+    /// `fetch` report [`MachineError::NoSuchCpu`] instead).
+    NoSuchCpu,
+}
+
+/// A faulting access: what a CPU tried, as which domain, and why it failed. The access had
+/// no effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("CPU {cpu}, {pd}: {access} of {size} bytes at {addr:#x} faulted: {kind:?}")]
+pub struct Fault {
+    /// The CPU.
+    pub cpu: usize,
+    /// The domain running on it.
+    pub pd: PdId,
+    /// First byte of the access.
+    pub addr: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Read, write or execute.
+    pub access: Access,
+    /// Why.
+    pub kind: FaultKind,
+}
+
+/// A machine operation a caller got wrong. Nothing changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MachineError {
+    /// The configuration is unusable.
+    #[error("bad machine configuration: {0}")]
+    Config(String),
+    /// The PLB shape is impossible.
+    #[error(transparent)]
+    Plb(#[from] PlbConfigError),
+    /// No such CPU.
+    #[error("no CPU {cpu}: the machine has {cpus}")]
+    NoSuchCpu {
+        /// The CPU asked for.
+        cpu: usize,
+        /// CPUs there are.
+        cpus: usize,
+    },
+    /// The domain does not exist (never did, or was destroyed: its generation is stale).
+    #[error("{pd} does not exist")]
+    UnknownPd {
+        /// The id given.
+        pd: PdId,
+    },
+    /// PD 0 has no table to change and cannot be destroyed.
+    #[error("PD 0 (the supervisor) has no permissions table and cannot be destroyed")]
+    Supervisor,
+    /// The domain limit is reached.
+    #[error("cannot create a domain: {max} are alive, the limit")]
+    TooManyPds {
+        /// The limit.
+        max: usize,
+    },
+    /// The domain is running on a CPU.
+    #[error("{pd} is running on CPU {cpu}")]
+    PdRunning {
+        /// The domain.
+        pd: PdId,
+        /// A CPU it runs on.
+        cpu: usize,
+    },
+    /// The table refused the update.
+    #[error("{pd}: {source}")]
+    Table {
+        /// The domain whose table it was.
+        pd: PdId,
+        /// The table's error (range or memory cap).
+        source: TableError,
+    },
+}
+
+#[derive(Debug)]
+struct PdSlot {
+    id: PdId,
+    table: Table,
+    epochs: Epochs,
+}
+
+/// One CPU: its PD register and PLB.
+#[derive(Debug)]
+struct Cpu {
+    pd: PdId,
+    /// Slab key of `pd` (unused while `pd` is PD 0).
+    slot: usize,
+    plb: Plb,
+}
+
+/// The machine. See the [module docs](self).
+#[derive(Debug)]
+pub struct Machine {
+    cfg: MachineConfig,
+    cpus: Vec<Cpu>,
+    pds: Slab<PdSlot>,
+    /// Next generation of each slab key ever used.
+    generations: Vec<u32>,
+    memory: crate::memory::Memory,
+}
+
+impl Machine {
+    /// A machine with no domains but PD 0, every CPU running PD 0.
+    ///
+    /// # Errors
+    /// [`MachineError::Config`] for zero CPUs or a domain limit outside `1..=65536`;
+    /// [`MachineError::Plb`] for an impossible PLB.
+    pub fn new(cfg: MachineConfig) -> Result<Machine, MachineError> {
+        if cfg.cpus == 0 {
+            return Err(MachineError::Config(
+                "a machine needs at least one CPU".into(),
+            ));
+        }
+        if cfg.max_pds == 0 || cfg.max_pds > PdId::MAX_SLOTS as usize {
+            return Err(MachineError::Config(format!(
+                "max_pds {} is outside 1..={}",
+                cfg.max_pds,
+                PdId::MAX_SLOTS
+            )));
+        }
+        let cpus = (0..cfg.cpus)
+            .map(|_| {
+                Ok(Cpu {
+                    pd: PdId::SUPERVISOR,
+                    slot: 0,
+                    plb: Plb::new(cfg.plb)?,
+                })
+            })
+            .collect::<Result<Vec<_>, PlbConfigError>>()?;
+        let mut pds = Slab::new();
+        // Key 0 stands for PD 0, so domain indices match slab keys; it has no table in use.
+        let k = pds.insert(PdSlot {
+            id: PdId::SUPERVISOR,
+            table: Table::new(TableFormat::Sst, cfg.width),
+            epochs: Epochs::default(),
+        });
+        debug_assert_eq!(k, 0);
+        Ok(Machine {
+            cfg,
+            cpus,
+            pds,
+            generations: vec![1],
+            memory: crate::memory::Memory::new(),
+        })
+    }
+
+    /// The configuration.
+    #[must_use]
+    pub fn config(&self) -> MachineConfig {
+        self.cfg
+    }
+
+    /// Number of CPUs.
+    #[must_use]
+    pub fn cpus(&self) -> usize {
+        self.cpus.len()
+    }
+
+    fn cpu_index(&self, cpu: usize) -> Result<usize, MachineError> {
+        if cpu < self.cpus.len() {
+            Ok(cpu)
+        } else {
+            Err(MachineError::NoSuchCpu {
+                cpu,
+                cpus: self.cpus.len(),
+            })
+        }
+    }
+
+    /// The slab key of a live, non-supervisor domain.
+    fn slot(&self, pd: PdId) -> Result<usize, MachineError> {
+        if pd.is_supervisor() {
+            return Err(MachineError::Supervisor);
+        }
+        let k = pd.index() as usize;
+        match self.pds.get(k) {
+            Some(s) if s.id == pd => Ok(k),
+            _ => Err(MachineError::UnknownPd { pd }),
+        }
+    }
+
+    /// Whether `pd` is alive (PD 0 always is).
+    #[must_use]
+    pub fn pd_exists(&self, pd: PdId) -> bool {
+        pd.is_supervisor() || self.slot(pd).is_ok()
+    }
+
+    /// Creates a domain with an empty table (no access anywhere). Ids are never reused while
+    /// stale: a slot's generation advances each time it is reused.
+    ///
+    /// # Errors
+    /// [`MachineError::TooManyPds`] at the limit, or when every generation of the free slot is
+    /// spent.
+    pub fn create_pd(&mut self, kind: PdKind) -> Result<PdId, MachineError> {
+        if self.pds.len() >= self.cfg.max_pds {
+            return Err(MachineError::TooManyPds {
+                max: self.cfg.max_pds,
+            });
+        }
+        let key = self.pds.vacant_key();
+        if key >= self.generations.len() {
+            self.generations.resize(key + 1, 0);
+        }
+        let id =
+            PdId::new(key as u32, self.generations[key], kind).ok_or(MachineError::TooManyPds {
+                max: self.cfg.max_pds,
+            })?;
+        self.generations[key] += 1;
+        self.pds.insert(PdSlot {
+            id,
+            table: Table::new(self.cfg.format, self.cfg.width),
+            epochs: Epochs::default(),
+        });
+        Ok(id)
+    }
+
+    /// Destroys a domain and its table; every CPU's PLB entries for it are dropped.
+    ///
+    /// # Errors
+    /// [`MachineError::UnknownPd`], [`MachineError::Supervisor`], or
+    /// [`MachineError::PdRunning`] if a CPU runs it.
+    pub fn destroy_pd(&mut self, pd: PdId) -> Result<(), MachineError> {
+        let k = self.slot(pd)?;
+        if let Some(cpu) = self.cpus.iter().position(|c| c.pd == pd) {
+            return Err(MachineError::PdRunning { pd, cpu });
+        }
+        self.pds.remove(k);
+        for c in &mut self.cpus {
+            c.plb.flush_pd(pd);
+        }
+        Ok(())
+    }
+
+    /// The domain running on `cpu`.
+    ///
+    /// # Errors
+    /// [`MachineError::NoSuchCpu`].
+    pub fn running(&self, cpu: usize) -> Result<PdId, MachineError> {
+        Ok(self.cpus[self.cpu_index(cpu)?].pd)
+    }
+
+    /// Loads `pd` into `cpu`'s PD register (what a gate crossing or the supervisor's context
+    /// switch does).
+    ///
+    /// # Errors
+    /// [`MachineError::NoSuchCpu`] or [`MachineError::UnknownPd`].
+    pub fn switch_pd(&mut self, cpu: usize, pd: PdId) -> Result<(), MachineError> {
+        let cpu = self.cpu_index(cpu)?;
+        let slot = if pd.is_supervisor() {
+            0
+        } else {
+            self.slot(pd)?
+        };
+        self.cpus[cpu].pd = pd;
+        self.cpus[cpu].slot = slot;
+        Ok(())
+    }
+
+    /// Sets the permission of `[addr, addr + len)` (every word touched) in `pd`'s table. If
+    /// any word loses an access, the domain's epoch advances before this returns, so no CPU's
+    /// PLB allows the old permission afterwards. This is the hardware-level write; the
+    /// supervisor's `set_perm` checks policy first.
+    ///
+    /// # Errors
+    /// [`MachineError::UnknownPd`], [`MachineError::Supervisor`], or
+    /// [`MachineError::Table`] for a bad range or the table's memory cap; nothing changes.
+    pub fn set_perm(
+        &mut self,
+        pd: PdId,
+        addr: u64,
+        len: u64,
+        perm: Perm,
+    ) -> Result<(), MachineError> {
+        let k = self.slot(pd)?;
+        let width = self.cfg.width;
+        let range = width
+            .word_range(addr, len)
+            .map_err(|e| MachineError::Table {
+                pd,
+                source: e.into(),
+            })?;
+        let slot = &mut self.pds[k];
+        let c = change(&slot.table, range, perm);
+        slot.table
+            .set(range, perm)
+            .map_err(|source| MachineError::Table { pd, source })?;
+        slot.epochs = c.apply(slot.epochs);
+        Ok(())
+    }
+
+    /// `pd`'s permission on the word holding byte `addr`, read from its table (no PLB).
+    /// PD 0 holds [`Perm::ReadWrite`] everywhere; an unknown domain holds nothing.
+    #[must_use]
+    pub fn perm(&self, pd: PdId, addr: u64) -> Perm {
+        if pd.is_supervisor() {
+            return Perm::ReadWrite;
+        }
+        self.slot(pd)
+            .map_or(Perm::None, |k| self.pds[k].table.perm(WordAddr(addr / 4)))
+    }
+
+    /// `pd`'s table (`None` for PD 0 or an unknown domain).
+    #[must_use]
+    pub fn table(&self, pd: PdId) -> Option<&Table> {
+        self.slot(pd).ok().map(|k| &self.pds[k].table)
+    }
+
+    /// `pd`'s update counters: narrowing updates, and widening-only updates, so far.
+    #[must_use]
+    pub fn epochs(&self, pd: PdId) -> Option<Epochs> {
+        self.slot(pd).ok().map(|k| self.pds[k].epochs)
+    }
+
+    /// Checks an access by the domain running on `cpu` (through sidecar `reg`), without
+    /// touching memory.
+    ///
+    /// # Errors
+    /// The [`Fault`] the access would raise.
+    ///
+    /// A `cpu` that does not exist is a [`Fault`] of kind [`FaultKind::NoSuchCpu`] naming
+    /// PD 0.
+    #[inline]
+    pub fn check_via(
+        &mut self,
+        cpu: usize,
+        reg: usize,
+        addr: u64,
+        size: u64,
+        access: Access,
+    ) -> Result<(), Fault> {
+        let Some(c) = self.cpus.get_mut(cpu) else {
+            let pd = PdId::SUPERVISOR;
+            return Err(Fault {
+                cpu,
+                pd,
+                addr,
+                size,
+                access,
+                kind: FaultKind::NoSuchCpu,
+            });
+        };
+        let pd = c.pd;
+        let fault = |kind| Fault {
+            cpu,
+            pd,
+            addr,
+            size,
+            access,
+            kind,
+        };
+        if !matches!(size, 1 | 2 | 4 | 8) {
+            return Err(fault(FaultKind::BadSize));
+        }
+        match addr.checked_add(size) {
+            Some(end) if end <= self.cfg.width.byte_limit() => {}
+            _ => return Err(fault(FaultKind::OutOfRange)),
+        }
+        if pd.is_supervisor() {
+            return Ok(());
+        }
+        let slot = &self.pds[c.slot];
+        let epochs = slot.epochs;
+        let (first, last) = (addr / 4, (addr + size - 1) / 4);
+        for w in first..=last {
+            match c.plb.probe(pd, w, epochs, reg) {
+                Some(h) if h.perm.allows(access) => continue,
+                Some(h) if h.denial_is_final => {
+                    return Err(fault(FaultKind::NoPermission {
+                        word_addr: w * 4,
+                        held: h.perm,
+                    }));
+                }
+                Some(_) => c.plb.note_denied_hit(),
+                None => {}
+            }
+            let l = slot.table.lookup(WordAddr(w));
+            c.plb.fill(pd, w, epochs, &l, reg);
+            if !l.perm.allows(access) {
+                return Err(fault(FaultKind::NoPermission {
+                    word_addr: w * 4,
+                    held: l.perm,
+                }));
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Machine::check_via`] through the data sidecar (or the fetch sidecar for `Execute`).
+    ///
+    /// # Errors
+    /// The [`Fault`] the access would raise.
+    #[inline]
+    pub fn check(&mut self, cpu: usize, addr: u64, size: u64, access: Access) -> Result<(), Fault> {
+        let reg = if access == Access::Execute {
+            FETCH_SIDECAR
+        } else {
+            DATA_SIDECAR
+        };
+        self.check_via(cpu, reg, addr, size, access)
+    }
+
+    /// Loads `size` bytes (1, 2, 4 or 8) at `addr`, little-endian, as the domain on `cpu`.
+    ///
+    /// # Errors
+    /// [`AccessError::Machine`] for a CPU that does not exist; [`AccessError::Fault`] for a
+    /// faulting access, which had no effect.
+    pub fn load(&mut self, cpu: usize, addr: u64, size: u64) -> Result<u64, AccessError> {
+        let cpu = self.cpu_index(cpu)?;
+        self.check(cpu, addr, size, Access::Read)?;
+        Ok(self.memory.read(addr, size))
+    }
+
+    /// Fetches `size` bytes of instruction at `addr` as the domain on `cpu`.
+    ///
+    /// # Errors
+    /// As [`Machine::load`].
+    pub fn fetch(&mut self, cpu: usize, addr: u64, size: u64) -> Result<u64, AccessError> {
+        let cpu = self.cpu_index(cpu)?;
+        self.check(cpu, addr, size, Access::Execute)?;
+        Ok(self.memory.read(addr, size))
+    }
+
+    /// Stores the low `size` bytes of `value` at `addr` as the domain on `cpu`. A faulting
+    /// store changes no byte.
+    ///
+    /// # Errors
+    /// As [`Machine::load`].
+    pub fn store(
+        &mut self,
+        cpu: usize,
+        addr: u64,
+        size: u64,
+        value: u64,
+    ) -> Result<(), AccessError> {
+        let cpu = self.cpu_index(cpu)?;
+        self.check(cpu, addr, size, Access::Write)?;
+        self.memory.write(addr, size, value);
+        Ok(())
+    }
+
+    /// The memory, read directly (the supervisor's view; nothing is checked).
+    #[must_use]
+    pub fn memory(&self) -> &crate::memory::Memory {
+        &self.memory
+    }
+
+    /// The memory, for direct writes (the supervisor's view; nothing is checked).
+    pub fn memory_mut(&mut self) -> &mut crate::memory::Memory {
+        &mut self.memory
+    }
+
+    /// `cpu`'s PLB counters.
+    ///
+    /// # Errors
+    /// [`MachineError::NoSuchCpu`].
+    pub fn plb_stats(&self, cpu: usize) -> Result<PlbStats, MachineError> {
+        Ok(self.cpus[self.cpu_index(cpu)?].plb.stats())
+    }
+
+    /// Every CPU's PLB counters added up.
+    #[must_use]
+    pub fn plb_totals(&self) -> PlbStats {
+        let mut t = PlbStats::default();
+        for c in &self.cpus {
+            t.add(&c.plb.stats());
+        }
+        t
+    }
+
+    /// Checks the machine's invariants: every table's own invariants, every CPU's PD register
+    /// names a live domain, and no current PLB entry grants more than its domain's table.
+    ///
+    /// # Errors
+    /// A description of the first broken invariant.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        for (k, s) in &self.pds {
+            if k != 0 {
+                s.table
+                    .check_invariants()
+                    .map_err(|e| format!("{}: {e}", s.id))?;
+            }
+        }
+        for (i, c) in self.cpus.iter().enumerate() {
+            if !self.pd_exists(c.pd) {
+                return Err(format!("CPU {i} runs {}, which does not exist", c.pd));
+            }
+            c.plb
+                .check_consistent(|pd| {
+                    self.slot(pd)
+                        .ok()
+                        .map(|k| (&self.pds[k].table as &dyn PermTable, self.pds[k].epochs))
+                })
+                .map_err(|e| format!("CPU {i}: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+/// A load, store or fetch that failed: a caller error, or a fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AccessError {
+    /// The call was malformed (no such CPU).
+    #[error(transparent)]
+    Machine(#[from] MachineError),
+    /// The access faulted; it had no effect.
+    #[error(transparent)]
+    Fault(#[from] Fault),
+}

@@ -1,0 +1,373 @@
+//! The machine's access checks against a direct reference, for every table format and PLB
+//! shape, with permissions narrowed and widened between accesses on other CPUs.
+
+use std::collections::HashMap;
+
+use mmp_domains::oracle::RefTable;
+use mmp_domains::{Access, AddrWidth, PdId, PdKind, Perm, TableFormat, WordAddr};
+use mmp_plb::{PlbConfig, Replacement};
+use mmp_supervisor::machine::{AccessError, FaultKind, Machine, MachineConfig, MachineError};
+use proptest::prelude::*;
+
+const BASE: u64 = 0x10_0000;
+const WINDOW: u64 = 1 << 16;
+
+fn plb_shapes() -> Vec<PlbConfig> {
+    vec![
+        PlbConfig {
+            entries: 0,
+            ways: 1,
+            replacement: Replacement::Lru,
+            sidecars: 0,
+        },
+        PlbConfig {
+            entries: 1,
+            ways: 1,
+            replacement: Replacement::Lru,
+            sidecars: 0,
+        },
+        PlbConfig {
+            entries: 16,
+            ways: 4,
+            replacement: Replacement::Lru,
+            sidecars: 2,
+        },
+        PlbConfig {
+            entries: 64,
+            ways: 64,
+            replacement: Replacement::Random { seed: 7 },
+            sidecars: 1,
+        },
+    ]
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Set {
+        pd: usize,
+        addr: u64,
+        len: u64,
+        perm: Perm,
+    },
+    Switch {
+        cpu: usize,
+        pd: usize,
+    },
+    Access {
+        cpu: usize,
+        addr: u64,
+        size: u64,
+        access: Access,
+        value: u64,
+    },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let perm = prop::sample::select(Perm::ALL.to_vec());
+    let access = prop::sample::select(vec![Access::Read, Access::Write, Access::Execute]);
+    prop_oneof![
+        2 => (0..3usize, 0..WINDOW, 1u64..256, perm.clone()).prop_map(|(pd, a, l, perm)| Op::Set { pd, addr: BASE + a, len: l, perm }),
+        // Whole-window and larger grants, so block entries fill the PLB.
+        1 => (0..3usize, 0..4u64, perm).prop_map(|(pd, k, perm)| Op::Set { pd, addr: BASE - (k << 14), len: WINDOW + (k << 15), perm }),
+        1 => (0..2usize, 0..4usize).prop_map(|(cpu, pd)| Op::Switch { cpu, pd }),
+        8 => (0..2usize, 0..WINDOW + 64, prop::sample::select(vec![1u64, 2, 4, 8]), access, any::<u64>())
+            .prop_map(|(cpu, a, size, access, value)| Op::Access { cpu, addr: BASE + a - 32, size, access, value }),
+    ]
+}
+
+/// Replays `ops` on a machine and on per-domain reference tables plus a byte map, comparing
+/// every verdict, every loaded value, and the machine's invariants after each step.
+fn run(format: TableFormat, plb: PlbConfig, ops: &[Op]) -> Result<(), TestCaseError> {
+    let cfg = MachineConfig {
+        cpus: 2,
+        width: AddrWidth::Bits32,
+        format,
+        plb,
+        max_pds: 16,
+    };
+    let mut m = Machine::new(cfg).unwrap();
+    // Domain 3 in the ops is PD 0, the supervisor.
+    let mut pds: Vec<PdId> = (0..3)
+        .map(|_| m.create_pd(PdKind::Kernel).unwrap())
+        .collect();
+    pds.push(PdId::SUPERVISOR);
+    let mut refs: Vec<RefTable> = (0..3).map(|_| RefTable::new(AddrWidth::Bits32)).collect();
+    let mut running = [3usize, 3];
+    let mut bytes: HashMap<u64, u8> = HashMap::new();
+    for (i, op) in ops.iter().enumerate() {
+        match *op {
+            Op::Set {
+                pd,
+                addr,
+                len,
+                perm,
+            } => {
+                m.set_perm(pds[pd], addr, len, perm).unwrap();
+                refs[pd]
+                    .set(AddrWidth::Bits32.word_range(addr, len).unwrap(), perm)
+                    .unwrap();
+            }
+            Op::Switch { cpu, pd } => {
+                m.switch_pd(cpu, pds[pd]).unwrap();
+                running[cpu] = pd;
+            }
+            Op::Access {
+                cpu,
+                addr,
+                size,
+                access,
+                value,
+            } => {
+                let pd = running[cpu];
+                let denied = (addr / 4..=(addr + size - 1) / 4).find_map(|w| {
+                    let held = if pd == 3 {
+                        Perm::ReadWrite
+                    } else {
+                        refs[pd].perm(WordAddr(w))
+                    };
+                    (pd != 3 && !held.allows(access)).then_some((w * 4, held))
+                });
+                let before = m.memory().digest();
+                let got = match access {
+                    Access::Read => m.load(cpu, addr, size).map(Some),
+                    Access::Execute => m.fetch(cpu, addr, size).map(Some),
+                    Access::Write => m.store(cpu, addr, size, value).map(|()| None),
+                };
+                match (got, denied) {
+                    (Ok(v), None) => {
+                        if access == Access::Write {
+                            for k in 0..size {
+                                bytes.insert(addr + k, (value >> (8 * k)) as u8);
+                            }
+                        } else {
+                            let want = (0..size).fold(0u64, |acc, k| {
+                                acc | u64::from(*bytes.get(&(addr + k)).unwrap_or(&0)) << (8 * k)
+                            });
+                            prop_assert_eq!(v, Some(want), "op {}: loaded value", i);
+                        }
+                    }
+                    (Err(AccessError::Fault(f)), Some((word_addr, held))) => {
+                        prop_assert_eq!(
+                            f.kind,
+                            FaultKind::NoPermission { word_addr, held },
+                            "op {}",
+                            i
+                        );
+                        prop_assert_eq!(
+                            (f.cpu, f.pd, f.addr, f.size, f.access),
+                            (cpu, pds[pd], addr, size, access)
+                        );
+                        prop_assert_eq!(
+                            m.memory().digest(),
+                            before,
+                            "op {}: a faulting access changed memory",
+                            i
+                        );
+                    }
+                    (got, want) => {
+                        prop_assert!(false, "op {i} {op:?}: machine {got:?}, reference {want:?}")
+                    }
+                }
+            }
+        }
+        m.check_invariants().map_err(TestCaseError::fail)?;
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn verdicts_match_the_tables_for_every_format_and_plb(ops in prop::collection::vec(op(), 100..160)) {
+        for format in TableFormat::ALL {
+            for plb in plb_shapes() {
+                run(format, plb, &ops)?;
+            }
+        }
+    }
+}
+
+fn machine(plb: PlbConfig) -> (Machine, PdId) {
+    let cfg = MachineConfig {
+        cpus: 2,
+        plb,
+        ..MachineConfig::default()
+    };
+    let mut m = Machine::new(cfg).unwrap();
+    let pd = m.create_pd(PdKind::Kernel).unwrap();
+    m.switch_pd(0, pd).unwrap();
+    m.switch_pd(1, pd).unwrap();
+    (m, pd)
+}
+
+#[test]
+fn faults_tell_reads_writes_and_fetches_apart() {
+    let (mut m, pd) = machine(PlbConfig::default());
+    m.set_perm(pd, 0x1000, 4, Perm::ReadOnly).unwrap();
+    m.set_perm(pd, 0x2000, 4, Perm::ExecuteRead).unwrap();
+    assert!(m.load(0, 0x1000, 4).is_ok());
+    let kind = |r: Result<_, AccessError>| match r {
+        Err(AccessError::Fault(f)) => (f.access, f.kind),
+        other => panic!("{other:?}"),
+    };
+    let held = |p| FaultKind::NoPermission {
+        word_addr: 0x1000,
+        held: p,
+    };
+    assert_eq!(
+        kind(m.store(0, 0x1000, 4, 1).map(|_| 0)),
+        (Access::Write, held(Perm::ReadOnly))
+    );
+    assert_eq!(
+        kind(m.fetch(0, 0x1000, 4)),
+        (Access::Execute, held(Perm::ReadOnly))
+    );
+    assert!(m.fetch(0, 0x2000, 4).is_ok());
+    assert_eq!(
+        kind(m.load(0, 0x3000, 4)),
+        (
+            Access::Read,
+            FaultKind::NoPermission {
+                word_addr: 0x3000,
+                held: Perm::None
+            }
+        )
+    );
+}
+
+#[test]
+fn an_unaligned_access_checks_both_words() {
+    let (mut m, pd) = machine(PlbConfig::default());
+    m.set_perm(pd, 0x1000, 4, Perm::ReadWrite).unwrap();
+    m.set_perm(pd, 0x1004, 4, Perm::ReadOnly).unwrap();
+    assert!(m.load(0, 0x1002, 4).is_ok());
+    match m.store(0, 0x1002, 4, 0xdead_beef) {
+        Err(AccessError::Fault(f)) => {
+            assert_eq!(
+                f.kind,
+                FaultKind::NoPermission {
+                    word_addr: 0x1004,
+                    held: Perm::ReadOnly
+                }
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        m.memory().read(0x1000, 8),
+        0,
+        "the blocked store wrote nothing, not even its first half"
+    );
+}
+
+#[test]
+fn a_revoke_is_seen_by_every_cpu_and_a_widening_needs_no_flush() {
+    for plb in plb_shapes() {
+        let (mut m, pd) = machine(plb);
+        m.set_perm(pd, 0x4000, 0x1000, Perm::ReadWrite).unwrap();
+        for cpu in 0..2 {
+            assert!(m.store(cpu, 0x4800, 4, 1).is_ok());
+        }
+        let e = m.epochs(pd).unwrap();
+        m.set_perm(pd, 0x4800, 4, Perm::ReadOnly).unwrap();
+        assert_eq!(
+            m.epochs(pd).unwrap().narrow,
+            e.narrow + 1,
+            "narrowing advances the epoch"
+        );
+        for cpu in 0..2 {
+            assert!(
+                m.store(cpu, 0x4800, 4, 2).is_err(),
+                "{plb:?}: CPU {cpu} used a stale entry"
+            );
+            assert!(m.store(cpu, 0x4804, 4, 2).is_ok());
+        }
+        m.set_perm(pd, 0x4800, 4, Perm::ReadWrite).unwrap();
+        let after = m.epochs(pd).unwrap();
+        assert_eq!(
+            (after.narrow, after.widen),
+            (e.narrow + 1, e.widen + 1),
+            "widening leaves the epoch alone"
+        );
+        for cpu in 0..2 {
+            assert!(
+                m.store(cpu, 0x4800, 4, 3).is_ok(),
+                "{plb:?}: the widened word is writable"
+            );
+        }
+        m.check_invariants().unwrap();
+    }
+}
+
+#[test]
+fn the_supervisor_is_not_checked_and_bad_accesses_are_faults() {
+    let (mut m, _) = machine(PlbConfig::default());
+    m.switch_pd(0, PdId::SUPERVISOR).unwrap();
+    m.store(0, 0x9000, 8, 0x0123_4567_89ab_cdef).unwrap();
+    assert_eq!(m.load(0, 0x9000, 8).unwrap(), 0x0123_4567_89ab_cdef);
+    let kind = |r: Result<u64, AccessError>| match r {
+        Err(AccessError::Fault(f)) => f.kind,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(kind(m.load(0, 0x9000, 3)), FaultKind::BadSize);
+    assert_eq!(kind(m.load(0, 0xffff_fffc, 8)), FaultKind::OutOfRange);
+    assert_eq!(kind(m.load(0, u64::MAX - 2, 4)), FaultKind::OutOfRange);
+    assert_eq!(
+        m.load(5, 0, 4),
+        Err(AccessError::Machine(MachineError::NoSuchCpu {
+            cpu: 5,
+            cpus: 2
+        }))
+    );
+}
+
+#[test]
+fn stale_domain_ids_are_refused_and_never_reused() {
+    let (mut m, pd) = machine(PlbConfig::default());
+    assert_eq!(
+        m.destroy_pd(pd),
+        Err(MachineError::PdRunning { pd, cpu: 0 })
+    );
+    m.switch_pd(0, PdId::SUPERVISOR).unwrap();
+    m.switch_pd(1, PdId::SUPERVISOR).unwrap();
+    m.destroy_pd(pd).unwrap();
+    let again = m.create_pd(PdKind::Kernel).unwrap();
+    assert_eq!(again.index(), pd.index());
+    assert_ne!(again, pd);
+    assert_eq!(
+        m.set_perm(pd, 0, 4, Perm::ReadOnly),
+        Err(MachineError::UnknownPd { pd })
+    );
+    assert_eq!(m.switch_pd(0, pd), Err(MachineError::UnknownPd { pd }));
+    assert_eq!(
+        m.set_perm(PdId::SUPERVISOR, 0, 4, Perm::ReadOnly),
+        Err(MachineError::Supervisor)
+    );
+    assert!(matches!(
+        m.set_perm(again, 0, 0, Perm::ReadOnly),
+        Err(MachineError::Table { .. })
+    ));
+}
+
+#[test]
+fn plb_counters_add_up() {
+    let (mut m, pd) = machine(PlbConfig {
+        entries: 4,
+        ways: 4,
+        replacement: Replacement::Lru,
+        sidecars: 0,
+    });
+    m.set_perm(pd, 0x1000, 0x1000, Perm::ReadWrite).unwrap();
+    for k in 0..100u64 {
+        m.load(0, 0x1000 + 4 * (k % 16), 4).unwrap();
+    }
+    let s = m.plb_stats(0).unwrap();
+    assert_eq!(s.hits + s.misses, 100);
+    assert_eq!(
+        s.misses, 1,
+        "one block entry covers the whole uniform region"
+    );
+    assert_eq!(s.fills, 1);
+    assert!(s.table_refs >= 1);
+}
