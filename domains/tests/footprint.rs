@@ -12,6 +12,7 @@ fn one_gib_region_costs_under_1kib_in_mlpt() {
         let mut t = Mlpt::new(AddrWidth::Bits32);
         t.set_bytes(base, GIB, Perm::ReadWrite).unwrap();
         let fp = t.footprint_bytes();
+        eprintln!("1 GiB region at {base:#x}: mlpt {fp} bytes");
         assert!(fp < 1024, "1 GiB at {base:#x}: {fp} bytes");
         assert_eq!(t.perm(WordAddr(base / 4)), Perm::ReadWrite);
         assert_eq!(t.perm(WordAddr((base + GIB) / 4 - 1)), Perm::ReadWrite);
@@ -40,6 +41,7 @@ fn per_object_layout_costs_at_most_7_25_percent_in_mlpt() {
         t.check_invariants().unwrap();
         let fp = t.footprint_bytes();
         let pct = fp as f64 * 100.0 / covered as f64;
+        eprintln!("per-object layout at {base:#x}: mlpt {fp} bytes = {pct:.2}% of {covered}");
         assert!(
             fp * 10_000 <= covered * 725,
             "per-object at {base:#x}: {fp} bytes = {pct:.2}%"
