@@ -690,21 +690,18 @@ impl PermTable for Mlpt {
         }
     }
 
-    /// The same walk as [`lookup`](PermTable::lookup), without working out the cover.
+    /// The same walk as [`lookup`](PermTable::lookup), without working out the cover. A
+    /// uniform value (no boundaries) returns without decoding runs.
     #[inline]
     fn perm(&self, w: WordAddr) -> Perm {
         let w = w.0;
         if w >= self.width.word_limit() {
             return Perm::None;
         }
-        let mut l = 0;
         let d = &self.pool.data[..];
+        let mut l = 0;
         let mut e = d[(w >> self.shift[0]) as usize];
-        loop {
-            if !is_pointer(e) {
-                let off = w & (self.size(l) - 1);
-                return Self::run_perm(e, self.run_index(l, e, off));
-            }
+        while is_pointer(e) {
             let idx = (e >> 1) as usize;
             if l + 1 == self.levels {
                 let off = w & (self.size(l) - 1);
@@ -714,6 +711,11 @@ impl PermTable for Mlpt {
             l += 1;
             e = d[idx + ((w >> self.shift[l]) & self.mask[l]) as usize];
         }
+        if e >> BOUNDS_AT == 0 {
+            return Perm::from_bits(e >> 1);
+        }
+        let off = w & (self.size(l) - 1);
+        Self::run_perm(e, self.run_index(l, e, off))
     }
 
     fn footprint_bytes(&self) -> usize {
