@@ -68,7 +68,7 @@ impl Default for PlbConfig {
 /// A PLB shape that cannot be built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PlbConfigError {
-    /// Ways must be at least 1 and divide the entry count.
+    /// Ways must be 1 to 65,536 and divide the entry count.
     #[error("{entries} PLB entries cannot be split into sets of {ways} ways")]
     Ways {
         /// Entries asked for.
@@ -230,10 +230,27 @@ impl Entry {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Slot {
-    entry: Option<Entry>,
-    stamp: u64,
+/// Most sidecar registers a PLB has.
+pub const MAX_SIDECARS: usize = 16;
+
+/// The epoch of an empty slot: no domain's narrowing epoch ever reaches it.
+const EMPTY_EPOCH: u64 = u64::MAX;
+
+impl Entry {
+    /// An empty slot.
+    const EMPTY: Entry = Entry {
+        pd: PdId::SUPERVISOR,
+        epoch: EMPTY_EPOCH,
+        widen: 0,
+        tag: 0,
+        mask: 0,
+        vector: 0,
+    };
+
+    #[inline]
+    fn is_valid(&self) -> bool {
+        self.epoch != EMPTY_EPOCH
+    }
 }
 
 /// A protection lookaside buffer. See the [crate docs](crate).
@@ -241,8 +258,16 @@ struct Slot {
 pub struct Plb {
     cfg: PlbConfig,
     set_mask: u64,
-    slots: Vec<Slot>,
-    sidecars: Vec<Option<Entry>>,
+    /// The entry array, set by set; an empty slot holds [`Entry::EMPTY`].
+    entries: Vec<Entry>,
+    /// Last-use tick of each slot (LRU).
+    stamps: Vec<u64>,
+    /// Sidecar registers, inline (the first `cfg.sidecars` are in use); an empty one holds
+    /// [`Entry::EMPTY`].
+    sidecars: [Entry; MAX_SIDECARS],
+    /// The slot of the last array hit, so a re-walk after a denial refills it; `usize::MAX`
+    /// after a miss.
+    last_hit: usize,
     tick: u64,
     rng: u64,
     stats: PlbStats,
@@ -268,7 +293,7 @@ impl Plb {
     /// # Errors
     /// A [`PlbConfigError`] if the shape is impossible.
     pub fn new(cfg: PlbConfig) -> Result<Plb, PlbConfigError> {
-        if cfg.sidecars > 16 {
+        if cfg.sidecars > MAX_SIDECARS {
             return Err(PlbConfigError::Sidecars {
                 sidecars: cfg.sidecars,
             });
@@ -276,7 +301,7 @@ impl Plb {
         let sets = if cfg.entries == 0 {
             1
         } else {
-            if cfg.ways == 0 || cfg.entries % cfg.ways != 0 {
+            if cfg.ways == 0 || cfg.ways > 1 << 16 || cfg.entries % cfg.ways != 0 {
                 return Err(PlbConfigError::Ways {
                     entries: cfg.entries,
                     ways: cfg.ways,
@@ -299,14 +324,10 @@ impl Plb {
         Ok(Plb {
             cfg,
             set_mask: sets as u64 - 1,
-            slots: vec![
-                Slot {
-                    entry: None,
-                    stamp: 0
-                };
-                cfg.entries
-            ],
-            sidecars: vec![None; cfg.sidecars],
+            entries: vec![Entry::EMPTY; cfg.entries],
+            stamps: vec![0; cfg.entries],
+            sidecars: [Entry::EMPTY; MAX_SIDECARS],
+            last_hit: usize::MAX,
             tick: 0,
             rng: seed,
             stats: PlbStats::default(),
@@ -336,7 +357,7 @@ impl Plb {
         // domains sharing addresses spread out.
         let set = ((w >> 4) ^ u64::from(pd.raw()).wrapping_mul(0x9e37_79b9)) & self.set_mask;
         let first = set as usize * self.cfg.ways;
-        first..first + self.cfg.ways.min(self.slots.len())
+        first..first + self.cfg.ways.min(self.entries.len())
     }
 
     /// Looks up word `w` of `pd` under the domain's current `epochs`, through sidecar `reg`
@@ -349,32 +370,36 @@ impl Plb {
             perm: e.perm(w),
             denial_is_final: e.widen == epochs.widen,
         };
-        if let Some(Some(e)) = self.sidecars.get(reg)
+        // An empty sidecar never matches: its epoch is one no domain reaches.
+        if reg < self.cfg.sidecars
+            && let e = &self.sidecars[reg]
             && e.matches(pd, w, epoch)
         {
             self.stats.sidecar_hits += 1;
+            self.last_hit = usize::MAX;
             return Some(hit(e));
         }
         self.tick += 1;
-        let tick = self.tick;
         for i in self.set_of(pd, w) {
-            let slot = &mut self.slots[i];
-            let Some(e) = slot.entry else { continue };
-            if e.pd == pd && w & e.mask == e.tag {
+            let e = self.entries[i];
+            if e.pd == pd && w & e.mask == e.tag && e.is_valid() {
                 if e.epoch != epoch {
-                    slot.entry = None;
+                    self.entries[i] = Entry::EMPTY;
+                    self.stamps[i] = 0;
                     self.stats.invalidations += 1;
                     continue;
                 }
-                slot.stamp = tick;
+                self.stamps[i] = self.tick;
                 self.stats.hits += 1;
-                if let Some(s) = self.sidecars.get_mut(reg) {
-                    *s = Some(e);
+                self.last_hit = i;
+                if reg < self.cfg.sidecars {
+                    self.sidecars[reg] = e;
                 }
                 return Some(hit(&e));
             }
         }
         self.stats.misses += 1;
+        self.last_hit = usize::MAX;
         None
     }
 
@@ -384,82 +409,92 @@ impl Plb {
     }
 
     /// Records the walk that followed a miss or a re-checked denial, and fills an entry from
-    /// it.
+    /// it: over an entry for the same words, else a free way, else the replacement victim.
     pub fn fill(&mut self, pd: PdId, w: u64, epochs: Epochs, l: &Lookup, reg: usize) {
         self.stats.table_refs += u64::from(l.refs);
-        if self.slots.is_empty() {
+        if self.entries.is_empty() {
             return;
         }
         let new = Entry::from_lookup(pd, epochs, w, l);
         self.tick += 1;
         let range = self.set_of(pd, w);
-        // Replace an entry for the same words, else a free way, else the victim.
-        let same = range.clone().find(|&i| {
-            self.slots[i]
-                .entry
-                .is_some_and(|e| e.pd == pd && w & e.mask == e.tag)
-        });
-        let free = || range.clone().find(|&i| self.slots[i].entry.is_none());
-        let i = match same.or_else(free) {
-            Some(i) => i,
-            None => {
-                self.stats.evictions += 1;
-                match self.cfg.replacement {
-                    Replacement::Lru => range
-                        .clone()
-                        .min_by_key(|&i| self.slots[i].stamp)
-                        .expect("ways >= 1"),
-                    Replacement::Random { .. } => {
-                        self.rng = self
-                            .rng
-                            .wrapping_mul(6_364_136_223_846_793_005)
-                            .wrapping_add(1);
-                        range.start + ((self.rng >> 33) as usize % range.len())
+        // After a miss no entry covers these words (the probe would have hit), so the new one
+        // goes to the oldest way (empty ways have stamp 0). After a denied hit it replaces the
+        // entry that was hit (or, if that was a sidecar, the oldest way).
+        let i = if range.contains(&self.last_hit) {
+            self.last_hit
+        } else {
+            let victim = match self.cfg.replacement {
+                Replacement::Lru => {
+                    // Stamp and way in one key, so the minimum needs no data-dependent branch.
+                    // (A stamp past 2^48 only blurs the order, never the way.)
+                    let key = |i: usize| (self.stamps[i] << 16) | (i - range.start) as u64;
+                    let best = range.clone().map(key).min().unwrap_or(0);
+                    range.start + (best & 0xffff) as usize
+                }
+                Replacement::Random { .. } => {
+                    match range.clone().find(|&i| !self.entries[i].is_valid()) {
+                        Some(free) => free,
+                        None => {
+                            self.rng = self
+                                .rng
+                                .wrapping_mul(6_364_136_223_846_793_005)
+                                .wrapping_add(1);
+                            range.start + ((self.rng >> 33) as usize % range.len())
+                        }
                     }
                 }
+            };
+            if self.entries[victim].is_valid() {
+                self.stats.evictions += 1;
             }
+            victim
         };
-        self.slots[i] = Slot {
-            entry: Some(new),
-            stamp: self.tick,
-        };
+        self.last_hit = usize::MAX;
+        self.entries[i] = new;
+        self.stamps[i] = self.tick;
         self.stats.fills += 1;
-        if let Some(s) = self.sidecars.get_mut(reg) {
-            *s = Some(new);
+        if reg < self.cfg.sidecars {
+            self.sidecars[reg] = new;
         }
     }
 
     /// Drops every entry and sidecar of `pd`.
     pub fn flush_pd(&mut self, pd: PdId) {
-        for s in &mut self.slots {
-            if s.entry.is_some_and(|e| e.pd == pd) {
-                s.entry = None;
+        for (e, st) in self.entries.iter_mut().zip(&mut self.stamps) {
+            if e.is_valid() && e.pd == pd {
+                *e = Entry::EMPTY;
+                *st = 0;
                 self.stats.invalidations += 1;
             }
         }
         for s in &mut self.sidecars {
-            if s.is_some_and(|e| e.pd == pd) {
-                *s = None;
+            if s.is_valid() && s.pd == pd {
+                *s = Entry::EMPTY;
             }
         }
     }
 
     /// Drops every entry and sidecar.
     pub fn flush_all(&mut self) {
-        for s in &mut self.slots {
-            if s.entry.take().is_some() {
+        for e in &mut self.entries {
+            if e.is_valid() {
+                *e = Entry::EMPTY;
                 self.stats.invalidations += 1;
             }
         }
-        self.sidecars.fill(None);
+        self.stamps.fill(0);
+        self.sidecars.fill(Entry::EMPTY);
+        self.last_hit = usize::MAX;
     }
 
     /// The valid entries (array, then sidecars).
     pub fn entries(&self) -> impl Iterator<Item = Entry> + '_ {
-        self.slots
+        self.entries
             .iter()
-            .filter_map(|s| s.entry)
-            .chain(self.sidecars.iter().filter_map(|s| *s))
+            .chain(&self.sidecars[..self.cfg.sidecars])
+            .filter(|e| e.is_valid())
+            .copied()
     }
 
     /// Checks that no entry whose narrowing epoch is current grants more than its domain's

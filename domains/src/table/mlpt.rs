@@ -534,9 +534,12 @@ impl Mlpt {
             None => {
                 let g = w & !(VECTOR_WORDS - 1);
                 let mut perms = 0u32;
-                for j in 0..VECTOR_WORDS {
-                    let p = Self::run_perm(e, self.run_index(l, e, g + j - base));
-                    perms |= (p as u32) << (2 * j);
+                for r in 0..runs.n {
+                    let s = (base + runs.start[r]).max(g);
+                    let e = (base + runs.end_of(r, size)).min(g + VECTOR_WORDS);
+                    for x in s..e {
+                        perms |= (runs.perm[r] as u32) << (2 * (x - g));
+                    }
                 }
                 Cover::Vector16 { perms }
             }

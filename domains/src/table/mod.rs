@@ -265,23 +265,28 @@ pub trait PermTable: std::fmt::Debug + Send + Sync {
     }
 }
 
-/// Largest `k` such that the aligned block of `2^k` words around `w` lies inside `[lo, hi)`,
-/// capped at `max_log2`; `None` if not even a 16-word group fits.
+/// Largest `k` such that the aligned block of `2^k` words around `w` lies inside `[lo, hi)`
+/// (`lo <= w < hi`), capped at `max_log2`; `None` if not even a 16-word group fits.
+///
+/// Closed form. The block's base `w & !(2^k - 1)` is at least `lo` exactly when `k` is at most
+/// the highest bit where `w` and `lo` differ, or at most `lo`'s trailing zeros. Its last word
+/// `w | (2^k - 1)` is at most `hi - 1` exactly when `k` is at most the highest bit where `w` and
+/// `hi - 1` differ, or at most the trailing ones of `hi - 1`.
+#[inline]
 pub(crate) fn aligned_block_within(w: u64, lo: u64, hi: u64, max_log2: u8) -> Option<u8> {
-    let mut best = None;
-    let mut k = 4u8; // VECTOR_WORDS = 2^4
-    while k <= max_log2 {
-        let base = w & !((1u64 << k) - 1);
-        let Some(end) = base.checked_add(1u64 << k) else {
-            break;
-        };
-        if base < lo || end > hi {
-            break;
+    debug_assert!(lo <= w && w < hi);
+    let highest_diff = |a: u64, b: u64| {
+        if a == b {
+            0
+        } else {
+            63 - (a ^ b).leading_zeros()
         }
-        best = Some(k);
-        k += 1;
-    }
-    best
+    };
+    let k_lo = highest_diff(w, lo).max(lo.trailing_zeros());
+    let last = hi - 1;
+    let k_hi = highest_diff(w, last).max(last.trailing_ones());
+    let k = k_lo.min(k_hi).min(u32::from(max_log2));
+    (k >= 4).then_some(k as u8)
 }
 
 /// Sets words `[lo, hi)` of a 2-bit-per-word bitmap (word `i` in bits `2i..2i+2` of
@@ -386,5 +391,48 @@ pub(crate) fn cap_check(
             cap,
         }),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::aligned_block_within;
+
+    /// The obvious search: try every block size from 16 words up.
+    fn by_search(w: u64, lo: u64, hi: u64, max_log2: u8) -> Option<u8> {
+        let mut best = None;
+        for k in 4..=max_log2 {
+            let base = w & !((1u64 << k) - 1);
+            match base.checked_add(1u64 << k) {
+                Some(end) if base >= lo && end <= hi => best = Some(k),
+                _ => break,
+            }
+        }
+        best
+    }
+
+    #[test]
+    fn closed_form_matches_the_search() {
+        for lo in 0..300u64 {
+            for hi in lo + 1..lo + 300 {
+                for w in (lo..hi).step_by(7) {
+                    for max in [4u8, 6, 9, 30] {
+                        assert_eq!(
+                            aligned_block_within(w, lo, hi, max),
+                            by_search(w, lo, hi, max),
+                            "{w} in [{lo}, {hi}) max {max}"
+                        );
+                    }
+                }
+            }
+        }
+        let (lo, hi) = (0x1234_5600u64, 0x4000_0000_0000u64);
+        for w in [lo, lo + 1, 0x2000_0000, hi - 1] {
+            assert_eq!(
+                aligned_block_within(w, lo, hi, 46),
+                by_search(w, lo, hi, 46)
+            );
+        }
+        assert_eq!(aligned_block_within(5, 0, 1 << 46, 46), Some(46));
     }
 }
