@@ -513,19 +513,19 @@ impl Mlpt {
     /// The lookup answer inside value entry `e` of level `l`.
     #[inline]
     fn value_lookup(&self, l: usize, e: u64, w: u64, refs: u32) -> Lookup {
-        let size = self.size(l);
-        let base = w & !(size - 1);
-        let k = self.run_index(l, e, w - base);
-        let perm = Self::run_perm(e, k);
-        if self.bounds[l] == 0 || e >> BOUNDS_AT == 0 {
+        if e >> BOUNDS_AT == 0 {
             return Lookup {
-                perm,
+                perm: Self::run_perm(e, 0),
                 refs,
                 cover: Cover::Block {
                     log2_words: self.shift[l] as u8,
                 },
             };
         }
+        let size = self.size(l);
+        let base = w & !(size - 1);
+        let k = self.run_index(l, e, w - base);
+        let perm = Self::run_perm(e, k);
         let runs = self.value_runs(l, e);
         let k = k as usize;
         let (lo, hi) = (base + runs.start[k], base + runs.end_of(k, size));
