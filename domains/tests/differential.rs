@@ -209,3 +209,37 @@ fn lookups_past_the_width_read_none() {
     }
     let _ = RangeError::ZeroLength { addr: 0 };
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// `PermTable::runs` (each format's fast path, used by undo logs and digests) reports
+    /// exactly the per-word permissions, merged into maximal runs.
+    #[test]
+    fn runs_match_per_word_permissions(
+        sets in proptest::collection::vec((0u64..1 << 14, 1u64..600, 0u64..4), 1..40),
+        from in 0u64..1 << 12,
+        len in 1u64..6000,
+    ) {
+        for format in TableFormat::ALL {
+            let mut t = Table::new(format, AddrWidth::Bits32);
+            for &(w, n, p) in &sets {
+                t.set(mmp_domains::WordRange::new(w, w + n).unwrap(), Perm::from_bits(p)).unwrap();
+            }
+            let range = mmp_domains::WordRange::new(from, from + len).unwrap();
+            let runs = t.runs(range);
+            let mut at = from;
+            for (i, (r, p)) in runs.iter().enumerate() {
+                prop_assert_eq!(r.start().0, at, "{:?}: runs leave a gap", format);
+                if i > 0 {
+                    prop_assert_ne!(runs[i - 1].1, *p, "{:?}: runs not merged", format);
+                }
+                for w in r.start().0..r.end().0 {
+                    prop_assert_eq!(t.perm(WordAddr(w)), *p, "{:?}: word {}", format, w);
+                }
+                at = r.end().0;
+            }
+            prop_assert_eq!(at, from + len);
+        }
+    }
+}

@@ -6,11 +6,25 @@
 //! hardware model (`mmp-domains`, `mmp-plb`, `mmp-gates`); MemGuard, the Linux split tool and
 //! the benchmarks are its clients.
 //!
-//! This crate holds the [`machine`] now: CPUs with their PD registers and PLBs, the per-domain
-//! permissions tables, and sparse simulated memory, with every load, store and fetch checked.
-//! The supervisor's policy layer (the `mmp_*` API) is being built on top of it.
+//! The crate has two layers: the [`machine`] (CPUs with their PD registers and PLBs, the
+//! per-domain permissions tables, sparse simulated memory, every load, store and fetch
+//! checked), and on it the [`Supervisor`], the policy layer with the whole `mmp_*` API
+//! (see [`supervisor`]). [`model`] is the supervisor's slow, obviously correct reference model
+//! and [`ops`] the operation language and differential driver that proptests and the
+//! `supervisor_ops` fuzz target share.
 
+pub mod buddy;
 pub mod machine;
 pub mod memory;
+pub mod model;
+pub mod ops;
+pub mod policy;
+pub mod segmap;
+pub mod supervisor;
 
 pub use machine::{AccessError, Fault, FaultKind, Machine, MachineConfig, MachineError};
+pub use policy::{
+    FaultAction, FaultPolicy, FaultRecord, FaultReport, Grant, RegionKind, Resolution,
+    SupervisorCall, SupervisorError,
+};
+pub use supervisor::{Supervisor, SupervisorConfig};

@@ -11,9 +11,15 @@
 //! when it narrows anything, so no CPU's PLB can allow the old permission after it returns;
 //! there is no flush for a caller to forget.
 
+use std::collections::BTreeSet;
+
+use mmp_domains::table::runs;
 use mmp_domains::{
     Access, AddrWidth, PdId, PdKind, Perm, PermTable, Table, TableError, TableFormat, WordAddr,
+    WordRange,
 };
+
+use crate::segmap::SegMap;
 use mmp_plb::{Epochs, Plb, PlbConfig, PlbConfigError, PlbStats, change};
 use slab::Slab;
 
@@ -128,6 +134,23 @@ pub enum MachineError {
         /// A CPU it runs on.
         cpu: usize,
     },
+    /// A batch of table writes would take the tables' total footprint over the cap.
+    #[error(
+        "{pd}: setting words [{start:#x}, {end:#x}) could take table memory over the cap of \
+         {cap} bytes ({total} in use)"
+    )]
+    OutOfTableMemory {
+        /// The domain whose table would grow.
+        pd: PdId,
+        /// First word of the write that did not fit.
+        start: u64,
+        /// End word (exclusive).
+        end: u64,
+        /// Bytes all tables used before the batch.
+        total: usize,
+        /// The cap.
+        cap: usize,
+    },
     /// The table refused the update.
     #[error("{pd}: {source}")]
     Table {
@@ -166,6 +189,22 @@ pub struct Machine {
     /// Next generation of each slab key ever used.
     generations: Vec<u32>,
     memory: crate::memory::Memory,
+    /// Words whose writes are recorded.
+    tracked: SegMap<()>,
+    /// Tracked words written since they were last taken.
+    dirty: BTreeSet<u64>,
+}
+
+/// One write of a batch given to [`Machine::apply_writes`]: give every word of `range` in
+/// `pd`'s table the permission `perm`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableWrite {
+    /// The domain whose table changes.
+    pub pd: PdId,
+    /// The words.
+    pub range: WordRange,
+    /// Their new permission.
+    pub perm: Perm,
 }
 
 impl Machine {
@@ -211,6 +250,8 @@ impl Machine {
             pds,
             generations: vec![1],
             memory: crate::memory::Memory::new(),
+            tracked: SegMap::new(),
+            dirty: BTreeSet::new(),
         })
     }
 
@@ -519,6 +560,166 @@ impl Machine {
         let cpu = self.cpu_index(cpu)?;
         self.check(cpu, addr, size, Access::Write)?;
         self.memory.write(addr, size, value);
+        if !self.tracked.is_empty() {
+            for w in addr / 4..=(addr + size - 1) / 4 {
+                if self.tracked.get(w).is_some() {
+                    self.dirty.insert(w);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts (`on`) or stops recording writes to the words of `range`. Stopping also forgets
+    /// their dirty marks. Writes through [`Machine::memory_mut`] are not recorded.
+    pub fn set_tracked(&mut self, range: WordRange, on: bool) {
+        let (lo, hi) = (range.start().0, range.end().0);
+        self.tracked.set(lo, hi, on.then_some(()));
+        if !on {
+            let gone: Vec<u64> = self.dirty.range(lo..hi).copied().collect();
+            for w in gone {
+                self.dirty.remove(&w);
+            }
+        }
+    }
+
+    /// The tracked words, as a map of word ranges.
+    #[must_use]
+    pub fn tracked(&self) -> &SegMap<()> {
+        &self.tracked
+    }
+
+    /// Every dirty word (written by a store since its last take), ascending.
+    #[must_use]
+    pub fn dirty(&self) -> &BTreeSet<u64> {
+        &self.dirty
+    }
+
+    /// Returns the byte addresses of the tracked words of `range` written since they were
+    /// last taken, ascending, and clears their marks in the same step.
+    pub fn take_dirty(&mut self, range: WordRange) -> Vec<u64> {
+        let words: Vec<u64> = self
+            .dirty
+            .range(range.start().0..range.end().0)
+            .copied()
+            .collect();
+        for w in &words {
+            self.dirty.remove(w);
+        }
+        words.into_iter().map(|w| w * 4).collect()
+    }
+
+    /// Bytes all domains' tables occupy together.
+    #[must_use]
+    pub fn table_bytes(&self) -> usize {
+        self.pds
+            .iter()
+            .filter(|(k, _)| *k != 0)
+            .map(|(_, s)| s.table.footprint_bytes())
+            .sum()
+    }
+
+    /// Applies a batch of table writes, in order, as one step: either all of them take effect
+    /// (and every domain that lost an access has its epoch advanced, so no PLB allows the old
+    /// permission afterwards), or none does and every table and epoch is exactly as before.
+    ///
+    /// With `cap`, the batch fails if a write could take the total of all tables' footprints
+    /// over `cap` bytes (each write is checked against the room left, in the worst case its
+    /// table format admits, so the check is conservative).
+    ///
+    /// # Errors
+    /// [`MachineError::UnknownPd`] or [`MachineError::Supervisor`] for a write to a domain that
+    /// is not a live user of a table; [`MachineError::Table`] for a range past the width;
+    /// [`MachineError::OutOfTableMemory`] at the cap. Nothing changes.
+    pub fn apply_writes(
+        &mut self,
+        writes: &[TableWrite],
+        cap: Option<usize>,
+    ) -> Result<(), MachineError> {
+        let mut keys = Vec::with_capacity(writes.len());
+        for w in writes {
+            keys.push(self.slot(w.pd)?);
+            self.cfg
+                .width
+                .contains(w.range)
+                .map_err(|e| MachineError::Table {
+                    pd: w.pd,
+                    source: e.into(),
+                })?;
+        }
+        let mut old_epochs: Vec<(usize, Epochs)> = Vec::new();
+        let mut undo: Vec<(usize, Vec<(WordRange, Perm)>)> = Vec::new();
+        let total0 = if cap.is_some() { self.table_bytes() } else { 0 };
+        let mut total = total0;
+        for (w, &k) in writes.iter().zip(&keys) {
+            if !old_epochs.iter().any(|&(j, _)| j == k) {
+                old_epochs.push((k, self.pds[k].epochs));
+            }
+            let slot = &mut self.pds[k];
+            let before = runs(&slot.table, w.range);
+            let c = change(&slot.table, w.range, w.perm);
+            let res = match cap {
+                Some(cap) => {
+                    let fp = slot.table.footprint_bytes();
+                    let own = slot.table.cap();
+                    let room = fp.saturating_add(cap.saturating_sub(total));
+                    slot.table.set_cap(Some(own.map_or(room, |o| o.min(room))));
+                    let r = slot.table.set(w.range, w.perm);
+                    slot.table.set_cap(own);
+                    if r.is_ok() {
+                        total = total - fp + slot.table.footprint_bytes();
+                    }
+                    r.map_err(|e| match e {
+                        TableError::OutOfMemory { .. } => MachineError::OutOfTableMemory {
+                            pd: w.pd,
+                            start: w.range.start().0,
+                            end: w.range.end().0,
+                            total: total0,
+                            cap,
+                        },
+                        e => MachineError::Table {
+                            pd: w.pd,
+                            source: e,
+                        },
+                    })
+                }
+                None => slot
+                    .table
+                    .set(w.range, w.perm)
+                    .map_err(|source| MachineError::Table { pd: w.pd, source }),
+            };
+            match res {
+                Ok(()) => {
+                    slot.epochs = c.apply(slot.epochs);
+                    undo.push((k, before));
+                }
+                Err(e) => {
+                    // Put every table back as it was (with no cap: the old contents fitted)
+                    // and restore the epochs: no access ran in between, so every PLB entry
+                    // is as consistent with the restored tables as it was before.
+                    for (k, before) in undo.into_iter().rev() {
+                        let t = &mut self.pds[k].table;
+                        let own = t.cap();
+                        t.set_cap(None);
+                        for (r, p) in before {
+                            let restored = t.set(r, p);
+                            debug_assert!(restored.is_ok(), "undo cannot fail without a cap");
+                        }
+                        t.set_cap(own);
+                    }
+                    for (k, e) in old_epochs {
+                        self.pds[k].epochs = e;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        for (k, _) in old_epochs {
+            let (pd, epochs) = (self.pds[k].id, self.pds[k].epochs);
+            for cpu in self.cpus.iter_mut().filter(|cpu| cpu.pd == pd) {
+                cpu.epochs = epochs;
+            }
+        }
         Ok(())
     }
 

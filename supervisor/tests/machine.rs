@@ -371,3 +371,58 @@ fn plb_counters_add_up() {
     assert_eq!(s.fills, 1);
     assert!(s.table_refs >= 1);
 }
+
+#[test]
+fn a_batch_over_the_memory_cap_changes_no_table_and_no_epoch() {
+    for format in TableFormat::ALL {
+        let mut m = Machine::new(MachineConfig {
+            format,
+            ..MachineConfig::default()
+        })
+        .unwrap();
+        let a = m.create_pd(PdKind::Kernel).unwrap();
+        let b = m.create_pd(PdKind::Kernel).unwrap();
+        m.set_perm(a, 0x10000, 0x10000, Perm::ReadWrite).unwrap();
+        m.switch_pd(0, a).unwrap();
+        m.load(0, 0x10000, 4).unwrap(); // a warm PLB entry
+        let (ea, eb) = (m.epochs(a).unwrap(), m.epochs(b).unwrap());
+        let cap = m.table_bytes();
+        let r = |w: u64, n: u64| mmp_domains::WordRange::new(w, w + n).unwrap();
+        // A narrowing write that fits (a uniform range becomes another uniform range), then
+        // word-granular writes to `b` that cannot.
+        let mut writes = vec![mmp_supervisor::machine::TableWrite {
+            pd: a,
+            range: r(0x4000, 0x4000),
+            perm: Perm::ReadOnly,
+        }];
+        for i in 0..64 {
+            writes.push(mmp_supervisor::machine::TableWrite {
+                pd: b,
+                range: r(0x8000 + 2 * i, 1),
+                perm: Perm::ReadOnly,
+            });
+        }
+        let err = m.apply_writes(&writes, Some(cap)).unwrap_err();
+        assert!(
+            matches!(err, MachineError::OutOfTableMemory { .. }),
+            "{format:?}: {err:?}"
+        );
+        assert_eq!(m.perm(a, 0x10000), Perm::ReadWrite, "{format:?}");
+        assert_eq!(m.perm(b, 0x20000), Perm::None, "{format:?}");
+        assert_eq!(
+            (m.epochs(a).unwrap(), m.epochs(b).unwrap()),
+            (ea, eb),
+            "{format:?}"
+        );
+        assert!(
+            m.store(0, 0x10000, 4, 1).is_ok(),
+            "{format:?}: the old permission is gone"
+        );
+        m.check_invariants().unwrap();
+        // Without the cap the same batch applies, and the narrowing reaches the warm PLB.
+        m.apply_writes(&writes, None).unwrap();
+        assert!(m.store(0, 0x10000, 4, 1).is_err(), "{format:?}");
+        assert_eq!(m.perm(b, 0x20000), Perm::ReadOnly, "{format:?}");
+        m.check_invariants().unwrap();
+    }
+}

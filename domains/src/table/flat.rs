@@ -9,6 +9,7 @@
 
 use super::{
     Cover, InvariantError, Lookup, PermTable, TableError, TableFormat, cap_check, fill_2bit,
+    push_run,
 };
 use crate::addr::{AddrWidth, WordAddr, WordRange};
 use crate::perm::Perm;
@@ -133,6 +134,48 @@ impl PermTable for Flat {
     fn perm(&self, w: WordAddr) -> Perm {
         let word = self.slot(w.0).map_or(0, |i| self.bits[i]);
         Perm::from_bits(word >> (2 * (w.0 % WORDS_PER_U64)))
+    }
+
+    /// Skips absent chunks whole (found from the list of present ones, so a 48-bit range
+    /// costs nothing where nothing was ever set) and uniform 32-word groups at once.
+    fn runs(&self, range: WordRange) -> Vec<(WordRange, Perm)> {
+        let mut out = Vec::new();
+        let (mut w, end) = (range.start().0, range.end().0);
+        let chunk_words = 1u64 << self.chunk_shift;
+        let mut present: Vec<u64> = self
+            .owners
+            .iter()
+            .map(|&c| u64::from(c) << self.chunk_shift)
+            .filter(|&cs| cs < end && cs + chunk_words > w)
+            .collect();
+        present.sort_unstable();
+        for cs in present {
+            if cs > w {
+                push_run(&mut out, w, cs, Perm::None);
+                w = cs;
+            }
+            let hi = (cs + chunk_words).min(end);
+            while w < hi {
+                let word = self.slot(w).map_or(0, |i| self.bits[i]);
+                let group_end = (w / WORDS_PER_U64 + 1) * WORDS_PER_U64;
+                let uniform = word == 0x5555_5555_5555_5555u64 * (word & 3);
+                if uniform && w % WORDS_PER_U64 == 0 && group_end <= hi {
+                    push_run(&mut out, w, group_end, Perm::from_bits(word));
+                    w = group_end;
+                } else {
+                    let stop = group_end.min(hi);
+                    for x in w..stop {
+                        let p = Perm::from_bits(word >> (2 * (x % WORDS_PER_U64)));
+                        push_run(&mut out, x, x + 1, p);
+                    }
+                    w = stop;
+                }
+            }
+        }
+        if w < end {
+            push_run(&mut out, w, end, Perm::None);
+        }
+        out
     }
 
     fn footprint_bytes(&self) -> usize {

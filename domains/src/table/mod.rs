@@ -231,6 +231,11 @@ pub trait PermTable: std::fmt::Debug + Send + Sync {
         self.lookup(w).perm
     }
 
+    /// The permissions of `range` as maximal runs in address order (see [`runs`]).
+    fn runs(&self, range: WordRange) -> Vec<(WordRange, Perm)> {
+        runs_by_lookup(self, range)
+    }
+
     /// Sets the byte range `[addr, addr + len)`; partial words follow the rule in
     /// [`crate::addr`] (every word touched is set).
     ///
@@ -263,6 +268,69 @@ pub trait PermTable: std::fmt::Debug + Send + Sync {
         }
         Ok(())
     }
+}
+
+/// The permissions of `range` in `t` as maximal runs `(words, perm)` in address order: adjacent
+/// runs differ in permission, and together they cover `range` exactly.
+///
+/// It walks the table by its lookups' [`Cover`]s, so it costs one lookup per aligned block or
+/// 16-word group, not one per word, on a coarse layout. Undo logs and state digests use it.
+/// [`PermTable::runs`] computes the same with a format's own fast path.
+#[must_use]
+pub fn runs<T: PermTable + ?Sized>(t: &T, range: WordRange) -> Vec<(WordRange, Perm)> {
+    t.runs(range)
+}
+
+/// Appends the run `[lo, hi)` of `p` to `out`, merging it with the last run if they touch and
+/// agree.
+pub(crate) fn push_run(out: &mut Vec<(WordRange, Perm)>, lo: u64, hi: u64, p: Perm) {
+    if let Some((r, q)) = out.last_mut()
+        && *q == p
+        && r.end().0 == lo
+        && let Some(m) = WordRange::new(r.start().0, hi)
+    {
+        *r = m;
+        return;
+    }
+    if let Some(r) = WordRange::new(lo, hi) {
+        out.push((r, p));
+    }
+}
+
+/// [`runs`] by walking the table's lookups and their covers.
+pub(crate) fn runs_by_lookup<T: PermTable + ?Sized>(
+    t: &T,
+    range: WordRange,
+) -> Vec<(WordRange, Perm)> {
+    let mut out: Vec<(WordRange, Perm)> = Vec::new();
+    let mut push = |lo: u64, hi: u64, p: Perm| push_run(&mut out, lo, hi, p);
+    let (mut w, end) = (range.start().0, range.end().0);
+    while w < end {
+        let l = t.lookup(WordAddr(w));
+        match l.cover {
+            Cover::Block { log2_words } => {
+                let hi = ((w >> log2_words) + 1)
+                    .checked_shl(u32::from(log2_words))
+                    .unwrap_or(u64::MAX)
+                    .min(end);
+                push(w, hi, l.perm);
+                w = hi;
+            }
+            Cover::Vector16 { perms } => {
+                let base = w & !(VECTOR_WORDS - 1);
+                let hi = (base + VECTOR_WORDS).min(end);
+                for x in w..hi {
+                    push(
+                        x,
+                        x + 1,
+                        Perm::from_bits(u64::from(perms) >> (2 * (x - base))),
+                    );
+                }
+                w = hi;
+            }
+        }
+    }
+    out
 }
 
 /// Largest `k` such that the aligned block of `2^k` words around `w` lies inside `[lo, hi)`
@@ -356,6 +424,9 @@ impl PermTable for Table {
     #[inline]
     fn lookup(&self, w: WordAddr) -> Lookup {
         dispatch!(self, t => t.lookup(w))
+    }
+    fn runs(&self, range: WordRange) -> Vec<(WordRange, Perm)> {
+        dispatch!(self, t => t.runs(range))
     }
     #[inline]
     fn perm(&self, w: WordAddr) -> Perm {

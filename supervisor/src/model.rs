@@ -1,0 +1,1027 @@
+//! The reference model of the supervisor's policy: slow and obviously correct.
+//!
+//! Everything is kept per word in one map (allocated words only): the region the word belongs
+//! to, its owner, whether it is sealed, exported, tracked or dirty, and for every domain
+//! holding it, the permission and the grant it holds it by. Each call walks its words one by
+//! one, in address order, applying the rules of [`crate::supervisor`] literally, so it is the
+//! oracle the fast [`Supervisor`](crate::Supervisor) is tested against. It has no table
+//! memory cap and no fault handlers (closures cannot be compared), and it is meant for small
+//! layouts: allocating a gigabyte here costs a gigabyte of map entries.
+//!
+//! Addresses the buddy allocator picks are predicted, not copied: a fully coalesced buddy
+//! allocator's free blocks are exactly the maximal aligned blocks of the free space, and it
+//! takes the lowest block of the smallest order that fits.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use mmp_domains::{Access, AddrWidth, PdId, PdKind, Perm, RangeError};
+
+use crate::machine::{Fault, FaultKind};
+use crate::policy::{
+    ENTRY_BASE, ENTRY_LEN, FaultAction, FaultPolicy, FaultRecord, FaultReport, Grant, RegionKind,
+    SUPERVISOR_REGION_END, SupervisorCall, SupervisorError,
+};
+
+type Result<T> = std::result::Result<T, SupervisorError>;
+
+/// A domain's hold on a word: its permission, and the grant behind it (`None` for the owner).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Held {
+    /// The permission.
+    pub perm: Perm,
+    /// The grant (`None`: the holder owns the word).
+    pub grant: Option<Grant>,
+}
+
+/// Everything the model knows about one allocated word.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Word {
+    /// The region's words `[start, end)`.
+    pub region: (u64, u64),
+    /// The owner.
+    pub owner: PdId,
+    /// The region's kind.
+    pub kind: RegionKind,
+    /// Sealed.
+    pub sealed: bool,
+    /// Exported read-only to all.
+    pub global: bool,
+    /// Writes are tracked.
+    pub tracked: bool,
+    /// Written since last taken.
+    pub dirty: bool,
+    /// Who holds what.
+    pub held: BTreeMap<PdId, Held>,
+}
+
+/// A domain in the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelPd {
+    /// Its parent.
+    pub parent: PdId,
+    /// Its fault policy.
+    pub policy: FaultPolicy,
+}
+
+/// The reference model. See the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct Model {
+    width: AddrWidth,
+    max_pds: usize,
+    /// The domain each CPU runs.
+    pub running: Vec<PdId>,
+    /// Live domains other than PD 0.
+    pub pds: BTreeMap<PdId, ModelPd>,
+    /// Every id ever handed out (ids are never reused).
+    pub ever: BTreeSet<PdId>,
+    /// Allocated words.
+    pub words: BTreeMap<u64, Word>,
+    /// Active stacks per CPU: (base byte, frame base).
+    pub stacks: Vec<Option<(u64, u64)>>,
+    /// Faults recorded.
+    pub faults: Vec<FaultRecord>,
+    /// Memory bytes written (others read 0).
+    pub memory: BTreeMap<u64, u8>,
+}
+
+impl Model {
+    /// The model of a fresh supervisor: PD 0 on every CPU, the supervisor's region.
+    #[must_use]
+    pub fn new(width: AddrWidth, cpus: usize, max_pds: usize) -> Model {
+        let mut m = Model {
+            width,
+            max_pds,
+            running: vec![PdId::SUPERVISOR; cpus],
+            pds: BTreeMap::new(),
+            ever: BTreeSet::new(),
+            words: BTreeMap::new(),
+            stacks: vec![None; cpus],
+            faults: Vec::new(),
+            memory: BTreeMap::new(),
+        };
+        let end = SUPERVISOR_REGION_END / 4;
+        for w in 0..end {
+            m.words.insert(
+                w,
+                m.fresh_word((0, end), PdId::SUPERVISOR, RegionKind::Supervisor),
+            );
+        }
+        m
+    }
+
+    fn fresh_word(&self, region: (u64, u64), owner: PdId, kind: RegionKind) -> Word {
+        Word {
+            region,
+            owner,
+            kind,
+            sealed: false,
+            global: false,
+            tracked: false,
+            dirty: false,
+            held: BTreeMap::new(),
+        }
+    }
+
+    /// `pd`'s permission on word `w` (PD 0: read-write everywhere).
+    #[must_use]
+    pub fn perm(&self, pd: PdId, w: u64) -> Perm {
+        if pd.is_supervisor() {
+            return Perm::ReadWrite;
+        }
+        self.words
+            .get(&w)
+            .and_then(|x| x.held.get(&pd))
+            .map_or(Perm::None, |h| h.perm)
+    }
+
+    fn exists(&self, pd: PdId) -> bool {
+        pd.is_supervisor() || self.pds.contains_key(&pd)
+    }
+
+    fn is_ancestor(&self, anc: PdId, pd: PdId) -> bool {
+        let mut p = pd;
+        while let Some(n) = self.pds.get(&p) {
+            if n.parent == anc {
+                return true;
+            }
+            p = n.parent;
+        }
+        false
+    }
+
+    fn caller(&self, cpu: usize, call: SupervisorCall) -> Result<PdId> {
+        let Some(&pd) = self.running.get(cpu) else {
+            return Err(SupervisorError::NoSuchCpu {
+                cpu,
+                cpus: self.running.len(),
+            });
+        };
+        if !pd.is_supervisor() && self.perm(pd, call.entry_addr() / 4) != Perm::ExecuteRead {
+            return Err(SupervisorError::EntryNotPermitted {
+                pd,
+                call,
+                entry: call.entry_addr(),
+            });
+        }
+        Ok(pd)
+    }
+
+    fn range(&self, addr: u64, len: u64) -> Result<(u64, u64)> {
+        let r = self.width.word_range(addr, len)?;
+        Ok((r.start().0, r.end().0))
+    }
+
+    fn target(&self, pd: PdId, call: SupervisorCall) -> Result<()> {
+        if pd.is_supervisor() {
+            return Err(SupervisorError::SupervisorTarget { call });
+        }
+        if !self.pds.contains_key(&pd) {
+            return Err(SupervisorError::UnknownPd { pd });
+        }
+        Ok(())
+    }
+
+    /// Every word of `[lo, hi)` must be allocated and pass `check`, in address order.
+    fn each_word(
+        &self,
+        caller: PdId,
+        lo: u64,
+        hi: u64,
+        check: impl Fn(u64, &Word) -> Result<()>,
+    ) -> Result<()> {
+        for w in lo..hi {
+            let Some(x) = self.words.get(&w) else {
+                return Err(SupervisorError::NotAllocated {
+                    pd: caller,
+                    addr: w * 4,
+                });
+            };
+            check(w, x)?;
+        }
+        Ok(())
+    }
+
+    fn reserved(caller: PdId, w: u64, x: &Word, stacks_too: bool) -> Result<()> {
+        match x.kind {
+            RegionKind::Supervisor => Err(SupervisorError::Reserved {
+                pd: caller,
+                addr: w * 4,
+            }),
+            RegionKind::Stack { .. } if stacks_too => Err(SupervisorError::Reserved {
+                pd: caller,
+                addr: w * 4,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    fn sealed(caller: PdId, w: u64, x: &Word) -> Result<()> {
+        if x.sealed {
+            return Err(SupervisorError::Sealed {
+                pd: caller,
+                addr: w * 4,
+            });
+        }
+        Ok(())
+    }
+
+    fn owner(caller: PdId, w: u64, x: &Word) -> Result<()> {
+        if x.owner != caller {
+            return Err(SupervisorError::NotOwner {
+                pd: caller,
+                addr: w * 4,
+                owner: x.owner,
+            });
+        }
+        Ok(())
+    }
+
+    /// Sets `pd`'s hold on word `w` (`perm` None removes it).
+    fn hold(&mut self, w: u64, pd: PdId, perm: Perm, grant: Option<Grant>) {
+        if pd.is_supervisor() {
+            return;
+        }
+        if let Some(x) = self.words.get_mut(&w) {
+            if perm == Perm::None {
+                x.held.remove(&pd);
+            } else {
+                x.held.insert(pd, Held { perm, grant });
+            }
+        }
+    }
+
+    /// Narrows everything `from` granted on `w` to `bound` (None: revokes), recursively.
+    fn cascade(&mut self, from: PdId, w: u64, bound: Perm) {
+        let Some(x) = self.words.get(&w) else { return };
+        let below: Vec<(PdId, Held)> = x
+            .held
+            .iter()
+            .filter(|(q, h)| **q != from && h.grant.is_some_and(|g| g.grantor == from))
+            .map(|(q, h)| (*q, *h))
+            .collect();
+        for (q, h) in below {
+            let g = h.grant.unwrap_or(Grant {
+                grantor: from,
+                transitive: false,
+            });
+            if bound == Perm::None {
+                self.hold(w, q, Perm::None, None);
+                self.cascade(q, w, Perm::None);
+            } else {
+                let np = h.perm.meet(bound);
+                if np == h.perm {
+                    continue;
+                }
+                self.hold(w, q, np, Some(g));
+                self.cascade(q, w, if g.transitive { np } else { Perm::None });
+            }
+        }
+    }
+
+    fn split_at(&mut self, w: u64) {
+        let Some(x) = self.words.get(&w) else { return };
+        let (s, e) = x.region;
+        if s == w {
+            return;
+        }
+        for v in s..e {
+            if let Some(y) = self.words.get_mut(&v) {
+                y.region = if v < w { (s, w) } else { (w, e) };
+            }
+        }
+    }
+
+    /// `alloc_pd`, adopting `id` (the id the supervisor under test chose) if the call
+    /// succeeds. An `id` that is not fresh, or of the wrong kind, makes the model return a
+    /// different id, so the comparison fails.
+    ///
+    /// # Errors
+    /// As [`crate::Supervisor::alloc_pd`].
+    pub fn alloc_pd(&mut self, cpu: usize, kind: PdKind, id: PdId) -> Result<PdId> {
+        let caller = self.caller(cpu, SupervisorCall::AllocPd)?;
+        if caller.kind() == PdKind::User && kind == PdKind::Kernel {
+            return Err(SupervisorError::UserCreatingKernel { pd: caller });
+        }
+        if self.pds.len() + 1 >= self.max_pds {
+            return Err(SupervisorError::TooManyPds { max: self.max_pds });
+        }
+        if id.is_supervisor() || self.ever.contains(&id) || id.kind() != kind {
+            return Ok(PdId::from_raw(u32::MAX));
+        }
+        self.ever.insert(id);
+        self.pds.insert(
+            id,
+            ModelPd {
+                parent: caller,
+                policy: FaultPolicy::Deny,
+            },
+        );
+        let globals: Vec<(u64, PdId)> = self
+            .words
+            .iter()
+            .filter(|(_, x)| x.global)
+            .map(|(&w, x)| (w, x.owner))
+            .collect();
+        for (w, owner) in globals {
+            let g = Grant {
+                grantor: owner,
+                transitive: false,
+            };
+            self.hold(w, id, Perm::ReadOnly, Some(g));
+        }
+        if caller.is_supervisor() {
+            for w in ENTRY_BASE / 4..(ENTRY_BASE + ENTRY_LEN) / 4 {
+                let g = Grant {
+                    grantor: PdId::SUPERVISOR,
+                    transitive: true,
+                };
+                self.hold(w, id, Perm::ExecuteRead, Some(g));
+            }
+        }
+        Ok(id)
+    }
+
+    /// `free_pd`.
+    ///
+    /// # Errors
+    /// As [`crate::Supervisor::free_pd`].
+    pub fn free_pd(&mut self, cpu: usize, pd: PdId, recursive: bool) -> Result<()> {
+        let caller = self.caller(cpu, SupervisorCall::FreePd)?;
+        self.target(pd, SupervisorCall::FreePd)?;
+        if !self.is_ancestor(caller, pd) {
+            return Err(SupervisorError::NotAncestor { caller, pd });
+        }
+        let mut doomed = vec![pd];
+        if recursive {
+            doomed.extend(self.pds.keys().filter(|&&q| self.is_ancestor(pd, q)));
+        }
+        doomed.sort_unstable();
+        for &d in &doomed {
+            if let Some(cpu) = self.running.iter().position(|&r| r == d) {
+                return Err(SupervisorError::PdRunning { pd: d, cpu });
+            }
+        }
+        self.destroy(&doomed, pd);
+        Ok(())
+    }
+
+    fn revoke_skipping(&mut self, q: PdId, w: u64, doomed: &[PdId]) {
+        self.hold(w, q, Perm::None, None);
+        let below: Vec<PdId> = self.words[&w]
+            .held
+            .iter()
+            .filter(|(r, h)| !doomed.contains(r) && h.grant.is_some_and(|g| g.grantor == q))
+            .map(|(r, _)| *r)
+            .collect();
+        for r in below {
+            self.revoke_skipping(r, w, doomed);
+        }
+    }
+
+    fn destroy(&mut self, doomed: &[PdId], top: PdId) {
+        let heir = self.pds[&top].parent;
+        let all: Vec<u64> = self.words.keys().copied().collect();
+        for &w in &all {
+            // Phase 1: grants the doomed made as holders are revoked, recursively.
+            let owner = self.words[&w].owner;
+            let victims: Vec<PdId> = self.words[&w]
+                .held
+                .iter()
+                .filter(|(q, h)| {
+                    !doomed.contains(q)
+                        && h.grant
+                            .is_some_and(|g| doomed.contains(&g.grantor) && g.grantor != owner)
+                })
+                .map(|(q, _)| *q)
+                .collect();
+            for q in victims {
+                // An earlier victim's cascade may have reached it already.
+                if self.words[&w].held.contains_key(&q) {
+                    self.revoke_skipping(q, w, doomed);
+                }
+            }
+            // Phase 2: the doomed owner's word passes to the heir.
+            if doomed.contains(&owner) {
+                let x = self.words.get_mut(&w).expect("allocated");
+                for (q, h) in &mut x.held {
+                    if *q == heir {
+                        h.grant = None;
+                    } else if !doomed.contains(q)
+                        && let Some(g) = &mut h.grant
+                        && g.grantor == owner
+                    {
+                        g.grantor = heir;
+                    }
+                }
+                x.owner = heir;
+            }
+            let x = self.words.get_mut(&w).expect("allocated");
+            x.held.retain(|q, _| !doomed.contains(q));
+            if let RegionKind::Stack { creator } = x.kind
+                && doomed.contains(&creator)
+            {
+                x.kind = RegionKind::Stack { creator: heir };
+            }
+        }
+        for d in doomed {
+            self.pds.remove(d);
+        }
+        for n in self.pds.values_mut() {
+            if doomed.contains(&n.parent) {
+                n.parent = heir;
+            }
+        }
+    }
+
+    /// Sets `pd`'s fault policy.
+    ///
+    /// # Errors
+    /// As [`crate::Supervisor::set_fault_policy`].
+    pub fn set_fault_policy(&mut self, cpu: usize, pd: PdId, policy: FaultPolicy) -> Result<()> {
+        let caller = self.caller(cpu, SupervisorCall::SetFaultPolicy)?;
+        self.target(pd, SupervisorCall::SetFaultPolicy)?;
+        if caller != pd && !self.is_ancestor(caller, pd) {
+            return Err(SupervisorError::NotAncestor { caller, pd });
+        }
+        if let Some(n) = self.pds.get_mut(&pd) {
+            n.policy = policy;
+        }
+        Ok(())
+    }
+
+    /// The context switch.
+    ///
+    /// # Errors
+    /// As [`crate::Supervisor::switch`].
+    pub fn switch(&mut self, cpu: usize, pd: PdId) -> Result<()> {
+        if cpu >= self.running.len() {
+            return Err(SupervisorError::NoSuchCpu {
+                cpu,
+                cpus: self.running.len(),
+            });
+        }
+        if !self.exists(pd) {
+            return Err(SupervisorError::UnknownPd { pd });
+        }
+        self.running[cpu] = pd;
+        Ok(())
+    }
+
+    /// Where the buddy allocator puts `len` bytes: the lowest maximal aligned free block of
+    /// the smallest order that fits.
+    fn buddy_pick(&self, len: u64) -> Option<u64> {
+        let limit = self.width.byte_limit();
+        if len > limit {
+            return None;
+        }
+        let need = len.next_power_of_two().trailing_zeros().max(2);
+        let mut best: Option<(u32, u64)> = None;
+        let mut consider = |a: u64, b: u64| {
+            let mut x = a;
+            while x < b {
+                let mut k = x.trailing_zeros().min(63);
+                while x + (1u64 << k) > b {
+                    k -= 1;
+                }
+                if k >= need && best.is_none_or(|(bk, ba)| (k, x) < (bk, ba)) {
+                    best = Some((k, x));
+                }
+                x += 1u64 << k;
+            }
+        };
+        let mut at = 0;
+        let mut it = self.words.keys().peekable();
+        while let Some(&w) = it.next() {
+            if w * 4 > at {
+                consider(at, w * 4);
+            }
+            let mut end = w + 1;
+            while it.peek().is_some_and(|&&v| v == end) {
+                it.next();
+                end += 1;
+            }
+            at = end * 4;
+        }
+        if at < limit {
+            consider(at, limit);
+        }
+        best.map(|(_, a)| a)
+    }
+
+    /// `alloc`.
+    ///
+    /// # Errors
+    /// As [`crate::Supervisor::alloc`].
+    pub fn alloc(
+        &mut self,
+        cpu: usize,
+        n_bytes: u64,
+        placement: Option<u64>,
+        stack: bool,
+    ) -> Result<u64> {
+        let caller = self.caller(cpu, SupervisorCall::Alloc)?;
+        if n_bytes == 0 {
+            return Err(RangeError::ZeroLength {
+                addr: placement.unwrap_or(0),
+            }
+            .into());
+        }
+        let len = n_bytes
+            .checked_next_multiple_of(4)
+            .ok_or(RangeError::Wraps {
+                addr: placement.unwrap_or(0),
+                len: n_bytes,
+            })?;
+        let base = match placement {
+            Some(addr) => {
+                self.width.word_range(addr, len)?;
+                if addr % 4 != 0 {
+                    return Err(SupervisorError::Unaligned { addr, align: 4 });
+                }
+                if let Some((_, x)) = self.words.range(addr / 4..(addr + len) / 4).next() {
+                    return Err(SupervisorError::Overlap {
+                        addr,
+                        len,
+                        existing: x.region.0 * 4,
+                    });
+                }
+                addr
+            }
+            None => self
+                .buddy_pick(len)
+                .ok_or(SupervisorError::OutOfAddressSpace { len })?,
+        };
+        let (lo, hi) = (base / 4, (base + len) / 4);
+        let (owner, kind) = if stack {
+            (PdId::SUPERVISOR, RegionKind::Stack { creator: caller })
+        } else {
+            (caller, RegionKind::Heap)
+        };
+        for w in lo..hi {
+            let x = self.fresh_word((lo, hi), owner, kind);
+            self.words.insert(w, x);
+            if !stack {
+                self.hold(w, caller, Perm::ReadWrite, None);
+            }
+        }
+        Ok(base)
+    }
+
+    /// `free`.
+    ///
+    /// # Errors
+    /// As [`crate::Supervisor::free`].
+    pub fn free(&mut self, cpu: usize, addr: u64, len: Option<u64>) -> Result<()> {
+        let caller = self.caller(cpu, SupervisorCall::Free)?;
+        let (lo, hi) = match len {
+            Some(len) => self.range(addr, len)?,
+            None => {
+                let x = self
+                    .words
+                    .get(&(addr / 4))
+                    .ok_or(SupervisorError::NotAllocated { pd: caller, addr })?;
+                if x.region.0 * 4 != addr {
+                    return Err(SupervisorError::NotRegionStart { pd: caller, addr });
+                }
+                x.region
+            }
+        };
+        self.each_word(caller, lo, hi, |w, x| {
+            Self::reserved(caller, w, x, false)?;
+            Self::sealed(caller, w, x)?;
+            match x.kind {
+                RegionKind::Stack { creator } if creator == caller => Ok(()),
+                _ => Self::owner(caller, w, x),
+            }
+        })?;
+        self.split_at(lo);
+        if hi < self.width.word_limit() {
+            self.split_at(hi);
+        }
+        for w in lo..hi {
+            self.words.remove(&w);
+        }
+        for s in &mut self.stacks {
+            if let Some((base, fb)) = *s
+                && !self.words.get(&(base / 4)).is_some_and(|x| {
+                    x.region.0 * 4 == base
+                        && matches!(x.kind, RegionKind::Stack { .. })
+                        && fb <= x.region.1 * 4
+                })
+            {
+                *s = None;
+            }
+        }
+        Ok(())
+    }
+
+    /// `set_perm`.
+    ///
+    /// # Errors
+    /// As [`crate::Supervisor::set_perm`].
+    pub fn set_perm(
+        &mut self,
+        cpu: usize,
+        addr: u64,
+        len: u64,
+        perm: Perm,
+        pd: PdId,
+        transitive: bool,
+    ) -> Result<()> {
+        let caller = self.caller(cpu, SupervisorCall::SetPerm)?;
+        let (lo, hi) = self.range(addr, len)?;
+        self.target(pd, SupervisorCall::SetPerm)?;
+        self.each_word(caller, lo, hi, |w, x| {
+            Self::sealed(caller, w, x)?;
+            if x.owner == caller {
+                return Ok(());
+            }
+            let refuse = SupervisorError::NotPermitted {
+                pd: caller,
+                target: pd,
+                addr: w * 4,
+                held: self.perm(caller, w),
+                wanted: perm,
+            };
+            if pd == caller || pd == x.owner {
+                return Err(refuse);
+            }
+            match x.held.get(&caller) {
+                Some(Held {
+                    perm: mine,
+                    grant: Some(g),
+                }) if g.transitive && mine.includes(perm) => {}
+                _ => return Err(refuse),
+            }
+            // Where the target holds a grant, the caller must be above it on the chain.
+            if let Some(Held { grant: Some(g), .. }) = x.held.get(&pd) {
+                let mut up = g.grantor;
+                loop {
+                    if up == caller {
+                        break;
+                    }
+                    match x.held.get(&up) {
+                        Some(Held { grant: Some(g), .. }) if !up.is_supervisor() => {
+                            up = g.grantor;
+                        }
+                        _ => return Err(refuse),
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        for w in lo..hi {
+            if self.words[&w].owner == pd {
+                self.hold(w, pd, perm, None);
+                continue;
+            }
+            self.hold(
+                w,
+                pd,
+                perm,
+                Some(Grant {
+                    grantor: caller,
+                    transitive,
+                }),
+            );
+            self.cascade(pd, w, if transitive { perm } else { Perm::None });
+        }
+        Ok(())
+    }
+
+    /// `mem_chown`.
+    ///
+    /// # Errors
+    /// As [`crate::Supervisor::mem_chown`].
+    pub fn mem_chown(&mut self, cpu: usize, addr: u64, len: u64, pd: PdId) -> Result<()> {
+        let caller = self.caller(cpu, SupervisorCall::MemChown)?;
+        let (lo, hi) = self.range(addr, len)?;
+        self.target(pd, SupervisorCall::MemChown)?;
+        self.each_word(caller, lo, hi, |w, x| {
+            Self::reserved(caller, w, x, true)?;
+            Self::sealed(caller, w, x)?;
+            Self::owner(caller, w, x)
+        })?;
+        if pd == caller {
+            return Ok(());
+        }
+        self.split_at(lo);
+        if hi < self.width.word_limit() {
+            self.split_at(hi);
+        }
+        for w in lo..hi {
+            self.hold(w, caller, Perm::None, None);
+            let x = self.words.get_mut(&w).expect("checked");
+            for (q, h) in &mut x.held {
+                if *q == pd {
+                    h.grant = None;
+                } else if let Some(g) = &mut h.grant
+                    && g.grantor == caller
+                {
+                    g.grantor = pd;
+                }
+            }
+            x.owner = pd;
+        }
+        Ok(())
+    }
+
+    /// Global read-only export.
+    ///
+    /// # Errors
+    /// As [`crate::Supervisor::export_read_only`].
+    pub fn export_read_only(&mut self, cpu: usize, addr: u64, len: u64) -> Result<()> {
+        let caller = self.caller(cpu, SupervisorCall::ExportReadOnly)?;
+        let (lo, hi) = self.range(addr, len)?;
+        self.each_word(caller, lo, hi, |w, x| {
+            Self::reserved(caller, w, x, false)?;
+            Self::owner(caller, w, x)
+        })?;
+        let pds: Vec<PdId> = self.pds.keys().copied().collect();
+        for w in lo..hi {
+            for &pd in &pds {
+                if pd != caller && self.perm(pd, w) == Perm::None {
+                    let g = Grant {
+                        grantor: caller,
+                        transitive: false,
+                    };
+                    self.hold(w, pd, Perm::ReadOnly, Some(g));
+                }
+            }
+            self.words.get_mut(&w).expect("checked").global = true;
+        }
+        Ok(())
+    }
+
+    /// `supr_set_perm`.
+    ///
+    /// # Errors
+    /// As [`crate::Supervisor::supr_set_perm`].
+    pub fn supr_set_perm(
+        &mut self,
+        cpu: usize,
+        addr: u64,
+        len: u64,
+        perm: Perm,
+        exclusive: bool,
+        pd: PdId,
+    ) -> Result<()> {
+        let caller = self.caller(cpu, SupervisorCall::SuprSetPerm)?;
+        let (lo, hi) = self.range(addr, len)?;
+        self.target(pd, SupervisorCall::SuprSetPerm)?;
+        let (base, _) = self.stacks[cpu].ok_or(SupervisorError::NoActiveStack { cpu })?;
+        let stack = self.words[&(base / 4)].region;
+        for w in lo..hi {
+            if w < stack.0 || w >= stack.1 {
+                return Err(SupervisorError::StackNotActive { cpu, addr: w * 4 });
+            }
+            Self::sealed(caller, w, &self.words[&w])?;
+        }
+        let others: Vec<PdId> = self.pds.keys().copied().filter(|&q| q != pd).collect();
+        for w in lo..hi {
+            let g = Grant {
+                grantor: PdId::SUPERVISOR,
+                transitive: false,
+            };
+            self.hold(w, pd, perm, Some(g));
+            if exclusive {
+                for &q in &others {
+                    self.hold(w, q, Perm::None, None);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `set_stack`.
+    ///
+    /// # Errors
+    /// As [`crate::Supervisor::set_stack`].
+    pub fn set_stack(&mut self, cpu: usize, stack: u64, on_cpu: usize, fb: u64) -> Result<()> {
+        let caller = self.caller(cpu, SupervisorCall::SetStack)?;
+        if on_cpu >= self.running.len() {
+            return Err(SupervisorError::NoSuchCpu {
+                cpu: on_cpu,
+                cpus: self.running.len(),
+            });
+        }
+        let x = self
+            .words
+            .get(&(stack / 4))
+            .filter(|x| x.region.0 * 4 == stack)
+            .ok_or(SupervisorError::NotAStack { addr: stack })?;
+        let RegionKind::Stack { creator } = x.kind else {
+            return Err(SupervisorError::NotAStack { addr: stack });
+        };
+        if creator != caller && !caller.is_supervisor() {
+            return Err(SupervisorError::NotStackCreator {
+                pd: caller,
+                addr: stack,
+                creator,
+            });
+        }
+        if fb % 4 != 0 {
+            return Err(SupervisorError::Unaligned { addr: fb, align: 4 });
+        }
+        let (base, end) = (x.region.0 * 4, x.region.1 * 4);
+        if fb <= base || fb > end {
+            return Err(SupervisorError::BadFrameBase { fb, base, end });
+        }
+        self.stacks[on_cpu] = Some((stack, fb));
+        Ok(())
+    }
+
+    /// `access_ok`.
+    ///
+    /// # Errors
+    /// As [`crate::Supervisor::access_ok`].
+    pub fn access_ok(
+        &mut self,
+        cpu: usize,
+        pd: PdId,
+        addr: u64,
+        len: u64,
+        access: Access,
+    ) -> Result<()> {
+        self.caller(cpu, SupervisorCall::AccessOk)?;
+        let (lo, hi) = self.range(addr, len)?;
+        if !self.exists(pd) {
+            return Err(SupervisorError::UnknownPd { pd });
+        }
+        if pd.is_supervisor() {
+            return Ok(());
+        }
+        for w in lo..hi {
+            let held = self.perm(pd, w);
+            if !held.allows(access) {
+                return Err(SupervisorError::Denied {
+                    pd,
+                    addr,
+                    len,
+                    access,
+                    first_bad: w * 4,
+                    held,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// `seal`.
+    ///
+    /// # Errors
+    /// As [`crate::Supervisor::seal`].
+    pub fn seal(&mut self, cpu: usize, addr: u64, len: u64) -> Result<()> {
+        let caller = self.caller(cpu, SupervisorCall::Seal)?;
+        let (lo, hi) = self.range(addr, len)?;
+        self.each_word(caller, lo, hi, |w, x| {
+            Self::reserved(caller, w, x, false)?;
+            Self::owner(caller, w, x)
+        })?;
+        for w in lo..hi {
+            let x = self.words.get_mut(&w).expect("checked");
+            x.sealed = true;
+            for h in x.held.values_mut() {
+                if h.perm == Perm::ReadWrite {
+                    h.perm = Perm::ReadOnly;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `track`.
+    ///
+    /// # Errors
+    /// As [`crate::Supervisor::track`].
+    pub fn track(&mut self, cpu: usize, addr: u64, len: u64, on: bool) -> Result<()> {
+        let caller = self.caller(cpu, SupervisorCall::Track)?;
+        let (lo, hi) = self.range(addr, len)?;
+        self.each_word(caller, lo, hi, |w, x| {
+            Self::reserved(caller, w, x, false)?;
+            Self::owner(caller, w, x)
+        })?;
+        for w in lo..hi {
+            let x = self.words.get_mut(&w).expect("checked");
+            x.tracked = on;
+            if !on {
+                x.dirty = false;
+            }
+        }
+        Ok(())
+    }
+
+    /// `take_dirty`.
+    ///
+    /// # Errors
+    /// As [`crate::Supervisor::take_dirty`].
+    pub fn take_dirty(&mut self, cpu: usize, addr: u64, len: u64) -> Result<Vec<u64>> {
+        let caller = self.caller(cpu, SupervisorCall::TakeDirty)?;
+        let (lo, hi) = self.range(addr, len)?;
+        self.each_word(caller, lo, hi, |w, x| {
+            Self::reserved(caller, w, x, false)?;
+            Self::owner(caller, w, x)
+        })?;
+        let mut out = Vec::new();
+        for w in lo..hi {
+            let x = self.words.get_mut(&w).expect("checked");
+            if x.dirty {
+                out.push(w * 4);
+                x.dirty = false;
+            }
+        }
+        Ok(out)
+    }
+
+    /// A load, store or fetch with the fault policy applied (no handlers in the model).
+    ///
+    /// # Errors
+    /// As [`crate::Supervisor::load`].
+    pub fn access(
+        &mut self,
+        cpu: usize,
+        addr: u64,
+        size: u64,
+        access: Access,
+        value: u64,
+    ) -> std::result::Result<u64, FaultReport> {
+        let Some(&pd) = self.running.get(cpu) else {
+            let fault = Fault {
+                cpu,
+                pd: PdId::SUPERVISOR,
+                addr,
+                size,
+                access,
+                kind: FaultKind::NoSuchCpu,
+            };
+            return Err(FaultReport {
+                fault,
+                action: FaultAction::Denied,
+            });
+        };
+        let fault = |kind| Fault {
+            cpu,
+            pd,
+            addr,
+            size,
+            access,
+            kind,
+        };
+        let kind = if !matches!(size, 1 | 2 | 4 | 8) {
+            Some(FaultKind::BadSize)
+        } else if addr
+            .checked_add(size)
+            .is_none_or(|e| e > self.width.byte_limit())
+        {
+            Some(FaultKind::OutOfRange)
+        } else if pd.is_supervisor() {
+            None
+        } else {
+            (addr / 4..=(addr + size - 1) / 4).find_map(|w| {
+                let held = self.perm(pd, w);
+                (!held.allows(access)).then_some(FaultKind::NoPermission {
+                    word_addr: w * 4,
+                    held,
+                })
+            })
+        };
+        let Some(kind) = kind else {
+            let mut v = 0u64;
+            for i in 0..size {
+                let a = addr + i;
+                if access == Access::Write {
+                    self.memory.insert(a, (value >> (8 * i)) as u8);
+                    if let Some(x) = self.words.get_mut(&(a / 4))
+                        && x.tracked
+                    {
+                        x.dirty = true;
+                    }
+                } else {
+                    v |= u64::from(self.memory.get(&a).copied().unwrap_or(0)) << (8 * i);
+                }
+            }
+            return Ok(v);
+        };
+        let fault = fault(kind);
+        let policy = self.pds.get(&pd).map_or(FaultPolicy::Deny, |n| n.policy);
+        let action = match policy {
+            FaultPolicy::Report => FaultAction::Reported,
+            FaultPolicy::Deny | FaultPolicy::Handler => FaultAction::Denied,
+            FaultPolicy::Kill => {
+                let heir = self.pds[&pd].parent;
+                for r in &mut self.running {
+                    if *r == pd {
+                        *r = heir;
+                    }
+                }
+                self.destroy(&[pd], pd);
+                FaultAction::Killed
+            }
+        };
+        self.faults.push(FaultRecord { fault, action });
+        if action == FaultAction::Reported {
+            return Ok(0);
+        }
+        Err(FaultReport { fault, action })
+    }
+}
