@@ -6,8 +6,8 @@
 //!   all of it, alternating read-only and read-write so every call changes the table;
 //! - `small_grant`: the owner grants one word of a 4 KiB region read-only to another domain
 //!   and revokes it, one word further on each time (two calls an iteration: divide by 2). The
-//!   other domain keeps a grant on the region's last word, so its table's nodes over the region
-//!   exist, as they do for a domain that already works with the owner;
+//!   other domain keeps read-only grants on every 128th word of the region, so its table has a
+//!   leaf there already, as it does for a domain with other fine-grained grants nearby;
 //! - `small_grant_cold`: the same with no other grant, so every grant builds the table's path
 //!   down to the word and every revoke frees it again (canonical form).
 //!
@@ -52,13 +52,15 @@ fn supervisor(c: &mut Criterion) {
     for (id, warm) in [("small_grant", true), ("small_grant_cold", false)] {
         let (mut sup, other, base) = setup(4096, 0x10_0000);
         if warm {
-            sup.set_perm(0, base + 4092, 4, Perm::ReadOnly, other, false)
-                .expect("owner may");
+            for k in 0..8 {
+                sup.set_perm(0, base + 512 * k + 508, 4, Perm::ReadOnly, other, false)
+                    .expect("owner may");
+            }
         }
         let mut i = 0u64;
         g.bench_function(id, |b| {
             b.iter(|| {
-                let at = base + 4 * (i % 1023);
+                let at = base + 4 * (i % 127);
                 i += 1;
                 sup.set_perm(0, black_box(at), 4, Perm::ReadOnly, other, false)
                     .expect("owner may");

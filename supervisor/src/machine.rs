@@ -656,7 +656,14 @@ impl Machine {
                 old_epochs.push((k, self.pds[k].epochs));
             }
             let slot = &mut self.pds[k];
-            let before = runs(&slot.table, w.range);
+            // Without a cap no write can fail (the ranges are checked above), so there is
+            // nothing to undo and no need to log the old contents.
+            let logged = cap.is_some() || slot.table.cap().is_some();
+            let before = if logged {
+                runs(&slot.table, w.range)
+            } else {
+                Vec::new()
+            };
             let c = change(&slot.table, w.range, w.perm);
             let res = match cap {
                 Some(cap) => {
@@ -691,7 +698,9 @@ impl Machine {
             match res {
                 Ok(()) => {
                     slot.epochs = c.apply(slot.epochs);
-                    undo.push((k, before));
+                    if logged {
+                        undo.push((k, before));
+                    }
                 }
                 Err(e) => {
                     // Put every table back as it was (with no cap: the old contents fitted)

@@ -466,11 +466,15 @@ impl Supervisor {
         self.machine
             .apply_writes(&plan.writes, self.cfg.table_memory_cap)?;
         for (pd, lo, hi, g) in plan.grants {
-            if self.pds.contains_key(&pd) {
-                self.grants.entry(pd).or_default().set(lo, hi, g);
+            if !self.pds.contains_key(&pd) {
+                continue;
+            }
+            let map = self.grants.entry(pd).or_default();
+            map.set(lo, hi, g);
+            if map.is_empty() {
+                self.grants.remove(&pd);
             }
         }
-        self.grants.retain(|_, m| !m.is_empty());
         Ok(())
     }
 
