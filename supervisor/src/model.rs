@@ -201,6 +201,14 @@ impl Model {
         Ok(())
     }
 
+    /// Every word allocated, outside the supervisor's region, and owned by `caller`.
+    fn owned_words(&self, caller: PdId, lo: u64, hi: u64) -> Result<()> {
+        self.each_word(caller, lo, hi, |w, x| {
+            Self::reserved(caller, w, x, false)?;
+            Self::owner(caller, w, x)
+        })
+    }
+
     fn reserved(caller: PdId, w: u64, x: &Word, stacks_too: bool) -> Result<()> {
         match x.kind {
             RegionKind::Supervisor => Err(SupervisorError::Reserved {
@@ -733,10 +741,7 @@ impl Model {
     pub fn export_read_only(&mut self, cpu: usize, addr: u64, len: u64) -> Result<()> {
         let caller = self.caller(cpu, SupervisorCall::ExportReadOnly)?;
         let (lo, hi) = self.range(addr, len)?;
-        self.each_word(caller, lo, hi, |w, x| {
-            Self::reserved(caller, w, x, false)?;
-            Self::owner(caller, w, x)
-        })?;
+        self.owned_words(caller, lo, hi)?;
         let pds: Vec<PdId> = self.pds.keys().copied().collect();
         for w in lo..hi {
             for &pd in &pds {
@@ -874,10 +879,7 @@ impl Model {
     pub fn seal(&mut self, cpu: usize, addr: u64, len: u64) -> Result<()> {
         let caller = self.caller(cpu, SupervisorCall::Seal)?;
         let (lo, hi) = self.range(addr, len)?;
-        self.each_word(caller, lo, hi, |w, x| {
-            Self::reserved(caller, w, x, false)?;
-            Self::owner(caller, w, x)
-        })?;
+        self.owned_words(caller, lo, hi)?;
         for w in lo..hi {
             let x = self.words.get_mut(&w).expect("checked");
             x.sealed = true;
@@ -897,10 +899,7 @@ impl Model {
     pub fn track(&mut self, cpu: usize, addr: u64, len: u64, on: bool) -> Result<()> {
         let caller = self.caller(cpu, SupervisorCall::Track)?;
         let (lo, hi) = self.range(addr, len)?;
-        self.each_word(caller, lo, hi, |w, x| {
-            Self::reserved(caller, w, x, false)?;
-            Self::owner(caller, w, x)
-        })?;
+        self.owned_words(caller, lo, hi)?;
         for w in lo..hi {
             let x = self.words.get_mut(&w).expect("checked");
             x.tracked = on;
@@ -918,10 +917,7 @@ impl Model {
     pub fn take_dirty(&mut self, cpu: usize, addr: u64, len: u64) -> Result<Vec<u64>> {
         let caller = self.caller(cpu, SupervisorCall::TakeDirty)?;
         let (lo, hi) = self.range(addr, len)?;
-        self.each_word(caller, lo, hi, |w, x| {
-            Self::reserved(caller, w, x, false)?;
-            Self::owner(caller, w, x)
-        })?;
+        self.owned_words(caller, lo, hi)?;
         let mut out = Vec::new();
         for w in lo..hi {
             let x = self.words.get_mut(&w).expect("checked");

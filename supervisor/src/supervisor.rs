@@ -479,10 +479,19 @@ impl Supervisor {
     }
 
     /// Plans narrowing everything `from` granted on `[lo, hi)` to `bound` (`None`: revoke),
-    /// recursively down the grant chains.
-    fn plan_cascade(&self, from: PdId, lo: u64, hi: u64, bound: Perm, plan: &mut Plan) {
+    /// recursively down the grant chains, leaving out the domains in `skip` (sorted: those
+    /// being destroyed).
+    fn plan_cascade(
+        &self,
+        from: PdId,
+        lo: u64,
+        hi: u64,
+        bound: Perm,
+        skip: &[PdId],
+        plan: &mut Plan,
+    ) {
         for (&q, map) in &self.grants {
-            if q == from {
+            if q == from || skip.binary_search(&q).is_ok() {
                 continue;
             }
             for (a, b, g) in map.overlapping(lo, hi) {
@@ -492,7 +501,7 @@ impl Supervisor {
                 if bound == Perm::None {
                     plan.write(q, a, b, Perm::None);
                     plan.grants.push((q, a, b, None));
-                    self.plan_cascade(q, a, b, Perm::None, plan);
+                    self.plan_cascade(q, a, b, Perm::None, skip, plan);
                 } else {
                     for (c, d, held) in self.perm_runs(q, a, b) {
                         let np = held.meet(bound);
@@ -504,7 +513,7 @@ impl Supervisor {
                             plan.grants.push((q, c, d, None));
                         }
                         let next = if g.transitive { np } else { Perm::None };
-                        self.plan_cascade(q, c, d, next, plan);
+                        self.plan_cascade(q, c, d, next, skip, plan);
                     }
                 }
             }
@@ -691,7 +700,7 @@ impl Supervisor {
                 for (c, d) in self.not_owned_by(g.grantor, a, b) {
                     plan.write(q, c, d, Perm::None);
                     plan.grants.push((q, c, d, None));
-                    self.plan_cascade_skipping(q, c, d, doomed, &mut plan);
+                    self.plan_cascade(q, c, d, Perm::None, doomed, &mut plan);
                 }
             }
         }
@@ -736,29 +745,6 @@ impl Supervisor {
             .filter(|&(_, _, o)| o != pd)
             .map(|(lo, hi, _)| (lo, hi))
             .collect()
-    }
-
-    /// [`Self::plan_cascade`] (revoking) that ignores domains being destroyed.
-    fn plan_cascade_skipping(
-        &self,
-        from: PdId,
-        lo: u64,
-        hi: u64,
-        doomed: &[PdId],
-        plan: &mut Plan,
-    ) {
-        for (&q, map) in &self.grants {
-            if q == from || doomed.binary_search(&q).is_ok() {
-                continue;
-            }
-            for (a, b, g) in map.overlapping(lo, hi) {
-                if g.grantor == from {
-                    plan.write(q, a, b, Perm::None);
-                    plan.grants.push((q, a, b, None));
-                    self.plan_cascade_skipping(q, a, b, doomed, plan);
-                }
-            }
-        }
     }
 
     /// Sets `pd`'s fault policy. The caller must be `pd` or a proper ancestor of it.
@@ -993,7 +979,7 @@ impl Supervisor {
             });
             plan.grants.push((pd, a, b, g));
             let bound = if transitive { perm } else { Perm::None };
-            self.plan_cascade(pd, a, b, bound, &mut plan);
+            self.plan_cascade(pd, a, b, bound, &[], &mut plan);
         }
         self.commit(plan)
     }
@@ -1127,12 +1113,7 @@ impl Supervisor {
     pub fn export_read_only(&mut self, cpu: usize, addr: u64, len: u64) -> Result<()> {
         let caller = self.caller(cpu, SupervisorCall::ExportReadOnly)?;
         let (lo, hi) = self.words(addr, len)?;
-        self.scan(caller, lo, hi, |a, _, r| {
-            first_err([
-                Self::reserved(caller, a, r, false),
-                Self::not_owner(caller, a, r),
-            ])
-        })?;
+        self.owned_scan(caller, lo, hi)?;
         let mut plan = Plan::default();
         for &pd in self.pds.keys() {
             if pd == caller {
@@ -1316,12 +1297,7 @@ impl Supervisor {
     pub fn seal(&mut self, cpu: usize, addr: u64, len: u64) -> Result<()> {
         let caller = self.caller(cpu, SupervisorCall::Seal)?;
         let (lo, hi) = self.words(addr, len)?;
-        self.scan(caller, lo, hi, |a, _, r| {
-            first_err([
-                Self::reserved(caller, a, r, false),
-                Self::not_owner(caller, a, r),
-            ])
-        })?;
+        self.owned_scan(caller, lo, hi)?;
         let mut plan = Plan::default();
         for &pd in self.pds.keys() {
             for (c, d, p) in self.perm_runs(pd, lo, hi) {
@@ -1363,6 +1339,8 @@ impl Supervisor {
         Ok(WordRange::new(lo, hi).map_or_else(Vec::new, |r| self.machine.take_dirty(r)))
     }
 
+    /// The per-word checks of the calls only an owner may make on heap memory: allocated,
+    /// not the supervisor's region, owned by `caller`.
     fn owned_scan(&self, caller: PdId, lo: u64, hi: u64) -> Result<()> {
         self.scan(caller, lo, hi, |a, _, r| {
             first_err([
