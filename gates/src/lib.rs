@@ -8,15 +8,16 @@
 //! hardware pieces, with no I/O:
 //!
 //! - [`GateTable`]: the gate records a domain's permissions table keeps beside its 2-bit
-//!   permissions (a gate word also needs execute permission to be entered);
+//!   permissions (the record is the permission: a call gate in a domain's table lets that
+//!   domain call the word, whatever its 2-bit permission there);
 //! - [`CallStack`]: the bounded cross-domain call stack, in protected storage the model
 //!   accounts for; overflow and underflow are errors, never panics;
 //! - [`FrameRegs`]: the frame base and stack limit registers, giving the running thread
-//!   access to `[sl, fb)`;
+//!   access to `[sl, fb)`, and the [`ArgWindow`] a cross-domain call exports above `fb`;
 //! - [`CrossingStats`]: crossings per (caller, callee) pair and per gate.
 //!
-//! Status: the machine's `call`/`jump`/`ret` on these pieces, and gate placement through the
-//! supervisor, are not built yet (tracked in the project's issues).
+//! The machine (`mmp-supervisor`'s `Machine::call`, `ret`, `jump`) runs transfers on these
+//! pieces; the supervisor decides who may place a gate.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -56,6 +57,7 @@ impl GateTable {
 
     /// The gate at word `w`, if any.
     #[must_use]
+    #[inline]
     pub fn get(&self, w: u64) -> Option<Gate> {
         self.gates.get(&w).copied()
     }
@@ -110,6 +112,8 @@ pub struct Frame {
     pub caller: PdId,
     /// The caller's frame base.
     pub fb: u64,
+    /// The argument window the caller itself was given (restored on return).
+    pub args: ArgWindow,
 }
 
 /// A push or pop the call stack refused; the stack is unchanged.
@@ -135,8 +139,9 @@ pub struct CallStack {
 }
 
 impl CallStack {
-    /// Bytes of protected storage per frame (return address, caller PD, frame base).
-    pub const FRAME_BYTES: usize = 8 + 4 + 8;
+    /// Bytes of protected storage per frame (return address, caller PD, frame base, and the
+    /// argument window: 31 bits of words and a writable bit).
+    pub const FRAME_BYTES: usize = 8 + 4 + 8 + 4;
 
     /// An empty stack of at most `capacity` frames.
     #[must_use]
@@ -151,6 +156,7 @@ impl CallStack {
     ///
     /// # Errors
     /// [`StackError::Overflow`] when full; nothing changes.
+    #[inline]
     pub fn push(&mut self, f: Frame) -> Result<(), StackError> {
         if self.frames.len() >= self.capacity {
             return Err(StackError::Overflow {
@@ -165,12 +171,14 @@ impl CallStack {
     ///
     /// # Errors
     /// [`StackError::Underflow`] when empty.
+    #[inline]
     pub fn pop(&mut self) -> Result<Frame, StackError> {
         self.frames.pop().ok_or(StackError::Underflow)
     }
 
     /// The newest frame.
     #[must_use]
+    #[inline]
     pub fn top(&self) -> Option<&Frame> {
         self.frames.last()
     }
@@ -183,6 +191,7 @@ impl CallStack {
 
     /// Frames on the stack.
     #[must_use]
+    #[inline]
     pub fn depth(&self) -> usize {
         self.frames.len()
     }
@@ -224,72 +233,195 @@ impl CallStack {
     }
 }
 
+/// The stack-argument export of a cross-domain call: the callee may read (and with
+/// `writable`, write) the `words` words just above its frame base, `[fb, fb + 4 * words)`,
+/// the caller's argument slots, until it returns. This is the paper's stylized stack export
+/// (section 3.3.1) done by the call itself: no table is written, so nothing needs revoking or
+/// invalidating on return; the return restores the caller's own window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct ArgWindow {
+    /// Words exported (0: none).
+    pub words: u32,
+    /// Whether the callee may write them too.
+    pub writable: bool,
+}
+
+impl ArgWindow {
+    /// No export.
+    pub const NONE: ArgWindow = ArgWindow {
+        words: 0,
+        writable: false,
+    };
+
+    /// Bytes exported.
+    #[must_use]
+    #[inline]
+    pub fn bytes(self) -> u64 {
+        4 * u64::from(self.words)
+    }
+}
+
 /// The frame base (`fb`) and stack limit (`sl`) registers: the running thread may read and
-/// write `[sl, fb)` whatever its domain's table says.
+/// write `[sl, fb)` whatever its domain's table says (never execute), and make the accesses
+/// its [`ArgWindow`] allows on `[fb, fb + 4 * words)`. A frame base of 0 means no stack is
+/// active: no access, and no cross-domain call (the new frame base must be below the old).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct FrameRegs {
     /// Frame base: one past the thread's accessible stack.
     pub fb: u64,
     /// Stack limit: the lowest accessible byte.
     pub sl: u64,
+    /// The arguments the caller exported above `fb`.
+    pub args: ArgWindow,
 }
 
 impl FrameRegs {
     /// Whether the `len` bytes at `addr` lie inside `[sl, fb)` (a zero length or a range
     /// that wraps never does).
     #[must_use]
+    #[inline]
     pub fn covers(self, addr: u64, len: u64) -> bool {
         len > 0 && addr >= self.sl && addr.checked_add(len).is_some_and(|end| end <= self.fb)
     }
+
+    /// Whether the registers allow `write` (a store) or a load of the word at byte `a`
+    /// (word aligned). Execution is never allowed through them.
+    #[must_use]
+    #[inline]
+    pub fn allows_word(self, a: u64, write: bool) -> bool {
+        let Some(end) = a.checked_add(4) else {
+            return false;
+        };
+        if end <= self.fb {
+            return a >= self.sl;
+        }
+        a >= self.fb
+            && (!write || self.args.writable)
+            && end <= self.fb.saturating_add(self.args.bytes())
+    }
 }
 
-/// Crossings counted per (caller, callee) pair and per gate word.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CrossingStats {
-    pairs: HashMap<(PdId, PdId), u64>,
-    gates: HashMap<u64, u64>,
+/// A multiply-rotate hasher for the crossing counters: their keys are small integers the
+/// machine chooses, not attacker-controlled strings, and counting must cost nanoseconds.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CountHasher(u64);
+
+impl std::hash::Hasher for CountHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+    fn write_u32(&mut self, x: u32) {
+        self.write_u64(u64::from(x));
+    }
+    fn write_u64(&mut self, x: u64) {
+        self.0 = (self.0.rotate_left(5) ^ x).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
 }
+
+type Counts<K> = HashMap<K, u64, std::hash::BuildHasherDefault<CountHasher>>;
+
+type CrossingKey = (PdId, PdId, u64);
+
+/// Crossings counted per (caller, callee) pair and per gate word. Each crossing is one
+/// counter update keyed by (caller, callee, gate), and a run of crossings with the same key
+/// (a loop calling one function) only bumps a held count; the per-pair and per-gate totals
+/// are summed when asked.
+#[derive(Debug, Clone, Default)]
+pub struct CrossingStats {
+    counts: Counts<CrossingKey>,
+    /// The latest key and crossings with it not yet added to `counts`.
+    last: Option<(CrossingKey, u64)>,
+}
+
+impl PartialEq for CrossingStats {
+    /// Equal when every (caller, callee, gate) count is.
+    fn eq(&self, other: &CrossingStats) -> bool {
+        self.all() == other.all()
+    }
+}
+
+impl Eq for CrossingStats {}
 
 impl CrossingStats {
     /// Counts one crossing from `caller` to `callee` through the gate at word `gate`.
+    #[inline]
     pub fn record(&mut self, caller: PdId, callee: PdId, gate: u64) {
-        *self.pairs.entry((caller, callee)).or_default() += 1;
-        *self.gates.entry(gate).or_default() += 1;
+        let key = (caller, callee, gate);
+        match &mut self.last {
+            Some((k, n)) if *k == key => *n += 1,
+            last => {
+                if let Some((k, n)) = last.replace((key, 1)) {
+                    *self.counts.entry(k).or_default() += n;
+                }
+            }
+        }
+    }
+
+    /// Every (caller, callee, gate) count, sorted.
+    #[must_use]
+    pub fn all(&self) -> Vec<(CrossingKey, u64)> {
+        let mut m: BTreeMap<CrossingKey, u64> = self.counts.iter().map(|(&k, &n)| (k, n)).collect();
+        if let Some((k, n)) = self.last {
+            *m.entry(k).or_default() += n;
+        }
+        m.into_iter().collect()
     }
 
     /// Crossings from `caller` to `callee`.
     #[must_use]
     pub fn pair(&self, caller: PdId, callee: PdId) -> u64 {
-        self.pairs.get(&(caller, callee)).copied().unwrap_or(0)
+        self.all()
+            .iter()
+            .filter(|((a, b, _), _)| (*a, *b) == (caller, callee))
+            .map(|(_, n)| n)
+            .sum()
     }
 
     /// Crossings through the gate at word `gate`.
     #[must_use]
     pub fn gate(&self, gate: u64) -> u64 {
-        self.gates.get(&gate).copied().unwrap_or(0)
+        self.all()
+            .iter()
+            .filter(|((_, _, g), _)| *g == gate)
+            .map(|(_, n)| n)
+            .sum()
     }
 
     /// Every pair with its count, sorted by (caller, callee).
     #[must_use]
     pub fn pairs(&self) -> Vec<((PdId, PdId), u64)> {
-        let mut v: Vec<_> = self.pairs.iter().map(|(&k, &n)| (k, n)).collect();
-        v.sort_unstable();
-        v
+        let mut m: BTreeMap<(PdId, PdId), u64> = BTreeMap::new();
+        for ((a, b, _), n) in self.all() {
+            *m.entry((a, b)).or_default() += n;
+        }
+        m.into_iter().collect()
+    }
+
+    /// Every gate word with its count, ascending.
+    #[must_use]
+    pub fn gates(&self) -> Vec<(u64, u64)> {
+        let mut m: BTreeMap<u64, u64> = BTreeMap::new();
+        for ((_, _, g), n) in self.all() {
+            *m.entry(g).or_default() += n;
+        }
+        m.into_iter().collect()
     }
 
     /// All crossings.
     #[must_use]
     pub fn total(&self) -> u64 {
-        self.pairs.values().sum()
+        self.counts.values().sum::<u64>() + self.last.map_or(0, |(_, n)| n)
     }
 
     /// Adds another CPU's counts.
     pub fn add(&mut self, other: &CrossingStats) {
-        for (&k, &n) in &other.pairs {
-            *self.pairs.entry(k).or_default() += n;
-        }
-        for (&k, &n) in &other.gates {
-            *self.gates.entry(k).or_default() += n;
+        for (k, n) in other.all() {
+            *self.counts.entry(k).or_default() += n;
         }
     }
 }
@@ -311,6 +443,7 @@ mod tests {
             ret_addr: 0x100,
             caller: pd(1),
             fb,
+            args: ArgWindow::NONE,
         };
         s.push(f(0x9000)).unwrap();
         s.push(f(0x8000)).unwrap();
@@ -331,6 +464,7 @@ mod tests {
                 ret_addr: 0,
                 caller: pd(1),
                 fb,
+                args: ArgWindow::NONE,
             })
             .unwrap();
         }
@@ -342,6 +476,7 @@ mod tests {
         let r = FrameRegs {
             fb: 0x2000,
             sl: 0x1000,
+            args: ArgWindow::NONE,
         };
         assert!(r.covers(0x1000, 4));
         assert!(r.covers(0x1ffc, 4));
@@ -349,6 +484,30 @@ mod tests {
         assert!(!r.covers(0xffc, 4));
         assert!(!r.covers(0x1000, 0));
         assert!(!r.covers(u64::MAX - 1, 4));
+    }
+
+    #[test]
+    fn frame_registers_allow_the_frame_and_exactly_the_exported_arguments() {
+        let mut r = FrameRegs {
+            fb: 0x2000,
+            sl: 0x1000,
+            args: ArgWindow::NONE,
+        };
+        assert!(r.allows_word(0x1000, true) && r.allows_word(0x1ffc, true));
+        assert!(!r.allows_word(0xffc, false) && !r.allows_word(0x2000, false));
+        r.args = ArgWindow {
+            words: 2,
+            writable: false,
+        };
+        assert!(r.allows_word(0x2000, false) && r.allows_word(0x2004, false));
+        assert!(
+            !r.allows_word(0x2000, true),
+            "a read-only export allowed a write"
+        );
+        assert!(!r.allows_word(0x2008, false));
+        r.args.writable = true;
+        assert!(r.allows_word(0x2004, true));
+        assert!(!r.allows_word(u64::MAX - 3, false));
     }
 
     #[test]
@@ -370,14 +529,21 @@ mod tests {
         a.record(pd(1), pd(2), 100);
         a.record(pd(1), pd(2), 100);
         a.record(pd(2), pd(3), 200);
+        a.record(pd(1), pd(2), 100);
+        a.record(pd(1), pd(2), 100);
         let mut b = CrossingStats::default();
         b.record(pd(1), pd(2), 104);
         a.add(&b);
-        assert_eq!(a.pair(pd(1), pd(2)), 3);
+        assert_eq!(a.pair(pd(1), pd(2)), 5);
         assert_eq!(a.pair(pd(2), pd(1)), 0);
-        assert_eq!(a.gate(100), 2);
+        assert_eq!(a.gate(100), 4);
         assert_eq!(a.gate(104), 1);
-        assert_eq!(a.total(), 4);
+        assert_eq!(a.total(), 6);
         assert_eq!(a.pairs().len(), 2);
+        assert_eq!(a.gates(), vec![(100, 4), (104, 1), (200, 1)]);
+        // The held run and the map count the same as adding everything to a fresh one.
+        let mut c = CrossingStats::default();
+        c.add(&a);
+        assert_eq!(c, a);
     }
 }

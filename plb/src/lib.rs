@@ -403,6 +403,31 @@ impl Plb {
         None
     }
 
+    /// The fast path of [`Plb::probe`]: the permission sidecar `reg` gives `pd`'s word `w`
+    /// if it holds the domain's current entry for it and that answer is final (it allows
+    /// `access`, or its denial is final). Counts a sidecar hit only then; on `None` the
+    /// caller probes as usual (nothing was changed).
+    #[inline]
+    pub fn sidecar_final(
+        &mut self,
+        pd: PdId,
+        w: u64,
+        epochs: Epochs,
+        reg: usize,
+        access: mmp_domains::Access,
+    ) -> Option<Perm> {
+        match self.sidecars.get(reg) {
+            Some(e)
+                if e.matches(pd, w, epochs.narrow)
+                    && (e.widen == epochs.widen || e.perm(w).allows(access)) =>
+            {
+                self.stats.sidecar_hits += 1;
+                Some(e.perm(w))
+            }
+            _ => None,
+        }
+    }
+
     /// Counts a hit whose denial was not final (the caller re-walks the table).
     pub fn note_denied_hit(&mut self) {
         self.stats.denied_hits += 1;

@@ -18,6 +18,7 @@ use mmp_domains::{
     Access, AddrWidth, PdId, PdKind, Perm, PermTable, Table, TableError, TableFormat, WordAddr,
     WordRange,
 };
+use mmp_gates::{ArgWindow, CallStack, CrossingStats, Frame, FrameRegs, Gate, GateTable};
 
 use crate::segmap::SegMap;
 use mmp_plb::{Epochs, Plb, PlbConfig, PlbConfigError, PlbStats, change};
@@ -73,12 +74,70 @@ pub enum FaultKind {
     /// The CPU does not exist (reported by [`Machine::check_via`]; `load`, `store` and
     /// `fetch` report [`MachineError::NoSuchCpu`] instead).
     NoSuchCpu,
+    /// A misused gate: a jump onto a call gate (a call gate is entered by a call), or a call
+    /// gate whose destination domain no longer exists.
+    Gate,
+    /// A return through a return gate to an address other than the one the matching call
+    /// pushed.
+    ReturnMismatch {
+        /// The return address the call pushed.
+        expected: u64,
+    },
+    /// A cross-domain call with the cross-domain call stack full.
+    StackOverflow,
+    /// A return through a return gate with the cross-domain call stack empty.
+    StackUnderflow,
+    /// A cross-domain call whose stack pointer (the new frame base) is not below the current
+    /// frame base (a frame base of 0, no active stack, has nothing below it).
+    FrameOrder {
+        /// The current frame base.
+        fb: u64,
+    },
+    /// A cross-domain call exporting argument words outside the caller's own stack
+    /// `[sl, fb)`.
+    ArgExport {
+        /// The caller's stack limit.
+        sl: u64,
+        /// The caller's frame base.
+        fb: u64,
+    },
+}
+
+impl std::fmt::Display for FaultKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            FaultKind::NoPermission { word_addr, held } => {
+                write!(f, "no permission at word {word_addr:#x} (holds {held})")
+            }
+            FaultKind::OutOfRange => write!(f, "beyond the address width"),
+            FaultKind::BadSize => write!(f, "not 1, 2, 4 or 8 bytes"),
+            FaultKind::NoSuchCpu => write!(f, "no such CPU"),
+            FaultKind::Gate => write!(
+                f,
+                "misused gate (a jump onto a call gate, or a dead domain)"
+            ),
+            FaultKind::ReturnMismatch { expected } => {
+                write!(f, "return address mismatch (the call pushed {expected:#x})")
+            }
+            FaultKind::StackOverflow => write!(f, "cross-domain call stack overflow"),
+            FaultKind::StackUnderflow => write!(f, "cross-domain call stack underflow"),
+            FaultKind::FrameOrder { fb } => {
+                write!(f, "new frame base not below the current one ({fb:#x})")
+            }
+            FaultKind::ArgExport { sl, fb } => {
+                write!(
+                    f,
+                    "argument export outside the caller's stack [{sl:#x}, {fb:#x})"
+                )
+            }
+        }
+    }
 }
 
 /// A faulting access: what a CPU tried, as which domain, and why it failed. The access had
 /// no effect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("CPU {cpu}, {pd}: {access} of {size} bytes at {addr:#x} faulted: {kind:?}")]
+#[error("CPU {cpu}, {pd}: {access} of {size} bytes at {addr:#x} faulted: {kind}")]
 pub struct Fault {
     /// The CPU.
     pub cpu: usize,
@@ -151,6 +210,15 @@ pub enum MachineError {
         /// The cap.
         cap: usize,
     },
+    /// The CPU is inside cross-domain calls, so its frame registers or call stack cannot be
+    /// replaced.
+    #[error("CPU {cpu} is {depth} cross-domain calls deep")]
+    CallsInProgress {
+        /// The CPU.
+        cpu: usize,
+        /// Frames on its call stack.
+        depth: usize,
+    },
     /// The table refused the update.
     #[error("{pd}: {source}")]
     Table {
@@ -166,6 +234,8 @@ struct PdSlot {
     id: PdId,
     table: Table,
     epochs: Epochs,
+    /// Gate records beside the table.
+    gates: GateTable,
 }
 
 /// One CPU: its PD register and PLB.
@@ -178,13 +248,30 @@ struct Cpu {
     /// every CPU running the domain before it returns), so a PLB hit needs no table access.
     epochs: Epochs,
     plb: Plb,
+    /// Frame base and stack limit: the running thread may read and write `[sl, fb)`.
+    regs: FrameRegs,
 }
+
+/// One CPU's gate state, kept apart from [`Cpu`] so the check path's data stays compact.
+#[derive(Debug)]
+struct GateCpu {
+    /// The cross-domain call stack.
+    stack: CallStack,
+    /// Crossings made on this CPU.
+    crossings: CrossingStats,
+}
+
+/// Frames each CPU's cross-domain call stack holds (see
+/// [`Machine::set_call_stack_capacity`]).
+pub const CALL_STACK_FRAMES: usize = 64;
 
 /// The machine. See the [module docs](self).
 #[derive(Debug)]
 pub struct Machine {
     cfg: MachineConfig,
     cpus: Vec<Cpu>,
+    /// Per CPU, beside `cpus`.
+    gate_cpus: Vec<GateCpu>,
     pds: Slab<PdSlot>,
     /// Next generation of each slab key ever used.
     generations: Vec<u32>,
@@ -233,6 +320,7 @@ impl Machine {
                     slot: 0,
                     epochs: Epochs::default(),
                     plb: Plb::new(cfg.plb)?,
+                    regs: FrameRegs::default(),
                 })
             })
             .collect::<Result<Vec<_>, PlbConfigError>>()?;
@@ -242,11 +330,19 @@ impl Machine {
             id: PdId::SUPERVISOR,
             table: Table::new(TableFormat::Sst, cfg.width),
             epochs: Epochs::default(),
+            gates: GateTable::new(),
         });
         debug_assert_eq!(k, 0);
+        let gate_cpus = (0..cfg.cpus)
+            .map(|_| GateCpu {
+                stack: CallStack::new(CALL_STACK_FRAMES),
+                crossings: CrossingStats::default(),
+            })
+            .collect();
         Ok(Machine {
             cfg,
             cpus,
+            gate_cpus,
             pds,
             generations: vec![1],
             memory: crate::memory::Memory::new(),
@@ -321,6 +417,7 @@ impl Machine {
             id,
             table: Table::new(self.cfg.format, self.cfg.width),
             epochs: Epochs::default(),
+            gates: GateTable::new(),
         });
         Ok(id)
     }
@@ -444,6 +541,43 @@ impl Machine {
         size: u64,
         access: Access,
     ) -> Result<(), Fault> {
+        // The fast path: an access inside one word, by a checked domain, that the sidecar
+        // register's entry allows. Everything else takes the full path below.
+        let w = addr >> 2;
+        if let Some(c) = self.cpus.get_mut(cpu)
+            && matches!(size, 1 | 2 | 4)
+            && (addr & 3) + size <= 4
+            && w < self.cfg.width.word_limit()
+            && !c.pd.is_supervisor()
+            && let Some(held) = c.plb.sidecar_final(c.pd, w, c.epochs, reg, access)
+        {
+            if held.allows(access) || frame_allows(&c.regs, w, access) {
+                return Ok(());
+            }
+            return Err(Fault {
+                cpu,
+                pd: c.pd,
+                addr,
+                size,
+                access,
+                kind: FaultKind::NoPermission {
+                    word_addr: w * 4,
+                    held,
+                },
+            });
+        }
+        self.check_full(cpu, reg, addr, size, access)
+    }
+
+    /// [`Machine::check_via`] without its fast path.
+    fn check_full(
+        &mut self,
+        cpu: usize,
+        reg: usize,
+        addr: u64,
+        size: u64,
+        access: Access,
+    ) -> Result<(), Fault> {
         let Some(c) = self.cpus.get_mut(cpu) else {
             let pd = PdId::SUPERVISOR;
             return Err(Fault {
@@ -483,10 +617,12 @@ impl Machine {
             match c.plb.probe(pd, w, epochs, reg) {
                 Some(h) if h.perm.allows(access) => {}
                 Some(h) if h.denial_is_final => {
-                    return Err(fault(FaultKind::NoPermission {
-                        word_addr: w * 4,
-                        held: h.perm,
-                    }));
+                    if !frame_allows(&c.regs, w, access) {
+                        return Err(fault(FaultKind::NoPermission {
+                            word_addr: w * 4,
+                            held: h.perm,
+                        }));
+                    }
                 }
                 found => {
                     if found.is_some() {
@@ -494,7 +630,7 @@ impl Machine {
                     }
                     let l = self.pds[c.slot].table.lookup(WordAddr(w));
                     c.plb.fill(pd, w, epochs, &l, reg);
-                    if !l.perm.allows(access) {
+                    if !l.perm.allows(access) && !frame_allows(&c.regs, w, access) {
                         return Err(fault(FaultKind::NoPermission {
                             word_addr: w * 4,
                             held: l.perm,
@@ -732,6 +868,350 @@ impl Machine {
         Ok(())
     }
 
+    /// The slab key of a live domain, PD 0 included (its key, 0, holds only gate records).
+    fn gate_slot(&self, pd: PdId) -> Result<usize, MachineError> {
+        if pd.is_supervisor() {
+            Ok(0)
+        } else {
+            self.slot(pd)
+        }
+    }
+
+    /// Places (or with `None` removes) a gate record on the word holding byte `addr` in
+    /// `pd`'s table (PD 0 included: its return gate). This is the hardware-level write; the
+    /// supervisor decides who may. Placing a gate never narrows a permission, so no PLB
+    /// needs invalidating; removing one takes effect at the next transfer (transfers read
+    /// gate records from the table, not the PLB).
+    ///
+    /// # Errors
+    /// [`MachineError::UnknownPd`].
+    pub fn set_gate(
+        &mut self,
+        pd: PdId,
+        addr: u64,
+        gate: Option<Gate>,
+    ) -> Result<(), MachineError> {
+        let k = self.gate_slot(pd)?;
+        let w = addr / 4;
+        match gate {
+            Some(g) => {
+                self.pds[k].gates.place(w, g);
+            }
+            None => {
+                self.pds[k].gates.remove_range(w, w + 1);
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes every domain's gate records on the words of `range` (what freeing or passing
+    /// ownership of code does). Returns how many there were.
+    pub fn remove_gates(&mut self, range: WordRange) -> usize {
+        let (lo, hi) = (range.start().0, range.end().0);
+        self.pds
+            .iter_mut()
+            .map(|(_, s)| s.gates.remove_range(lo, hi))
+            .sum()
+    }
+
+    /// The gate on the word holding byte `addr` in `pd`'s table.
+    #[must_use]
+    pub fn gate(&self, pd: PdId, addr: u64) -> Option<Gate> {
+        self.gate_slot(pd)
+            .ok()
+            .and_then(|k| self.pds[k].gates.get(addr / 4))
+    }
+
+    /// `pd`'s gate records, by word, ascending (empty for an unknown domain).
+    #[must_use]
+    pub fn gates(&self, pd: PdId) -> Vec<(u64, Gate)> {
+        self.gate_slot(pd)
+            .map(|k| self.pds[k].gates.iter().collect())
+            .unwrap_or_default()
+    }
+
+    /// Bytes of protected storage: every domain's gate records and every CPU's cross-domain
+    /// call stack (at its capacity).
+    #[must_use]
+    pub fn protected_bytes(&self) -> usize {
+        let gates: usize = self
+            .pds
+            .iter()
+            .map(|(_, s)| s.gates.footprint_bytes())
+            .sum();
+        let stacks: usize = self
+            .gate_cpus
+            .iter()
+            .map(|c| c.stack.protected_bytes())
+            .sum();
+        gates + stacks
+    }
+
+    /// Sets every CPU's call stack to hold at most `frames` frames.
+    ///
+    /// # Errors
+    /// [`MachineError::CallsInProgress`] if a CPU's stack holds more frames now.
+    pub fn set_call_stack_capacity(&mut self, frames: usize) -> Result<(), MachineError> {
+        if let Some((cpu, c)) = self
+            .gate_cpus
+            .iter()
+            .enumerate()
+            .find(|(_, c)| c.stack.depth() > frames)
+        {
+            return Err(MachineError::CallsInProgress {
+                cpu,
+                depth: c.stack.depth(),
+            });
+        }
+        for c in &mut self.gate_cpus {
+            let mut s = CallStack::new(frames);
+            for f in c.stack.frames() {
+                let pushed = s.push(*f);
+                debug_assert!(pushed.is_ok());
+            }
+            c.stack = s;
+        }
+        Ok(())
+    }
+
+    /// Loads `cpu`'s frame registers (what making a stack current does).
+    ///
+    /// # Errors
+    /// [`MachineError::NoSuchCpu`]; [`MachineError::CallsInProgress`] while the CPU's call
+    /// stack holds frames (their frame bases belong to the running stack).
+    pub fn set_frame_regs(&mut self, cpu: usize, regs: FrameRegs) -> Result<(), MachineError> {
+        let cpu = self.cpu_index(cpu)?;
+        let depth = self.gate_cpus[cpu].stack.depth();
+        if depth > 0 {
+            return Err(MachineError::CallsInProgress { cpu, depth });
+        }
+        self.cpus[cpu].regs = regs;
+        Ok(())
+    }
+
+    /// Clears `cpu`'s frame registers and empties its call stack: the thread on it is gone
+    /// (its stack was freed), so no frame of it may be returned to or reached.
+    ///
+    /// # Errors
+    /// [`MachineError::NoSuchCpu`].
+    pub fn clear_frames(&mut self, cpu: usize) -> Result<(), MachineError> {
+        let cpu = self.cpu_index(cpu)?;
+        self.cpus[cpu].regs = FrameRegs::default();
+        let g = &mut self.gate_cpus[cpu];
+        g.stack = CallStack::new(g.stack.capacity());
+        Ok(())
+    }
+
+    /// `cpu`'s frame registers.
+    ///
+    /// # Errors
+    /// [`MachineError::NoSuchCpu`].
+    pub fn frame_regs(&self, cpu: usize) -> Result<FrameRegs, MachineError> {
+        Ok(self.cpus[self.cpu_index(cpu)?].regs)
+    }
+
+    /// `cpu`'s cross-domain call stack.
+    ///
+    /// # Errors
+    /// [`MachineError::NoSuchCpu`].
+    pub fn call_stack(&self, cpu: usize) -> Result<&CallStack, MachineError> {
+        Ok(&self.gate_cpus[self.cpu_index(cpu)?].stack)
+    }
+
+    /// `cpu`'s crossing counts.
+    ///
+    /// # Errors
+    /// [`MachineError::NoSuchCpu`].
+    pub fn crossings(&self, cpu: usize) -> Result<&CrossingStats, MachineError> {
+        Ok(&self.gate_cpus[self.cpu_index(cpu)?].crossings)
+    }
+
+    /// Every CPU's crossing counts added up.
+    #[must_use]
+    pub fn crossing_totals(&self) -> CrossingStats {
+        let mut t = CrossingStats::default();
+        for c in &self.gate_cpus {
+            t.add(&c.crossings);
+        }
+        t
+    }
+
+    fn gate_fault(&self, cpu: usize, target: u64, kind: FaultKind) -> Fault {
+        Fault {
+            cpu,
+            pd: self.cpus[cpu].pd,
+            addr: target,
+            size: 4,
+            access: Access::Execute,
+            kind,
+        }
+    }
+
+    /// [`Machine::call_export`] with no argument export.
+    ///
+    /// # Errors
+    /// As [`Machine::call_export`].
+    pub fn call(
+        &mut self,
+        cpu: usize,
+        target: u64,
+        ret_addr: u64,
+        sp: u64,
+    ) -> Result<PdId, AccessError> {
+        self.call_export(cpu, target, ret_addr, sp, ArgWindow::NONE)
+    }
+
+    /// A subroutine call by the domain on `cpu` to `target`, returning to `ret_addr`, with
+    /// stack pointer `sp`, exporting `args` (the words at `sp` upward) to the callee. Returns
+    /// the domain now running.
+    ///
+    /// Onto a call gate in the running domain's table it is a cross-domain call: it pushes
+    /// (`ret_addr`, caller, fb, the caller's own argument window) on the CPU's call stack,
+    /// makes `sp` the new frame base (it must be below the old one), gives the callee `args`
+    /// above it, and switches to the gate's destination. The exported words must lie in the
+    /// caller's own stack, `[sl, fb)`. Anywhere else it is an ordinary call, which needs
+    /// execute permission at `target` (another domain's code is an execute fault) and exports
+    /// nothing. A faulting call changes nothing.
+    ///
+    /// Checks, in order: `OutOfRange` (the gate word), `Gate` (dead destination),
+    /// `FrameOrder`, `ArgExport`, `StackOverflow`.
+    ///
+    /// # Errors
+    /// A [`Fault`] as above, or the ordinary call's `NoPermission`/`OutOfRange`;
+    /// [`AccessError::Machine`] for a CPU that does not exist.
+    #[inline]
+    pub fn call_export(
+        &mut self,
+        cpu: usize,
+        target: u64,
+        ret_addr: u64,
+        sp: u64,
+        args: ArgWindow,
+    ) -> Result<PdId, AccessError> {
+        let cpu = self.cpu_index(cpu)?;
+        let Some(Gate::Call { dest }) = self.pds[self.cpus[cpu].slot].gates.get(target / 4) else {
+            self.check(cpu, target, 4, Access::Execute)?;
+            return Ok(self.cpus[cpu].pd);
+        };
+        if target
+            .checked_add(4)
+            .is_none_or(|e| e > self.cfg.width.byte_limit())
+        {
+            return Err(self.gate_fault(cpu, target, FaultKind::OutOfRange).into());
+        }
+        let dest_slot = if dest.is_supervisor() {
+            0
+        } else {
+            match self.slot(dest) {
+                Ok(k) => k,
+                Err(_) => return Err(self.gate_fault(cpu, target, FaultKind::Gate).into()),
+            }
+        };
+        let regs = self.cpus[cpu].regs;
+        if sp >= regs.fb {
+            let kind = FaultKind::FrameOrder { fb: regs.fb };
+            return Err(self.gate_fault(cpu, target, kind).into());
+        }
+        if args.words > 0 && !regs.covers(sp, args.bytes()) {
+            let kind = FaultKind::ArgExport {
+                sl: regs.sl,
+                fb: regs.fb,
+            };
+            return Err(self.gate_fault(cpu, target, kind).into());
+        }
+        let caller = self.cpus[cpu].pd;
+        let frame = Frame {
+            ret_addr,
+            caller,
+            fb: regs.fb,
+            args: regs.args,
+        };
+        let g = &mut self.gate_cpus[cpu];
+        if g.stack.push(frame).is_err() {
+            return Err(self
+                .gate_fault(cpu, target, FaultKind::StackOverflow)
+                .into());
+        }
+        g.crossings.record(caller, dest, target / 4);
+        let epochs = self.pds[dest_slot].epochs;
+        let c = &mut self.cpus[cpu];
+        c.pd = dest;
+        c.slot = dest_slot;
+        c.epochs = epochs;
+        c.regs.fb = sp;
+        c.regs.args = args;
+        Ok(dest)
+    }
+
+    /// A return by the domain on `cpu`, executed at `at`, to `to`. Returns the domain now
+    /// running.
+    ///
+    /// At a return gate in the running domain's table, it pops the call stack, checks that
+    /// `to` is the return address the call pushed, and switches back to the caller with its
+    /// frame base and argument window. Anywhere else it is an ordinary return, which needs
+    /// execute permission at `to`. A faulting return changes nothing (the frame stays on the
+    /// stack).
+    ///
+    /// Checks, in order: `StackUnderflow`, `ReturnMismatch`, `Gate` (the caller no longer
+    /// exists).
+    ///
+    /// # Errors
+    /// A [`Fault`] as above, or the ordinary return's `NoPermission`/`OutOfRange`;
+    /// [`AccessError::Machine`] for a CPU that does not exist.
+    #[inline]
+    pub fn ret(&mut self, cpu: usize, at: u64, to: u64) -> Result<PdId, AccessError> {
+        let cpu = self.cpu_index(cpu)?;
+        if self.pds[self.cpus[cpu].slot].gates.get(at / 4) != Some(Gate::Return) {
+            self.check(cpu, to, 4, Access::Execute)?;
+            return Ok(self.cpus[cpu].pd);
+        }
+        let Some(&top) = self.gate_cpus[cpu].stack.top() else {
+            return Err(self.gate_fault(cpu, at, FaultKind::StackUnderflow).into());
+        };
+        if top.ret_addr != to {
+            let kind = FaultKind::ReturnMismatch {
+                expected: top.ret_addr,
+            };
+            return Err(self.gate_fault(cpu, at, kind).into());
+        }
+        let slot = if top.caller.is_supervisor() {
+            0
+        } else {
+            match self.slot(top.caller) {
+                Ok(k) => k,
+                Err(_) => return Err(self.gate_fault(cpu, at, FaultKind::Gate).into()),
+            }
+        };
+        let popped = self.gate_cpus[cpu].stack.pop();
+        debug_assert!(popped.is_ok());
+        let epochs = self.pds[slot].epochs;
+        let c = &mut self.cpus[cpu];
+        c.pd = top.caller;
+        c.slot = slot;
+        c.epochs = epochs;
+        c.regs.fb = top.fb;
+        c.regs.args = top.args;
+        Ok(top.caller)
+    }
+
+    /// A jump by the domain on `cpu` to `target`: an ordinary transfer, which needs execute
+    /// permission there. A call gate is entered by a call, not a jump: jumping onto one is a
+    /// `Gate` fault.
+    ///
+    /// # Errors
+    /// A [`Fault`]; [`AccessError::Machine`] for a CPU that does not exist.
+    pub fn jump(&mut self, cpu: usize, target: u64) -> Result<(), AccessError> {
+        let cpu = self.cpu_index(cpu)?;
+        if matches!(
+            self.pds[self.cpus[cpu].slot].gates.get(target / 4),
+            Some(Gate::Call { .. })
+        ) {
+            return Err(self.gate_fault(cpu, target, FaultKind::Gate).into());
+        }
+        self.check(cpu, target, 4, Access::Execute)?;
+        Ok(())
+    }
+
     /// The memory, read directly (the supervisor's view; nothing is checked).
     #[must_use]
     pub fn memory(&self) -> &crate::memory::Memory {
@@ -762,7 +1242,9 @@ impl Machine {
     }
 
     /// Checks the machine's invariants: every table's own invariants, every CPU's PD register
-    /// names a live domain, and no current PLB entry grants more than its domain's table.
+    /// names a live domain and its table base matches, every call stack is well formed with
+    /// the running frame base below the newest frame's, and no current PLB entry grants more
+    /// than its domain's table.
     ///
     /// # Errors
     /// A description of the first broken invariant.
@@ -784,6 +1266,21 @@ impl Machine {
                     c.pd
                 ));
             }
+            if c.slot != self.gate_slot(c.pd).unwrap_or(usize::MAX) {
+                return Err(format!("CPU {i}'s table base does not match {}", c.pd));
+            }
+            let stack = &self.gate_cpus[i].stack;
+            stack
+                .check_invariants()
+                .map_err(|e| format!("CPU {i}'s call stack: {e}"))?;
+            if let Some(top) = stack.top()
+                && c.regs.fb >= top.fb
+            {
+                return Err(format!(
+                    "CPU {i}'s frame base {:#x} is not below its caller's {:#x}",
+                    c.regs.fb, top.fb
+                ));
+            }
             c.plb
                 .check_consistent(|pd| {
                     self.slot(pd)
@@ -794,6 +1291,13 @@ impl Machine {
         }
         Ok(())
     }
+}
+
+/// Whether `cpu`'s frame registers let it make `access` to word `w` the table refused (see
+/// [`FrameRegs`]). Consulted only after a refusal, so an allowed access pays nothing for them.
+#[inline(always)]
+fn frame_allows(regs: &FrameRegs, w: u64, access: Access) -> bool {
+    access != Access::Execute && regs.allows_word(w << 2, access == Access::Write)
 }
 
 /// A load, store or fetch that failed: a caller error, or a fault.

@@ -16,11 +16,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use mmp_domains::{Access, AddrWidth, PdId, PdKind, Perm, RangeError};
 
-use crate::machine::{Fault, FaultKind};
+use crate::machine::{CALL_STACK_FRAMES, Fault, FaultKind};
 use crate::policy::{
     ENTRY_BASE, ENTRY_LEN, FaultAction, FaultPolicy, FaultRecord, FaultReport, Grant, RegionKind,
-    SUPERVISOR_REGION_END, SupervisorCall, SupervisorError,
+    SUPERVISOR_REGION_END, SUPERVISOR_RETURN, SupervisorCall, SupervisorError,
 };
+use mmp_gates::{ArgWindow, Frame, FrameRegs, Gate};
 
 type Result<T> = std::result::Result<T, SupervisorError>;
 
@@ -52,6 +53,9 @@ pub struct Word {
     pub dirty: bool,
     /// Who holds what.
     pub held: BTreeMap<PdId, Held>,
+    /// Gates placed on the word, per domain whose table holds them (the entry points' gates
+    /// are not kept here: they follow the entry permission, see [`Model::gate`]).
+    pub gates: BTreeMap<PdId, Gate>,
 }
 
 /// A domain in the model.
@@ -82,6 +86,12 @@ pub struct Model {
     pub faults: Vec<FaultRecord>,
     /// Memory bytes written (others read 0).
     pub memory: BTreeMap<u64, u8>,
+    /// Each CPU's frame registers.
+    pub regs: Vec<FrameRegs>,
+    /// Each CPU's cross-domain call stack, oldest frame first.
+    pub calls: Vec<Vec<Frame>>,
+    /// Crossings per (caller, callee).
+    pub crossings: BTreeMap<(PdId, PdId), u64>,
 }
 
 impl Model {
@@ -98,6 +108,9 @@ impl Model {
             stacks: vec![None; cpus],
             faults: Vec::new(),
             memory: BTreeMap::new(),
+            regs: vec![FrameRegs::default(); cpus],
+            calls: vec![Vec::new(); cpus],
+            crossings: BTreeMap::new(),
         };
         let end = SUPERVISOR_REGION_END / 4;
         for w in 0..end {
@@ -119,6 +132,7 @@ impl Model {
             tracked: false,
             dirty: false,
             held: BTreeMap::new(),
+            gates: BTreeMap::new(),
         }
     }
 
@@ -132,6 +146,21 @@ impl Model {
             .get(&w)
             .and_then(|x| x.held.get(&pd))
             .map_or(Perm::None, |h| h.perm)
+    }
+
+    /// The gate on word `w` in `pd`'s table: PD 0's return gate; on an entry word, a call
+    /// gate into PD 0 exactly where `pd` holds execute-read; elsewhere what was placed.
+    #[must_use]
+    pub fn gate(&self, pd: PdId, w: u64) -> Option<Gate> {
+        if pd.is_supervisor() {
+            return (w == SUPERVISOR_RETURN / 4).then_some(Gate::Return);
+        }
+        if (ENTRY_BASE / 4..(ENTRY_BASE + ENTRY_LEN) / 4).contains(&w) {
+            return (self.perm(pd, w) == Perm::ExecuteRead).then_some(Gate::Call {
+                dest: PdId::SUPERVISOR,
+            });
+        }
+        self.words.get(&w).and_then(|x| x.gates.get(&pd)).copied()
     }
 
     fn exists(&self, pd: PdId) -> bool {
@@ -422,9 +451,12 @@ impl Model {
                     }
                 }
                 x.owner = heir;
+                // Gates on code whose ownership passes are removed.
+                x.gates.clear();
             }
             let x = self.words.get_mut(&w).expect("allocated");
             x.held.retain(|q, _| !doomed.contains(q));
+            x.gates.retain(|q, _| !doomed.contains(q));
             if let RegionKind::Stack { creator } = x.kind
                 && doomed.contains(&creator)
             {
@@ -609,15 +641,17 @@ impl Model {
         for w in lo..hi {
             self.words.remove(&w);
         }
-        for s in &mut self.stacks {
-            if let Some((base, fb)) = *s
+        for cpu in 0..self.stacks.len() {
+            if let Some((base, fb)) = self.stacks[cpu]
                 && !self.words.get(&(base / 4)).is_some_and(|x| {
                     x.region.0 * 4 == base
                         && matches!(x.kind, RegionKind::Stack { .. })
                         && fb <= x.region.1 * 4
                 })
             {
-                *s = None;
+                self.stacks[cpu] = None;
+                self.regs[cpu] = FrameRegs::default();
+                self.calls[cpu].clear();
             }
         }
         Ok(())
@@ -730,6 +764,7 @@ impl Model {
                 }
             }
             x.owner = pd;
+            x.gates.clear();
         }
         Ok(())
     }
@@ -832,6 +867,15 @@ impl Model {
         if fb <= base || fb > end {
             return Err(SupervisorError::BadFrameBase { fb, base, end });
         }
+        let depth = self.calls[on_cpu].len();
+        if depth > 0 {
+            return Err(SupervisorError::CallsInProgress { cpu: on_cpu, depth });
+        }
+        self.regs[on_cpu] = FrameRegs {
+            fb,
+            sl: stack,
+            args: ArgWindow::NONE,
+        };
         self.stacks[on_cpu] = Some((stack, fb));
         Ok(())
     }
@@ -929,41 +973,61 @@ impl Model {
         Ok(out)
     }
 
-    /// A load, store or fetch with the fault policy applied (no handlers in the model).
+    /// `set_gate`.
     ///
     /// # Errors
-    /// As [`crate::Supervisor::load`].
-    pub fn access(
-        &mut self,
+    /// As [`crate::Supervisor::set_gate`].
+    pub fn set_gate(&mut self, cpu: usize, pd: PdId, addr: u64, gate: Option<Gate>) -> Result<()> {
+        let caller = self.caller(cpu, SupervisorCall::SetGate)?;
+        if addr % 4 != 0 {
+            return Err(SupervisorError::Unaligned { addr, align: 4 });
+        }
+        let (lo, hi) = self.range(addr, 4)?;
+        self.target(pd, SupervisorCall::SetGate)?;
+        if let Some(Gate::Call { dest }) = gate {
+            if !self.exists(dest) {
+                return Err(SupervisorError::UnknownPd { pd: dest });
+            }
+            if !caller.is_supervisor() && dest != caller {
+                return Err(SupervisorError::GateDestination {
+                    pd: caller,
+                    addr,
+                    dest,
+                });
+            }
+        }
+        self.each_word(caller, lo, hi, |w, x| {
+            Self::reserved(caller, w, x, true)?;
+            Self::sealed(caller, w, x)?;
+            if caller.is_supervisor() {
+                Ok(())
+            } else {
+                Self::owner(caller, w, x)
+            }
+        })?;
+        let x = self.words.get_mut(&lo).expect("checked");
+        match gate {
+            Some(g) => {
+                x.gates.insert(pd, g);
+            }
+            None => {
+                x.gates.remove(&pd);
+            }
+        }
+        Ok(())
+    }
+
+    /// The fault an access by `pd` on `cpu` raises, if any: size, range, then per word the
+    /// table or the frame registers.
+    fn access_fault(
+        &self,
         cpu: usize,
+        pd: PdId,
         addr: u64,
         size: u64,
         access: Access,
-        value: u64,
-    ) -> std::result::Result<u64, FaultReport> {
-        let Some(&pd) = self.running.get(cpu) else {
-            let fault = Fault {
-                cpu,
-                pd: PdId::SUPERVISOR,
-                addr,
-                size,
-                access,
-                kind: FaultKind::NoSuchCpu,
-            };
-            return Err(FaultReport {
-                fault,
-                action: FaultAction::Denied,
-            });
-        };
-        let fault = |kind| Fault {
-            cpu,
-            pd,
-            addr,
-            size,
-            access,
-            kind,
-        };
-        let kind = if !matches!(size, 1 | 2 | 4 | 8) {
+    ) -> Option<FaultKind> {
+        if !matches!(size, 1 | 2 | 4 | 8) {
             Some(FaultKind::BadSize)
         } else if addr
             .checked_add(size)
@@ -973,32 +1037,22 @@ impl Model {
         } else if pd.is_supervisor() {
             None
         } else {
+            let regs = self.regs[cpu];
             (addr / 4..=(addr + size - 1) / 4).find_map(|w| {
                 let held = self.perm(pd, w);
-                (!held.allows(access)).then_some(FaultKind::NoPermission {
+                let by_regs =
+                    access != Access::Execute && regs.allows_word(w * 4, access == Access::Write);
+                (!held.allows(access) && !by_regs).then_some(FaultKind::NoPermission {
                     word_addr: w * 4,
                     held,
                 })
             })
-        };
-        let Some(kind) = kind else {
-            let mut v = 0u64;
-            for i in 0..size {
-                let a = addr + i;
-                if access == Access::Write {
-                    self.memory.insert(a, (value >> (8 * i)) as u8);
-                    if let Some(x) = self.words.get_mut(&(a / 4))
-                        && x.tracked
-                    {
-                        x.dirty = true;
-                    }
-                } else {
-                    v |= u64::from(self.memory.get(&a).copied().unwrap_or(0)) << (8 * i);
-                }
-            }
-            return Ok(v);
-        };
-        let fault = fault(kind);
+        }
+    }
+
+    /// Applies the faulting domain's policy (no handlers in the model) and records the fault.
+    fn handle(&mut self, fault: Fault) -> FaultAction {
+        let pd = fault.pd;
         let policy = self.pds.get(&pd).map_or(FaultPolicy::Deny, |n| n.policy);
         let action = match policy {
             FaultPolicy::Report => FaultAction::Reported,
@@ -1015,9 +1069,192 @@ impl Model {
             }
         };
         self.faults.push(FaultRecord { fault, action });
-        if action == FaultAction::Reported {
-            return Ok(0);
+        action
+    }
+
+    fn no_cpu(cpu: usize, addr: u64, size: u64, access: Access) -> FaultReport {
+        FaultReport {
+            fault: Fault {
+                cpu,
+                pd: PdId::SUPERVISOR,
+                addr,
+                size,
+                access,
+                kind: FaultKind::NoSuchCpu,
+            },
+            action: FaultAction::Denied,
         }
-        Err(FaultReport { fault, action })
+    }
+
+    /// A load, store or fetch with the fault policy applied (no handlers in the model).
+    ///
+    /// # Errors
+    /// As [`crate::Supervisor::load`].
+    pub fn access(
+        &mut self,
+        cpu: usize,
+        addr: u64,
+        size: u64,
+        access: Access,
+        value: u64,
+    ) -> std::result::Result<u64, FaultReport> {
+        let Some(&pd) = self.running.get(cpu) else {
+            return Err(Self::no_cpu(cpu, addr, size, access));
+        };
+        let Some(kind) = self.access_fault(cpu, pd, addr, size, access) else {
+            let mut v = 0u64;
+            for i in 0..size {
+                let a = addr + i;
+                if access == Access::Write {
+                    self.memory.insert(a, (value >> (8 * i)) as u8);
+                    if let Some(x) = self.words.get_mut(&(a / 4))
+                        && x.tracked
+                    {
+                        x.dirty = true;
+                    }
+                } else {
+                    v |= u64::from(self.memory.get(&a).copied().unwrap_or(0)) << (8 * i);
+                }
+            }
+            return Ok(v);
+        };
+        let fault = Fault {
+            cpu,
+            pd,
+            addr,
+            size,
+            access,
+            kind,
+        };
+        match self.handle(fault) {
+            // The access is skipped: the domain continues as if it read 0.
+            FaultAction::Reported => Ok(0),
+            action => Err(FaultReport { fault, action }),
+        }
+    }
+
+    fn transfer_fault(
+        &mut self,
+        cpu: usize,
+        pd: PdId,
+        addr: u64,
+        kind: FaultKind,
+    ) -> std::result::Result<PdId, FaultReport> {
+        let fault = Fault {
+            cpu,
+            pd,
+            addr,
+            size: 4,
+            access: Access::Execute,
+            kind,
+        };
+        match self.handle(fault) {
+            FaultAction::Reported => Ok(self.running[cpu]),
+            action => Err(FaultReport { fault, action }),
+        }
+    }
+
+    /// A call (see [`crate::Supervisor::call`]).
+    ///
+    /// # Errors
+    /// As [`crate::Supervisor::call`].
+    pub fn call(
+        &mut self,
+        cpu: usize,
+        target: u64,
+        ret_addr: u64,
+        sp: u64,
+        args: ArgWindow,
+    ) -> std::result::Result<PdId, FaultReport> {
+        let Some(&pd) = self.running.get(cpu) else {
+            return Err(Self::no_cpu(cpu, target, 4, Access::Execute));
+        };
+        let Some(Gate::Call { dest }) = self.gate(pd, target / 4) else {
+            return match self.access_fault(cpu, pd, target, 4, Access::Execute) {
+                None => Ok(pd),
+                Some(kind) => self.transfer_fault(cpu, pd, target, kind),
+            };
+        };
+        let regs = self.regs[cpu];
+        let kind = if target
+            .checked_add(4)
+            .is_none_or(|e| e > self.width.byte_limit())
+        {
+            FaultKind::OutOfRange
+        } else if !self.exists(dest) {
+            FaultKind::Gate
+        } else if sp >= regs.fb {
+            FaultKind::FrameOrder { fb: regs.fb }
+        } else if args.words > 0 && !regs.covers(sp, args.bytes()) {
+            FaultKind::ArgExport {
+                sl: regs.sl,
+                fb: regs.fb,
+            }
+        } else if self.calls[cpu].len() >= CALL_STACK_FRAMES {
+            FaultKind::StackOverflow
+        } else {
+            self.calls[cpu].push(Frame {
+                ret_addr,
+                caller: pd,
+                fb: regs.fb,
+                args: regs.args,
+            });
+            *self.crossings.entry((pd, dest)).or_default() += 1;
+            self.running[cpu] = dest;
+            self.regs[cpu].fb = sp;
+            self.regs[cpu].args = args;
+            return Ok(dest);
+        };
+        self.transfer_fault(cpu, pd, target, kind)
+    }
+
+    /// A return (see [`crate::Supervisor::ret`]).
+    ///
+    /// # Errors
+    /// As [`crate::Supervisor::ret`].
+    pub fn ret(&mut self, cpu: usize, at: u64, to: u64) -> std::result::Result<PdId, FaultReport> {
+        let Some(&pd) = self.running.get(cpu) else {
+            return Err(Self::no_cpu(cpu, at, 4, Access::Execute));
+        };
+        if self.gate(pd, at / 4) != Some(Gate::Return) {
+            return match self.access_fault(cpu, pd, to, 4, Access::Execute) {
+                None => Ok(pd),
+                Some(kind) => self.transfer_fault(cpu, pd, to, kind),
+            };
+        }
+        let kind = match self.calls[cpu].last().copied() {
+            None => FaultKind::StackUnderflow,
+            Some(top) if top.ret_addr != to => FaultKind::ReturnMismatch {
+                expected: top.ret_addr,
+            },
+            Some(top) if !self.exists(top.caller) => FaultKind::Gate,
+            Some(top) => {
+                self.calls[cpu].pop();
+                self.running[cpu] = top.caller;
+                self.regs[cpu].fb = top.fb;
+                self.regs[cpu].args = top.args;
+                return Ok(top.caller);
+            }
+        };
+        self.transfer_fault(cpu, pd, at, kind)
+    }
+
+    /// A jump (see [`crate::Supervisor::jump`]).
+    ///
+    /// # Errors
+    /// As [`crate::Supervisor::jump`].
+    pub fn jump(&mut self, cpu: usize, target: u64) -> std::result::Result<(), FaultReport> {
+        let Some(&pd) = self.running.get(cpu) else {
+            return Err(Self::no_cpu(cpu, target, 4, Access::Execute));
+        };
+        let kind = if matches!(self.gate(pd, target / 4), Some(Gate::Call { .. })) {
+            Some(FaultKind::Gate)
+        } else {
+            self.access_fault(cpu, pd, target, 4, Access::Execute)
+        };
+        match kind {
+            None => Ok(()),
+            Some(kind) => self.transfer_fault(cpu, pd, target, kind).map(|_| ()),
+        }
     }
 }

@@ -22,8 +22,9 @@ use mmp_plb::PlbConfig;
 
 use crate::machine::MachineConfig;
 use crate::model::{Held, Model};
-use crate::policy::{ENTRY_BASE, ENTRY_LEN, FaultPolicy};
+use crate::policy::{ENTRY_BASE, ENTRY_LEN, FaultPolicy, SUPERVISOR_RETURN};
 use crate::supervisor::{Supervisor, SupervisorConfig};
+use mmp_gates::{ArgWindow, Gate};
 
 /// An address operand. Decoded with weights: mostly addresses seen, rarely raw ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +65,12 @@ pub enum Addr {
         /// Word offset from the stack's base.
         slot: u8,
     },
+    /// The `idx`-th gate word (modulo how many): gates placed on allocated words, the entry
+    /// points and PD 0's return gate.
+    Gate {
+        /// Which gate.
+        idx: u8,
+    },
     /// The entry points, plus `off` bytes.
     Entry {
         /// Byte offset.
@@ -91,9 +98,12 @@ pub enum Len {
 impl<'a> Arbitrary<'a> for Addr {
     fn arbitrary(u: &mut Unstructured<'a>) -> arbitrary::Result<Self> {
         Ok(match u8::arbitrary(u)? {
-            0..=79 => Addr::Seen {
+            0..=64 => Addr::Seen {
                 idx: u.arbitrary()?,
                 words: u.arbitrary()?,
+            },
+            65..=79 => Addr::Gate {
+                idx: u.arbitrary()?,
             },
             80..=139 => Addr::Owned {
                 idx: u.arbitrary()?,
@@ -215,6 +225,40 @@ pub enum Op {
     },
     /// An instruction fetch.
     Fetch { cpu: u8, at: Addr, size: u8 },
+    /// `set_gate`: `kind` picks a call gate into the `dest`-th domain, a return gate, or
+    /// removal.
+    SetGate {
+        cpu: u8,
+        pd: u8,
+        at: Addr,
+        kind: u8,
+        dest: u8,
+    },
+    /// A call to `at` (or with `gate`, to that gate word, see [`Addr::Gate`]) returning to
+    /// `ret`, with the stack pointer `down` words below the frame base, exporting `args % 5`
+    /// words.
+    Call {
+        cpu: u8,
+        gate: Option<u8>,
+        at: Addr,
+        ret: Addr,
+        down: u8,
+        args: u8,
+        writable: bool,
+    },
+    /// A return at `at` (or with `gate`, at that gate word) to `to` (`None`: the newest
+    /// frame's return address).
+    Ret {
+        cpu: u8,
+        gate: Option<u8>,
+        at: Addr,
+        to: Option<Addr>,
+    },
+    /// A jump.
+    Jump { cpu: u8, at: Addr },
+    /// A well-behaved return: at a return gate in the running domain's table (the
+    /// `idx`-th), to the newest frame's return address.
+    Return { cpu: u8, idx: u8 },
 }
 
 /// Largest allocation the harness makes (the model keeps one entry per word).
@@ -234,6 +278,8 @@ pub struct Harness {
     /// Every stack allocated.
     stack_addrs: Vec<u64>,
     cpus: usize,
+    /// Frames on all call stacks after the last transfer (to count crossings).
+    depth: usize,
     /// Operations run.
     pub ops: usize,
     /// Operations that failed (identically in both).
@@ -320,6 +366,7 @@ impl Harness {
             addrs: vec![ENTRY_BASE],
             stack_addrs: Vec::new(),
             cpus: shape.cpus,
+            depth: 0,
             ops: 0,
             failed: 0,
             stats: std::collections::BTreeMap::new(),
@@ -329,7 +376,8 @@ impl Harness {
     /// Runs the standard prelude (through [`Harness::step`], so it is checked too): three
     /// domains from PD 0, the first (A) on CPU 0 with a page, a stack and a child (C), the
     /// second (B) on CPU 1 with a small region, and a grant chain over A's page: A gives B
-    /// read-write transitively, B passes it on to the third (U) and read-only to C.
+    /// read-write transitively, B passes it on to the third (U) and read-only to C; B places
+    /// a call gate into its region in A's table and a return gate in its own.
     ///
     /// # Errors
     /// The first disagreement.
@@ -399,6 +447,21 @@ impl Harness {
                 pd: 5,
                 transitive: false,
             },
+            // B's region is code: a call gate into it in A's table, a return gate in B's.
+            Op::SetGate {
+                cpu: 1,
+                pd: 2,
+                at: Addr::Owned { idx: 0, words: 4 },
+                kind: 0,
+                dest: 3,
+            },
+            Op::SetGate {
+                cpu: 1,
+                pd: 3,
+                at: Addr::Owned { idx: 0, words: 8 },
+                kind: 2,
+                dest: 0,
+            },
         ] {
             self.step(op)?;
         }
@@ -459,6 +522,28 @@ impl Harness {
                 base + 4 * u64::from(slot)
             }
             Addr::Entry { off } => ENTRY_BASE + u64::from(off),
+            Addr::Gate { idx } => {
+                // Half the time a gate in the running domain's own table (one it can use),
+                // a quarter any placed gate or PD 0's return gate, a quarter an entry point.
+                let me = self.model.running.get(cpu).copied();
+                let mut gates: Vec<u64> = self
+                    .model
+                    .words
+                    .iter()
+                    .filter(|(_, x)| {
+                        !x.gates.is_empty()
+                            && (idx % 4 == 2 || me.is_some_and(|me| x.gates.contains_key(&me)))
+                    })
+                    .map(|(&w, _)| w * 4)
+                    .collect();
+                if idx % 4 == 2 || gates.is_empty() || me == Some(PdId::SUPERVISOR) {
+                    gates.push(SUPERVISOR_RETURN);
+                }
+                if idx % 4 == 3 {
+                    gates = (0..ENTRY_LEN / 4).map(|i| ENTRY_BASE + 4 * i).collect();
+                }
+                gates[usize::from(idx / 4) % gates.len()]
+            }
             Addr::Raw(x) => x,
         }
     }
@@ -769,6 +854,90 @@ impl Harness {
                 }
                 (true, Some(span(at, size.max(1))), killed(&a))
             }
+            Op::SetGate {
+                cpu,
+                pd,
+                at,
+                kind,
+                dest,
+            } => {
+                let cpu = self.cpu(cpu);
+                let (pd, at) = (self.pd(pd), self.addr(at, cpu));
+                let gate = match kind % 4 {
+                    0 | 1 => Some(Gate::Call {
+                        dest: self.pd(dest),
+                    }),
+                    2 => Some(Gate::Return),
+                    _ => None,
+                };
+                let a = self.sup.set_gate(cpu, pd, at, gate);
+                let b = self.model.set_gate(cpu, pd, at, gate);
+                if a != b {
+                    return Err(mismatch(&a, &b));
+                }
+                (self.note(op, &a), Some(span(at, 4)), false)
+            }
+            Op::Call {
+                cpu,
+                gate,
+                at,
+                ret,
+                down,
+                args,
+                writable,
+            } => {
+                let cpu = self.cpu(cpu);
+                let at = gate.map_or(at, |idx| Addr::Gate { idx });
+                let (at, ret) = (self.addr(at, cpu), self.addr(ret, cpu));
+                let fb = self.model.regs.get(cpu).map_or(0, |r| r.fb);
+                let sp = fb.wrapping_sub(4 * (u64::from(down) + 1));
+                let args = ArgWindow {
+                    words: u32::from(args % 5),
+                    writable,
+                };
+                let a = self.sup.call(cpu, at, ret, sp, args);
+                let b = self.model.call(cpu, at, ret, sp, args);
+                if a != b {
+                    return Err(mismatch(&a, &b));
+                }
+                self.note_transfer(op, &a);
+                (true, None, killed(&a))
+            }
+            Op::Ret { cpu, gate, at, to } => {
+                let cpu = self.cpu(cpu);
+                let at = self.addr(gate.map_or(at, |idx| Addr::Gate { idx }), cpu);
+                let to = match to {
+                    Some(t) => self.addr(t, cpu),
+                    None => self.newest_return(cpu),
+                };
+                self.ret_both(op, cpu, at, to)?
+            }
+            Op::Return { cpu, idx } => {
+                let cpu = self.cpu(cpu);
+                let me = self.model.running.get(cpu).copied();
+                let mut at: Vec<u64> = self
+                    .model
+                    .words
+                    .iter()
+                    .filter(|(_, x)| me.is_some_and(|me| x.gates.get(&me) == Some(&Gate::Return)))
+                    .map(|(&w, _)| w * 4)
+                    .collect();
+                at.push(SUPERVISOR_RETURN);
+                let at = at[usize::from(idx) % at.len()];
+                let to = self.newest_return(cpu);
+                self.ret_both(op, cpu, at, to)?
+            }
+            Op::Jump { cpu, at } => {
+                let cpu = self.cpu(cpu);
+                let at = self.addr(at, cpu);
+                let a = self.sup.jump(cpu, at);
+                let b = self.model.jump(cpu, at);
+                if a != b {
+                    return Err(mismatch(&a, &b));
+                }
+                self.note_transfer(op, &a);
+                (true, None, killed(&a))
+            }
         };
         let name = format!("{op:?}");
         let name = name.split([' ', '{']).next().unwrap_or("?").to_string();
@@ -814,6 +983,51 @@ impl Harness {
         r.is_ok()
     }
 
+    /// The return address of `cpu`'s newest frame (0 if none), from the model.
+    fn newest_return(&self, cpu: usize) -> u64 {
+        self.model
+            .calls
+            .get(cpu)
+            .and_then(|c| c.last())
+            .map_or(0, |f| f.ret_addr)
+    }
+
+    /// Runs a return on both and compares; the step's (ok, span, compare-all) triple.
+    #[allow(clippy::type_complexity)]
+    fn ret_both(
+        &mut self,
+        op: Op,
+        cpu: usize,
+        at: u64,
+        to: u64,
+    ) -> Result<(bool, Option<(u64, u64)>, bool), String> {
+        let a = self.sup.ret(cpu, at, to);
+        let b = self.model.ret(cpu, at, to);
+        if a != b {
+            return Err(format!("{op:?}:\n  supervisor: {a:?}\n  model:      {b:?}"));
+        }
+        self.note_transfer(op, &a);
+        Ok((true, None, killed(&a)))
+    }
+
+    /// Counts a transfer's outcome in [`Harness::stats`]: `Op/ok` or `Op/FaultKind`.
+    fn note_transfer<T>(&mut self, op: Op, r: &Result<T, crate::policy::FaultReport>) {
+        let name = format!("{op:?}");
+        let name = name.split([' ', '{']).next().unwrap_or("?");
+        let what = match r {
+            Ok(_) if self.model.calls.iter().map(Vec::len).sum::<usize>() != self.depth => {
+                "cross".to_string()
+            }
+            Ok(_) => "ok".to_string(),
+            Err(e) => {
+                let k = format!("{:?}", e.fault.kind);
+                k.split([' ', '{']).next().unwrap_or("?").to_string()
+            }
+        };
+        self.stats.entry(format!("{name}/{what}")).or_default().0 += 1;
+        self.depth = self.model.calls.iter().map(Vec::len).sum();
+    }
+
     fn model_limit(&self) -> u64 {
         self.sup.config().machine.width.word_limit()
     }
@@ -838,6 +1052,21 @@ impl Harness {
                     self.model.running[cpu]
                 ));
             }
+            let m = self.sup.machine();
+            let regs = m.frame_regs(cpu).ok();
+            if regs != Some(self.model.regs[cpu]) {
+                return Err(format!(
+                    "CPU {cpu}'s frame registers: {regs:?} vs {:?}",
+                    self.model.regs[cpu]
+                ));
+            }
+            let frames = m.call_stack(cpu).map(|c| c.frames().to_vec()).ok();
+            if frames.as_ref() != Some(&self.model.calls[cpu]) {
+                return Err(format!(
+                    "CPU {cpu}'s call stack: {frames:?} vs {:?}",
+                    self.model.calls[cpu]
+                ));
+            }
             let s = self.sup.active_stack(cpu).map(|s| (s.base, s.fb));
             if s != self.model.stacks[cpu] {
                 return Err(format!(
@@ -848,6 +1077,19 @@ impl Harness {
         }
         if self.sup.faults() != self.model.faults.as_slice() {
             return Err("fault logs differ".into());
+        }
+        let crossings: std::collections::BTreeMap<(PdId, PdId), u64> = self
+            .sup
+            .machine()
+            .crossing_totals()
+            .pairs()
+            .into_iter()
+            .collect();
+        if crossings != self.model.crossings {
+            return Err(format!(
+                "crossings: {crossings:?} vs {:?}",
+                self.model.crossings
+            ));
         }
         Ok(())
     }
@@ -879,6 +1121,12 @@ impl Harness {
         });
         if flags != mflags {
             return Err(format!("word {addr:#x}: flags {flags:?} vs {mflags:?}"));
+        }
+        for pd in std::iter::once(PdId::SUPERVISOR).chain(self.model.pds.keys().copied()) {
+            let (g, mg) = (self.sup.gate(pd, addr), self.model.gate(pd, w));
+            if g != mg {
+                return Err(format!("word {addr:#x}, {pd}'s gate: {g:?} vs {mg:?}"));
+            }
         }
         for &pd in self.model.pds.keys() {
             let held = here.and_then(|x| x.held.get(&pd).copied());

@@ -22,6 +22,11 @@ use crate::machine::{Fault, MachineError};
 /// The supervisor's entry points. Calling one is itself a permission: a domain other than
 /// PD 0 must hold [`Perm::ExecuteRead`] on the call's entry word, at
 /// [`SupervisorCall::entry_addr`], or the call is refused.
+///
+/// The entry words are gates: wherever a domain holds execute-read on one, its table also
+/// has a call gate there into PD 0 (kept in step by the supervisor), so a machine-level
+/// `call` to the word crosses into the supervisor, and PD 0's return gate at
+/// [`SUPERVISOR_RETURN`] brings it back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum SupervisorCall {
     /// `mmp_alloc_PD`.
@@ -52,11 +57,13 @@ pub enum SupervisorCall {
     TakeDirty,
     /// Setting a domain's fault policy.
     SetFaultPolicy,
+    /// Placing or removing a call or return gate.
+    SetGate,
 }
 
 impl SupervisorCall {
     /// Every call, in entry-point order.
-    pub const ALL: [SupervisorCall; 14] = [
+    pub const ALL: [SupervisorCall; 15] = [
         SupervisorCall::AllocPd,
         SupervisorCall::FreePd,
         SupervisorCall::Alloc,
@@ -71,6 +78,7 @@ impl SupervisorCall {
         SupervisorCall::Track,
         SupervisorCall::TakeDirty,
         SupervisorCall::SetFaultPolicy,
+        SupervisorCall::SetGate,
     ];
 
     /// Byte address of this call's entry word: one word per call from [`ENTRY_BASE`].
@@ -84,6 +92,8 @@ impl SupervisorCall {
 pub const ENTRY_BASE: u64 = 0x1000;
 /// Bytes of entry points (one word per [`SupervisorCall`]).
 pub const ENTRY_LEN: u64 = 4 * SupervisorCall::ALL.len() as u64;
+/// PD 0's return gate: the word after the entry points.
+pub const SUPERVISOR_RETURN: u64 = ENTRY_BASE + ENTRY_LEN;
 /// The supervisor's own region, `[0, SUPERVISOR_REGION_END)`: the null page and the entry
 /// points. PD 0 owns it; it can be granted with `set_perm` (entry permission) but never freed,
 /// chowned, exported, sealed or tracked.
@@ -367,6 +377,25 @@ pub enum SupervisorError {
         /// The stack's end.
         end: u64,
     },
+    /// A call gate placed by a domain must enter that domain: only the owner of the target
+    /// code may make a call gate into it, and the gate runs the code as its owner.
+    #[error("{pd} may place a call gate at {addr:#x} only into itself, not into {dest}")]
+    GateDestination {
+        /// The caller.
+        pd: PdId,
+        /// The gate word.
+        addr: u64,
+        /// The destination asked for.
+        dest: PdId,
+    },
+    /// The CPU is inside cross-domain calls, so its active stack cannot be replaced.
+    #[error("CPU {cpu} is {depth} cross-domain calls deep")]
+    CallsInProgress {
+        /// The CPU.
+        cpu: usize,
+        /// Frames on its call stack.
+        depth: usize,
+    },
     /// `access_ok` refused: the domain lacks the access on a word of the range.
     #[error("{pd} may not {access} [{addr:#x}, +{len:#x}): the word at {first_bad:#x} is {held}")]
     Denied {
@@ -422,6 +451,9 @@ impl From<MachineError> for SupervisorError {
             MachineError::NoSuchCpu { cpu, cpus } => SupervisorError::NoSuchCpu { cpu, cpus },
             MachineError::UnknownPd { pd } => SupervisorError::UnknownPd { pd },
             MachineError::PdRunning { pd, cpu } => SupervisorError::PdRunning { pd, cpu },
+            MachineError::CallsInProgress { cpu, depth } => {
+                SupervisorError::CallsInProgress { cpu, depth }
+            }
             e => SupervisorError::Machine(e),
         }
     }

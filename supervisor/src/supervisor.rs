@@ -30,7 +30,18 @@
 //! - **Seal** downgrades every domain's read-write to read-only, permanently: afterwards no
 //!   `set_perm`, `supr_set_perm`, `mem_chown` or `free` touching the word succeeds.
 //! - **Entry points.** PDs that PD 0 creates get transitive execute-read on every entry point,
-//!   so they may pass call permission on to the domains they create; others get none.
+//!   so they may pass call permission on to the domains they create; others get none. Each
+//!   entry word is also a call gate into PD 0 in exactly the tables that hold execute-read
+//!   there, and PD 0's table has a return gate at [`SUPERVISOR_RETURN`].
+//! - **Gates** ([`Supervisor::set_gate`]): only the owner of a heap word may place or remove
+//!   a gate on it, in any domain's table, and a call gate it places must enter the owner
+//!   itself (PD 0 may place any). Gates go when their word is freed or changes owner.
+//! - **Stacks and frames.** `set_stack` loads the CPU's frame registers (`sl` = the stack's
+//!   base, `fb`); the running thread reads and writes `[sl, fb)` through them, and each
+//!   cross-domain call moves `fb` down to the caller's stack pointer, exporting the argument
+//!   slots the call names (see [`Machine::call_export`]). A callee takes a frame for itself
+//!   alone with `supr_set_perm(exclusive)`. Freeing the active stack clears the CPU's frame
+//!   registers and call stack.
 
 use std::collections::BTreeMap;
 use std::collections::HashMap;
@@ -43,9 +54,10 @@ use crate::buddy::Buddy;
 use crate::machine::{AccessError, Fault, Machine, MachineConfig, TableWrite};
 use crate::policy::{
     ENTRY_BASE, ENTRY_LEN, FaultAction, FaultPolicy, FaultRecord, FaultReport, Grant, RegionKind,
-    Resolution, SUPERVISOR_REGION_END, SupervisorCall, SupervisorError,
+    Resolution, SUPERVISOR_REGION_END, SUPERVISOR_RETURN, SupervisorCall, SupervisorError,
 };
 use crate::segmap::SegMap;
+use mmp_gates::{ArgWindow, FrameRegs, Gate};
 
 type Result<T> = std::result::Result<T, SupervisorError>;
 
@@ -164,7 +176,8 @@ impl Supervisor {
     /// # Errors
     /// [`SupervisorError::Machine`] for an unusable machine configuration.
     pub fn new(cfg: SupervisorConfig) -> Result<Supervisor> {
-        let machine = Machine::new(cfg.machine).map_err(SupervisorError::Machine)?;
+        let mut machine = Machine::new(cfg.machine).map_err(SupervisorError::Machine)?;
+        machine.set_gate(PdId::SUPERVISOR, SUPERVISOR_RETURN, Some(Gate::Return))?;
         let mut buddy = Buddy::new(u32::from(cfg.machine.width.bits()));
         let reserved = buddy.reserve(0, SUPERVISOR_REGION_END);
         debug_assert!(reserved);
@@ -465,6 +478,7 @@ impl Supervisor {
     fn commit(&mut self, plan: Plan) -> Result<()> {
         self.machine
             .apply_writes(&plan.writes, self.cfg.table_memory_cap)?;
+        self.sync_entry_gates(&plan.writes);
         for (pd, lo, hi, g) in plan.grants {
             if !self.pds.contains_key(&pd) {
                 continue;
@@ -476,6 +490,23 @@ impl Supervisor {
             }
         }
         Ok(())
+    }
+
+    /// Keeps the entry points' call gates in step with the entry permission after `writes`
+    /// were applied: a domain has a call gate into PD 0 on an entry word exactly where it
+    /// holds execute-read there.
+    fn sync_entry_gates(&mut self, writes: &[TableWrite]) {
+        let (elo, ehi) = (ENTRY_BASE / 4, (ENTRY_BASE + ENTRY_LEN) / 4);
+        for w in writes {
+            let (lo, hi) = (w.range.start().0.max(elo), w.range.end().0.min(ehi));
+            for word in lo..hi {
+                let gate = (w.perm == Perm::ExecuteRead).then_some(Gate::Call {
+                    dest: PdId::SUPERVISOR,
+                });
+                let placed = self.machine.set_gate(w.pd, word * 4, gate);
+                debug_assert!(placed.is_ok(), "the write just succeeded for this domain");
+            }
+        }
     }
 
     /// Plans narrowing everything `from` granted on `[lo, hi)` to `bound` (`None`: revoke),
@@ -707,6 +738,13 @@ impl Supervisor {
         // Tables, then everything else.
         self.machine
             .apply_writes(&plan.writes, self.cfg.table_memory_cap)?;
+        self.sync_entry_gates(&plan.writes);
+        // Gates on code whose ownership passes are removed.
+        for r in &owned {
+            if let Some(range) = WordRange::new(r.start, r.end) {
+                self.machine.remove_gates(range);
+            }
+        }
         for (pd, lo, hi, g) in plan.grants {
             if !is_doomed(pd) && self.pds.contains_key(&pd) {
                 self.grants.entry(pd).or_default().set(lo, hi, g);
@@ -930,6 +968,7 @@ impl Supervisor {
         self.global.set(lo, hi, None);
         if let Some(r) = WordRange::new(lo, hi) {
             self.machine.set_tracked(r, false);
+            self.machine.remove_gates(r);
         }
         for slot in 0..self.stacks.len() {
             if let Some(s) = self.stacks[slot]
@@ -937,6 +976,8 @@ impl Supervisor {
                     && matches!(r.kind, RegionKind::Stack { .. }) && s.fb <= r.end * 4)
             {
                 self.stacks[slot] = None;
+                let cleared = self.machine.clear_frames(slot);
+                debug_assert!(cleared.is_ok());
             }
         }
         Ok(())
@@ -1095,6 +1136,9 @@ impl Supervisor {
         let mut plan = Plan::default();
         self.plan_pass_ownership(caller, pd, lo, hi, &mut plan);
         self.commit(plan)?;
+        if let Some(r) = WordRange::new(lo, hi) {
+            self.machine.remove_gates(r);
+        }
         self.split_at(lo);
         self.split_at(hi);
         for (_, r) in self.regions.range_mut(lo..hi) {
@@ -1207,12 +1251,14 @@ impl Supervisor {
     }
 
     /// `mmp_set_stack`: makes the stack segment starting at `stack` active on `on_cpu`, with
-    /// frame base `fb` (word aligned, in `(base, end]`). Only the stack's creator may.
+    /// frame base `fb` (word aligned, in `(base, end]`), and loads the CPU's frame registers
+    /// (`sl` = the stack's base, `fb`), so the thread may read and write `[base, fb)`. Only
+    /// the stack's creator may, and not while the CPU is inside cross-domain calls.
     ///
     /// # Errors
     /// Preamble; [`SupervisorError::NoSuchCpu`] for `on_cpu`; [`SupervisorError::NotAStack`];
     /// [`SupervisorError::NotStackCreator`]; [`SupervisorError::Unaligned`];
-    /// [`SupervisorError::BadFrameBase`].
+    /// [`SupervisorError::BadFrameBase`]; [`SupervisorError::CallsInProgress`].
     pub fn set_stack(&mut self, cpu: usize, stack: u64, on_cpu: usize, fb: u64) -> Result<()> {
         let caller = self.caller(cpu, SupervisorCall::SetStack)?;
         if on_cpu >= self.cfg.machine.cpus {
@@ -1245,8 +1291,73 @@ impl Supervisor {
                 end: r.end * 4,
             });
         }
+        let depth = self.machine.call_stack(on_cpu)?.depth();
+        if depth > 0 {
+            return Err(SupervisorError::CallsInProgress { cpu: on_cpu, depth });
+        }
+        self.machine.set_frame_regs(
+            on_cpu,
+            FrameRegs {
+                fb,
+                sl: stack,
+                args: ArgWindow::NONE,
+            },
+        )?;
         self.stacks[on_cpu] = Some(ActiveStack { base: stack, fb });
         Ok(())
+    }
+
+    /// Places (`Some`) or removes (`None`) a gate on the word at `addr` in `pd`'s table.
+    /// Only the owner of the word may, and a call gate it places must enter the owner itself:
+    /// only the owner of the target code may make a call gate into it. PD 0 may place any
+    /// gate on any heap word. Gates live on heap words only (never on stacks or the
+    /// supervisor's region, whose entry gates follow the entry permission), and they go when
+    /// the word is freed or changes owner.
+    ///
+    /// # Errors
+    /// Preamble; [`SupervisorError::Unaligned`]; [`SupervisorError::Range`];
+    /// [`SupervisorError::SupervisorTarget`], [`SupervisorError::UnknownPd`] for `pd`; for a
+    /// call gate [`SupervisorError::UnknownPd`] for its destination, then
+    /// [`SupervisorError::GateDestination`]; for the word `NotAllocated`, `Reserved`,
+    /// `Sealed`, `NotOwner`.
+    pub fn set_gate(&mut self, cpu: usize, pd: PdId, addr: u64, gate: Option<Gate>) -> Result<()> {
+        let caller = self.caller(cpu, SupervisorCall::SetGate)?;
+        if addr % 4 != 0 {
+            return Err(SupervisorError::Unaligned { addr, align: 4 });
+        }
+        let (lo, hi) = self.words(addr, 4)?;
+        self.target(pd, SupervisorCall::SetGate)?;
+        if let Some(Gate::Call { dest }) = gate {
+            if !self.pd_exists(dest) {
+                return Err(SupervisorError::UnknownPd { pd: dest });
+            }
+            if !caller.is_supervisor() && dest != caller {
+                return Err(SupervisorError::GateDestination {
+                    pd: caller,
+                    addr,
+                    dest,
+                });
+            }
+        }
+        self.scan(caller, lo, hi, |a, b, r| {
+            first_err([
+                Self::reserved(caller, a, r, true),
+                self.first_sealed(caller, a, b),
+                if caller.is_supervisor() {
+                    None
+                } else {
+                    Self::not_owner(caller, a, r)
+                },
+            ])
+        })?;
+        self.machine.set_gate(pd, addr, gate)?;
+        Ok(())
+    }
+
+    /// The gate on the word at `addr` in `pd`'s table (PD 0's table holds its return gate).
+    #[must_use]
+    pub fn gate(&self, pd: PdId, addr: u64) -> Option<Gate> {
+        self.machine.gate(pd, addr)
     }
 
     /// `access_ok` (KeOS): whether `pd` may make `access` on every word `[addr, addr + len)`
@@ -1396,29 +1507,18 @@ impl Supervisor {
     }
 
     fn raw_access(
-        &mut self,
+        m: &mut Machine,
         cpu: usize,
         addr: u64,
         size: u64,
         access: Access,
         value: u64,
-    ) -> std::result::Result<u64, Fault> {
-        let r = match access {
-            Access::Read => self.machine.load(cpu, addr, size),
-            Access::Execute => self.machine.fetch(cpu, addr, size),
-            Access::Write => self.machine.store(cpu, addr, size, value).map(|()| 0),
-        };
-        r.map_err(|e| match e {
-            AccessError::Fault(f) => f,
-            AccessError::Machine(_) => Fault {
-                cpu,
-                pd: PdId::SUPERVISOR,
-                addr,
-                size,
-                access,
-                kind: crate::machine::FaultKind::NoSuchCpu,
-            },
-        })
+    ) -> std::result::Result<u64, AccessError> {
+        match access {
+            Access::Read => m.load(cpu, addr, size),
+            Access::Execute => m.fetch(cpu, addr, size),
+            Access::Write => m.store(cpu, addr, size, value).map(|()| 0),
+        }
     }
 
     fn access(
@@ -1429,16 +1529,43 @@ impl Supervisor {
         access: Access,
         value: u64,
     ) -> std::result::Result<u64, FaultReport> {
-        let fault = match self.raw_access(cpu, addr, size, access, value) {
+        let at = (addr, size, access);
+        self.handled(
+            cpu,
+            at,
+            |m| Self::raw_access(m, cpu, addr, size, access, value),
+            |_| 0,
+        )
+    }
+
+    /// Runs a machine operation by the domain on `cpu` with its fault handled by the
+    /// domain's policy. `at` is (address, size, access) for the fault a missing CPU gets;
+    /// `skipped` is the result of an operation a `Report` policy skips.
+    fn handled<T>(
+        &mut self,
+        cpu: usize,
+        at: (u64, u64, Access),
+        mut op: impl FnMut(&mut Machine) -> std::result::Result<T, AccessError>,
+        skipped: impl FnOnce(&Self) -> T,
+    ) -> std::result::Result<T, FaultReport> {
+        let fault = match op(&mut self.machine) {
             Ok(v) => return Ok(v),
-            Err(f) => f,
+            Err(AccessError::Fault(f)) => f,
+            Err(AccessError::Machine(_)) => {
+                let fault = Fault {
+                    cpu,
+                    pd: PdId::SUPERVISOR,
+                    addr: at.0,
+                    size: at.1,
+                    access: at.2,
+                    kind: crate::machine::FaultKind::NoSuchCpu,
+                };
+                return Err(FaultReport {
+                    fault,
+                    action: FaultAction::Denied,
+                });
+            }
         };
-        if fault.kind == crate::machine::FaultKind::NoSuchCpu {
-            return Err(FaultReport {
-                fault,
-                action: FaultAction::Denied,
-            });
-        }
         let policy = self.fault_policy(fault.pd).unwrap_or_default();
         let resolution = match policy {
             FaultPolicy::Report => Resolution::Skip,
@@ -1456,7 +1583,7 @@ impl Supervisor {
             },
         };
         let action = match resolution {
-            Resolution::Retry => match self.raw_access(cpu, addr, size, access, value) {
+            Resolution::Retry => match op(&mut self.machine) {
                 Ok(v) => {
                     self.faults.push(FaultRecord {
                         fault,
@@ -1478,10 +1605,63 @@ impl Supervisor {
         };
         self.faults.push(FaultRecord { fault, action });
         if action == FaultAction::Reported {
-            // The access is skipped: the domain continues as if it read 0.
-            return Ok(0);
+            // The operation is skipped: the domain continues as if it had no effect.
+            return Ok(skipped(self));
         }
         Err(FaultReport { fault, action })
+    }
+
+    // ----- control transfers -----
+
+    /// A call by the domain on `cpu` to `target`, returning to `ret_addr`, with stack pointer
+    /// `sp`, exporting `args` above `sp` to the callee (see [`Machine::call_export`]); a
+    /// fault is handled by the caller's policy. Returns the domain running afterwards (the
+    /// callee after a crossing; the caller after an ordinary or a skipped call).
+    ///
+    /// # Errors
+    /// A [`FaultReport`], as for [`Supervisor::load`].
+    pub fn call(
+        &mut self,
+        cpu: usize,
+        target: u64,
+        ret_addr: u64,
+        sp: u64,
+        args: ArgWindow,
+    ) -> std::result::Result<PdId, FaultReport> {
+        self.handled(
+            cpu,
+            (target, 4, Access::Execute),
+            |m| m.call_export(cpu, target, ret_addr, sp, args),
+            |s| s.machine.running(cpu).unwrap_or(PdId::SUPERVISOR),
+        )
+    }
+
+    /// A return by the domain on `cpu`, executed at `at`, to `to` (see [`Machine::ret`]);
+    /// a fault is handled by the domain's policy. Returns the domain running afterwards.
+    ///
+    /// # Errors
+    /// A [`FaultReport`], as for [`Supervisor::load`].
+    pub fn ret(&mut self, cpu: usize, at: u64, to: u64) -> std::result::Result<PdId, FaultReport> {
+        self.handled(
+            cpu,
+            (at, 4, Access::Execute),
+            |m| m.ret(cpu, at, to),
+            |s| s.machine.running(cpu).unwrap_or(PdId::SUPERVISOR),
+        )
+    }
+
+    /// A jump by the domain on `cpu` to `target` (see [`Machine::jump`]); a fault is handled
+    /// by the domain's policy.
+    ///
+    /// # Errors
+    /// A [`FaultReport`], as for [`Supervisor::load`].
+    pub fn jump(&mut self, cpu: usize, target: u64) -> std::result::Result<(), FaultReport> {
+        self.handled(
+            cpu,
+            (target, 4, Access::Execute),
+            |m| m.jump(cpu, target),
+            |_| (),
+        )
     }
 
     /// Destroys `pd` (not recursively) on the supervisor's authority: CPUs running it switch
@@ -1511,7 +1691,8 @@ impl Supervisor {
     // ----- checking -----
 
     /// A digest of the whole policy state: domains, tree, regions, grants, seals, exports,
-    /// stacks, policies, tracking, dirty marks, every table's contents and epochs, and memory.
+    /// stacks, policies, tracking, dirty marks, every table's contents and epochs, memory,
+    /// gates, frame registers and call stacks.
     /// A failed call leaves it unchanged.
     #[must_use]
     pub fn digest(&self) -> u64 {
@@ -1536,6 +1717,18 @@ impl Supervisor {
                 .hash(&mut h);
         }
         self.machine.memory().digest().hash(&mut h);
+        self.machine.gates(PdId::SUPERVISOR).hash(&mut h);
+        for &pd in self.pds.keys() {
+            self.machine.gates(pd).hash(&mut h);
+        }
+        for cpu in 0..self.cfg.machine.cpus {
+            self.machine.frame_regs(cpu).ok().hash(&mut h);
+            self.machine
+                .call_stack(cpu)
+                .map(|c| c.frames().to_vec())
+                .ok()
+                .hash(&mut h);
+        }
         h.finish()
     }
 
@@ -1667,6 +1860,62 @@ impl Supervisor {
                     && matches!(r.kind, RegionKind::Stack { .. }) && s.fb > s.base && s.fb <= r.end * 4)
             {
                 return Err(format!("CPU {cpu}'s active stack {s:?} is not a stack"));
+            }
+            let regs = self.machine.frame_regs(cpu).map_err(|e| e.to_string())?;
+            let depth = self.machine.call_stack(cpu).map_or(0, |c| c.depth());
+            match s {
+                Some(s) if regs.sl != s.base => {
+                    return Err(format!(
+                        "CPU {cpu}'s stack limit {:#x} is not its active stack's base",
+                        regs.sl
+                    ));
+                }
+                None if regs != FrameRegs::default() || depth > 0 => {
+                    return Err(format!(
+                        "CPU {cpu} has no active stack but frame registers {regs:?} and \
+                         {depth} frames"
+                    ));
+                }
+                _ => {}
+            }
+        }
+        self.check_gates()
+    }
+
+    /// Gate invariants: PD 0's table holds exactly its return gate; every other gate is on a
+    /// word of a heap region, or an entry word where its domain holds execute-read; on the
+    /// entry words, a domain has a call gate into PD 0 exactly where it holds execute-read.
+    fn check_gates(&self) -> std::result::Result<(), String> {
+        let pd0 = self.machine.gates(PdId::SUPERVISOR);
+        if pd0 != [(SUPERVISOR_RETURN / 4, Gate::Return)] {
+            return Err(format!(
+                "PD 0's gates are {pd0:?}, not just its return gate"
+            ));
+        }
+        let (elo, ehi) = (ENTRY_BASE / 4, (ENTRY_BASE + ENTRY_LEN) / 4);
+        let entry_gate = Gate::Call {
+            dest: PdId::SUPERVISOR,
+        };
+        for &pd in self.pds.keys() {
+            for (w, g) in self.machine.gates(pd) {
+                let ok = if (elo..ehi).contains(&w) {
+                    g == entry_gate
+                } else {
+                    matches!(self.region_at(w * 4), Some(r) if r.kind == RegionKind::Heap)
+                };
+                if !ok {
+                    return Err(format!("{pd} has gate {g:?} at {:#x}", w * 4));
+                }
+            }
+            for w in elo..ehi {
+                let held = self.machine.perm(pd, w * 4) == Perm::ExecuteRead;
+                let gated = self.machine.gate(pd, w * 4) == Some(entry_gate);
+                if held != gated {
+                    return Err(format!(
+                        "{pd}'s entry word {:#x}: execute-read {held}, gate {gated}",
+                        w * 4
+                    ));
+                }
             }
         }
         Ok(())

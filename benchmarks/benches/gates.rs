@@ -1,0 +1,129 @@
+//! `cargo bench -p mmp-benchmarks --bench gates`: the cost of control transfers on the
+//! machine, one CPU, MLPT tables, the default PLB. Each iteration is one call and its return
+//! (throughput 1 element: a round trip).
+//!
+//! - `call_return`: a cross-domain round trip. Domain A calls B's entry word through a call
+//!   gate in A's table, exporting one read-only argument word `[SP, SP + 4)` of A's stack; B
+//!   (now running, frame base `SP`) loads the argument through its argument window and
+//!   returns through the return gate in its table, which pops the cross-domain call stack,
+//!   checks the return address, and switches back to A. Three machine operations: `call_export`,
+//!   `load`, `ret`;
+//! - `direct_call`: an ordinary call and return inside A: a call to A's own code (no gate
+//!   there: an execute check at the target) and a return from an instruction with no return
+//!   gate (an execute check at the return address). Two machine operations: `call`, `ret`.
+
+use std::hint::black_box;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use mmp_domains::{PdId, PdKind, Perm};
+use mmp_gates::{ArgWindow, FrameRegs, Gate};
+use mmp_supervisor::{Machine, MachineConfig};
+
+/// A's code: `[A_CODE, A_CODE + CODE_LEN)`.
+const A_CODE: u64 = 0x1_0000;
+/// B's code.
+const B_CODE: u64 = 0x2_0000;
+const CODE_LEN: u64 = 0x100;
+/// Where A's calls return to.
+const A_RET_ADDR: u64 = A_CODE + 0x10;
+/// A function of A's own, and its return instruction.
+const A_LOCAL_FN: u64 = A_CODE + 0x40;
+const A_LOCAL_RET: u64 = A_CODE + 0x48;
+/// B's entry word (A's call gate) and its return instruction (B's return gate).
+const B_ENTRY: u64 = B_CODE;
+const B_RET: u64 = B_CODE + 0x10;
+/// The thread's stack `[SL, FB)` (no table permission: the frame registers grant it).
+const SL: u64 = 0x8000;
+const FB: u64 = 0xa000;
+/// A's stack pointer at the call: the new frame base, with the argument word just above it.
+const SP: u64 = FB - 0x10;
+const ARG: u64 = 0x1234_5678;
+
+fn machine() -> (Machine, PdId, PdId) {
+    let mut m = Machine::new(MachineConfig::default()).expect("valid config");
+    let a = m.create_pd(PdKind::Kernel).expect("room");
+    let b = m.create_pd(PdKind::Kernel).expect("room");
+    m.set_perm(a, A_CODE, CODE_LEN, Perm::ExecuteRead)
+        .expect("live");
+    m.set_perm(b, B_CODE, CODE_LEN, Perm::ExecuteRead)
+        .expect("live");
+    m.set_gate(a, B_ENTRY, Some(Gate::Call { dest: b }))
+        .expect("live");
+    m.set_gate(b, B_RET, Some(Gate::Return)).expect("live");
+    m.switch_pd(0, a).expect("live");
+    m.set_frame_regs(
+        0,
+        FrameRegs {
+            fb: FB,
+            sl: SL,
+            args: ArgWindow::NONE,
+        },
+    )
+    .expect("no calls in progress");
+    m.memory_mut().write(SP, 4, ARG);
+    (m, a, b)
+}
+
+const ONE_ARG: ArgWindow = ArgWindow {
+    words: 1,
+    writable: false,
+};
+
+fn gates(c: &mut Criterion) {
+    let (mut m, a, b) = machine();
+
+    // The round trip works: B runs inside with A's argument, A runs after, one crossing.
+    let before = m.crossing_totals().pair(a, b);
+    let inside = m
+        .call_export(0, B_ENTRY, A_RET_ADDR, SP, ONE_ARG)
+        .expect("call gate");
+    assert_eq!(inside, b);
+    assert_eq!(m.running(0).expect("cpu 0"), b);
+    assert_eq!(m.load(0, SP, 4).expect("argument window"), ARG);
+    assert!(
+        m.load(0, SP + 4, 4).is_err(),
+        "read past the argument window"
+    );
+    assert_eq!(m.ret(0, B_RET, A_RET_ADDR).expect("return gate"), a);
+    assert_eq!(m.running(0).expect("cpu 0"), a);
+    assert_eq!(m.crossing_totals().pair(a, b), before + 1);
+    assert_eq!(m.call_stack(0).expect("cpu 0").depth(), 0);
+    // And the direct call stays in A.
+    assert_eq!(m.call(0, A_LOCAL_FN, A_RET_ADDR, SP).expect("own code"), a);
+    assert_eq!(m.ret(0, A_LOCAL_RET, A_RET_ADDR).expect("own code"), a);
+    m.check_invariants().expect("invariants");
+
+    let mut g = c.benchmark_group("gates");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("call_return", |bch| {
+        bch.iter(|| {
+            let callee = m
+                .call_export(0, black_box(B_ENTRY), A_RET_ADDR, black_box(SP), ONE_ARG)
+                .expect("call gate");
+            let arg = m.load(0, black_box(SP), 4).expect("argument window");
+            let caller = m.ret(0, black_box(B_RET), A_RET_ADDR).expect("return gate");
+            black_box((callee, arg, caller))
+        })
+    });
+    assert_eq!(m.running(0).expect("cpu 0"), a);
+    assert_eq!(m.call_stack(0).expect("cpu 0").depth(), 0);
+    m.check_invariants().expect("invariants");
+
+    g.bench_function("direct_call", |bch| {
+        bch.iter(|| {
+            let callee = m
+                .call(0, black_box(A_LOCAL_FN), A_RET_ADDR, black_box(SP))
+                .expect("own code");
+            let caller = m
+                .ret(0, black_box(A_LOCAL_RET), A_RET_ADDR)
+                .expect("own code");
+            black_box((callee, caller))
+        })
+    });
+    assert_eq!(m.running(0).expect("cpu 0"), a);
+    m.check_invariants().expect("invariants");
+    g.finish();
+}
+
+criterion_group!(benches, gates);
+criterion_main!(benches);
