@@ -570,6 +570,7 @@ impl Machine {
     }
 
     /// [`Machine::check_via`] without its fast path.
+    #[inline(always)]
     fn check_full(
         &mut self,
         cpu: usize,
