@@ -6,5 +6,24 @@
 //! never fault. This crate is a client of `mmp-supervisor`, with the page-granular algorithm
 //! kept beside it as a measured baseline.
 //!
-//! Status: being built (tracked in the project's issues); this crate currently holds only its
-//! place in the workspace.
+//! MemGuard's two levels map onto two pieces:
+//! - the portable [`MemGuard`] level ([`portable`]): terms, enable/disable, protect, release,
+//!   approved writes, violation reports folded by pc;
+//! - the memory protection level, the [`MemoryProtection`] trait ([`protection`]), with three
+//!   implementations: [`Supervised::mmp`] (word-granular, on the supervisor),
+//!   [`Supervised::page_model`] (the page algorithm on the simulated machine) and, on Linux
+//!   x86-64 only, [`page_real::PageReal`] (the page algorithm on real memory with `mprotect`,
+//!   `SIGSEGV` and the trap flag).
+
+pub mod portable;
+pub mod protection;
+pub mod supervised;
+
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+pub mod page_real;
+
+pub use portable::{Counters, MemGuard, Term, TermId, Violation};
+pub use protection::{
+    BackendStats, MemGuardError, MemoryProtection, WriteFault, check_range, check_write,
+};
+pub use supervised::Supervised;

@@ -428,6 +428,32 @@ impl Plb {
         }
     }
 
+    /// The fast path for an access to words `first..=last` (at most 2 words apart): true if
+    /// sidecar `reg` holds `pd`'s current entry covering all of them and it allows `access`
+    /// on each. Counts one sidecar hit per word only then; on false nothing changed.
+    #[inline]
+    pub fn sidecar_allows_all(
+        &mut self,
+        pd: PdId,
+        first: u64,
+        last: u64,
+        epochs: Epochs,
+        reg: usize,
+        access: mmp_domains::Access,
+    ) -> bool {
+        match self.sidecars.get(reg) {
+            Some(e)
+                if e.matches(pd, first, epochs.narrow)
+                    && e.matches(pd, last, epochs.narrow)
+                    && (first..=last).all(|w| e.perm(w).allows(access)) =>
+            {
+                self.stats.sidecar_hits += last - first + 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Counts a hit whose denial was not final (the caller re-walks the table).
     pub fn note_denied_hit(&mut self) {
         self.stats.denied_hits += 1;

@@ -541,6 +541,24 @@ impl Machine {
         size: u64,
         access: Access,
     ) -> Result<(), Fault> {
+        if let Some(r) = self.check_fast(cpu, reg, addr, size, access) {
+            return r;
+        }
+        self.check_full(cpu, reg, addr, size, access)
+    }
+
+    /// The fast paths of [`Machine::check_via`]: an access inside one word, by a checked
+    /// domain, that the sidecar register's entry answers finally; or an 8-byte access the
+    /// sidecar's entry allows on every word. `None`: take the full path.
+    #[inline(always)]
+    fn check_fast(
+        &mut self,
+        cpu: usize,
+        reg: usize,
+        addr: u64,
+        size: u64,
+        access: Access,
+    ) -> Option<Result<(), Fault>> {
         // The fast path: an access inside one word, by a checked domain, that the sidecar
         // register's entry allows. Everything else takes the full path below.
         let w = addr >> 2;
@@ -552,9 +570,9 @@ impl Machine {
             && let Some(held) = c.plb.sidecar_final(c.pd, w, c.epochs, reg, access)
         {
             if held.allows(access) || frame_allows(&c.regs, w, access) {
-                return Ok(());
+                return Some(Ok(()));
             }
-            return Err(Fault {
+            return Some(Err(Fault {
                 cpu,
                 pd: c.pd,
                 addr,
@@ -564,9 +582,54 @@ impl Machine {
                     word_addr: w * 4,
                     held,
                 },
-            });
+            }));
         }
+        // An 8-byte (or unaligned) access the sidecar's entry allows on every word.
+        if size == 8
+            && let Some(c) = self.cpus.get_mut(cpu)
+            && let Some(end) = addr.checked_add(8)
+            && end <= self.cfg.width.byte_limit()
+            && !c.pd.is_supervisor()
+            && c.plb
+                .sidecar_allows_all(c.pd, w, (end - 1) >> 2, c.epochs, reg, access)
+        {
+            return Some(Ok(()));
+        }
+        None
+    }
+
+    /// The full path, out of line: what loads, stores and fetches call when the fast path
+    /// does not answer (keeping them small enough to inline into their callers).
+    #[inline(never)]
+    fn check_slow(
+        &mut self,
+        cpu: usize,
+        reg: usize,
+        addr: u64,
+        size: u64,
+        access: Access,
+    ) -> Result<(), Fault> {
         self.check_full(cpu, reg, addr, size, access)
+    }
+
+    /// [`Machine::check`] as loads, stores and fetches make it.
+    #[inline(always)]
+    fn check_access(
+        &mut self,
+        cpu: usize,
+        addr: u64,
+        size: u64,
+        access: Access,
+    ) -> Result<(), Fault> {
+        let reg = if access == Access::Execute {
+            FETCH_SIDECAR
+        } else {
+            DATA_SIDECAR
+        };
+        match self.check_fast(cpu, reg, addr, size, access) {
+            Some(r) => r,
+            None => self.check_slow(cpu, reg, addr, size, access),
+        }
     }
 
     /// [`Machine::check_via`] without its fast path.
@@ -666,9 +729,10 @@ impl Machine {
     /// # Errors
     /// [`AccessError::Machine`] for a CPU that does not exist; [`AccessError::Fault`] for a
     /// faulting access, which had no effect.
+    #[inline]
     pub fn load(&mut self, cpu: usize, addr: u64, size: u64) -> Result<u64, AccessError> {
         let cpu = self.cpu_index(cpu)?;
-        self.check(cpu, addr, size, Access::Read)?;
+        self.check_access(cpu, addr, size, Access::Read)?;
         Ok(self.memory.read(addr, size))
     }
 
@@ -678,7 +742,7 @@ impl Machine {
     /// As [`Machine::load`].
     pub fn fetch(&mut self, cpu: usize, addr: u64, size: u64) -> Result<u64, AccessError> {
         let cpu = self.cpu_index(cpu)?;
-        self.check(cpu, addr, size, Access::Execute)?;
+        self.check_access(cpu, addr, size, Access::Execute)?;
         Ok(self.memory.read(addr, size))
     }
 
@@ -687,6 +751,7 @@ impl Machine {
     ///
     /// # Errors
     /// As [`Machine::load`].
+    #[inline]
     pub fn store(
         &mut self,
         cpu: usize,
@@ -695,7 +760,7 @@ impl Machine {
         value: u64,
     ) -> Result<(), AccessError> {
         let cpu = self.cpu_index(cpu)?;
-        self.check(cpu, addr, size, Access::Write)?;
+        self.check_access(cpu, addr, size, Access::Write)?;
         self.memory.write(addr, size, value);
         if !self.tracked.is_empty() {
             for w in addr / 4..=(addr + size - 1) / 4 {

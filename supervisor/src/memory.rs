@@ -73,7 +73,13 @@ impl Memory {
         let off = (addr % PAGE) as usize;
         if off + size as usize <= PAGE as usize {
             let page = self.page_mut(addr / PAGE);
-            page[off..off + size as usize].copy_from_slice(&value.to_le_bytes()[..size as usize]);
+            let v = value.to_le_bytes();
+            match size {
+                8 => page[off..off + 8].copy_from_slice(&v),
+                4 => page[off..off + 4].copy_from_slice(&v[..4]),
+                2 => page[off..off + 2].copy_from_slice(&v[..2]),
+                n => page[off..off + n as usize].copy_from_slice(&v[..n as usize]),
+            }
             return;
         }
         for i in 0..size {
@@ -83,7 +89,7 @@ impl Memory {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn page(&self, n: u64) -> Option<&Page> {
         if let Some((m, i)) = self.last.get()
             && m == n
@@ -95,7 +101,7 @@ impl Memory {
         self.pages.get(i)
     }
 
-    #[inline]
+    #[inline(always)]
     fn page_mut(&mut self, n: u64) -> &mut Page {
         let i = match self.last.get() {
             Some((m, i)) if m == n => i,

@@ -1468,26 +1468,34 @@ impl Supervisor {
     /// # Errors
     /// A [`FaultReport`]: the fault and what the supervisor did. A CPU that does not exist is
     /// a fault of kind `NoSuchCpu` that is denied and not recorded.
+    #[inline]
     pub fn load(
         &mut self,
         cpu: usize,
         addr: u64,
         size: u64,
     ) -> std::result::Result<u64, FaultReport> {
-        self.access(cpu, addr, size, Access::Read, 0)
+        match self.machine.load(cpu, addr, size) {
+            Ok(v) => Ok(v),
+            Err(e) => self.access_fault(cpu, addr, size, Access::Read, 0, e),
+        }
     }
 
     /// An instruction fetch by the domain on `cpu`. See [`Supervisor::load`].
     ///
     /// # Errors
     /// As [`Supervisor::load`].
+    #[inline]
     pub fn fetch(
         &mut self,
         cpu: usize,
         addr: u64,
         size: u64,
     ) -> std::result::Result<u64, FaultReport> {
-        self.access(cpu, addr, size, Access::Execute, 0)
+        match self.machine.fetch(cpu, addr, size) {
+            Ok(v) => Ok(v),
+            Err(e) => self.access_fault(cpu, addr, size, Access::Execute, 0, e),
+        }
     }
 
     /// A store by the domain on `cpu`. A faulting store writes nothing. See
@@ -1495,6 +1503,7 @@ impl Supervisor {
     ///
     /// # Errors
     /// As [`Supervisor::load`].
+    #[inline]
     pub fn store(
         &mut self,
         cpu: usize,
@@ -1502,10 +1511,15 @@ impl Supervisor {
         size: u64,
         value: u64,
     ) -> std::result::Result<(), FaultReport> {
-        self.access(cpu, addr, size, Access::Write, value)
-            .map(|_| ())
+        match self.machine.store(cpu, addr, size, value) {
+            Ok(()) => Ok(()),
+            Err(e) => self
+                .access_fault(cpu, addr, size, Access::Write, value, e)
+                .map(|_| ()),
+        }
     }
 
+    #[inline]
     fn raw_access(
         m: &mut Machine,
         cpu: usize,
@@ -1521,18 +1535,24 @@ impl Supervisor {
         }
     }
 
-    fn access(
+    /// A load, store or fetch that failed with `first`, handed to the fault policy (kept out
+    /// of line so the accesses that succeed stay small).
+    #[cold]
+    #[inline(never)]
+    fn access_fault(
         &mut self,
         cpu: usize,
         addr: u64,
         size: u64,
         access: Access,
         value: u64,
+        first: AccessError,
     ) -> std::result::Result<u64, FaultReport> {
         let at = (addr, size, access);
-        self.handled(
+        self.fault_path(
             cpu,
             at,
+            first,
             |m| Self::raw_access(m, cpu, addr, size, access, value),
             |_| 0,
         )
@@ -1541,6 +1561,7 @@ impl Supervisor {
     /// Runs a machine operation by the domain on `cpu` with its fault handled by the
     /// domain's policy. `at` is (address, size, access) for the fault a missing CPU gets;
     /// `skipped` is the result of an operation a `Report` policy skips.
+    #[inline]
     fn handled<T>(
         &mut self,
         cpu: usize,
@@ -1548,10 +1569,26 @@ impl Supervisor {
         mut op: impl FnMut(&mut Machine) -> std::result::Result<T, AccessError>,
         skipped: impl FnOnce(&Self) -> T,
     ) -> std::result::Result<T, FaultReport> {
-        let fault = match op(&mut self.machine) {
-            Ok(v) => return Ok(v),
-            Err(AccessError::Fault(f)) => f,
-            Err(AccessError::Machine(_)) => {
+        match op(&mut self.machine) {
+            Ok(v) => Ok(v),
+            Err(e) => self.fault_path(cpu, at, e, op, skipped),
+        }
+    }
+
+    /// The rest of [`Supervisor::handled`] once the operation failed with `first`.
+    #[cold]
+    #[inline(never)]
+    fn fault_path<T>(
+        &mut self,
+        cpu: usize,
+        at: (u64, u64, Access),
+        first: AccessError,
+        mut op: impl FnMut(&mut Machine) -> std::result::Result<T, AccessError>,
+        skipped: impl FnOnce(&Self) -> T,
+    ) -> std::result::Result<T, FaultReport> {
+        let fault = match first {
+            AccessError::Fault(f) => f,
+            AccessError::Machine(_) => {
                 let fault = Fault {
                     cpu,
                     pd: PdId::SUPERVISOR,
