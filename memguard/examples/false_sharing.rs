@@ -2,7 +2,7 @@
 //! quasi-invariant) beside a hot counter written in a loop, run on every backend.
 //!
 //! `cargo run --release -p mmp-memguard --example false_sharing -- --json` (`--only NAME` runs
-//! one backend).
+//! one backend; `--verbose` prints every run's time to stderr).
 //!
 //! Each record is 16 bytes: 8 bytes of read-mostly configuration (protected as one term) and an
 //! 8-byte hot counter. The loop increments every record's counter, round after round, and
@@ -79,8 +79,8 @@ fn run<P: MemoryProtection>(
         out.push(run_once(make()?, rounds)?);
     }
     let mut ns: Vec<f64> = out.iter().map(|o| o.ns_per_write).collect();
-    if std::env::var_os("FS_DEBUG").is_some() {
-        eprintln!("{ns:.1?}");
+    if std::env::args().any(|a| a == "--verbose") {
+        eprintln!("ns per write, run by run: {ns:.1?}");
     }
     ns.sort_by(f64::total_cmp);
     let last = out[out.len() - 1];

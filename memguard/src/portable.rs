@@ -272,20 +272,31 @@ impl<P: MemoryProtection> MemGuard<P> {
     /// [`MemGuardError::Backend`]; nothing was written.
     #[inline]
     pub fn store(&mut self, pc: u64, addr: u64, bytes: &[u8]) -> Result<(), MemGuardError> {
-        let r = self.backend.write(pc, addr, bytes, &mut self.faults);
-        if r.is_ok() {
-            self.counters.writes += 1;
-        }
-        if !self.faults.is_empty() {
-            let faults = std::mem::take(&mut self.faults);
-            for f in &faults {
-                self.counters.faults += 1;
-                self.classify(f);
+        // The result is matched, not kept: an `Ok` rebuilt here comes back in registers,
+        // where copying the backend's (large) result cost a store-forwarding stall.
+        match self.backend.write(pc, addr, bytes, &mut self.faults) {
+            Ok(()) => {
+                self.counters.writes += 1;
+                if !self.faults.is_empty() {
+                    self.classify_faults();
+                }
+                Ok(())
             }
-            self.faults = faults;
-            self.faults.clear();
+            Err(e) => Err(e),
         }
-        r
+    }
+
+    /// Classifies the faults the last write took.
+    #[cold]
+    #[inline(never)]
+    fn classify_faults(&mut self) {
+        let faults = std::mem::take(&mut self.faults);
+        for f in &faults {
+            self.counters.faults += 1;
+            self.classify(f);
+        }
+        self.faults = faults;
+        self.faults.clear();
     }
 
     fn classify(&mut self, f: &WriteFault) {

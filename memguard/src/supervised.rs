@@ -157,8 +157,10 @@ impl Supervised {
     }
 
     /// Stores `bytes` at arena offset `addr` from `cpu`, as pieces of 1, 2, 4 or 8 bytes.
-    #[inline]
-    fn store(&mut self, cpu: usize, addr: u64, bytes: &[u8]) -> Result<(), (u64, u64)> {
+    /// On a fault, the byte address of the piece that faulted (a register-sized error, so
+    /// the result comes back in registers on this hot path).
+    #[inline(always)]
+    fn store(&mut self, cpu: usize, addr: u64, bytes: &[u8]) -> Result<(), u64> {
         if let n @ (1 | 2 | 4 | 8) = bytes.len() {
             // One store instruction.
             let mut v = [0u8; 8];
@@ -167,8 +169,14 @@ impl Supervised {
             return self
                 .sup
                 .store(cpu, a, n as u64, u64::from_le_bytes(v))
-                .map_err(|_| (a, n as u64));
+                .map_err(|_| a);
         }
+        self.store_pieces(cpu, addr, bytes)
+    }
+
+    /// [`Supervised::store`] for 3, 5, 6 and 7 bytes: one store per piece.
+    #[inline(never)]
+    fn store_pieces(&mut self, cpu: usize, addr: u64, bytes: &[u8]) -> Result<(), u64> {
         let mut off = 0usize;
         while off < bytes.len() {
             let n = match bytes.len() - off {
@@ -185,7 +193,7 @@ impl Supervised {
                 .store(cpu, a, n as u64, u64::from_le_bytes(v))
                 .is_err()
             {
-                return Err((a, n as u64));
+                return Err(a);
             }
             off += n;
         }
@@ -263,20 +271,11 @@ impl MemoryProtection for Supervised {
             for &p in &was {
                 self.set(p, p + 1, Perm::ReadOnly)?;
             }
-            done.map_err(|(a, n)| {
-                sup_err(
-                    self.name,
-                    format!("single-step of {n} bytes at {a:#x} faulted"),
-                )
-            })
+            done.map_err(|a| sup_err(self.name, format!("the single-step faulted at {a:#x}")))
         } else {
             // MMP: the write is reported by the caller and completed by MemGuard's domain.
-            self.store(MEMGUARD_CPU, addr, bytes).map_err(|(a, n)| {
-                sup_err(
-                    self.name,
-                    format!("approved write of {n} bytes at {a:#x} faulted"),
-                )
-            })
+            self.store(MEMGUARD_CPU, addr, bytes)
+                .map_err(|a| sup_err(self.name, format!("the approved write faulted at {a:#x}")))
         }
     }
 
@@ -284,12 +283,8 @@ impl MemoryProtection for Supervised {
         check_range(addr, bytes.len() as u64, self.len)?;
         // MemGuard's domain owns the arena: its writes never fault, whatever the debugged
         // domain may do.
-        self.store(MEMGUARD_CPU, addr, bytes).map_err(|(a, n)| {
-            sup_err(
-                self.name,
-                format!("approved write of {n} bytes at {a:#x} faulted"),
-            )
-        })
+        self.store(MEMGUARD_CPU, addr, bytes)
+            .map_err(|a| sup_err(self.name, format!("the approved write faulted at {a:#x}")))
     }
 
     fn read(&self, addr: u64, out: &mut [u8]) -> Result<(), MemGuardError> {
