@@ -69,25 +69,47 @@ fn run_once<P: MemoryProtection>(backend: P, rounds: u64) -> Result<Outcome, Mem
     })
 }
 
-/// `RUNS` runs; the counters of the last, the median time per write.
-fn run<P: MemoryProtection>(
-    make: impl Fn() -> Result<P, MemGuardError>,
+/// One backend's runs so far.
+type RunOnce = Box<dyn FnMut() -> Result<Outcome, MemGuardError>>;
+
+/// A backend as a fresh-instance run.
+fn runner<P: MemoryProtection + 'static>(
+    make: impl Fn() -> Result<P, MemGuardError> + 'static,
     rounds: u64,
-) -> Result<Outcome, MemGuardError> {
-    let mut out = Vec::new();
+) -> RunOnce {
+    Box::new(move || run_once(make()?, rounds))
+}
+
+/// `RUNS` rounds over all backends, interleaved (so every backend meets the same machine
+/// conditions); per backend, the counters of its last run and the median time per write.
+fn run_all(
+    backends: Vec<(&'static str, RunOnce)>,
+    verbose: bool,
+) -> Result<Vec<(&'static str, Outcome)>, MemGuardError> {
+    let mut backends = backends;
+    let mut runs: Vec<Vec<Outcome>> = vec![Vec::new(); backends.len()];
     for _ in 0..RUNS {
-        out.push(run_once(make()?, rounds)?);
+        for (i, (_, f)) in backends.iter_mut().enumerate() {
+            runs[i].push(f()?);
+        }
     }
-    let mut ns: Vec<f64> = out.iter().map(|o| o.ns_per_write).collect();
-    if std::env::args().any(|a| a == "--verbose") {
-        eprintln!("ns per write, run by run: {ns:.1?}");
+    let mut out = Vec::new();
+    for ((name, _), rs) in backends.iter().zip(runs) {
+        let mut ns: Vec<f64> = rs.iter().map(|o| o.ns_per_write).collect();
+        if verbose {
+            eprintln!("{name}: ns per write, run by run: {ns:.1?}");
+        }
+        ns.sort_by(f64::total_cmp);
+        let last = rs[rs.len() - 1];
+        out.push((
+            *name,
+            Outcome {
+                ns_per_write: ns[ns.len() / 2],
+                ..last
+            },
+        ));
     }
-    ns.sort_by(f64::total_cmp);
-    let last = out[out.len() - 1];
-    Ok(Outcome {
-        ns_per_write: ns[ns.len() / 2],
-        ..last
-    })
+    Ok(out)
 }
 
 fn json(o: &Outcome) -> String {
@@ -109,28 +131,32 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .and_then(|i| args.get(i + 1).cloned());
     let want = |name: &str| only.as_deref().is_none_or(|o| o == name);
     let arena = RECORDS * RECORD;
-    let mut results: Vec<(&str, Outcome)> = Vec::new();
+    let mut backends: Vec<(&'static str, RunOnce)> = Vec::new();
     if want("mmp") {
-        results.push(("mmp", run(|| Supervised::mmp(arena), 2000)?));
+        backends.push(("mmp", runner(move || Supervised::mmp(arena), 2000)));
     }
     if want("page_model") {
-        results.push(("page_model", run(|| Supervised::page_model(arena), 50)?));
+        backends.push((
+            "page_model",
+            runner(move || Supervised::page_model(arena), 50),
+        ));
     }
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     if want("page_real") {
-        results.push((
+        backends.push((
             "page_real",
-            run(
-                || {
+            runner(
+                move || {
                     mmp_memguard::page_real::PageReal::new(
                         arena.div_ceil(4096) as usize,
                         mmp_domains::PdId::from_raw(1),
                     )
                 },
                 20,
-            )?,
+            ),
         ));
     }
+    let results = run_all(backends, args.iter().any(|a| a == "--verbose"))?;
     if as_json {
         let body: Vec<String> = results
             .iter()

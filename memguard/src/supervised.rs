@@ -161,17 +161,17 @@ impl Supervised {
     /// the result comes back in registers on this hot path).
     #[inline(always)]
     fn store(&mut self, cpu: usize, addr: u64, bytes: &[u8]) -> Result<(), u64> {
-        if let n @ (1 | 2 | 4 | 8) = bytes.len() {
-            // One store instruction.
-            let mut v = [0u8; 8];
-            v[..n].copy_from_slice(bytes);
-            let a = self.base + addr;
-            return self
-                .sup
-                .store(cpu, a, n as u64, u64::from_le_bytes(v))
-                .map_err(|_| a);
-        }
-        self.store_pieces(cpu, addr, bytes)
+        // One store instruction. Fixed-width conversions: a variable-length copy into a
+        // buffer read back as a `u64` stalls store forwarding.
+        let (n, v) = match *bytes {
+            [a, b, c, d, e, f, g, h] => (8, u64::from_le_bytes([a, b, c, d, e, f, g, h])),
+            [a, b, c, d] => (4, u64::from(u32::from_le_bytes([a, b, c, d]))),
+            [a, b] => (2, u64::from(u16::from_le_bytes([a, b]))),
+            [a] => (1, u64::from(a)),
+            _ => return self.store_pieces(cpu, addr, bytes),
+        };
+        let a = self.base + addr;
+        self.sup.store(cpu, a, n, v).map_err(|_| a)
     }
 
     /// [`Supervised::store`] for 3, 5, 6 and 7 bytes: one store per piece.

@@ -380,23 +380,29 @@ impl Plb {
             return Some(hit(e));
         }
         self.tick += 1;
+        // At most one entry of a set covers a word (a fill follows a miss, and a probe drops
+        // the stale entries it meets), so the ways are compared without branching on which
+        // one matches: the hit way varies, and a branch per way mispredicts.
+        let mut found = usize::MAX;
         for i in self.set_of(pd, w) {
-            let e = self.entries[i];
-            if e.pd == pd && w & e.mask == e.tag && e.is_valid() {
-                if e.epoch != epoch {
-                    self.entries[i] = Entry::EMPTY;
-                    self.stamps[i] = 0;
-                    self.stats.invalidations += 1;
-                    continue;
-                }
-                self.stamps[i] = self.tick;
+            let e = &self.entries[i];
+            let m = (e.pd == pd) & (w & e.mask == e.tag) & e.is_valid();
+            found = if m { i } else { found };
+        }
+        if found != usize::MAX {
+            let e = self.entries[found];
+            if e.epoch == epoch {
+                self.stamps[found] = self.tick;
                 self.stats.hits += 1;
-                self.last_hit = i;
+                self.last_hit = found;
                 if reg < self.cfg.sidecars {
                     self.sidecars[reg] = e;
                 }
                 return Some(hit(&e));
             }
+            self.entries[found] = Entry::EMPTY;
+            self.stamps[found] = 0;
+            self.stats.invalidations += 1;
         }
         self.stats.misses += 1;
         self.last_hit = usize::MAX;
