@@ -454,15 +454,20 @@ impl Machine {
     /// [`MachineError::NoSuchCpu`] or [`MachineError::UnknownPd`].
     pub fn switch_pd(&mut self, cpu: usize, pd: PdId) -> Result<(), MachineError> {
         let cpu = self.cpu_index(cpu)?;
-        let slot = if pd.is_supervisor() {
-            0
-        } else {
-            self.slot(pd)?
-        };
-        self.cpus[cpu].pd = pd;
-        self.cpus[cpu].slot = slot;
-        self.cpus[cpu].epochs = self.pds[slot].epochs;
+        let slot = self.key_of(pd)?;
+        self.load_pd(cpu, pd, slot);
         Ok(())
+    }
+
+    /// Loads a live domain (slab key `slot`) into `cpu`'s PD register and table base, with
+    /// its current update counters.
+    #[inline]
+    fn load_pd(&mut self, cpu: usize, pd: PdId, slot: usize) {
+        let epochs = self.pds[slot].epochs;
+        let c = &mut self.cpus[cpu];
+        c.pd = pd;
+        c.slot = slot;
+        c.epochs = epochs;
     }
 
     /// Sets the permission of `[addr, addr + len)` (every word touched) in `pd`'s table. If
@@ -935,7 +940,7 @@ impl Machine {
     }
 
     /// The slab key of a live domain, PD 0 included (its key, 0, holds only gate records).
-    fn gate_slot(&self, pd: PdId) -> Result<usize, MachineError> {
+    fn key_of(&self, pd: PdId) -> Result<usize, MachineError> {
         if pd.is_supervisor() {
             Ok(0)
         } else {
@@ -957,7 +962,7 @@ impl Machine {
         addr: u64,
         gate: Option<Gate>,
     ) -> Result<(), MachineError> {
-        let k = self.gate_slot(pd)?;
+        let k = self.key_of(pd)?;
         let w = addr / 4;
         match gate {
             Some(g) => {
@@ -983,7 +988,7 @@ impl Machine {
     /// The gate on the word holding byte `addr` in `pd`'s table.
     #[must_use]
     pub fn gate(&self, pd: PdId, addr: u64) -> Option<Gate> {
-        self.gate_slot(pd)
+        self.key_of(pd)
             .ok()
             .and_then(|k| self.pds[k].gates.get(addr / 4))
     }
@@ -991,7 +996,7 @@ impl Machine {
     /// `pd`'s gate records, by word, ascending (empty for an unknown domain).
     #[must_use]
     pub fn gates(&self, pd: PdId) -> Vec<(u64, Gate)> {
-        self.gate_slot(pd)
+        self.key_of(pd)
             .map(|k| self.pds[k].gates.iter().collect())
             .unwrap_or_default()
     }
@@ -1165,13 +1170,8 @@ impl Machine {
         {
             return Err(self.gate_fault(cpu, target, FaultKind::OutOfRange).into());
         }
-        let dest_slot = if dest.is_supervisor() {
-            0
-        } else {
-            match self.slot(dest) {
-                Ok(k) => k,
-                Err(_) => return Err(self.gate_fault(cpu, target, FaultKind::Gate).into()),
-            }
+        let Ok(dest_slot) = self.key_of(dest) else {
+            return Err(self.gate_fault(cpu, target, FaultKind::Gate).into());
         };
         let regs = self.cpus[cpu].regs;
         if sp >= regs.fb {
@@ -1199,11 +1199,8 @@ impl Machine {
                 .into());
         }
         g.crossings.record(caller, dest, target / 4);
-        let epochs = self.pds[dest_slot].epochs;
+        self.load_pd(cpu, dest, dest_slot);
         let c = &mut self.cpus[cpu];
-        c.pd = dest;
-        c.slot = dest_slot;
-        c.epochs = epochs;
         c.regs.fb = sp;
         c.regs.args = args;
         Ok(dest)
@@ -1240,21 +1237,13 @@ impl Machine {
             };
             return Err(self.gate_fault(cpu, at, kind).into());
         }
-        let slot = if top.caller.is_supervisor() {
-            0
-        } else {
-            match self.slot(top.caller) {
-                Ok(k) => k,
-                Err(_) => return Err(self.gate_fault(cpu, at, FaultKind::Gate).into()),
-            }
+        let Ok(slot) = self.key_of(top.caller) else {
+            return Err(self.gate_fault(cpu, at, FaultKind::Gate).into());
         };
         let popped = self.gate_cpus[cpu].stack.pop();
         debug_assert!(popped.is_ok());
-        let epochs = self.pds[slot].epochs;
+        self.load_pd(cpu, top.caller, slot);
         let c = &mut self.cpus[cpu];
-        c.pd = top.caller;
-        c.slot = slot;
-        c.epochs = epochs;
         c.regs.fb = top.fb;
         c.regs.args = top.args;
         Ok(top.caller)
@@ -1332,7 +1321,7 @@ impl Machine {
                     c.pd
                 ));
             }
-            if c.slot != self.gate_slot(c.pd).unwrap_or(usize::MAX) {
+            if c.slot != self.key_of(c.pd).unwrap_or(usize::MAX) {
                 return Err(format!("CPU {i}'s table base does not match {}", c.pd));
             }
             let stack = &self.gate_cpus[i].stack;
