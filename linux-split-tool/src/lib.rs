@@ -5,5 +5,14 @@
 //! crate reads those facts from a real kernel's module ELF files and symbol maps and writes a
 //! domain layout the supervisor can load. It is a client of `mmp-supervisor`.
 //!
-//! Status: being built (tracked in the project's issues); this crate currently holds only its
-//! place in the workspace.
+//! Built so far: the input parsers. [`symbols`] reads `System.map` and `Module.symvers`;
+//! [`module`] reads one module's ELF file (name, `depends`, imports, exports, and each
+//! defined symbol's kind and size). Still to come (tracked in the project's issues):
+//! decompression of `.ko.xz`/`.ko.zst`, import resolution, the layout JSON and its loader,
+//! the report, and the `mmp-split` binary.
+
+pub mod module;
+pub mod symbols;
+
+pub use module::{Defined, ModuleError, ModuleInfo, name_from_path, parse_module};
+pub use symbols::{Export, MapSymbol, ParseError, SymbolKind, Symvers, SystemMap};

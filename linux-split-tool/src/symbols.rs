@@ -1,0 +1,251 @@
+//! The core kernel's symbols from `System.map`, and `Module.symvers`: untrusted text, parsed
+//! line by line; a malformed line is an error naming its line number.
+
+use std::collections::HashMap;
+
+/// What a symbol is, by the counting rules: functions and data by their type letter (or ELF
+/// symbol type); anything else (absolute, unresolved) is unclassified, never dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SymbolKind {
+    /// Code: `System.map` types T t W w.
+    Function,
+    /// Data: D d B b R r V v. `read_only` for R r (read-only data).
+    Data {
+        /// Whether the data is read-only.
+        read_only: bool,
+    },
+    /// Anything else (A a, U, N, ...).
+    Unclassified,
+}
+
+impl SymbolKind {
+    /// The kind of a `System.map` (`nm`) type letter.
+    #[must_use]
+    pub fn from_nm_letter(c: char) -> SymbolKind {
+        match c {
+            'T' | 't' | 'W' | 'w' => SymbolKind::Function,
+            'R' | 'r' => SymbolKind::Data { read_only: true },
+            'D' | 'd' | 'B' | 'b' | 'V' | 'v' => SymbolKind::Data { read_only: false },
+            _ => SymbolKind::Unclassified,
+        }
+    }
+}
+
+/// A malformed line of an input file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}: {what}")]
+pub struct ParseError {
+    /// The file (as the caller named it).
+    pub file: String,
+    /// The line, from 1.
+    pub line: usize,
+    /// What is wrong with it.
+    pub what: String,
+}
+
+/// One symbol of `System.map`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MapSymbol {
+    /// Its address.
+    pub addr: u64,
+    /// Its kind.
+    pub kind: SymbolKind,
+}
+
+/// The core kernel's symbols, by name. `System.map` has no sizes: a data symbol's size is
+/// the distance to the next symbol's address ([`SystemMap::size_of`]).
+#[derive(Debug, Clone, Default)]
+pub struct SystemMap {
+    by_name: HashMap<String, MapSymbol>,
+    /// Every address, ascending (for sizes).
+    addrs: Vec<u64>,
+}
+
+impl SystemMap {
+    /// Parses `System.map` text: lines `ADDRESS TYPE NAME`, the address in hex. Blank lines
+    /// are skipped. The first definition of a name wins (local symbols repeat).
+    ///
+    /// # Errors
+    /// [`ParseError`] for a line without three fields, a bad address, or a type that is not
+    /// one letter.
+    pub fn parse(file: &str, text: &str) -> Result<SystemMap, ParseError> {
+        let mut map = SystemMap::default();
+        for (i, line) in text.lines().enumerate() {
+            let err = |what: String| ParseError {
+                file: file.to_string(),
+                line: i + 1,
+                what,
+            };
+            let mut f = line.split_whitespace();
+            let (Some(a), Some(t), Some(name)) = (f.next(), f.next(), f.next()) else {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                return Err(err(format!("expected `ADDRESS TYPE NAME`, found {line:?}")));
+            };
+            let addr =
+                u64::from_str_radix(a, 16).map_err(|e| err(format!("bad address {a:?}: {e}")))?;
+            let mut letters = t.chars();
+            let (Some(c), None) = (letters.next(), letters.next()) else {
+                return Err(err(format!("bad symbol type {t:?}")));
+            };
+            map.addrs.push(addr);
+            map.by_name.entry(name.to_string()).or_insert(MapSymbol {
+                addr,
+                kind: SymbolKind::from_nm_letter(c),
+            });
+        }
+        map.addrs.sort_unstable();
+        map.addrs.dedup();
+        Ok(map)
+    }
+
+    /// The symbol called `name`.
+    #[must_use]
+    pub fn get(&self, name: &str) -> Option<MapSymbol> {
+        self.by_name.get(name).copied()
+    }
+
+    /// Symbols known.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    /// Whether there are none.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+
+    /// Bytes from `name`'s address to the next higher symbol address (`None` for the last
+    /// symbol or an unknown name).
+    #[must_use]
+    pub fn size_of(&self, name: &str) -> Option<u64> {
+        let a = self.get(name)?.addr;
+        let i = self.addrs.partition_point(|&x| x <= a);
+        self.addrs.get(i).map(|&next| next - a)
+    }
+}
+
+/// One line of `Module.symvers`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Export {
+    /// The exporting module (`vmlinux` for the core kernel, as the file writes it).
+    pub module: String,
+    /// `EXPORT_SYMBOL`, `EXPORT_SYMBOL_GPL`, ...
+    pub export_type: String,
+}
+
+/// `Module.symvers`: who exports each symbol.
+#[derive(Debug, Clone, Default)]
+pub struct Symvers {
+    by_name: HashMap<String, Export>,
+}
+
+impl Symvers {
+    /// Parses `Module.symvers` text: tab-separated `CRC NAME MODULE EXPORT_TYPE [NAMESPACE]`
+    /// lines (the field order of kernels since 5.10). Blank lines are skipped.
+    ///
+    /// # Errors
+    /// [`ParseError`] for a line with fewer than four fields or a CRC that is not hex.
+    pub fn parse(file: &str, text: &str) -> Result<Symvers, ParseError> {
+        let mut s = Symvers::default();
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let err = |what: String| ParseError {
+                file: file.to_string(),
+                line: i + 1,
+                what,
+            };
+            let f: Vec<&str> = line.split('\t').collect();
+            if f.len() < 4 {
+                return Err(err(format!(
+                    "expected `CRC\\tNAME\\tMODULE\\tEXPORT_TYPE`, found {line:?}"
+                )));
+            }
+            let crc = f[0].trim_start_matches("0x");
+            if crc.is_empty() || u64::from_str_radix(crc, 16).is_err() {
+                return Err(err(format!("bad CRC {:?}", f[0])));
+            }
+            s.by_name.insert(
+                f[1].to_string(),
+                Export {
+                    module: f[2].to_string(),
+                    export_type: f[3].to_string(),
+                },
+            );
+        }
+        Ok(s)
+    }
+
+    /// Who exports `name`.
+    #[must_use]
+    pub fn get(&self, name: &str) -> Option<&Export> {
+        self.by_name.get(name)
+    }
+
+    /// Exports listed.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    /// Whether there are none.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn system_map_kinds_sizes_and_bad_lines() {
+        let text = "ffffffff81000000 T _stext\nffffffff81000010 t local_fn\n\n\
+                    ffffffff82000000 D jiffies\nffffffff82000008 R linux_banner\n\
+                    ffffffff82000100 B bss_thing\n0000000000000000 A per_cpu_start\n";
+        let m = SystemMap::parse("System.map", text).unwrap();
+        assert_eq!(m.len(), 6);
+        assert_eq!(m.get("_stext").unwrap().kind, SymbolKind::Function);
+        assert_eq!(
+            m.get("jiffies").unwrap().kind,
+            SymbolKind::Data { read_only: false }
+        );
+        assert_eq!(
+            m.get("linux_banner").unwrap().kind,
+            SymbolKind::Data { read_only: true }
+        );
+        assert_eq!(
+            m.get("per_cpu_start").unwrap().kind,
+            SymbolKind::Unclassified
+        );
+        assert_eq!(m.size_of("jiffies"), Some(8));
+        assert_eq!(m.size_of("linux_banner"), Some(0xf8));
+        assert_eq!(m.size_of("bss_thing"), None, "the last symbol has no size");
+        let e = SystemMap::parse("map", "ffff T a\nzz T b\n").unwrap_err();
+        assert_eq!((e.line, e.file.as_str()), (2, "map"));
+        assert!(SystemMap::parse("map", "ffff TT a\n").is_err());
+        assert!(SystemMap::parse("map", "ffff T\n").is_err());
+    }
+
+    #[test]
+    fn symvers_exporters_and_bad_lines() {
+        let text = "0x12345678\tprintk\tvmlinux\tEXPORT_SYMBOL\t\n\
+                    0x9abcdef0\tusb_register_driver\tdrivers/usb/core/usbcore\tEXPORT_SYMBOL_GPL\tUSB\n";
+        let s = Symvers::parse("Module.symvers", text).unwrap();
+        assert_eq!(s.len(), 2);
+        assert_eq!(s.get("printk").unwrap().module, "vmlinux");
+        assert_eq!(
+            s.get("usb_register_driver").unwrap().module,
+            "drivers/usb/core/usbcore"
+        );
+        let e = Symvers::parse("Module.symvers", "0x1\tonly_two\n").unwrap_err();
+        assert_eq!(e.line, 1);
+        assert!(Symvers::parse("s", "zz\ta\tb\tc\n").is_err());
+    }
+}

@@ -1,0 +1,118 @@
+//! Module ELF parsing on fixtures written with `object::write`: a relocatable x86-64 object
+//! laid out as `modpost` leaves a `.ko` (`.modinfo`, `__ksymtab`, `__ksymtab_gpl`).
+
+use mmp_split::{SymbolKind, parse_module};
+use object::write::{Object, Symbol, SymbolSection};
+use object::{
+    Architecture, BinaryFormat, Endianness, SectionKind, SymbolFlags, SymbolKind as Sk, SymbolScope,
+};
+
+/// A module `demo` that defines a function, read-only and writable data, exports the
+/// function (`__ksymtab`) and the table (`__ksymtab_gpl`), and imports two symbols.
+fn demo_ko(modinfo: &[u8]) -> Vec<u8> {
+    let mut obj = Object::new(BinaryFormat::Elf, Architecture::X86_64, Endianness::Little);
+    let text = obj.add_section(vec![], b".text".to_vec(), SectionKind::Text);
+    obj.append_section_data(text, &[0x90; 64], 16);
+    let rodata = obj.add_section(vec![], b".rodata".to_vec(), SectionKind::ReadOnlyData);
+    obj.append_section_data(rodata, &[0; 64], 8);
+    let data = obj.add_section(vec![], b".data".to_vec(), SectionKind::Data);
+    obj.append_section_data(data, &[0; 16], 8);
+    let info = obj.add_section(vec![], b".modinfo".to_vec(), SectionKind::ReadOnlyData);
+    obj.append_section_data(info, modinfo, 1);
+    let ksym = obj.add_section(vec![], b"__ksymtab".to_vec(), SectionKind::ReadOnlyData);
+    obj.append_section_data(ksym, &[0; 12], 4);
+    let ksym_gpl = obj.add_section(vec![], b"__ksymtab_gpl".to_vec(), SectionKind::ReadOnlyData);
+    obj.append_section_data(ksym_gpl, &[0; 12], 4);
+    let mut sym = |name: &str, size: u64, kind: Sk, section: SymbolSection| {
+        obj.add_symbol(Symbol {
+            name: name.as_bytes().to_vec(),
+            value: 0,
+            size,
+            kind,
+            scope: SymbolScope::Linkage,
+            weak: false,
+            section,
+            flags: SymbolFlags::None,
+        });
+    };
+    sym("demo_fn", 16, Sk::Text, SymbolSection::Section(text));
+    sym("demo_table", 32, Sk::Data, SymbolSection::Section(rodata));
+    sym("demo_counter", 8, Sk::Data, SymbolSection::Section(data));
+    sym(
+        "__ksymtab_demo_fn",
+        12,
+        Sk::Data,
+        SymbolSection::Section(ksym),
+    );
+    sym(
+        "__ksymtab_demo_table",
+        12,
+        Sk::Data,
+        SymbolSection::Section(ksym_gpl),
+    );
+    // A `__ksymtab_` symbol outside the ksymtab sections exports nothing.
+    sym(
+        "__ksymtab_not_an_export",
+        4,
+        Sk::Data,
+        SymbolSection::Section(data),
+    );
+    sym("printk", 0, Sk::Unknown, SymbolSection::Undefined);
+    sym(
+        "usb_register_driver",
+        0,
+        Sk::Unknown,
+        SymbolSection::Undefined,
+    );
+    obj.write().expect("a valid object")
+}
+
+#[test]
+fn imports_exports_kinds_and_modinfo_are_read() {
+    let ko = demo_ko(b"license=GPL\0name=demo\0depends=usbcore,hid\0");
+    let m = parse_module("lib/modules/6.1/kernel/drivers/demo.ko", &ko).unwrap();
+    assert_eq!(m.name, "demo");
+    assert_eq!(m.depends, ["usbcore", "hid"]);
+    assert_eq!(m.imports, ["printk", "usb_register_driver"]);
+    assert_eq!(m.exports, ["demo_fn", "demo_table"]);
+    assert_eq!(m.kind_of("demo_fn"), SymbolKind::Function);
+    assert_eq!(
+        m.kind_of("demo_table"),
+        SymbolKind::Data { read_only: true }
+    );
+    assert_eq!(
+        m.kind_of("demo_counter"),
+        SymbolKind::Data { read_only: false }
+    );
+    assert_eq!(m.defined["demo_table"].size, 32);
+    assert_eq!(m.kind_of("nothing"), SymbolKind::Unclassified);
+}
+
+#[test]
+fn without_modinfo_fields_the_file_name_names_the_module() {
+    let ko = demo_ko(b"license=GPL\0depends=\0");
+    let m = parse_module("drivers/usb/usb-storage.ko.xz", &ko).unwrap();
+    assert_eq!(m.name, "usb-storage");
+    assert!(m.depends.is_empty());
+}
+
+#[test]
+fn corrupt_truncated_and_non_elf_input_is_an_error_naming_the_file() {
+    let ko = demo_ko(b"name=demo\0");
+    for (what, bytes) in [
+        ("empty", Vec::new()),
+        ("text", b"this is not an ELF file".to_vec()),
+        ("truncated", ko[..ko.len() / 3].to_vec()),
+        ("header only", ko[..64].to_vec()),
+    ] {
+        let e = parse_module("bad.ko", &bytes).expect_err(what);
+        assert_eq!(e.file, "bad.ko", "{what}");
+        assert!(!e.what.is_empty());
+    }
+    // Flipped bytes anywhere never panic (they may still parse).
+    for i in (0..ko.len()).step_by(7) {
+        let mut b = ko.clone();
+        b[i] ^= 0xff;
+        let _ = parse_module("flipped.ko", &b);
+    }
+}
