@@ -6,13 +6,15 @@
 //! domain layout the supervisor can load. It is a client of `mmp-supervisor`.
 //!
 //! Built so far: the input parsers. [`symbols`] reads `System.map` and `Module.symvers`;
-//! [`module`] reads one module's ELF file (name, `depends`, imports, exports, and each
-//! defined symbol's kind and size). Still to come (tracked in the project's issues):
-//! decompression of `.ko.xz`/`.ko.zst`, import resolution, the layout JSON and its loader,
-//! the report, and the `mmp-split` binary.
+//! [`mod@decompress`] turns `.ko.xz` and `.ko.zst` files into ELF bytes; [`module`] reads one
+//! module's ELF file (name, `depends`, imports, exports, and each defined symbol's kind and
+//! size). Still to come (tracked in the project's issues): import resolution, the layout
+//! JSON and its loader, the report, and the `mmp-split` binary.
 
+pub mod decompress;
 pub mod module;
 pub mod symbols;
 
+pub use decompress::{Compression, MAX_MODULE_BYTES, decompress, detect};
 pub use module::{Defined, ModuleError, ModuleInfo, name_from_path, parse_module};
 pub use symbols::{Export, MapSymbol, ParseError, SymbolKind, Symvers, SystemMap};

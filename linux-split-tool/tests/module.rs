@@ -116,3 +116,20 @@ fn corrupt_truncated_and_non_elf_input_is_an_error_naming_the_file() {
         let _ = parse_module("flipped.ko", &b);
     }
 }
+
+#[test]
+fn compressed_modules_parse_like_plain_ones() {
+    use std::io::Write;
+    let ko = demo_ko(b"name=demo\0depends=usbcore\0");
+    let plain = parse_module("demo.ko", &ko).unwrap();
+    let mut w =
+        lzma_rust2::XzWriter::new(Vec::new(), lzma_rust2::XzOptions::with_preset(1)).unwrap();
+    w.write_all(&ko).unwrap();
+    let xz = w.finish().unwrap();
+    let zst =
+        ruzstd::encoding::compress_to_vec(&ko[..], ruzstd::encoding::CompressionLevel::Fastest);
+    for (file, packed) in [("demo.ko.xz", xz), ("demo.ko.zst", zst)] {
+        let elf = mmp_split::decompress(file, &packed, mmp_split::MAX_MODULE_BYTES).unwrap();
+        assert_eq!(parse_module(file, &elf).unwrap(), plain, "{file}");
+    }
+}
