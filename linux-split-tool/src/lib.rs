@@ -8,13 +8,17 @@
 //! Built so far: the input parsers. [`symbols`] reads `System.map` and `Module.symvers`;
 //! [`mod@decompress`] turns `.ko.xz` and `.ko.zst` files into ELF bytes; [`module`] reads one
 //! module's ELF file (name, `depends`, imports, exports, and each defined symbol's kind and
-//! size). Still to come (tracked in the project's issues): import resolution, the layout
-//! JSON and its loader, the report, and the `mmp-split` binary.
+//! size); [`mod@resolve`] resolves each module's imports to the core kernel or the module
+//! exporting them and counts them by the issue's rules. Still to come (tracked in the
+//! project's issues): the layout JSON and its loader, the report, and the `mmp-split`
+//! binary.
 
 pub mod decompress;
 pub mod module;
+pub mod resolve;
 pub mod symbols;
 
 pub use decompress::{Compression, MAX_MODULE_BYTES, decompress, detect};
 pub use module::{Defined, ModuleError, ModuleInfo, name_from_path, parse_module};
+pub use resolve::{Counts, Exporter, Import, ModuleSplit, resolve, totals};
 pub use symbols::{Export, MapSymbol, ParseError, SymbolKind, Symvers, SystemMap};
