@@ -9,16 +9,20 @@
 //! [`mod@decompress`] turns `.ko.xz` and `.ko.zst` files into ELF bytes; [`module`] reads one
 //! module's ELF file (name, `depends`, imports, exports, and each defined symbol's kind and
 //! size); [`mod@resolve`] resolves each module's imports to the core kernel or the module
-//! exporting them and counts them by the issue's rules. Still to come (tracked in the
-//! project's issues): the layout JSON and its loader, the report, and the `mmp-split`
-//! binary.
+//! exporting them and counts them by the issue's rules; [`mod@layout`] builds the versioned
+//! layout JSON and the report, and the `mmp-split` binary runs it all over files and
+//! directories. Still to come (tracked in the project's issues): `--vmlinux` (core-kernel
+//! symbols from the ELF), loading a layout into the supervisor, and a run on a real
+//! distribution kernel's module tree.
 
 pub mod decompress;
+pub mod layout;
 pub mod module;
 pub mod resolve;
 pub mod symbols;
 
 pub use decompress::{Compression, MAX_MODULE_BYTES, decompress, detect};
+pub use layout::{Layout, Report, layout, report};
 pub use module::{Defined, ModuleError, ModuleInfo, name_from_path, parse_module};
 pub use resolve::{Counts, Exporter, Import, ModuleSplit, resolve, totals};
 pub use symbols::{Export, MapSymbol, ParseError, SymbolKind, Symvers, SystemMap};

@@ -118,6 +118,17 @@ impl SystemMap {
         self.by_name.is_empty()
     }
 
+    /// Bytes of all data symbols (each sized as [`SystemMap::size_of`] sizes it; the last
+    /// symbol counts 0).
+    #[must_use]
+    pub fn data_bytes(&self) -> u64 {
+        self.by_name
+            .iter()
+            .filter(|(_, s)| matches!(s.kind, SymbolKind::Data { .. }))
+            .filter_map(|(n, _)| self.size_of(n))
+            .sum()
+    }
+
     /// Bytes from `name`'s address to the next higher symbol address (`None` for the last
     /// symbol or an unknown name).
     #[must_use]
@@ -227,6 +238,7 @@ mod tests {
         assert_eq!(m.size_of("jiffies"), Some(8));
         assert_eq!(m.size_of("linux_banner"), Some(0xf8));
         assert_eq!(m.size_of("bss_thing"), None, "the last symbol has no size");
+        assert_eq!(m.data_bytes(), 8 + 0xf8);
         let e = SystemMap::parse("map", "ffff T a\nzz T b\n").unwrap_err();
         assert_eq!((e.line, e.file.as_str()), (2, "map"));
         assert!(SystemMap::parse("map", "ffff TT a\n").is_err());

@@ -1,0 +1,165 @@
+//! `mmp-split`: split a kernel's modules into protection domains.
+//!
+//! `mmp-split [--system-map FILE] [--symvers FILE] [--out LAYOUT.json] [--json] PATH...`
+//! where each PATH is a module file (`.ko`, `.ko.xz`, `.ko.zst`) or a directory searched
+//! recursively for them. Prints the report (a table, or with `--json` one JSON object) and
+//! with `--out` writes the domain layout. A module that cannot be read is reported on stderr
+//! by file name; the others are still processed, and the exit code is 1.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use mmp_split::{
+    MAX_MODULE_BYTES, Symvers, SystemMap, decompress, layout, parse_module, report, resolve,
+};
+
+/// Split a Linux kernel's modules into MMP protection domains.
+#[derive(Debug, Parser)]
+#[command(name = "mmp-split", version)]
+struct Args {
+    /// The core kernel's `System.map`.
+    #[arg(long, value_name = "FILE")]
+    system_map: Option<PathBuf>,
+    /// `Module.symvers` (who exports what).
+    #[arg(long, value_name = "FILE")]
+    symvers: Option<PathBuf>,
+    /// Write the domain layout (JSON) here.
+    #[arg(long, value_name = "LAYOUT.json")]
+    out: Option<PathBuf>,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    json: bool,
+    /// Module files or directories of them.
+    #[arg(required = true, value_name = "PATH")]
+    paths: Vec<PathBuf>,
+}
+
+fn is_module(p: &Path) -> bool {
+    let n = p.file_name().map(|n| n.to_string_lossy().into_owned());
+    n.is_some_and(|n| n.ends_with(".ko") || n.ends_with(".ko.xz") || n.ends_with(".ko.zst"))
+}
+
+/// Every module file under `p` (sorted), or `p` itself.
+fn collect(p: &Path, out: &mut Vec<PathBuf>, errors: &mut Vec<String>) {
+    if p.is_dir() {
+        match std::fs::read_dir(p) {
+            Ok(rd) => {
+                let mut entries: Vec<PathBuf> =
+                    rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+                entries.sort();
+                for e in entries {
+                    if e.is_dir() || is_module(&e) {
+                        collect(&e, out, errors);
+                    }
+                }
+            }
+            Err(e) => errors.push(format!("{}: {e}", p.display())),
+        }
+    } else {
+        out.push(p.to_path_buf());
+    }
+}
+
+fn read_text(p: &Path) -> Result<String, String> {
+    std::fs::read(p)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .map_err(|e| format!("{}: {e}", p.display()))
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let map = match &args.system_map {
+        Some(p) => match read_text(p)
+            .and_then(|t| SystemMap::parse(&p.display().to_string(), &t).map_err(|e| e.to_string()))
+        {
+            Ok(m) => Some(m),
+            Err(e) => {
+                eprintln!("mmp-split: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
+    let symvers = match &args.symvers {
+        Some(p) => match read_text(p)
+            .and_then(|t| Symvers::parse(&p.display().to_string(), &t).map_err(|e| e.to_string()))
+        {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("mmp-split: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    for p in &args.paths {
+        collect(p, &mut files, &mut errors);
+    }
+    let bar = ProgressBar::new(files.len() as u64);
+    if std::io::stderr().is_terminal() {
+        bar.set_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} modules {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+    } else {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    let mut modules = Vec::new();
+    for f in &files {
+        let name = f.display().to_string();
+        let parsed = std::fs::read(f)
+            .map_err(|e| format!("{name}: {e}"))
+            .and_then(|bytes| {
+                let elf = decompress(&name, &bytes, MAX_MODULE_BYTES).map_err(|e| e.to_string())?;
+                parse_module(&name, &elf).map_err(|e| e.to_string())
+            });
+        match parsed {
+            Ok(m) => modules.push(m),
+            Err(e) => errors.push(e),
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    for e in &errors {
+        eprintln!("mmp-split: {e}");
+    }
+    let split = resolve(&modules, map.as_ref(), symvers.as_ref());
+    let rep = report(
+        &split,
+        map.as_ref().map(SystemMap::data_bytes),
+        errors.len(),
+    );
+    if args.json {
+        match serde_json::to_string(&rep) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                eprintln!("mmp-split: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        print!("{}", rep.table());
+    }
+    if let Some(out) = &args.out {
+        let l = layout(&split, |n| {
+            map.as_ref().and_then(|m| m.get(n)).map(|s| s.addr)
+        });
+        let written = serde_json::to_string_pretty(&l)
+            .map_err(|e| e.to_string())
+            .and_then(|s| std::fs::write(out, s + "\n").map_err(|e| e.to_string()));
+        if let Err(e) = written {
+            eprintln!("mmp-split: {}: {e}", out.display());
+            return ExitCode::from(2);
+        }
+    }
+    if errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
