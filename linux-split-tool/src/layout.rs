@@ -166,26 +166,19 @@ pub fn layout(split: &[ModuleSplit], kernel_addr: impl Fn(&str) -> Option<u64>) 
     }
 }
 
-/// One module's line of the report (the `--json` shape of the issue).
+/// One module's line of the report (the `--json` shape of the issue: the counts are
+/// flattened into the line).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ReportLine {
     /// The module.
     pub name: String,
-    /// Imported functions.
-    pub imported_functions: usize,
-    /// Imported data objects.
-    pub imported_data: usize,
-    /// Imports counted apart.
-    pub imported_unclassified: usize,
-    /// Exported functions.
-    pub exported_functions: usize,
-    /// Exported data objects.
-    pub exported_data: usize,
+    /// Its imports and exports counted.
+    #[serde(flatten)]
+    pub counts: Counts,
     /// `depends`, as written.
     pub depends: Vec<String>,
-    /// Bytes of core-kernel data it is granted.
-    pub kernel_data_bytes: u64,
-    /// Those bytes as a share of all core-kernel data (`None` without `System.map`).
+    /// Core-kernel data bytes granted as a share of all core-kernel data (`None` without
+    /// `System.map`).
     pub kernel_data_share: Option<f64>,
 }
 
@@ -196,18 +189,9 @@ pub struct ReportTotals {
     pub modules: usize,
     /// Modules that could not be read.
     pub failed: usize,
-    /// Imported functions.
-    pub imported_functions: usize,
-    /// Imported data objects.
-    pub imported_data: usize,
-    /// Imports counted apart.
-    pub imported_unclassified: usize,
-    /// Exported functions.
-    pub exported_functions: usize,
-    /// Exported data objects.
-    pub exported_data: usize,
-    /// Bytes of core-kernel data granted, over all modules.
-    pub kernel_data_bytes: u64,
+    /// Every module's counts added up.
+    #[serde(flatten)]
+    pub counts: Counts,
 }
 
 /// The report: per module, then totals.
@@ -224,33 +208,22 @@ pub struct Report {
 #[must_use]
 pub fn report(split: &[ModuleSplit], kernel_data_total: Option<u64>, failed: usize) -> Report {
     let line = |m: &ModuleSplit| {
-        let c: Counts = m.counts();
+        let counts = m.counts();
         ReportLine {
             name: m.name.clone(),
-            imported_functions: c.imported_functions,
-            imported_data: c.imported_data,
-            imported_unclassified: c.imported_unclassified,
-            exported_functions: c.exported_functions,
-            exported_data: c.exported_data,
+            counts,
             depends: m.depends.clone(),
-            kernel_data_bytes: c.kernel_data_bytes,
             kernel_data_share: kernel_data_total
                 .filter(|&t| t > 0)
-                .map(|t| c.kernel_data_bytes as f64 / t as f64),
+                .map(|t| counts.kernel_data_bytes as f64 / t as f64),
         }
     };
-    let t = totals(split);
     Report {
         modules: split.iter().map(line).collect(),
         totals: ReportTotals {
             modules: split.len(),
             failed,
-            imported_functions: t.imported_functions,
-            imported_data: t.imported_data,
-            imported_unclassified: t.imported_unclassified,
-            exported_functions: t.exported_functions,
-            exported_data: t.exported_data,
-            kernel_data_bytes: t.kernel_data_bytes,
+            counts: totals(split),
         },
     }
 }
@@ -270,12 +243,12 @@ impl Report {
             s += &format!(
                 "{:<24} {:>7} {:>7} {:>7} {:>7} {:>7} {:>12} {:>9}\n",
                 m.name,
-                m.imported_functions,
-                m.imported_data,
-                m.imported_unclassified,
-                m.exported_functions,
-                m.exported_data,
-                m.kernel_data_bytes,
+                m.counts.imported_functions,
+                m.counts.imported_data,
+                m.counts.imported_unclassified,
+                m.counts.exported_functions,
+                m.counts.exported_data,
+                m.counts.kernel_data_bytes,
                 share
             );
         }
@@ -283,12 +256,12 @@ impl Report {
         s += &format!(
             "{:<24} {:>7} {:>7} {:>7} {:>7} {:>7} {:>12}\n{} modules, {} could not be read\n",
             "total",
-            t.imported_functions,
-            t.imported_data,
-            t.imported_unclassified,
-            t.exported_functions,
-            t.exported_data,
-            t.kernel_data_bytes,
+            t.counts.imported_functions,
+            t.counts.imported_data,
+            t.counts.imported_unclassified,
+            t.counts.exported_functions,
+            t.counts.exported_data,
+            t.counts.kernel_data_bytes,
             t.modules,
             t.failed
         );

@@ -50,7 +50,7 @@ pub struct ModuleSplit {
 }
 
 /// Counts of one module (or the totals).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Counts {
     /// Imported functions.
     pub imported_functions: usize,

@@ -1,70 +1,25 @@
 //! Module ELF parsing on fixtures written with `object::write`: a relocatable x86-64 object
 //! laid out as `modpost` leaves a `.ko` (`.modinfo`, `__ksymtab`, `__ksymtab_gpl`).
 
+mod common;
+
+use common::{Fixture, ko, xz};
 use mmp_split::{SymbolKind, parse_module};
-use object::write::{Object, Symbol, SymbolSection};
-use object::{
-    Architecture, BinaryFormat, Endianness, SectionKind, SymbolFlags, SymbolKind as Sk, SymbolScope,
-};
 
 /// A module `demo` that defines a function, read-only and writable data, exports the
 /// function (`__ksymtab`) and the table (`__ksymtab_gpl`), and imports two symbols.
 fn demo_ko(modinfo: &[u8]) -> Vec<u8> {
-    let mut obj = Object::new(BinaryFormat::Elf, Architecture::X86_64, Endianness::Little);
-    let text = obj.add_section(vec![], b".text".to_vec(), SectionKind::Text);
-    obj.append_section_data(text, &[0x90; 64], 16);
-    let rodata = obj.add_section(vec![], b".rodata".to_vec(), SectionKind::ReadOnlyData);
-    obj.append_section_data(rodata, &[0; 64], 8);
-    let data = obj.add_section(vec![], b".data".to_vec(), SectionKind::Data);
-    obj.append_section_data(data, &[0; 16], 8);
-    let info = obj.add_section(vec![], b".modinfo".to_vec(), SectionKind::ReadOnlyData);
-    obj.append_section_data(info, modinfo, 1);
-    let ksym = obj.add_section(vec![], b"__ksymtab".to_vec(), SectionKind::ReadOnlyData);
-    obj.append_section_data(ksym, &[0; 12], 4);
-    let ksym_gpl = obj.add_section(vec![], b"__ksymtab_gpl".to_vec(), SectionKind::ReadOnlyData);
-    obj.append_section_data(ksym_gpl, &[0; 12], 4);
-    let mut sym = |name: &str, size: u64, kind: Sk, section: SymbolSection| {
-        obj.add_symbol(Symbol {
-            name: name.as_bytes().to_vec(),
-            value: 0,
-            size,
-            kind,
-            scope: SymbolScope::Linkage,
-            weak: false,
-            section,
-            flags: SymbolFlags::None,
-        });
-    };
-    sym("demo_fn", 16, Sk::Text, SymbolSection::Section(text));
-    sym("demo_table", 32, Sk::Data, SymbolSection::Section(rodata));
-    sym("demo_counter", 8, Sk::Data, SymbolSection::Section(data));
-    sym(
-        "__ksymtab_demo_fn",
-        12,
-        Sk::Data,
-        SymbolSection::Section(ksym),
-    );
-    sym(
-        "__ksymtab_demo_table",
-        12,
-        Sk::Data,
-        SymbolSection::Section(ksym_gpl),
-    );
-    // A `__ksymtab_` symbol outside the ksymtab sections exports nothing.
-    sym(
-        "__ksymtab_not_an_export",
-        4,
-        Sk::Data,
-        SymbolSection::Section(data),
-    );
-    sym("printk", 0, Sk::Unknown, SymbolSection::Undefined);
-    sym(
-        "usb_register_driver",
-        0,
-        Sk::Unknown,
-        SymbolSection::Undefined,
-    );
-    obj.write().expect("a valid object")
+    ko(&Fixture {
+        modinfo,
+        functions: &["demo_fn"],
+        rodata: &["demo_table"],
+        data: &["demo_counter"],
+        ksymtab: &["demo_fn"],
+        ksymtab_gpl: &["demo_table"],
+        // A `__ksymtab_` symbol outside the ksymtab sections exports nothing.
+        fake_ksymtab: &["not_an_export"],
+        imports: &["printk", "usb_register_driver"],
+    })
 }
 
 #[test]
@@ -85,6 +40,7 @@ fn imports_exports_kinds_and_modinfo_are_read() {
         SymbolKind::Data { read_only: false }
     );
     assert_eq!(m.defined["demo_table"].size, 32);
+    assert_eq!(m.defined["demo_counter"].size, 16);
     assert_eq!(m.kind_of("nothing"), SymbolKind::Unclassified);
 }
 
@@ -119,13 +75,9 @@ fn corrupt_truncated_and_non_elf_input_is_an_error_naming_the_file() {
 
 #[test]
 fn compressed_modules_parse_like_plain_ones() {
-    use std::io::Write;
     let ko = demo_ko(b"name=demo\0depends=usbcore\0");
     let plain = parse_module("demo.ko", &ko).unwrap();
-    let mut w =
-        lzma_rust2::XzWriter::new(Vec::new(), lzma_rust2::XzOptions::with_preset(1)).unwrap();
-    w.write_all(&ko).unwrap();
-    let xz = w.finish().unwrap();
+    let xz = xz(&ko);
     let zst =
         ruzstd::encoding::compress_to_vec(&ko[..], ruzstd::encoding::CompressionLevel::Fastest);
     for (file, packed) in [("demo.ko.xz", xz), ("demo.ko.zst", zst)] {
