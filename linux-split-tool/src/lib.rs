@@ -5,7 +5,8 @@
 //! crate reads those facts from a real kernel's module ELF files and symbol maps and writes a
 //! domain layout the supervisor can load. It is a client of `mmp-supervisor`.
 //!
-//! Built so far: the input parsers. [`symbols`] reads `System.map` and `Module.symvers`;
+//! Built so far: the input parsers. [`symbols`] reads `System.map` (or a `vmlinux` ELF's
+//! symbol table) and `Module.symvers`;
 //! [`mod@decompress`] turns `.ko.xz` and `.ko.zst` files into ELF bytes; [`module`] reads one
 //! module's ELF file (name, `depends`, imports, exports, and each defined symbol's kind and
 //! size); [`mod@resolve`] resolves each module's imports to the core kernel or the module

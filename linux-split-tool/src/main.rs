@@ -1,6 +1,7 @@
 //! `mmp-split`: split a kernel's modules into protection domains.
 //!
-//! `mmp-split [--system-map FILE] [--symvers FILE] [--out LAYOUT.json] [--json] PATH...`
+//! `mmp-split [--system-map FILE | --vmlinux FILE] [--symvers FILE] [--out LAYOUT.json] [--json]
+//! PATH...`
 //! where each PATH is a module file (`.ko`, `.ko.xz`, `.ko.zst`) or a directory searched
 //! recursively for them. Prints the report (a table, or with `--json` one JSON object) and
 //! with `--out` writes the domain layout. A module that cannot be read is reported on stderr
@@ -21,8 +22,11 @@ use mmp_split::{
 #[command(name = "mmp-split", version)]
 struct Args {
     /// The core kernel's `System.map`.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "vmlinux")]
     system_map: Option<PathBuf>,
+    /// The core kernel's symbols from its `vmlinux` ELF (instead of `System.map`).
+    #[arg(long, value_name = "FILE")]
+    vmlinux: Option<PathBuf>,
     /// `Module.symvers` (who exports what).
     #[arg(long, value_name = "FILE")]
     symvers: Option<PathBuf>,
@@ -71,8 +75,20 @@ fn read_text(p: &Path) -> Result<String, String> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let map = match &args.system_map {
-        Some(p) => match read_text(p)
+    let map = if let Some(p) = &args.vmlinux {
+        match std::fs::read(p)
+            .map_err(|e| format!("{}: {e}", p.display()))
+            .and_then(|b| {
+                SystemMap::from_elf(&p.display().to_string(), &b).map_err(|e| e.to_string())
+            }) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                eprintln!("mmp-split: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else if let Some(p) = &args.system_map {
+        match read_text(p)
             .and_then(|t| SystemMap::parse(&p.display().to_string(), &t).map_err(|e| e.to_string()))
         {
             Ok(m) => Some(m),
@@ -80,8 +96,9 @@ fn main() -> ExitCode {
                 eprintln!("mmp-split: {e}");
                 return ExitCode::from(2);
             }
-        },
-        None => None,
+        }
+    } else {
+        None
     };
     let symvers = match &args.symvers {
         Some(p) => match read_text(p)

@@ -52,13 +52,16 @@ pub struct MapSymbol {
     pub kind: SymbolKind,
 }
 
-/// The core kernel's symbols, by name. `System.map` has no sizes: a data symbol's size is
-/// the distance to the next symbol's address ([`SystemMap::size_of`]).
+/// The core kernel's symbols, by name, from `System.map` or a `vmlinux` ELF. `System.map`
+/// has no sizes: there a data symbol's size is the distance to the next symbol's address;
+/// a `vmlinux` symbol table gives sizes ([`SystemMap::size_of`]).
 #[derive(Debug, Clone, Default)]
 pub struct SystemMap {
     by_name: HashMap<String, MapSymbol>,
     /// Every address, ascending (for sizes).
     addrs: Vec<u64>,
+    /// Sizes from an ELF symbol table (empty for `System.map`).
+    sizes: HashMap<String, u64>,
 }
 
 impl SystemMap {
@@ -100,6 +103,58 @@ impl SystemMap {
         Ok(map)
     }
 
+    /// Reads the core kernel's symbols from a `vmlinux` ELF's symbol table: functions are
+    /// `STT_FUNC` symbols (or any in an executable section), data are `STT_OBJECT` symbols
+    /// (read-only when their section is not writable); sizes are the symbol table's.
+    ///
+    /// # Errors
+    /// [`ParseError`] (line 0) naming `file` when the bytes are not a readable ELF file.
+    pub fn from_elf(file: &str, bytes: &[u8]) -> Result<SystemMap, ParseError> {
+        use object::{Object, ObjectSection, ObjectSymbol, SectionFlags};
+        let err = |what: String| ParseError {
+            file: file.to_string(),
+            line: 0,
+            what,
+        };
+        let obj =
+            object::File::parse(bytes).map_err(|e| err(format!("not a readable ELF file: {e}")))?;
+        if obj.format() != object::BinaryFormat::Elf {
+            return Err(err(format!("not ELF but {:?}", obj.format())));
+        }
+        let mut map = SystemMap::default();
+        for sym in obj.symbols() {
+            let Ok(name) = sym.name() else { continue };
+            if name.is_empty() || sym.is_undefined() {
+                continue;
+            }
+            let flags = sym
+                .section_index()
+                .and_then(|i| obj.section_by_index(i).ok())
+                .map_or(0, |s| match s.flags() {
+                    SectionFlags::Elf { sh_flags } => sh_flags,
+                    _ => 0,
+                });
+            let kind = match sym.kind() {
+                object::SymbolKind::Text => SymbolKind::Function,
+                object::SymbolKind::Data => SymbolKind::Data {
+                    read_only: flags & 0x1 == 0,
+                },
+                _ if flags & 0x4 != 0 => SymbolKind::Function,
+                _ => SymbolKind::Unclassified,
+            };
+            let addr = sym.address();
+            map.addrs.push(addr);
+            if !map.by_name.contains_key(name) {
+                map.by_name
+                    .insert(name.to_string(), MapSymbol { addr, kind });
+                map.sizes.insert(name.to_string(), sym.size());
+            }
+        }
+        map.addrs.sort_unstable();
+        map.addrs.dedup();
+        Ok(map)
+    }
+
     /// The symbol called `name`.
     #[must_use]
     pub fn get(&self, name: &str) -> Option<MapSymbol> {
@@ -129,10 +184,14 @@ impl SystemMap {
             .sum()
     }
 
-    /// Bytes from `name`'s address to the next higher symbol address (`None` for the last
-    /// symbol or an unknown name).
+    /// `name`'s size: from the ELF symbol table when the map came from `vmlinux`, else the
+    /// bytes from its address to the next higher symbol address (`None` for the last symbol
+    /// or an unknown name).
     #[must_use]
     pub fn size_of(&self, name: &str) -> Option<u64> {
+        if let Some(&n) = self.sizes.get(name) {
+            return Some(n);
+        }
         let a = self.get(name)?.addr;
         let i = self.addrs.partition_point(|&x| x <= a);
         self.addrs.get(i).map(|&next| next - a)

@@ -85,3 +85,27 @@ fn compressed_modules_parse_like_plain_ones() {
         assert_eq!(parse_module(file, &elf).unwrap(), plain, "{file}");
     }
 }
+
+#[test]
+fn vmlinux_symbols_give_kinds_and_their_own_sizes() {
+    let vmlinux = ko(&Fixture {
+        functions: &["printk"],
+        rodata: &["linux_banner"],
+        data: &["jiffies"],
+        ..Fixture::default()
+    });
+    let m = mmp_split::SystemMap::from_elf("vmlinux", &vmlinux).unwrap();
+    assert_eq!(m.get("printk").unwrap().kind, SymbolKind::Function);
+    assert_eq!(
+        m.get("jiffies").unwrap().kind,
+        SymbolKind::Data { read_only: false }
+    );
+    assert_eq!(
+        m.get("linux_banner").unwrap().kind,
+        SymbolKind::Data { read_only: true }
+    );
+    assert_eq!(m.size_of("jiffies"), Some(16), "the symbol table's size");
+    assert_eq!(m.size_of("linux_banner"), Some(32));
+    let e = mmp_split::SystemMap::from_elf("vmlinux", b"not elf").unwrap_err();
+    assert_eq!(e.file, "vmlinux");
+}
