@@ -12,9 +12,8 @@
 //! size); [`mod@resolve`] resolves each module's imports to the core kernel or the module
 //! exporting them and counts them by the issue's rules; [`mod@layout`] builds the versioned
 //! layout JSON and the report, and the `mmp-split` binary runs it all over files and
-//! directories. Still to come (tracked in the project's issues): `--vmlinux` (core-kernel
-//! symbols from the ELF), loading a layout into the supervisor, and a run on a real
-//! distribution kernel's module tree.
+//! directories. Still to come (tracked in the project's issues): loading a
+//! layout into the supervisor, and a run on a real distribution kernel's module tree.
 
 pub mod decompress;
 pub mod layout;
