@@ -63,16 +63,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let faults = sup.faults();
     println!("faults recorded: {}", faults.len());
     for f in faults {
-        println!(
-            "  {} {:?} of {} bytes at {:#x} by {}: {:?} -> {:?}",
-            f.fault.cpu,
-            f.fault.access,
-            f.fault.size,
-            f.fault.addr,
-            f.fault.pd,
-            f.fault.kind,
-            f.action
-        );
+        println!("  {f}");
     }
     assert_eq!(faults.len(), 1);
     assert_eq!(faults[0].action, FaultAction::Reported);

@@ -175,16 +175,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let faults = sup.faults();
     println!("faults recorded: {}", faults.len());
     for f in faults {
-        println!(
-            "  CPU {} {:?} of {} bytes at {:#x} by {}: {:?} -> {:?}",
-            f.fault.cpu,
-            f.fault.access,
-            f.fault.size,
-            f.fault.addr,
-            f.fault.pd,
-            f.fault.kind,
-            f.action
-        );
+        println!("  {f}");
     }
     assert_eq!(faults.len(), 4);
     sup.check_invariants()?;

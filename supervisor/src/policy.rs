@@ -177,6 +177,13 @@ pub struct FaultRecord {
     pub action: FaultAction,
 }
 
+impl std::fmt::Display for FaultRecord {
+    /// `CPU c, PD: access of n bytes at addr faulted: kind -> action`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} -> {:?}", self.fault, self.action)
+    }
+}
+
 /// A load, store or fetch that did not complete: the fault and what the supervisor did. The
 /// access had no effect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
