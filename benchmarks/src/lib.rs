@@ -6,5 +6,10 @@
 //! baseline see exactly the same inputs. Trace formats and the replay harness will join it.
 
 pub mod baseline;
+pub mod import;
+pub mod plot;
+pub mod replay;
 pub mod rng;
+pub mod synth;
+pub mod trace;
 pub mod workloads;

@@ -58,11 +58,12 @@ impl ModuleInfo {
     }
 }
 
-/// The module name a file path implies: its last component up to the first `.`.
+/// The module name a file path implies: its last component up to the first `.`, with dashes
+/// made underscores (the kernel's spelling of module names).
 #[must_use]
 pub fn name_from_path(path: &str) -> String {
     let file = path.rsplit(['/', '\\']).next().unwrap_or(path);
-    file.split('.').next().unwrap_or(file).to_string()
+    file.split('.').next().unwrap_or(file).replace('-', "_")
 }
 
 /// Reads a module from its ELF bytes. `file` names it in errors and gives the name when

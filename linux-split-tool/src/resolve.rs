@@ -299,7 +299,7 @@ mod tests {
     fn module_symvers_decides_the_exporter_first() {
         let symvers = Symvers::parse(
             "Module.symvers",
-            "0x1\tshared_fn\tdrivers/a/mod_a\tEXPORT_SYMBOL\t\n0x2\tprintk\tvmlinux\tEXPORT_SYMBOL\t\n",
+            "0x1\tshared_fn\tdrivers/a/mod-a\tEXPORT_SYMBOL\t\n0x2\tprintk\tvmlinux\tEXPORT_SYMBOL\t\n",
         )
         .unwrap();
         let a = module("mod_a", &[], &[("shared_fn", SymbolKind::Function, 8)]);
@@ -308,7 +308,8 @@ mod tests {
         let split = resolve(&[b, c, a], None, Some(&symvers));
         let c = &split[2];
         let by = |n: &str| c.imports.iter().find(|i| i.name == n).unwrap().clone();
-        // Both mod_a and mod_b export it; Module.symvers names mod_a.
+        // Both mod_a and mod_b export it; Module.symvers names mod_a (spelt with a dash
+        // in its path, as the kernel's Makefiles often do).
         assert_eq!(
             by("shared_fn").exporter,
             Some(Exporter::Module("mod_a".into()))

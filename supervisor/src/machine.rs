@@ -721,12 +721,7 @@ impl Machine {
     /// The [`Fault`] the access would raise.
     #[inline]
     pub fn check(&mut self, cpu: usize, addr: u64, size: u64, access: Access) -> Result<(), Fault> {
-        let reg = if access == Access::Execute {
-            FETCH_SIDECAR
-        } else {
-            DATA_SIDECAR
-        };
-        self.check_via(cpu, reg, addr, size, access)
+        self.check_access(cpu, addr, size, access)
     }
 
     /// Loads `size` bytes (1, 2, 4 or 8) at `addr`, little-endian, as the domain on `cpu`.

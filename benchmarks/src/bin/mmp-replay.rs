@@ -1,0 +1,464 @@
+//! `mmp-replay`: replays a trace on the MMP model and reports crossings, PLB behaviour,
+//! table references and footprints, and faults.
+//!
+//! With no arguments it replays the embedded default, a synthetic trace of the MMP kernel
+//! paper's boot experiment. `mmp-replay TRACE` replays a file in any supported format
+//! (detected, or `--input-format`). `sweep` replays over a grid of PLB sizes and table
+//! formats; `convert` writes our binary (or text) format.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use mmp_benchmarks::import::{self, InputFormat};
+use mmp_benchmarks::plot;
+use mmp_benchmarks::replay::{Replay, ReplayConfig, Report};
+use mmp_benchmarks::synth::{BOOT_CHANGES, BootTrace, DEFAULT_SEED};
+use mmp_benchmarks::trace::binary::BinaryWriter;
+use mmp_benchmarks::trace::{EventSource, text};
+use mmp_domains::TableFormat;
+use mmp_plb::{PlbConfig, Replacement};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Table {
+    Flat,
+    Mlpt,
+    Sst,
+}
+
+impl Table {
+    fn format(self) -> TableFormat {
+        match self {
+            Table::Flat => TableFormat::Flat,
+            Table::Mlpt => TableFormat::Mlpt,
+            Table::Sst => TableFormat::Sst,
+        }
+    }
+}
+
+/// Replay a trace on the MMP model (no TRACE: the synthetic boot trace of the MMP paper).
+#[derive(Debug, Parser)]
+#[command(name = "mmp-replay", version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    input: Input,
+    #[command(flatten)]
+    machine: MachineArgs,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Write SVG plots of the report into this directory.
+    #[arg(long, value_name = "DIR")]
+    plot: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Debug, Args)]
+struct Input {
+    /// The trace: our binary or text form, ftrace (function or function_graph), uftrace
+    /// replay, ltrace -f -T -i, or Valgrind lackey output. Omitted: the embedded default.
+    trace: Option<PathBuf>,
+    /// The trace's format (detected when omitted).
+    #[arg(long, value_parser = parse_format)]
+    input_format: Option<InputFormat>,
+    /// Seed of the synthetic boot trace.
+    #[arg(long, default_value_t = DEFAULT_SEED)]
+    seed: u64,
+}
+
+#[derive(Debug, Args)]
+struct MachineArgs {
+    /// Permissions-table format.
+    #[arg(long, value_enum, default_value_t = Table::Mlpt)]
+    table: Table,
+    /// PLB entries per CPU (0: no PLB).
+    #[arg(long, default_value_t = 64)]
+    plb_entries: usize,
+    /// PLB ways (1: direct-mapped; the entry count: fully associative).
+    #[arg(long, default_value_t = 4)]
+    plb_ways: usize,
+    /// CPUs of the machine.
+    #[arg(long, default_value_t = 4)]
+    cpus: usize,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Replay over a grid of PLB sizes and table formats; write CSV and SVG.
+    Sweep {
+        #[command(flatten)]
+        input: Input,
+        /// PLB entry counts to try (0: no PLB).
+        #[arg(long, value_delimiter = ',', default_values_t = [0usize, 1, 4, 16, 64, 256, 1024])]
+        entries: Vec<usize>,
+        /// Table formats to try.
+        #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Table::Flat, Table::Mlpt, Table::Sst])]
+        tables: Vec<Table>,
+        /// Ways of each PLB (capped at its entry count).
+        #[arg(long, default_value_t = 4)]
+        plb_ways: usize,
+        /// CPUs of the machine.
+        #[arg(long, default_value_t = 4)]
+        cpus: usize,
+        /// Directory for sweep.csv and the SVG plots.
+        #[arg(long, default_value = "sweep")]
+        out: PathBuf,
+        /// No progress bar.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Write a trace in our binary format (or, with --text, the text form).
+    Convert {
+        #[command(flatten)]
+        input: Input,
+        /// The file to write.
+        #[arg(long, short)]
+        output: PathBuf,
+        /// Write the text form instead of the binary format.
+        #[arg(long)]
+        text: bool,
+    },
+}
+
+fn parse_format(s: &str) -> Result<InputFormat, String> {
+    s.parse::<InputFormat>().map_err(|_| {
+        let names: Vec<String> = InputFormat::ALL.iter().map(ToString::to_string).collect();
+        format!("unknown format `{s}` (one of: {})", names.join(", "))
+    })
+}
+
+type Source = Box<dyn EventSource + Send>;
+
+/// Opens the input; returns the source and its length for the progress bar.
+fn open(input: &Input) -> Result<(Source, u64, String), String> {
+    match &input.trace {
+        None => Ok((
+            Box::new(BootTrace::new(input.seed)),
+            BOOT_CHANGES,
+            format!("synthetic boot trace (seed {:#x})", input.seed),
+        )),
+        Some(p) => {
+            let len = std::fs::metadata(p)
+                .map_err(|e| format!("{}: {e}", p.display()))?
+                .len();
+            let src =
+                import::open(p, input.input_format).map_err(|e| format!("{}: {e}", p.display()))?;
+            Ok((src, len, p.display().to_string()))
+        }
+    }
+}
+
+fn progress(len: u64, quiet: bool) -> ProgressBar {
+    let pb = ProgressBar::new(len);
+    if quiet || !std::io::stderr().is_terminal() {
+        pb.set_draw_target(ProgressDrawTarget::hidden());
+    } else if let Ok(style) =
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {percent}% {msg}")
+    {
+        pb.set_style(style);
+    }
+    pb
+}
+
+fn plb(entries: usize, ways: usize) -> PlbConfig {
+    PlbConfig {
+        entries,
+        ways: ways.clamp(1, entries.max(1)),
+        replacement: Replacement::Lru,
+        sidecars: 2,
+    }
+}
+
+fn replay_one(input: &Input, cfg: ReplayConfig, quiet: bool) -> Result<(Report, String), String> {
+    let (mut src, len, name) = open(input)?;
+    let mut r = Replay::new(cfg, src.width()).map_err(|e| e.to_string())?;
+    let pb = progress(len, quiet);
+    let res = r.run(src.as_mut(), |pos| pb.set_position(pos));
+    pb.finish_and_clear();
+    res.map_err(|e| format!("{name}: {e}"))?;
+    Ok((r.report(), name))
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.2}%", 100.0 * x)
+}
+
+fn table(r: &Report, name: &str) -> String {
+    let mut s = String::new();
+    let c = &r.config;
+    s += &format!(
+        "trace: {name}\nmachine: {} tables, PLB {} entries / {} ways, {} CPUs, {}-bit\n\n",
+        c.table, c.plb_entries, c.plb_ways, c.cpus, c.width
+    );
+    s += &format!(
+        "events            {:>14}\ninstructions      {:>14}\naccesses checked  {:>14}\ncrossings         {:>14}\nswitches          {:>14}\nsupervisor calls  {:>14}\n",
+        r.events, r.instructions, r.accesses, r.crossings, r.switches, r.syscalls
+    );
+    s += &format!(
+        "instructions per crossing {:.1}, events per crossing {:.2}\n\n",
+        r.between_crossings.mean_instructions, r.between_crossings.mean_events
+    );
+    s += "crossings by domain\n";
+    for d in &r.crossings_by_domain {
+        s += &format!(
+            "  {:<20} {:>10} {:>8}\n",
+            d.domain,
+            d.crossings,
+            pct(d.share)
+        );
+    }
+    s += "crossing pairs (most frequent first)\n";
+    for p in r.crossing_pairs.iter().take(12) {
+        s += &format!("  {:<16} -> {:<16} {:>10}\n", p.from, p.to, p.count);
+    }
+    if r.crossing_pairs.len() > 12 {
+        s += &format!("  ... {} pairs in all\n", r.crossing_pairs.len());
+    }
+    s += &format!(
+        "\nPLB: {} hits ({} by sidecars), {} misses, hit rate {}\ntable references {} ({:.4} per access)\n",
+        r.plb.hits,
+        r.plb.sidecar_hits,
+        r.plb.misses,
+        pct(r.plb.hit_rate),
+        r.table_refs,
+        r.table_refs_per_access
+    );
+    s += &format!("table bytes {} in all\n", r.table_bytes);
+    for d in &r.table_bytes_per_domain {
+        s += &format!("  {:<20} {:>10}\n", d.domain, d.bytes);
+    }
+    s += &format!("faults {}\n", r.faults.total);
+    for (k, n) in &r.faults.by_kind {
+        s += &format!("  {k:<24} {n:>10}\n");
+    }
+    for f in &r.faults.samples {
+        s += &format!("  {f}\n");
+    }
+    s += &format!(
+        "\n{:.3} s, {:.1} million events/s\n",
+        r.seconds,
+        r.events_per_sec / 1e6
+    );
+    s
+}
+
+fn write_file(path: &Path, body: &str) -> Result<(), String> {
+    std::fs::write(path, body).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn plots(dir: &Path, r: &Report) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let top: Vec<_> = r.crossing_pairs.iter().take(16).collect();
+    write_file(
+        &dir.join("crossing_pairs.svg"),
+        &plot::bars(
+            "Crossings per domain pair",
+            "crossings",
+            &top.iter()
+                .map(|p| format!("{}→{}", p.from, p.to))
+                .collect::<Vec<_>>(),
+            &top.iter().map(|p| p.count as f64).collect::<Vec<_>>(),
+        ),
+    )?;
+    let h = &r.between_crossings.histogram;
+    write_file(
+        &dir.join("between_crossings.svg"),
+        &plot::bars(
+            "Instructions between crossings",
+            "crossings",
+            &h.iter()
+                .map(|b| format!("<{}", b.below))
+                .collect::<Vec<_>>(),
+            &h.iter().map(|b| b.count as f64).collect::<Vec<_>>(),
+        ),
+    )?;
+    write_file(
+        &dir.join("table_bytes.svg"),
+        &plot::bars(
+            "Permissions-table bytes per domain",
+            "bytes",
+            &r.table_bytes_per_domain
+                .iter()
+                .map(|d| d.domain.clone())
+                .collect::<Vec<_>>(),
+            &r.table_bytes_per_domain
+                .iter()
+                .map(|d| d.bytes as f64)
+                .collect::<Vec<_>>(),
+        ),
+    )?;
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn sweep(
+    input: &Input,
+    entries: &[usize],
+    tables: &[Table],
+    ways: usize,
+    cpus: usize,
+    out: &Path,
+    quiet: bool,
+) -> Result<(), String> {
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let mut csv = String::from(
+        "table,plb_entries,plb_ways,events,accesses,hit_rate,table_refs,table_refs_per_access,table_bytes,faults,events_per_sec\n",
+    );
+    let mut hit: Vec<plot::Series> = Vec::new();
+    let mut refs: Vec<plot::Series> = Vec::new();
+    let mut bytes: Vec<(String, f64)> = Vec::new();
+    for &t in tables {
+        let mut h = Vec::new();
+        let mut rf = Vec::new();
+        let mut tb = 0;
+        for &n in entries {
+            let cfg = ReplayConfig {
+                format: t.format(),
+                plb: plb(n, ways),
+                cpus,
+            };
+            let (r, _) = replay_one(input, cfg, quiet)?;
+            let line = format!(
+                "{},{},{},{},{},{:.6},{},{:.6},{},{},{:.0}\n",
+                r.config.table,
+                n,
+                r.config.plb_ways,
+                r.events,
+                r.accesses,
+                r.plb.hit_rate,
+                r.table_refs,
+                r.table_refs_per_access,
+                r.table_bytes,
+                r.faults.total,
+                r.events_per_sec
+            );
+            if !quiet {
+                eprint!("{line}");
+            }
+            csv += &line;
+            // Entry count 0 (no PLB) sits at x = 0.5 on the log axis.
+            let x = if n == 0 { 0.5 } else { n as f64 };
+            h.push((x, r.plb.hit_rate));
+            rf.push((x, r.table_refs_per_access));
+            tb = r.table_bytes;
+        }
+        let name = format!("{t:?}").to_lowercase();
+        hit.push((name.clone(), h));
+        refs.push((name.clone(), rf));
+        bytes.push((name, tb as f64));
+    }
+    write_file(&out.join("sweep.csv"), &csv)?;
+    write_file(
+        &out.join("sweep_hit_rate.svg"),
+        &plot::lines_log2x(
+            "PLB hit rate",
+            "PLB entries (0.5: no PLB)",
+            "hit rate",
+            &hit,
+        ),
+    )?;
+    write_file(
+        &out.join("sweep_table_refs.svg"),
+        &plot::lines_log2x(
+            "Table references per access",
+            "PLB entries (0.5: no PLB)",
+            "references per access",
+            &refs,
+        ),
+    )?;
+    write_file(
+        &out.join("sweep_table_bytes.svg"),
+        &plot::bars(
+            "Permissions-table bytes, all domains",
+            "bytes",
+            &bytes.iter().map(|b| b.0.clone()).collect::<Vec<_>>(),
+            &bytes.iter().map(|b| b.1).collect::<Vec<_>>(),
+        ),
+    )?;
+    print!("{csv}");
+    eprintln!("wrote {}/sweep.csv and three SVG plots", out.display());
+    Ok(())
+}
+
+fn convert(input: &Input, output: &Path, as_text: bool) -> Result<(), String> {
+    let (mut src, _, name) = open(input)?;
+    let file = std::fs::File::create(output).map_err(|e| format!("{}: {e}", output.display()))?;
+    let werr = |e: std::io::Error| format!("{}: {e}", output.display());
+    let mut n = 0u64;
+    if as_text {
+        let mut w = std::io::BufWriter::new(file);
+        text::write_header(&mut w, src.width()).map_err(werr)?;
+        while let Some(e) = src.next_event().map_err(|e| format!("{name}: {e}"))? {
+            text::write_event(&mut w, &e).map_err(werr)?;
+            n += 1;
+        }
+        w.flush().map_err(werr)?;
+    } else {
+        let mut w = BinaryWriter::new(std::io::BufWriter::new(file), src.width()).map_err(werr)?;
+        while let Some(e) = src.next_event().map_err(|e| format!("{name}: {e}"))? {
+            w.write(&e).map_err(werr)?;
+            n += 1;
+        }
+        w.finish().map_err(werr)?;
+    }
+    eprintln!("{name}: {n} events written to {}", output.display());
+    Ok(())
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Some(Command::Sweep {
+            input,
+            entries,
+            tables,
+            plb_ways,
+            cpus,
+            out,
+            quiet,
+        }) => sweep(&input, &entries, &tables, plb_ways, cpus, &out, quiet),
+        Some(Command::Convert {
+            input,
+            output,
+            text,
+        }) => convert(&input, &output, text),
+        None => {
+            let m = &cli.machine;
+            let cfg = ReplayConfig {
+                format: m.table.format(),
+                plb: PlbConfig {
+                    entries: m.plb_entries,
+                    ways: m.plb_ways,
+                    replacement: Replacement::Lru,
+                    sidecars: 2,
+                },
+                cpus: m.cpus,
+            };
+            let (r, name) = replay_one(&cli.input, cfg, cli.quiet || cli.json)?;
+            if let Some(dir) = &cli.plot {
+                plots(dir, &r)?;
+            }
+            if cli.json {
+                println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
+            } else {
+                print!("{}", table(&r, &name));
+            }
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mmp-replay: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

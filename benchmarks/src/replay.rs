@@ -1,0 +1,934 @@
+//! The replay engine: drives the machine from a trace and reports what the paper measures.
+//!
+//! [`Replay`] builds an MMP [`Machine`] (table format, PLB shape and CPUs from
+//! [`ReplayConfig`]) and feeds it [`Event`]s one at a time, so any [`EventSource`] streams
+//! through it. The layout is derived from the trace's declarations:
+//!
+//! - each trace domain becomes a kernel protection domain of the machine;
+//! - a [`Event::Function`] gives its domain execute-read on the entry word, and puts a call
+//!   gate into that domain on the entry word in every other domain's table (so a call from
+//!   another domain is a gated cross-domain call, and a call inside the domain an ordinary
+//!   one);
+//! - a [`Event::Grant`] sets the permission it names;
+//! - the engine keeps the top of the address space, [`engine_base`] and up (about 260 KiB):
+//!   each domain `d`'s 16-byte stub at `limit - 16 (d + 1)`, with a return gate at `+0`
+//!   (where the domain's cross-domain returns execute) and the return landing at `+4` (the
+//!   return address its cross-domain calls push), and below the stubs each CPU's stack for
+//!   the frame registers. Declarations there are refused; references there fault as usual.
+//!
+//! Events act as follows: memory references are checked by the running domain on the
+//! current CPU (sizes other than 1, 2, 4 and 8 bytes are checked as 8-byte pieces and a
+//! remainder); a call is [`Machine::call`] with the caller's landing as return address and a
+//! stack pointer 64 bytes below the frame base; a return matches the newest call: a
+//! cross-domain one is [`Machine::ret`] at the running domain's return gate, an ordinary one
+//! needs nothing, and a return with no call open faults as the machine's stack underflow; a
+//! switch loads another domain (a thread switch: the CPU's open calls are dropped); a
+//! supervisor call and instruction counts are counted. Faults never stop a replay: each is
+//! counted by kind (a faulting call opens nothing, and its return is skipped).
+//!
+//! A crossing is a call or return that changes the running domain; switches are counted
+//! apart.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use mmp_domains::{Access, AddrWidth, PdId, PdKind, Perm, PermTable, TableFormat};
+use mmp_gates::{ArgWindow, FrameRegs, Gate};
+use mmp_plb::{PlbConfig, PlbStats};
+use mmp_supervisor::machine::{
+    AccessError, Fault, FaultKind, Machine, MachineConfig, MachineError,
+};
+use serde::Serialize;
+
+use crate::trace::{DomainNo, Event, EventSource, MemKind, TraceError, TraceWidth};
+
+/// Frames each CPU's cross-domain call stack holds.
+pub const CALL_STACK_FRAMES: usize = 4096;
+/// Bytes each cross-domain call moves the stack pointer down.
+pub const FRAME_STEP: u64 = 64;
+/// Bytes at the top of the address space for the domains' stubs (16 each, 255 domains).
+pub const STUB_BYTES: u64 = 4096;
+
+/// The first byte the engine keeps for itself in an address space of `limit` bytes: the
+/// stubs and, below them, the stack the frame registers cover.
+#[must_use]
+pub const fn engine_base(limit: u64) -> u64 {
+    limit - STUB_BYTES - FRAME_STEP * (CALL_STACK_FRAMES as u64 + 1)
+}
+/// How many fault descriptions the report keeps.
+pub const FAULT_SAMPLES: usize = 10;
+
+/// What a replay runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplayConfig {
+    /// Every domain's table format.
+    pub format: TableFormat,
+    /// Every CPU's PLB.
+    pub plb: PlbConfig,
+    /// CPUs (a trace's `cpu` events must name one of them).
+    pub cpus: usize,
+}
+
+impl Default for ReplayConfig {
+    /// MLPT tables, the default PLB (64 entries, 4-way, LRU, two sidecars), 4 CPUs.
+    fn default() -> Self {
+        ReplayConfig {
+            format: TableFormat::Mlpt,
+            plb: PlbConfig::default(),
+            cpus: 4,
+        }
+    }
+}
+
+/// A replay that cannot go on: the trace is unreadable or asks for what the machine cannot
+/// be. Access faults are not errors; the report counts them.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// The trace could not be read.
+    #[error(transparent)]
+    Trace(#[from] TraceError),
+    /// The machine could not be built or changed as the trace asks.
+    #[error("event {event}: {source}")]
+    Machine {
+        /// Index of the event (0-based).
+        event: u64,
+        /// What the machine said.
+        source: MachineError,
+    },
+    /// An event names a domain the trace has not declared.
+    #[error("event {event}: domain {domain} is not declared")]
+    UnknownDomain {
+        /// Index of the event.
+        event: u64,
+        /// The domain number.
+        domain: DomainNo,
+    },
+    /// A domain declared twice.
+    #[error("event {event}: domain {domain} is declared twice")]
+    Redeclared {
+        /// Index of the event.
+        event: u64,
+        /// The domain number.
+        domain: DomainNo,
+    },
+    /// A `cpu` event beyond the machine's CPUs.
+    #[error("event {event}: CPU {cpu} does not exist (the machine has {cpus}; see --cpus)")]
+    NoSuchCpu {
+        /// Index of the event.
+        event: u64,
+        /// The CPU named.
+        cpu: u32,
+        /// CPUs the machine has.
+        cpus: usize,
+    },
+    /// A grant or function declaration outside the address width or in the engine's
+    /// reserved bytes.
+    #[error("event {event}: {what} at {addr:#x} (length {len:#x}) for domain {domain} {why}")]
+    BadRange {
+        /// Index of the event.
+        event: u64,
+        /// `grant` or `function`.
+        what: &'static str,
+        /// First byte.
+        addr: u64,
+        /// Length.
+        len: u64,
+        /// The domain.
+        domain: DomainNo,
+        /// Why it is refused.
+        why: String,
+    },
+}
+
+/// How a call the engine replayed is to be returned from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Open {
+    /// A cross-domain call: return through the callee's return gate to this address.
+    Cross(u64),
+    /// An ordinary call.
+    Local,
+    /// A call that faulted: its return is skipped.
+    Failed,
+}
+
+#[derive(Debug, Clone)]
+struct DomainState {
+    name: String,
+    pd: PdId,
+}
+
+/// Fault kinds the report counts apart.
+const FAULT_NAMES: [&str; 13] = [
+    "no_permission_read",
+    "no_permission_write",
+    "no_permission_execute",
+    "out_of_range",
+    "bad_size",
+    "gate",
+    "return_mismatch",
+    "stack_overflow",
+    "stack_underflow",
+    "frame_order",
+    "arg_export",
+    "no_such_cpu",
+    "unknown_domain",
+];
+
+fn fault_index(f: &Fault) -> usize {
+    match f.kind {
+        FaultKind::NoPermission { .. } => match f.access {
+            Access::Read => 0,
+            Access::Write => 1,
+            Access::Execute => 2,
+        },
+        FaultKind::OutOfRange => 3,
+        FaultKind::BadSize => 4,
+        FaultKind::Gate => 5,
+        FaultKind::ReturnMismatch { .. } => 6,
+        FaultKind::StackOverflow => 7,
+        FaultKind::StackUnderflow => 8,
+        FaultKind::FrameOrder { .. } => 9,
+        FaultKind::ArgExport { .. } => 10,
+        FaultKind::NoSuchCpu => 11,
+    }
+}
+
+/// Log2 buckets of instructions between crossings: bucket `i` counts gaps below `2^i`
+/// (bucket 0: no instructions).
+pub const GAP_BUCKETS: usize = 40;
+
+/// The replay engine. See the [module docs](self).
+#[derive(Debug)]
+pub struct Replay {
+    machine: Machine,
+    cfg: ReplayConfig,
+    width: TraceWidth,
+    limit: u64,
+    domains: Vec<Option<DomainState>>,
+    functions: Vec<(u64, PdId)>,
+    open: Vec<Vec<Open>>,
+    cpu: usize,
+    events: u64,
+    kinds: [u64; 11],
+    accesses: u64,
+    instructions: u64,
+    crossings: u64,
+    switches: u64,
+    syscalls: u64,
+    pairs: HashMap<(u32, u32), u64>,
+    gap_insns: u64,
+    gap_events: u64,
+    gaps: [u64; GAP_BUCKETS],
+    faults: [u64; 13],
+    fault_samples: Vec<String>,
+    seconds: f64,
+}
+
+
+impl Replay {
+    /// An engine with an empty machine for a trace of `width`.
+    ///
+    /// # Errors
+    /// [`ReplayError::Machine`] for a configuration the machine refuses.
+    pub fn new(cfg: ReplayConfig, width: TraceWidth) -> Result<Replay, ReplayError> {
+        let mcfg = MachineConfig {
+            cpus: cfg.cpus,
+            width: match width {
+                TraceWidth::Bits32 => AddrWidth::Bits32,
+                TraceWidth::Bits48 => AddrWidth::Bits48,
+            },
+            format: cfg.format,
+            plb: cfg.plb,
+            max_pds: 4096,
+        };
+        let err = |source| ReplayError::Machine { event: 0, source };
+        let limit = mcfg.width.byte_limit();
+        let mut machine = Machine::new(mcfg).map_err(err)?;
+        machine
+            .set_call_stack_capacity(CALL_STACK_FRAMES)
+            .map_err(err)?;
+        for cpu in 0..cfg.cpus {
+            machine
+                .set_frame_regs(cpu, Self::fresh_regs(limit))
+                .map_err(err)?;
+        }
+        Ok(Replay {
+            machine,
+            cfg,
+            width,
+            limit,
+            domains: Vec::new(),
+            functions: Vec::new(),
+            open: vec![Vec::new(); cfg.cpus],
+            cpu: 0,
+            events: 0,
+            kinds: [0; 11],
+            accesses: 0,
+            instructions: 0,
+            crossings: 0,
+            switches: 0,
+            syscalls: 0,
+            pairs: HashMap::new(),
+            gap_insns: 0,
+            gap_events: 0,
+            gaps: [0; GAP_BUCKETS],
+            faults: [0; 13],
+            fault_samples: Vec::new(),
+            seconds: 0.0,
+        })
+    }
+
+    fn fresh_regs(limit: u64) -> FrameRegs {
+        FrameRegs {
+            fb: limit - STUB_BYTES,
+            sl: engine_base(limit),
+            args: ArgWindow::NONE,
+        }
+    }
+
+    /// The machine.
+    #[must_use]
+    pub fn machine(&self) -> &Machine {
+        &self.machine
+    }
+
+    fn domain(&self, event: u64, no: DomainNo) -> Result<&DomainState, ReplayError> {
+        self.domains
+            .get(no as usize)
+            .and_then(Option::as_ref)
+            .ok_or(ReplayError::UnknownDomain { event, domain: no })
+    }
+
+    fn machine_err(&self, source: MachineError) -> ReplayError {
+        ReplayError::Machine {
+            event: self.events,
+            source,
+        }
+    }
+
+    /// The trace domain running on the current CPU (0 for none: PD 0).
+    fn running_no(&self, pd: PdId) -> u32 {
+        self.domains
+            .iter()
+            .position(|d| d.as_ref().is_some_and(|d| d.pd == pd))
+            .unwrap_or(0) as u32
+    }
+
+    #[cold]
+    fn fault(&mut self, f: &Fault) {
+        self.faults[fault_index(f)] += 1;
+        if self.fault_samples.len() < FAULT_SAMPLES {
+            self.fault_samples
+                .push(format!("event {}: {f}", self.events));
+        }
+    }
+
+    #[cold]
+    fn access_error(&mut self, e: AccessError) -> Result<(), ReplayError> {
+        match e {
+            AccessError::Fault(f) => {
+                self.fault(&f);
+                Ok(())
+            }
+            AccessError::Machine(m) => Err(self.machine_err(m)),
+        }
+    }
+
+    #[inline]
+    fn check(&mut self, addr: u64, size: u64, access: Access) {
+        self.accesses += 1;
+        if let Err(f) = self.machine.check(self.cpu, addr, size, access) {
+            self.fault(&f);
+        }
+    }
+
+    #[inline]
+    fn mem(&mut self, kind: MemKind, addr: u64, size: u32) {
+        let access = match kind {
+            MemKind::Load | MemKind::Modify => Access::Read,
+            MemKind::Store => Access::Write,
+            MemKind::Fetch => Access::Execute,
+        };
+        let size = u64::from(size);
+        if matches!(size, 1 | 2 | 4 | 8) {
+            self.check(addr, size, access);
+            if kind == MemKind::Modify {
+                self.check(addr, size, Access::Write);
+            }
+        } else {
+            self.mem_pieces(kind, addr, size, access);
+        }
+    }
+
+    #[cold]
+    fn mem_pieces(&mut self, kind: MemKind, addr: u64, size: u64, access: Access) {
+        let mut a = addr;
+        let end = addr.saturating_add(size);
+        while a < end {
+            let n = match end - a {
+                n if n >= 8 => 8,
+                n if n >= 4 => 4,
+                n if n >= 2 => 2,
+                _ => 1,
+            };
+            self.check(a, n, access);
+            if kind == MemKind::Modify {
+                self.check(a, n, Access::Write);
+            }
+            a += n;
+        }
+    }
+
+    fn crossed(&mut self, from: PdId, to: PdId) {
+        self.crossings += 1;
+        let key = (self.running_no(from), self.running_no(to));
+        *self.pairs.entry(key).or_insert(0) += 1;
+        let b = if self.gap_insns == 0 {
+            0
+        } else {
+            (64 - self.gap_insns.leading_zeros() as usize).min(GAP_BUCKETS - 1)
+        };
+        self.gaps[b] += 1;
+        self.gap_insns = 0;
+        self.gap_events = 0;
+    }
+
+    fn call(&mut self, target: u64) -> Result<(), ReplayError> {
+        let cpu = self.cpu;
+        let from = self.machine.running(cpu).map_err(|e| self.machine_err(e))?;
+        let landing = self.stub(self.running_no(from)) + 4;
+        let fb = self
+            .machine
+            .frame_regs(cpu)
+            .map_err(|e| self.machine_err(e))?
+            .fb;
+        match self.machine.call(cpu, target, landing, fb - FRAME_STEP) {
+            Ok(to) if to != from => {
+                self.open[cpu].push(Open::Cross(landing));
+                self.crossed(from, to);
+            }
+            Ok(_) => self.open[cpu].push(Open::Local),
+            Err(e) => {
+                self.open[cpu].push(Open::Failed);
+                self.access_error(e)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn ret(&mut self) -> Result<(), ReplayError> {
+        let cpu = self.cpu;
+        let from = self.machine.running(cpu).map_err(|e| self.machine_err(e))?;
+        let at = self.stub(self.running_no(from));
+        match self.open[cpu].pop() {
+            Some(Open::Local | Open::Failed) => Ok(()),
+            Some(Open::Cross(to_addr)) => match self.machine.ret(cpu, at, to_addr) {
+                Ok(to) => {
+                    self.crossed(from, to);
+                    Ok(())
+                }
+                Err(e) => self.access_error(e),
+            },
+            None => {
+                // No call open: a return through the return gate underflows.
+                match self.machine.ret(cpu, at, 0) {
+                    Ok(to) => {
+                        self.crossed(from, to);
+                        Ok(())
+                    }
+                    Err(e) => self.access_error(e),
+                }
+            }
+        }
+    }
+
+    fn declare_domain(&mut self, no: DomainNo, name: &str) -> Result<(), ReplayError> {
+        let event = self.events;
+        if no == 0 || no > 255 {
+            return Err(ReplayError::UnknownDomain { event, domain: no });
+        }
+        if self.domains.get(no as usize).is_some_and(Option::is_some) {
+            return Err(ReplayError::Redeclared { event, domain: no });
+        }
+        let pd = self
+            .machine
+            .create_pd(PdKind::Kernel)
+            .map_err(|e| self.machine_err(e))?;
+        let stub = self.stub(no);
+        let m = &mut self.machine;
+        let r = m
+            .set_gate(pd, stub, Some(Gate::Return))
+            .and_then(|()| {
+                self.functions
+                    .iter()
+                    .try_for_each(|&(addr, dest)| m.set_gate(pd, addr, Some(Gate::Call { dest })))
+            });
+        r.map_err(|e| self.machine_err(e))?;
+        if self.domains.len() <= no as usize {
+            self.domains.resize(no as usize + 1, None);
+        }
+        self.domains[no as usize] = Some(DomainState {
+            name: name.to_string(),
+            pd,
+        });
+        Ok(())
+    }
+
+    /// Domain `d`'s stub: its return gate, then its return landing.
+    fn stub(&self, d: DomainNo) -> u64 {
+        self.limit - 16 * (u64::from(d) + 1)
+    }
+
+    /// Whether `[addr, addr + len)` reaches into the engine's own bytes.
+    fn reserved(&self, addr: u64, len: u64) -> bool {
+        addr.saturating_add(len) > engine_base(self.limit)
+    }
+
+    fn declare_function(&mut self, addr: u64, no: DomainNo) -> Result<(), ReplayError> {
+        let event = self.events;
+        let pd = self.domain(event, no)?.pd;
+        let bad = |why: &str| ReplayError::BadRange {
+            event,
+            what: "function",
+            addr,
+            len: 4,
+            domain: no,
+            why: why.to_string(),
+        };
+        if addr % 4 != 0 {
+            return Err(bad("is not word aligned"));
+        }
+        if self.reserved(addr, 4) {
+            return Err(bad("lies in the engine's own bytes at the top of the address space"));
+        }
+        self.machine
+            .set_perm(pd, addr, 4, Perm::ExecuteRead)
+            .map_err(|e| bad(&e.to_string()))?;
+        for d in self.domains.iter().flatten() {
+            if d.pd != pd {
+                self.machine
+                    .set_gate(d.pd, addr, Some(Gate::Call { dest: pd }))
+                    .map_err(|e| ReplayError::Machine { event, source: e })?;
+            }
+        }
+        self.functions.push((addr, pd));
+        Ok(())
+    }
+
+    fn grant(&mut self, no: DomainNo, addr: u64, len: u64, perm: Perm) -> Result<(), ReplayError> {
+        let event = self.events;
+        let pd = self.domain(event, no)?.pd;
+        let bad = |why: String| ReplayError::BadRange {
+            event,
+            what: "grant",
+            addr,
+            len,
+            domain: no,
+            why,
+        };
+        if self.reserved(addr, len) {
+            return Err(bad("reaches the engine's own bytes at the top of the address space".into()));
+        }
+        self.machine
+            .set_perm(pd, addr, len, perm)
+            .map_err(|e| bad(e.to_string()))
+    }
+
+    fn switch(&mut self, no: DomainNo) -> Result<(), ReplayError> {
+        let pd = self.domain(self.events, no)?.pd;
+        let cpu = self.cpu;
+        let limit = self.limit;
+        self.switches += 1;
+        self.open[cpu].clear();
+        let m = &mut self.machine;
+        let r = m
+            .clear_frames(cpu)
+            .and_then(|()| m.set_frame_regs(cpu, Self::fresh_regs(limit)))
+            .and_then(|()| m.switch_pd(cpu, pd));
+        r.map_err(|e| self.machine_err(e))
+    }
+
+    /// Replays one event.
+    ///
+    /// # Errors
+    /// A [`ReplayError`] for an event the machine cannot be made to follow (an undeclared
+    /// domain, a CPU that does not exist, a bad declaration). Faults are counted, not
+    /// errors. After an error the engine is unchanged by the event.
+    #[inline]
+    pub fn step(&mut self, e: &Event) -> Result<(), ReplayError> {
+        match *e {
+            Event::Mem { kind, addr, size } => self.mem(kind, addr, size),
+            Event::Insns { count } => {
+                self.instructions += count;
+                self.gap_insns += count;
+            }
+            _ => self.step_other(e)?,
+        }
+        self.kinds[e.kind_index()] += 1;
+        self.events += 1;
+        self.gap_events += 1;
+        Ok(())
+    }
+
+    fn step_other(&mut self, e: &Event) -> Result<(), ReplayError> {
+        match e {
+            Event::Domain { no, name } => self.declare_domain(*no, name),
+            Event::Function { addr, domain, .. } => self.declare_function(*addr, *domain),
+            Event::Grant {
+                domain,
+                addr,
+                len,
+                perm,
+            } => self.grant(*domain, *addr, *len, *perm),
+            Event::Cpu { cpu } => {
+                if *cpu as usize >= self.cfg.cpus {
+                    return Err(ReplayError::NoSuchCpu {
+                        event: self.events,
+                        cpu: *cpu,
+                        cpus: self.cfg.cpus,
+                    });
+                }
+                self.cpu = *cpu as usize;
+                Ok(())
+            }
+            Event::Call { target } => self.call(*target),
+            Event::Return => self.ret(),
+            Event::Switch { domain } => self.switch(*domain),
+            Event::Syscall { .. } => {
+                self.syscalls += 1;
+                Ok(())
+            }
+            Event::Mem { .. } | Event::Insns { .. } => Ok(()),
+        }
+    }
+
+    /// Replays a whole source; `progress` is called every 2^20 events with the source's
+    /// position.
+    ///
+    /// # Errors
+    /// The first [`ReplayError`]; the report so far stays readable.
+    pub fn run(
+        &mut self,
+        src: &mut dyn EventSource,
+        mut progress: impl FnMut(u64),
+    ) -> Result<(), ReplayError> {
+        let t = Instant::now();
+        let r = (|| {
+            while let Some(e) = src.next_event()? {
+                self.step(&e)?;
+                if self.events & 0xf_ffff == 0 {
+                    progress(src.position());
+                }
+            }
+            Ok(())
+        })();
+        self.seconds += t.elapsed().as_secs_f64();
+        r
+    }
+
+    /// Replays a whole binary trace through [`BinaryReader::for_each`], the fast path:
+    /// memory references go straight to the permission check. Gives the same report as
+    /// [`Replay::run`] on the same reader.
+    ///
+    /// # Errors
+    /// As [`Replay::run`].
+    pub fn run_binary<R: std::io::Read>(
+        &mut self,
+        src: &mut crate::trace::binary::BinaryReader<R>,
+    ) -> Result<(), ReplayError> {
+        let t = Instant::now();
+        let r = {
+            let this = std::cell::RefCell::new(&mut *self);
+            src.for_each(
+                |kind, addr, size| {
+                    let mut me = this.borrow_mut();
+                    me.mem(kind, addr, size);
+                    me.kinds[4] += 1;
+                    me.events += 1;
+                    me.gap_events += 1;
+                },
+                |e| this.borrow_mut().step(&e),
+            )
+        };
+        self.seconds += t.elapsed().as_secs_f64();
+        r
+    }
+
+    /// Adds `seconds` of replay time (for callers that drive [`Replay::step`] themselves).
+    pub fn add_time(&mut self, seconds: f64) {
+        self.seconds += seconds;
+    }
+
+    /// The report of everything replayed so far.
+    #[must_use]
+    pub fn report(&self) -> Report {
+        let plb = self.machine.plb_totals();
+        let mut pairs: Vec<CrossingPair> = self
+            .pairs
+            .iter()
+            .map(|(&(f, t), &count)| CrossingPair {
+                from: self.name(f),
+                to: self.name(t),
+                count,
+            })
+            .collect();
+        pairs.sort_by(|a, b| {
+            b.count
+                .cmp(&a.count)
+                .then(a.from.cmp(&b.from))
+                .then(a.to.cmp(&b.to))
+        });
+        let mut by_domain: Vec<DomainCrossings> = Vec::new();
+        for (no, d) in self.domains.iter().enumerate() {
+            let Some(d) = d else { continue };
+            let no = no as u32;
+            let n: u64 = self
+                .pairs
+                .iter()
+                .filter(|&(&(f, t), _)| f == no || t == no)
+                .map(|(_, &c)| c)
+                .sum();
+            by_domain.push(DomainCrossings {
+                domain: d.name.clone(),
+                crossings: n,
+                share: ratio(n, self.crossings),
+            });
+        }
+        let table_bytes_per_domain: Vec<DomainBytes> = self
+            .domains
+            .iter()
+            .flatten()
+            .map(|d| DomainBytes {
+                domain: d.name.clone(),
+                bytes: self
+                    .machine
+                    .table(d.pd)
+                    .map_or(0, PermTable::footprint_bytes),
+            })
+            .collect();
+        let mut faults = std::collections::BTreeMap::new();
+        for (i, &n) in self.faults.iter().enumerate() {
+            if n > 0 {
+                faults.insert(FAULT_NAMES[i].to_string(), n);
+            }
+        }
+        let last = self.gaps.iter().rposition(|&c| c > 0).map_or(0, |i| i + 1);
+        Report {
+            events: self.events,
+            events_by_kind: crate::trace::EVENT_KINDS[..10]
+                .iter()
+                .zip(self.kinds)
+                .map(|(k, n)| ((*k).to_string(), n))
+                .collect(),
+            instructions: self.instructions,
+            accesses: self.accesses,
+            crossings: self.crossings,
+            switches: self.switches,
+            syscalls: self.syscalls,
+            crossing_pairs: pairs,
+            crossings_by_domain: by_domain,
+            between_crossings: Between {
+                mean_instructions: ratio(self.instructions, self.crossings),
+                mean_events: ratio(self.events, self.crossings),
+                histogram: (0..last)
+                    .map(|i| GapBucket {
+                        below: if i == 0 { 1 } else { 1u64 << i },
+                        count: self.gaps[i],
+                    })
+                    .collect(),
+            },
+            plb: PlbReport::from(plb),
+            table_refs: plb.table_refs,
+            table_refs_per_access: ratio(plb.table_refs, self.accesses),
+            table_bytes: table_bytes_per_domain.iter().map(|d| d.bytes as u64).sum(),
+            table_bytes_per_domain,
+            faults: FaultReport {
+                total: self.faults.iter().sum(),
+                by_kind: faults,
+                samples: self.fault_samples.clone(),
+            },
+            config: ConfigReport {
+                table: match self.cfg.format {
+                    TableFormat::Flat => "flat",
+                    TableFormat::Mlpt => "mlpt",
+                    TableFormat::Sst => "sst",
+                }
+                .to_string(),
+                plb_entries: self.cfg.plb.entries,
+                plb_ways: self.cfg.plb.ways,
+                cpus: self.cfg.cpus,
+                width: self.width.bits(),
+            },
+            seconds: self.seconds,
+            events_per_sec: if self.seconds > 0.0 {
+                self.events as f64 / self.seconds
+            } else {
+                0.0
+            },
+        }
+    }
+
+    fn name(&self, no: u32) -> String {
+        self.domains
+            .get(no as usize)
+            .and_then(Option::as_ref)
+            .map_or_else(|| "supervisor".to_string(), |d| d.name.clone())
+    }
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 { 0.0 } else { a as f64 / b as f64 }
+}
+
+/// Crossings from one domain to another.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CrossingPair {
+    /// The domain left.
+    pub from: String,
+    /// The domain entered.
+    pub to: String,
+    /// How many times.
+    pub count: u64,
+}
+
+/// The crossings to or from one domain.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DomainCrossings {
+    /// The domain.
+    pub domain: String,
+    /// Crossings into or out of it.
+    pub crossings: u64,
+    /// Its share of all crossings.
+    pub share: f64,
+}
+
+/// One domain's table footprint.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DomainBytes {
+    /// The domain.
+    pub domain: String,
+    /// Bytes of its permissions table.
+    pub bytes: usize,
+}
+
+/// One bucket of the gaps between crossings.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GapBucket {
+    /// Gaps of fewer instructions than this (and at least half of it).
+    pub below: u64,
+    /// How many.
+    pub count: u64,
+}
+
+/// What happens between crossings.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Between {
+    /// Instructions per crossing.
+    pub mean_instructions: f64,
+    /// Events per crossing.
+    pub mean_events: f64,
+    /// Instructions between consecutive crossings, in log2 buckets.
+    pub histogram: Vec<GapBucket>,
+}
+
+/// The PLB counters, all CPUs together.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlbReport {
+    /// Probes answered by the entry array or a sidecar.
+    pub hits: u64,
+    /// Of those, by a sidecar register.
+    pub sidecar_hits: u64,
+    /// Probes that walked the table.
+    pub misses: u64,
+    /// Hits over all probes.
+    pub hit_rate: f64,
+    /// Entries written.
+    pub fills: u64,
+    /// Valid entries replaced.
+    pub evictions: u64,
+    /// Entries dropped as stale.
+    pub invalidations: u64,
+}
+
+impl From<PlbStats> for PlbReport {
+    fn from(s: PlbStats) -> Self {
+        PlbReport {
+            hits: s.hits + s.sidecar_hits,
+            sidecar_hits: s.sidecar_hits,
+            misses: s.misses,
+            hit_rate: s.hit_rate(),
+            fills: s.fills,
+            evictions: s.evictions,
+            invalidations: s.invalidations,
+        }
+    }
+}
+
+/// The faults, by kind.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FaultReport {
+    /// All faults.
+    pub total: u64,
+    /// By kind (only kinds that occurred).
+    pub by_kind: std::collections::BTreeMap<String, u64>,
+    /// The first few, described.
+    pub samples: Vec<String>,
+}
+
+/// The configuration replayed on.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConfigReport {
+    /// `flat`, `mlpt` or `sst`.
+    pub table: String,
+    /// PLB entries per CPU.
+    pub plb_entries: usize,
+    /// PLB ways.
+    pub plb_ways: usize,
+    /// CPUs.
+    pub cpus: usize,
+    /// Address width in bits.
+    pub width: u8,
+}
+
+/// What a replay measured. Serialises to the `--json` object.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    /// Events replayed.
+    pub events: u64,
+    /// Events by kind.
+    pub events_by_kind: std::collections::BTreeMap<String, u64>,
+    /// Instructions the trace counted.
+    pub instructions: u64,
+    /// Permission checks made (a modify is two; a large reference one per piece).
+    pub accesses: u64,
+    /// Calls and returns that changed the running domain.
+    pub crossings: u64,
+    /// Domain switches by the scheduler.
+    pub switches: u64,
+    /// Supervisor calls.
+    pub syscalls: u64,
+    /// Crossings per (from, to) pair, most frequent first.
+    pub crossing_pairs: Vec<CrossingPair>,
+    /// Crossings to or from each domain.
+    pub crossings_by_domain: Vec<DomainCrossings>,
+    /// Instructions and events between crossings.
+    pub between_crossings: Between,
+    /// The PLB.
+    pub plb: PlbReport,
+    /// Table memory references the PLB misses cost.
+    pub table_refs: u64,
+    /// Table references per checked access.
+    pub table_refs_per_access: f64,
+    /// Bytes of every domain's permissions table.
+    pub table_bytes: u64,
+    /// Per domain.
+    pub table_bytes_per_domain: Vec<DomainBytes>,
+    /// Faults.
+    pub faults: FaultReport,
+    /// What it ran on.
+    pub config: ConfigReport,
+    /// Seconds spent replaying.
+    pub seconds: f64,
+    /// Events per second.
+    pub events_per_sec: f64,
+}

@@ -1,0 +1,218 @@
+//! The replay engine on the synthetic boot trace and on hand-written text traces.
+
+use std::io::Cursor;
+
+use mmp_benchmarks::replay::{Replay, ReplayConfig, Report};
+use mmp_benchmarks::synth::{BOOT_CHANGES, BOOT_INSTRUCTIONS, BootTrace, DEFAULT_SEED, IDE};
+use mmp_benchmarks::trace::binary::{BinaryReader, BinaryWriter};
+use mmp_benchmarks::trace::text::TextReader;
+use mmp_benchmarks::trace::{EventSource, TraceWidth};
+use mmp_domains::TableFormat;
+use mmp_plb::PlbConfig;
+
+fn replay(src: &mut dyn EventSource, cfg: ReplayConfig) -> Report {
+    let mut r = Replay::new(cfg, src.width()).unwrap();
+    r.run(src, |_| {}).unwrap();
+    r.machine().check_invariants().unwrap();
+    r.report()
+}
+
+fn text(s: &str) -> Report {
+    let mut src = TextReader::new(s.as_bytes()).unwrap();
+    replay(&mut src, ReplayConfig::default())
+}
+
+#[test]
+fn the_boot_trace_replays_with_the_papers_crossings_and_no_faults() {
+    let r = replay(&mut BootTrace::new(DEFAULT_SEED), ReplayConfig::default());
+    assert_eq!(r.crossings, BOOT_CHANGES);
+    assert_eq!(r.instructions, BOOT_INSTRUCTIONS);
+    let ide = r
+        .crossings_by_domain
+        .iter()
+        .find(|d| d.domain == IDE)
+        .unwrap();
+    assert_eq!(format!("{:.1}", 100.0 * ide.share), "97.5");
+    assert_eq!(r.faults.total, 0, "{:?}", r.faults);
+    let pairs: u64 = r.crossing_pairs.iter().map(|p| p.count).sum();
+    assert_eq!(pairs, BOOT_CHANGES);
+    assert!(r.plb.hit_rate > 0.5 && r.plb.hit_rate <= 1.0);
+    assert!(r.table_bytes > 0);
+    assert!((r.between_crossings.mean_instructions - 3353.8).abs() < 0.1);
+}
+
+#[test]
+fn binary_round_trip_gives_the_same_report() {
+    let mut bytes = Cursor::new(Vec::new());
+    let mut w = BinaryWriter::new(&mut bytes, TraceWidth::Bits32).unwrap();
+    for e in BootTrace::new(3).take(300_000) {
+        w.write(&e).unwrap();
+    }
+    w.finish().unwrap();
+    let direct = replay(
+        &mut BootTrace::new(3)
+            .take(300_000)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .into_source(),
+        ReplayConfig::default(),
+    );
+    let mut back = BinaryReader::new(&bytes.get_ref()[..]).unwrap();
+    let via = replay(&mut back, ReplayConfig::default());
+    assert_eq!(strip(direct), strip(via));
+}
+
+/// A report without its timings.
+fn strip(mut r: Report) -> Report {
+    r.seconds = 0.0;
+    r.events_per_sec = 0.0;
+    r
+}
+
+trait IntoSource {
+    fn into_source(self) -> VecSource;
+}
+
+impl IntoSource for std::vec::IntoIter<mmp_benchmarks::trace::Event> {
+    fn into_source(self) -> VecSource {
+        VecSource(self)
+    }
+}
+
+struct VecSource(std::vec::IntoIter<mmp_benchmarks::trace::Event>);
+
+impl EventSource for VecSource {
+    fn width(&self) -> TraceWidth {
+        TraceWidth::Bits32
+    }
+    fn next_event(
+        &mut self,
+    ) -> Result<Option<mmp_benchmarks::trace::Event>, mmp_benchmarks::trace::TraceError> {
+        Ok(self.0.next())
+    }
+    fn position(&self) -> u64 {
+        0
+    }
+}
+
+const TWO_DOMAINS: &str = "\
+domain 1 kernel
+domain 2 driver
+function 0x1000010 1 printk
+function 0x2000010 2 drv_intr
+function 0x2000014 2 drv_helper
+grant 1 0x400000 0x1000 rw
+grant 2 0x500000 0x1000 rw
+grant 2 0x400000 0x10 r
+switch 1
+store 0x400000 4
+call 0x2000010
+insns 100
+load 0x400000 4
+store 0x500000 8
+call 0x2000014
+return
+call 0x1000010
+insns 50
+return
+return
+";
+
+#[test]
+fn gated_calls_cross_and_ordinary_calls_do_not() {
+    let r = text(TWO_DOMAINS);
+    // kernel->driver, driver->kernel, kernel->driver (return), driver->kernel (return).
+    assert_eq!(r.crossings, 4);
+    assert_eq!(r.switches, 1);
+    assert_eq!(r.instructions, 150);
+    assert_eq!(r.faults.total, 0, "{:?}", r.faults);
+    let find = |f: &str, t: &str| {
+        r.crossing_pairs
+            .iter()
+            .find(|p| p.from == f && p.to == t)
+            .map_or(0, |p| p.count)
+    };
+    assert_eq!(find("kernel", "driver"), 2);
+    assert_eq!(find("driver", "kernel"), 2);
+}
+
+#[test]
+fn faults_are_counted_by_kind_and_the_replay_goes_on() {
+    let r = text(
+        &format!(
+            "{TWO_DOMAINS}\
+call 0x2000010
+store 0x400000 4
+load 0x400100 4
+fetch 0x1000010 4
+return
+return
+jump_is_not_an_event_so_this_line_is_absent_below
+"
+        )
+        .replace("jump_is_not_an_event_so_this_line_is_absent_below\n", ""),
+    );
+    assert_eq!(r.faults.by_kind.get("no_permission_write"), Some(&1));
+    assert_eq!(r.faults.by_kind.get("no_permission_read"), Some(&1));
+    assert_eq!(r.faults.by_kind.get("no_permission_execute"), Some(&1));
+    // The second return has no call open: the machine's call stack underflows.
+    assert_eq!(r.faults.by_kind.get("stack_underflow"), Some(&1));
+    assert_eq!(r.faults.total, 4);
+    assert_eq!(r.faults.samples.len(), 4);
+    assert_eq!(r.crossings, 6);
+}
+
+#[test]
+fn undeclared_domains_and_missing_cpus_stop_the_replay_with_the_event() {
+    let mut src = TextReader::new("domain 1 k\nswitch 2\n".as_bytes()).unwrap();
+    let mut r = Replay::new(ReplayConfig::default(), TraceWidth::Bits32).unwrap();
+    let e = r.run(&mut src, |_| {}).unwrap_err();
+    assert_eq!(e.to_string(), "event 1: domain 2 is not declared");
+    let mut src = TextReader::new("cpu 9\n".as_bytes()).unwrap();
+    let e = r.run(&mut src, |_| {}).unwrap_err();
+    assert!(e.to_string().contains("CPU 9 does not exist"), "{e}");
+    let mut src = TextReader::new("domain 3 x\ngrant 3 0xfffffff0 4 rw\n".as_bytes()).unwrap();
+    let e = r.run(&mut src, |_| {}).unwrap_err();
+    assert!(e.to_string().contains("engine's own bytes"), "{e}");
+}
+
+#[test]
+fn every_table_format_and_plb_shape_gives_the_same_verdicts() {
+    let base = text(TWO_DOMAINS);
+    for format in [TableFormat::Flat, TableFormat::Mlpt, TableFormat::Sst] {
+        for entries in [0, 1, 16] {
+            let cfg = ReplayConfig {
+                format,
+                plb: PlbConfig {
+                    entries,
+                    ways: 1,
+                    ..PlbConfig::default()
+                },
+                cpus: 2,
+            };
+            let mut src = BootTrace::new(5)
+                .take(200_000)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .into_source();
+            let r = replay(&mut src, cfg);
+            assert_eq!(r.faults.total, 0);
+            let mut src = TextReader::new(TWO_DOMAINS.as_bytes()).unwrap();
+            let t = replay(&mut src, cfg);
+            assert_eq!(t.crossings, base.crossings);
+            assert_eq!(t.faults.total, base.faults.total);
+        }
+    }
+}
+
+#[test]
+fn the_memref_workload_replays_without_faults_and_hits_the_plb() {
+    let mut src = mmp_benchmarks::synth::memref_trace(1, 200_000)
+        .into_iter()
+        .into_source();
+    let r = replay(&mut src, ReplayConfig::default());
+    assert_eq!(r.events, 200_000);
+    assert_eq!(r.faults.total, 0, "{:?}", r.faults);
+    assert!(r.plb.hit_rate > 0.8, "{}", r.plb.hit_rate);
+    eprintln!("PLBSTATS {:?} accesses {}", r.plb, r.accesses);
+}
