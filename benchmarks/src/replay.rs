@@ -140,6 +140,20 @@ pub enum ReplayError {
     },
 }
 
+impl crate::trace::binary::EventSink for Replay {
+    type Error = ReplayError;
+
+    #[inline]
+    fn mem(&mut self, kind: MemKind, addr: u64, size: u32) {
+        self.mem(kind, addr, size);
+        self.events += 1;
+    }
+
+    fn other(&mut self, e: Event) -> Result<(), ReplayError> {
+        self.step(&e)
+    }
+}
+
 /// How a call the engine replayed is to be returned from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Open {
@@ -217,13 +231,11 @@ pub struct Replay {
     syscalls: u64,
     pairs: HashMap<(u32, u32), u64>,
     gap_insns: u64,
-    gap_events: u64,
     gaps: [u64; GAP_BUCKETS],
     faults: [u64; 13],
     fault_samples: Vec<String>,
     seconds: f64,
 }
-
 
 impl Replay {
     /// An engine with an empty machine for a trace of `width`.
@@ -270,7 +282,6 @@ impl Replay {
             syscalls: 0,
             pairs: HashMap::new(),
             gap_insns: 0,
-            gap_events: 0,
             gaps: [0; GAP_BUCKETS],
             faults: [0; 13],
             fault_samples: Vec::new(),
@@ -390,7 +401,6 @@ impl Replay {
         };
         self.gaps[b] += 1;
         self.gap_insns = 0;
-        self.gap_events = 0;
     }
 
     fn call(&mut self, target: u64) -> Result<(), ReplayError> {
@@ -456,13 +466,11 @@ impl Replay {
             .map_err(|e| self.machine_err(e))?;
         let stub = self.stub(no);
         let m = &mut self.machine;
-        let r = m
-            .set_gate(pd, stub, Some(Gate::Return))
-            .and_then(|()| {
-                self.functions
-                    .iter()
-                    .try_for_each(|&(addr, dest)| m.set_gate(pd, addr, Some(Gate::Call { dest })))
-            });
+        let r = m.set_gate(pd, stub, Some(Gate::Return)).and_then(|()| {
+            self.functions
+                .iter()
+                .try_for_each(|&(addr, dest)| m.set_gate(pd, addr, Some(Gate::Call { dest })))
+        });
         r.map_err(|e| self.machine_err(e))?;
         if self.domains.len() <= no as usize {
             self.domains.resize(no as usize + 1, None);
@@ -499,7 +507,9 @@ impl Replay {
             return Err(bad("is not word aligned"));
         }
         if self.reserved(addr, 4) {
-            return Err(bad("lies in the engine's own bytes at the top of the address space"));
+            return Err(bad(
+                "lies in the engine's own bytes at the top of the address space",
+            ));
         }
         self.machine
             .set_perm(pd, addr, 4, Perm::ExecuteRead)
@@ -527,7 +537,9 @@ impl Replay {
             why,
         };
         if self.reserved(addr, len) {
-            return Err(bad("reaches the engine's own bytes at the top of the address space".into()));
+            return Err(bad(
+                "reaches the engine's own bytes at the top of the address space".into(),
+            ));
         }
         self.machine
             .set_perm(pd, addr, len, perm)
@@ -566,7 +578,6 @@ impl Replay {
         }
         self.kinds[e.kind_index()] += 1;
         self.events += 1;
-        self.gap_events += 1;
         Ok(())
     }
 
@@ -637,19 +648,7 @@ impl Replay {
         src: &mut crate::trace::binary::BinaryReader<R>,
     ) -> Result<(), ReplayError> {
         let t = Instant::now();
-        let r = {
-            let this = std::cell::RefCell::new(&mut *self);
-            src.for_each(
-                |kind, addr, size| {
-                    let mut me = this.borrow_mut();
-                    me.mem(kind, addr, size);
-                    me.kinds[4] += 1;
-                    me.events += 1;
-                    me.gap_events += 1;
-                },
-                |e| this.borrow_mut().step(&e),
-            )
-        };
+        let r = src.for_each(self);
         self.seconds += t.elapsed().as_secs_f64();
         r
     }
@@ -712,12 +711,16 @@ impl Replay {
                 faults.insert(FAULT_NAMES[i].to_string(), n);
             }
         }
+        // The binary fast path counts memory references only as events.
+        let mut kinds = self.kinds;
+        kinds[4] = 0;
+        kinds[4] = self.events - kinds.iter().sum::<u64>();
         let last = self.gaps.iter().rposition(|&c| c > 0).map_or(0, |i| i + 1);
         Report {
             events: self.events,
             events_by_kind: crate::trace::EVENT_KINDS[..10]
                 .iter()
-                .zip(self.kinds)
+                .zip(kinds)
                 .map(|(k, n)| ((*k).to_string(), n))
                 .collect(),
             instructions: self.instructions,

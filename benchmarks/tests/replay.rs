@@ -216,3 +216,35 @@ fn the_memref_workload_replays_without_faults_and_hits_the_plb() {
     assert!(r.plb.hit_rate > 0.8, "{}", r.plb.hit_rate);
     eprintln!("PLBSTATS {:?} accesses {}", r.plb, r.accesses);
 }
+
+#[test]
+fn the_binary_fast_path_gives_the_same_report_as_event_by_event_replay() {
+    for mut events in [
+        mmp_benchmarks::synth::memref_trace(2, 100_000),
+        BootTrace::new(4).take(100_000).collect(),
+    ] {
+        fast_equals_slow(&mut events);
+    }
+}
+
+fn fast_equals_slow(events: &mut Vec<mmp_benchmarks::trace::Event>) {
+    events.push(mmp_benchmarks::trace::Event::Mem {
+        kind: mmp_benchmarks::trace::MemKind::Modify,
+        addr: 0x12_3456,
+        size: 100,
+    });
+    let mut bytes = Cursor::new(Vec::new());
+    let mut w = BinaryWriter::new(&mut bytes, TraceWidth::Bits32).unwrap();
+    for e in events.iter() {
+        w.write(e).unwrap();
+    }
+    w.finish().unwrap();
+    let mut slow = BinaryReader::new(&bytes.get_ref()[..]).unwrap();
+    let a = replay(&mut slow, ReplayConfig::default());
+    let mut fast = BinaryReader::new(&bytes.get_ref()[..]).unwrap();
+    let mut r = Replay::new(ReplayConfig::default(), TraceWidth::Bits32).unwrap();
+    r.run_binary(&mut fast).unwrap();
+    let b = r.report();
+    assert!(a.faults.total > 0, "the last reference faults");
+    assert_eq!(strip(a), strip(b));
+}

@@ -15,9 +15,9 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mmp_benchmarks::import::{self, InputFormat};
 use mmp_benchmarks::plot;
 use mmp_benchmarks::replay::{Replay, ReplayConfig, Report};
-use mmp_benchmarks::synth::{BOOT_CHANGES, BootTrace, DEFAULT_SEED};
-use mmp_benchmarks::trace::binary::BinaryWriter;
-use mmp_benchmarks::trace::{EventSource, text};
+use mmp_benchmarks::synth::{BOOT_CHANGES, BootTrace, DEFAULT_SEED, memref_trace};
+use mmp_benchmarks::trace::binary::{BinaryReader, BinaryWriter};
+use mmp_benchmarks::trace::{Event, EventSource, TraceError, TraceWidth, text};
 use mmp_domains::TableFormat;
 use mmp_plb::{PlbConfig, Replacement};
 
@@ -67,10 +67,26 @@ struct Input {
     /// The trace's format (detected when omitted).
     #[arg(long, value_parser = parse_format)]
     input_format: Option<InputFormat>,
-    /// Seed of the synthetic boot trace.
+    /// The synthetic trace replayed when no TRACE is given.
+    #[arg(long, value_enum, default_value_t = Synthetic::Boot)]
+    synthetic: Synthetic,
+    /// Seed of the synthetic trace.
     #[arg(long, default_value_t = DEFAULT_SEED)]
     seed: u64,
 }
+
+/// The synthetic traces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Synthetic {
+    /// The MMP paper's boot experiment: 284,822 domain changes, 97.5% to or from the IDE
+    /// driver.
+    Boot,
+    /// 10 million memory references of one domain with a coarse layout.
+    Memrefs,
+}
+
+/// Events of the `memrefs` synthetic trace.
+const MEMREF_EVENTS: usize = 10_000_000;
 
 #[derive(Debug, Args)]
 struct MachineArgs {
@@ -135,13 +151,39 @@ fn parse_format(s: &str) -> Result<InputFormat, String> {
 
 type Source = Box<dyn EventSource + Send>;
 
+/// Events held in memory, as a source.
+struct VecSource(std::vec::IntoIter<Event>, u64);
+
+impl EventSource for VecSource {
+    fn width(&self) -> TraceWidth {
+        TraceWidth::Bits32
+    }
+
+    fn next_event(&mut self) -> Result<Option<Event>, TraceError> {
+        self.1 += 1;
+        Ok(self.0.next())
+    }
+
+    fn position(&self) -> u64 {
+        self.1
+    }
+}
+
 /// Opens the input; returns the source and its length for the progress bar.
 fn open(input: &Input) -> Result<(Source, u64, String), String> {
     match &input.trace {
-        None => Ok((
+        None if input.synthetic == Synthetic::Boot => Ok((
             Box::new(BootTrace::new(input.seed)),
             BOOT_CHANGES,
             format!("synthetic boot trace (seed {:#x})", input.seed),
+        )),
+        None => Ok((
+            Box::new(VecSource(
+                memref_trace(input.seed, MEMREF_EVENTS).into_iter(),
+                0,
+            )),
+            MEMREF_EVENTS as u64,
+            format!("synthetic memory references (seed {:#x})", input.seed),
         )),
         Some(p) => {
             let len = std::fs::metadata(p)
@@ -152,6 +194,18 @@ fn open(input: &Input) -> Result<(Source, u64, String), String> {
             Ok((src, len, p.display().to_string()))
         }
     }
+}
+
+/// Whether the trace at `p` is in our binary format (as given, or detected).
+fn is_binary(p: &Path, given: Option<InputFormat>) -> Result<bool, String> {
+    if let Some(f) = given {
+        return Ok(f == InputFormat::Binary);
+    }
+    let mut head = [0u8; 8];
+    let mut file = std::fs::File::open(p).map_err(|e| format!("{}: {e}", p.display()))?;
+    let n =
+        std::io::Read::read(&mut file, &mut head).map_err(|e| format!("{}: {e}", p.display()))?;
+    Ok(mmp_benchmarks::trace::binary::is_binary(&head[..n]))
 }
 
 fn progress(len: u64, quiet: bool) -> ProgressBar {
@@ -176,6 +230,18 @@ fn plb(entries: usize, ways: usize) -> PlbConfig {
 }
 
 fn replay_one(input: &Input, cfg: ReplayConfig, quiet: bool) -> Result<(Report, String), String> {
+    if let Some(p) = &input.trace
+        && is_binary(p, input.input_format)?
+    {
+        // Our binary format takes the reader's fast path.
+        let name = p.display().to_string();
+        let file = std::fs::File::open(p).map_err(|e| format!("{name}: {e}"))?;
+        let mut src = BinaryReader::new(std::io::BufReader::with_capacity(1 << 16, file))
+            .map_err(|e| format!("{name}: {e}"))?;
+        let mut r = Replay::new(cfg, src.width()).map_err(|e| e.to_string())?;
+        r.run_binary(&mut src).map_err(|e| format!("{name}: {e}"))?;
+        return Ok((r.report(), name));
+    }
     let (mut src, len, name) = open(input)?;
     let mut r = Replay::new(cfg, src.width()).map_err(|e| e.to_string())?;
     let pb = progress(len, quiet);

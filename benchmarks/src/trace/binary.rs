@@ -299,6 +299,21 @@ pub struct Header {
     pub counts: [u64; 11],
 }
 
+/// Where [`BinaryReader::for_each`] sends events.
+pub trait EventSink {
+    /// The error that stops the stream (it must take the reader's errors).
+    type Error: From<TraceError>;
+
+    /// A memory reference.
+    fn mem(&mut self, kind: MemKind, addr: u64, size: u32);
+
+    /// Any other event.
+    ///
+    /// # Errors
+    /// Whatever stops the stream.
+    fn other(&mut self, e: Event) -> Result<(), Self::Error>;
+}
+
 /// Whether `bytes` (a file's first bytes) start a binary trace.
 #[must_use]
 pub fn is_binary(bytes: &[u8]) -> bool {
@@ -547,64 +562,83 @@ impl<R: Read> BinaryReader<R> {
         Ok(())
     }
 
-    /// Streams the rest of the trace: each memory reference goes to `mem` (kind, address,
-    /// size) without building an [`Event`], every other event to `other`. Stops at the end
-    /// of the payload (after checking the checksum and counts) or at the first error of
-    /// either. This is the replay hot loop's reader; [`BinaryReader::read_event`] gives the
-    /// same events one at a time.
+    /// Streams the rest of the trace into `sink`: each memory reference to
+    /// [`EventSink::mem`] without building an [`Event`], every other event to
+    /// [`EventSink::other`]. Stops at the end of the payload (after checking the checksum
+    /// and counts) or at the first error of either. This is the replay hot loop's reader;
+    /// [`BinaryReader::read_event`] gives the same events one at a time.
     ///
     /// # Errors
-    /// The reader's [`TraceError`] (converted) or `other`'s error.
-    pub fn for_each<E: From<TraceError>>(
-        &mut self,
-        mut mem: impl FnMut(MemKind, u64, u32),
-        mut other: impl FnMut(Event) -> Result<(), E>,
-    ) -> Result<(), E> {
+    /// The reader's [`TraceError`] (converted) or the sink's error.
+    pub fn for_each<S: EventSink>(&mut self, sink: &mut S) -> Result<(), S::Error> {
         loop {
-            // Fast path: a memory reference with its size in the tag, and enough bytes
-            // buffered for the longest encoding.
-            while self.end - self.pos >= MAX_EVENT {
-                let tag = self.buf[self.pos];
-                let k = tag & 0x0f;
-                if !(K_LOAD..=K_FETCH).contains(&k) || tag >> 4 == 0 {
-                    break;
-                }
-                let mut p = self.pos + 1;
-                let mut v = 0u64;
-                let mut shift = 0u32;
-                loop {
-                    let b = self.buf[p];
-                    p += 1;
-                    v |= u64::from(b & 0x7f) << shift;
-                    if b < 0x80 {
+            // Fast path: memory references with their sizes in their tags, while enough
+            // bytes are buffered for the longest encoding.
+            let mut pos = self.pos;
+            let mut last_data = self.last_data;
+            let mut last_fetch = self.last_fetch;
+            let mut n = 0u64;
+            if self.end >= MAX_EVENT {
+                let lim = self.end - MAX_EVENT;
+                let buf = &self.buf[..self.end];
+                while pos <= lim {
+                    let tag = buf[pos];
+                    let k = tag & 0x0f;
+                    if !(K_LOAD..=K_FETCH).contains(&k) || tag < 0x10 {
                         break;
                     }
-                    shift += 7;
-                    if shift > 63 {
-                        // Malformed: let the careful path report it.
-                        p = 0;
-                        break;
+                    let b0 = buf[pos + 1];
+                    let (v, len) = if b0 < 0x80 {
+                        (u64::from(b0), 2)
+                    } else {
+                        let b1 = buf[pos + 2];
+                        if b1 < 0x80 {
+                            (u64::from(b0 & 0x7f) | (u64::from(b1) << 7), 3)
+                        } else {
+                            let mut v = u64::from(b0 & 0x7f) | (u64::from(b1 & 0x7f) << 7);
+                            let mut p = pos + 3;
+                            let mut shift = 14;
+                            loop {
+                                let b = buf[p];
+                                p += 1;
+                                v |= u64::from(b & 0x7f) << shift;
+                                if b < 0x80 || shift >= 63 {
+                                    break;
+                                }
+                                shift += 7;
+                            }
+                            if buf[p - 1] >= 0x80 || (shift == 63 && buf[p - 1] > 1) {
+                                // Malformed: the careful path reports it.
+                                break;
+                            }
+                            (v, p - pos)
+                        }
+                    };
+                    pos += len;
+                    n += 1;
+                    let size = u32::from(tag >> 4);
+                    let d = unzigzag(v) as u64;
+                    if k == K_FETCH {
+                        last_fetch = last_fetch.wrapping_add(d);
+                        sink.mem(MemKind::Fetch, last_fetch, size);
+                    } else {
+                        last_data = last_data.wrapping_add(d);
+                        let kind = match k {
+                            K_LOAD => MemKind::Load,
+                            K_STORE => MemKind::Store,
+                            _ => MemKind::Modify,
+                        };
+                        sink.mem(kind, last_data, size);
                     }
                 }
-                if p == 0 {
-                    break;
-                }
-                self.pos = p;
-                let d = unzigzag(v) as u64;
-                let (kind, last) = match k {
-                    K_LOAD => (MemKind::Load, &mut self.last_data),
-                    K_STORE => (MemKind::Store, &mut self.last_data),
-                    K_MODIFY => (MemKind::Modify, &mut self.last_data),
-                    _ => (MemKind::Fetch, &mut self.last_fetch),
-                };
-                let addr = last.wrapping_add(d);
-                *last = addr;
-                self.counts[4] += 1;
-                mem(kind, addr, u32::from(tag >> 4));
             }
+            self.pos = pos;
+            self.last_data = last_data;
+            self.last_fetch = last_fetch;
+            self.counts[4] += n;
             match self.read_event()? {
-                Some(Event::Mem { kind, addr, size }) => mem(kind, addr, size),
-                Some(e) => other(e)?,
+                Some(Event::Mem { kind, addr, size }) => sink.mem(kind, addr, size),
+                Some(e) => sink.other(e)?,
                 None => return Ok(()),
             }
         }

@@ -1,0 +1,226 @@
+//! The `mmp-replay` binary: the default report, round trips through our binary format,
+//! corrupt inputs, sweeps and plots.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_mmp-replay");
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("mmp-replay runs")
+}
+
+fn json(args: &[&str]) -> Value {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("one JSON object")
+}
+
+fn data(name: &str) -> String {
+    format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli");
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+/// A report without its timings.
+fn untimed(mut v: Value) -> Value {
+    let o = v.as_object_mut().unwrap();
+    o.remove("seconds");
+    o.remove("events_per_sec");
+    v
+}
+
+#[test]
+fn the_default_replay_reports_the_papers_boot_figures() {
+    let v = json(&["--json"]);
+    for key in [
+        "events",
+        "crossings",
+        "crossing_pairs",
+        "instructions",
+        "plb",
+        "table_refs_per_access",
+        "table_bytes",
+        "faults",
+        "events_per_sec",
+    ] {
+        assert!(v.get(key).is_some(), "missing {key}");
+    }
+    for key in ["hits", "misses", "hit_rate"] {
+        assert!(v["plb"].get(key).is_some(), "missing plb.{key}");
+    }
+    assert_eq!(v["crossings"], 284_822);
+    assert_eq!(v["instructions"], 955_240_000u64);
+    let pairs = v["crossing_pairs"].as_array().unwrap();
+    let ide: u64 = pairs
+        .iter()
+        .filter(|p| p["from"] == "ide_disk" || p["to"] == "ide_disk")
+        .map(|p| p["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(format!("{:.1}", 100.0 * ide as f64 / 284_822.0), "97.5");
+    assert!(v["events_per_sec"].as_f64().unwrap() > 0.0);
+    // The human table says the same.
+    let out = run(&["--quiet"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("crossings                 284822"), "{text}");
+}
+
+#[test]
+fn import_then_binary_then_replay_equals_replaying_the_import() {
+    for sample in [
+        "ftrace_function.txt",
+        "ftrace_graph.txt",
+        "uftrace_replay.txt",
+        "ltrace.txt",
+        "ltrace_threads.txt",
+        "lackey.txt",
+    ] {
+        let bin = scratch(&format!("{sample}.mmpt"));
+        let out = run(&["convert", &data(sample), "-o", bin.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "{sample}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let direct = untimed(json(&["--json", &data(sample)]));
+        let via = untimed(json(&["--json", bin.to_str().unwrap()]));
+        assert_eq!(direct, via, "{sample}");
+        assert!(direct["events"].as_u64().unwrap() > 0, "{sample}");
+    }
+    // The text form round-trips too, and the default trace converts.
+    let txt = scratch("boot.txt");
+    let out = run(&["convert", "--text", "-o", txt.to_str().unwrap()]);
+    assert!(out.status.success());
+    let direct = untimed(json(&["--json"]));
+    let via = untimed(json(&["--json", txt.to_str().unwrap()]));
+    assert_eq!(direct, via);
+}
+
+fn fails_with(path: &Path, args: &[&str], needle: &str) {
+    let mut a: Vec<&str> = args.to_vec();
+    a.push(path.to_str().unwrap());
+    let out = run(&a);
+    assert!(!out.status.success(), "{a:?} succeeded");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(needle), "{a:?}: {err}");
+    assert!(
+        err.contains(path.to_str().unwrap()),
+        "{a:?} names no file: {err}"
+    );
+}
+
+#[test]
+fn corrupt_traces_get_clear_errors() {
+    let bin = scratch("good.mmpt");
+    assert!(
+        run(&["convert", &data("lackey.txt"), "-o", bin.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let good = std::fs::read(&bin).unwrap();
+
+    let p = scratch("magic.mmpt");
+    let mut b = good.clone();
+    b[0] = b'X';
+    std::fs::write(&p, &b).unwrap();
+    fails_with(&p, &["--input-format", "binary"], "bad magic");
+
+    let p = scratch("truncated.mmpt");
+    std::fs::write(&p, &good[..good.len() / 2]).unwrap();
+    fails_with(&p, &[], "truncated");
+
+    let p = scratch("checksum.mmpt");
+    let mut b = good.clone();
+    let n = b.len();
+    b[24] ^= 1; // the header's checksum
+    std::fs::write(&p, &b[..n]).unwrap();
+    fails_with(&p, &[], "checksum mismatch");
+
+    let p = scratch("garbage.txt");
+    std::fs::write(
+        &p,
+        "domain 1 k\nswitch 1\nload 0x10 4\nthis is not an event\n",
+    )
+    .unwrap();
+    fails_with(&p, &["--input-format", "text"], "line 4");
+
+    let p = scratch("garbage_lackey.txt");
+    std::fs::write(&p, "==1== Lackey\nI  0401ab70,3\n L zz,8\n").unwrap();
+    fails_with(&p, &["--input-format", "lackey"], "line 3");
+
+    let p = scratch("missing.txt");
+    fails_with(&p, &[], "missing.txt");
+}
+
+#[test]
+fn sweep_writes_csv_and_svg() {
+    let dir = scratch("sweep");
+    let out = run(&[
+        "sweep",
+        &data("lackey.txt"),
+        "--entries",
+        "0,4,64",
+        "--tables",
+        "flat,mlpt",
+        "--quiet",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csv = std::fs::read_to_string(dir.join("sweep.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 1 + 2 * 3, "{csv}");
+    assert!(lines[0].starts_with("table,plb_entries,plb_ways,"));
+    assert!(lines[1].starts_with("flat,0,"));
+    // Without a PLB nothing hits.
+    assert_eq!(lines[1].split(',').nth(5), Some("0.000000"));
+    for svg in [
+        "sweep_hit_rate.svg",
+        "sweep_table_refs.svg",
+        "sweep_table_bytes.svg",
+    ] {
+        let s = std::fs::read_to_string(dir.join(svg)).unwrap();
+        assert!(s.starts_with("<svg") && s.contains("</svg>"), "{svg}");
+    }
+}
+
+#[test]
+fn plot_writes_the_reports_svgs() {
+    let dir = scratch("plots");
+    let out = run(&[
+        "--quiet",
+        "--plot",
+        dir.to_str().unwrap(),
+        &data("uftrace_replay.txt"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for svg in [
+        "crossing_pairs.svg",
+        "between_crossings.svg",
+        "table_bytes.svg",
+    ] {
+        let s = std::fs::read_to_string(dir.join(svg)).unwrap();
+        assert!(s.starts_with("<svg"), "{svg}");
+    }
+}
