@@ -143,7 +143,7 @@ pub enum ReplayError {
 impl crate::trace::binary::EventSink for Replay {
     type Error = ReplayError;
 
-    #[inline]
+    #[inline(always)]
     fn mem(&mut self, kind: MemKind, addr: u64, size: u32) {
         self.mem(kind, addr, size);
         self.events += 1;
@@ -345,7 +345,7 @@ impl Replay {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn check(&mut self, addr: u64, size: u64, access: Access) {
         self.accesses += 1;
         if let Err(f) = self.machine.check(self.cpu, addr, size, access) {
@@ -353,7 +353,7 @@ impl Replay {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn mem(&mut self, kind: MemKind, addr: u64, size: u32) {
         let access = match kind {
             MemKind::Load | MemKind::Modify => Access::Read,

@@ -214,7 +214,6 @@ fn the_memref_workload_replays_without_faults_and_hits_the_plb() {
     assert_eq!(r.events, 200_000);
     assert_eq!(r.faults.total, 0, "{:?}", r.faults);
     assert!(r.plb.hit_rate > 0.8, "{}", r.plb.hit_rate);
-    eprintln!("PLBSTATS {:?} accesses {}", r.plb, r.accesses);
 }
 
 #[test]
@@ -247,4 +246,30 @@ fn fast_equals_slow(events: &mut Vec<mmp_benchmarks::trace::Event>) {
     let b = r.report();
     assert!(a.faults.total > 0, "the last reference faults");
     assert_eq!(strip(a), strip(b));
+}
+
+#[test]
+fn the_memref_workload_has_the_real_traces_mix() {
+    use mmp_benchmarks::trace::{Event, MemKind};
+    let v = mmp_benchmarks::synth::memref_trace(9, 400_000);
+    let (mut fetch, mut data, mut switches) = (0u64, 0u64, 0u64);
+    let mut prev = None;
+    for e in &v {
+        if let Event::Mem { kind, addr, .. } = *e {
+            if kind == MemKind::Fetch {
+                fetch += 1;
+            } else {
+                data += 1;
+                let r = addr >> 19;
+                switches += u64::from(prev.is_some_and(|p| p != r));
+                prev = Some(r);
+            }
+        }
+    }
+    let fetch_share = fetch as f64 / (fetch + data) as f64;
+    let switch_rate = switches as f64 / data as f64;
+    // The real lackey trace: 76% fetches; 30% of data references leave the previous
+    // reference's 512 KiB region.
+    assert!((0.72..0.78).contains(&fetch_share), "{fetch_share}");
+    assert!((0.22..0.38).contains(&switch_rate), "{switch_rate}");
 }

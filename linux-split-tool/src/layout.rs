@@ -17,8 +17,19 @@
 //! each imported data object is a grant of its size to the importer (read-only for
 //! read-only data). Addresses are known for core-kernel symbols (from `System.map`); module
 //! symbols have none until the modules are placed.
+//!
+//! # Reading a layout back
+//! [`Layout::from_json`] parses the JSON and [`Layout::validate`]s it: the format and version
+//! are these; domain names are unique; PD numbers are exactly `1..=n` for `n` domains (each
+//! once, so PD 1 exists whenever any domain does); every gate's `from`/`to` and every
+//! grant's `holder`/`owner` names a domain; every address is `0x` followed by 1 to 16 hex
+//! digits. Each error names what it found and, for a gate or grant, the entry's index and
+//! symbol. The `unclassified` list is informational and not checked. Loading a valid layout
+//! into a machine is [`mod@crate::load`].
 
-use serde::Serialize;
+use std::collections::HashSet;
+
+use serde::{Deserialize, Serialize};
 
 use crate::resolve::{Counts, Exporter, ModuleSplit, totals};
 use crate::symbols::SymbolKind;
@@ -31,7 +42,7 @@ pub const VERSION: u32 = 1;
 pub const CORE: &str = "vmlinux";
 
 /// A domain of the layout.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Domain {
     /// Its PD number (1: the core kernel).
     pub pd: u32,
@@ -44,7 +55,7 @@ pub struct Domain {
 }
 
 /// A call gate: `from` may call `symbol` in `to`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GateEntry {
     /// The caller.
     pub from: String,
@@ -57,7 +68,7 @@ pub struct GateEntry {
 }
 
 /// A grant: `holder` may read (and unless `read_only`, write) `symbol` of `owner`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GrantEntry {
     /// The importer.
     pub holder: String,
@@ -74,7 +85,7 @@ pub struct GrantEntry {
 }
 
 /// An import that is neither a function nor data (unresolved, absolute, unknown type).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Unclassified {
     /// The importer.
     pub module: String,
@@ -85,10 +96,10 @@ pub struct Unclassified {
 }
 
 /// The domain layout. See the [module docs](self) for the schema.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Layout {
-    /// [`FORMAT`].
-    pub format: &'static str,
+    /// [`FORMAT`] (checked by [`Layout::validate`]).
+    pub format: String,
     /// [`VERSION`].
     pub version: u32,
     /// PD 1 and one per module.
@@ -99,6 +110,250 @@ pub struct Layout {
     pub grants: Vec<GrantEntry>,
     /// Imports counted apart.
     pub unclassified: Vec<Unclassified>,
+}
+
+/// A gate or a grant: which list an entry is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EntryKind {
+    /// The `gates` list.
+    Gate,
+    /// The `grants` list.
+    Grant,
+}
+
+impl std::fmt::Display for EntryKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            EntryKind::Gate => "gate",
+            EntryKind::Grant => "grant",
+        })
+    }
+}
+
+/// Why a layout could not be read back or is not a valid layout. Each variant carries what
+/// it found; a gate's or grant's error names the entry by its index in its list and its
+/// symbol.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LayoutError {
+    /// The text is not JSON of the layout's shape.
+    #[error("layout JSON, line {line} column {column}: {what}")]
+    Json {
+        /// 1-based line of the error (0: at the end of the input).
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What `serde_json` reported.
+        what: String,
+    },
+    /// `format` is not [`FORMAT`].
+    #[error("layout format is {found:?}, not {FORMAT:?}")]
+    WrongFormat {
+        /// The format found.
+        found: String,
+    },
+    /// `version` is not [`VERSION`].
+    #[error("layout version is {found}, not {VERSION}")]
+    WrongVersion {
+        /// The version found.
+        found: u64,
+    },
+    /// Two domains have the same name.
+    #[error("domain {index}: the name {name:?} is used by an earlier domain")]
+    DuplicateDomain {
+        /// The later domain's index in `domains`.
+        index: usize,
+        /// The name.
+        name: String,
+    },
+    /// Two domains have the same PD number.
+    #[error("domain {index} ({name}): PD {pd} is used by an earlier domain")]
+    DuplicatePd {
+        /// The later domain's index in `domains`.
+        index: usize,
+        /// Its name.
+        name: String,
+        /// The PD number.
+        pd: u32,
+    },
+    /// A PD number outside `1..=n` for `n` domains.
+    #[error("domain {index} ({name}): PD {pd} is outside 1..={domains}")]
+    PdOutOfRange {
+        /// The domain's index in `domains`.
+        index: usize,
+        /// Its name.
+        name: String,
+        /// The PD number.
+        pd: u32,
+        /// Domains in the layout.
+        domains: usize,
+    },
+    /// A gate or grant names a domain the layout does not have.
+    #[error("{kind} {index} ({symbol}): {role} {name:?} is not a domain")]
+    UnknownDomain {
+        /// Gate or grant.
+        kind: EntryKind,
+        /// The entry's index in its list.
+        index: usize,
+        /// Its symbol.
+        symbol: String,
+        /// The field: `from`, `to`, `holder` or `owner`.
+        role: &'static str,
+        /// The name given.
+        name: String,
+    },
+    /// An address that is not `0x` and 1 to 16 hex digits.
+    #[error("{kind} {index} ({symbol}): address {addr:?} is not 0x and 1 to 16 hex digits")]
+    BadAddress {
+        /// Gate or grant.
+        kind: EntryKind,
+        /// The entry's index in its list.
+        index: usize,
+        /// Its symbol.
+        symbol: String,
+        /// The text given.
+        addr: String,
+    },
+}
+
+/// Parses `0x` followed by 1 to 16 hex digits (either case).
+#[must_use]
+pub fn parse_hex(text: &str) -> Option<u64> {
+    let digits = text.strip_prefix("0x")?;
+    if digits.is_empty() || digits.len() > 16 || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u64::from_str_radix(digits, 16).ok()
+}
+
+/// The start of the document, read first so that another file's JSON is named by its format.
+#[derive(Deserialize)]
+struct Header {
+    format: Option<String>,
+    version: Option<u64>,
+}
+
+fn json_error(e: &serde_json::Error) -> LayoutError {
+    LayoutError::Json {
+        line: e.line(),
+        column: e.column(),
+        what: e.to_string(),
+    }
+}
+
+impl Layout {
+    /// Reads a layout written by `mmp-split --out` (or [`serde_json`] from a [`Layout`]) and
+    /// [validates](Layout::validate) it. A valid layout read back equals the one written.
+    ///
+    /// # Errors
+    /// [`LayoutError::Json`] for text that is not a layout's JSON (a missing or mistyped
+    /// field), [`LayoutError::WrongFormat`] or [`LayoutError::WrongVersion`] for another
+    /// document, and every error of [`Layout::validate`].
+    pub fn from_json(text: &str) -> Result<Layout, LayoutError> {
+        let header: Header = serde_json::from_str(text).map_err(|e| json_error(&e))?;
+        if let Some(found) = header.format.filter(|f| f != FORMAT) {
+            return Err(LayoutError::WrongFormat { found });
+        }
+        if let Some(found) = header.version.filter(|&v| v != u64::from(VERSION)) {
+            return Err(LayoutError::WrongVersion { found });
+        }
+        let layout: Layout = serde_json::from_str(text).map_err(|e| json_error(&e))?;
+        layout.validate()?;
+        Ok(layout)
+    }
+
+    /// Checks the rules of the [module docs](self): format and version, unique domain names,
+    /// PD numbers exactly `1..=n`, every gate's and grant's domains known, every address
+    /// hex. Reports the first broken rule, checking in that order and each list in order.
+    ///
+    /// # Errors
+    /// The [`LayoutError`] naming the first broken rule.
+    pub fn validate(&self) -> Result<(), LayoutError> {
+        if self.format != FORMAT {
+            return Err(LayoutError::WrongFormat {
+                found: self.format.clone(),
+            });
+        }
+        if self.version != VERSION {
+            return Err(LayoutError::WrongVersion {
+                found: u64::from(self.version),
+            });
+        }
+        let n = self.domains.len();
+        let mut names = HashSet::with_capacity(n);
+        let mut pds = vec![false; n];
+        for (index, d) in self.domains.iter().enumerate() {
+            if !names.insert(d.name.as_str()) {
+                return Err(LayoutError::DuplicateDomain {
+                    index,
+                    name: d.name.clone(),
+                });
+            }
+            let slot = usize::try_from(d.pd)
+                .ok()
+                .and_then(|p| p.checked_sub(1))
+                .filter(|&p| p < n);
+            let Some(slot) = slot else {
+                return Err(LayoutError::PdOutOfRange {
+                    index,
+                    name: d.name.clone(),
+                    pd: d.pd,
+                    domains: n,
+                });
+            };
+            if std::mem::replace(&mut pds[slot], true) {
+                return Err(LayoutError::DuplicatePd {
+                    index,
+                    name: d.name.clone(),
+                    pd: d.pd,
+                });
+            }
+        }
+        let check = |kind: EntryKind,
+                     index: usize,
+                     symbol: &str,
+                     roles: [(&'static str, &str); 2],
+                     addr: Option<&str>| {
+            for (role, name) in roles {
+                if !names.contains(name) {
+                    return Err(LayoutError::UnknownDomain {
+                        kind,
+                        index,
+                        symbol: symbol.to_string(),
+                        role,
+                        name: name.to_string(),
+                    });
+                }
+            }
+            match addr {
+                Some(a) if parse_hex(a).is_none() => Err(LayoutError::BadAddress {
+                    kind,
+                    index,
+                    symbol: symbol.to_string(),
+                    addr: a.to_string(),
+                }),
+                _ => Ok(()),
+            }
+        };
+        for (i, g) in self.gates.iter().enumerate() {
+            check(
+                EntryKind::Gate,
+                i,
+                &g.symbol,
+                [("from", &g.from), ("to", &g.to)],
+                g.addr.as_deref(),
+            )?;
+        }
+        for (i, g) in self.grants.iter().enumerate() {
+            check(
+                EntryKind::Grant,
+                i,
+                &g.symbol,
+                [("holder", &g.holder), ("owner", &g.owner)],
+                g.addr.as_deref(),
+            )?;
+        }
+        Ok(())
+    }
 }
 
 fn exporter_name(e: &Exporter) -> String {
@@ -157,7 +412,7 @@ pub fn layout(split: &[ModuleSplit], kernel_addr: impl Fn(&str) -> Option<u64>) 
         }
     }
     Layout {
-        format: FORMAT,
+        format: FORMAT.to_string(),
         version: VERSION,
         domains,
         gates,

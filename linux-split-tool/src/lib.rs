@@ -11,18 +11,22 @@
 //! module's ELF file (name, `depends`, imports, exports, and each defined symbol's kind and
 //! size); [`mod@resolve`] resolves each module's imports to the core kernel or the module
 //! exporting them and counts them by the issue's rules; [`mod@layout`] builds the versioned
-//! layout JSON and the report, and the `mmp-split` binary runs it all over files and
-//! directories. Still to come (tracked in the project's issues): loading a
-//! layout into the supervisor, and a run on a real distribution kernel's module tree.
+//! layout JSON and the report and reads a layout back ([`Layout::from_json`]), and the
+//! `mmp-split` binary runs it all over files and directories. [`mod@load`] loads a layout
+//! into an `mmp_supervisor` machine ([`Layout::load`]): a kernel domain per module, call
+//! gates and grants, with module symbols placed in synthetic regions. Still to come (tracked
+//! in the project's issues): a run on a real distribution kernel's module tree.
 
 pub mod decompress;
 pub mod layout;
+pub mod load;
 pub mod module;
 pub mod resolve;
 pub mod symbols;
 
 pub use decompress::{Compression, MAX_MODULE_BYTES, decompress, detect};
-pub use layout::{Layout, Report, layout, report};
+pub use layout::{EntryKind, Layout, LayoutError, Report, layout, report};
+pub use load::{LoadError, Loaded, Placed, SkipReason, Skipped};
 pub use module::{Defined, ModuleError, ModuleInfo, name_from_path, parse_module};
 pub use resolve::{Counts, Exporter, Import, ModuleSplit, resolve, totals};
 pub use symbols::{Export, MapSymbol, ParseError, SymbolKind, Symvers, SystemMap};

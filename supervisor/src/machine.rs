@@ -29,6 +29,17 @@ pub const DATA_SIDECAR: usize = 0;
 /// Sidecar register used by instruction fetches.
 pub const FETCH_SIDECAR: usize = 1;
 
+/// What the fast path of an access check found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fast {
+    /// The access is allowed.
+    Allowed,
+    /// A one-word access the sidecar's entry finally denies: what the domain holds.
+    Denied(Perm),
+    /// The fast path cannot tell: take the full path.
+    Unknown,
+}
+
 /// The shape of a machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MachineConfig {
@@ -546,48 +557,58 @@ impl Machine {
         size: u64,
         access: Access,
     ) -> Result<(), Fault> {
-        if let Some(r) = self.check_fast(cpu, reg, addr, size, access) {
-            return r;
+        match self.check_fast(cpu, reg, addr, size, access) {
+            Fast::Allowed => Ok(()),
+            Fast::Denied(held) => Err(self.sidecar_denial(cpu, addr, size, access, held)),
+            Fast::Unknown => self.check_full(cpu, reg, addr, size, access),
         }
-        self.check_full(cpu, reg, addr, size, access)
+    }
+
+    /// The fault for a one-word access the sidecar's entry finally denies.
+    #[cold]
+    #[inline(never)]
+    fn sidecar_denial(
+        &self,
+        cpu: usize,
+        addr: u64,
+        size: u64,
+        access: Access,
+        held: Perm,
+    ) -> Fault {
+        Fault {
+            cpu,
+            pd: self.cpus[cpu].pd,
+            addr,
+            size,
+            access,
+            kind: FaultKind::NoPermission {
+                word_addr: addr & !3,
+                held,
+            },
+        }
     }
 
     /// The fast paths of [`Machine::check_via`]: an access inside one word, by a checked
     /// domain, that the sidecar register's entry answers finally; or an 8-byte access the
-    /// sidecar's entry allows on every word. `None`: take the full path.
+    /// sidecar's entry allows on every word. [`Fast::Unknown`]: take the full path.
     #[inline(always)]
-    fn check_fast(
-        &mut self,
-        cpu: usize,
-        reg: usize,
-        addr: u64,
-        size: u64,
-        access: Access,
-    ) -> Option<Result<(), Fault>> {
+    fn check_fast(&mut self, cpu: usize, reg: usize, addr: u64, size: u64, access: Access) -> Fast {
         // The fast path: an access inside one word, by a checked domain, that the sidecar
         // register's entry allows. Everything else takes the full path below.
+        // No width or supervisor test is needed here: PLB entries cover only words inside
+        // the width (an entry's mask keeps every bit above its aligned block), and PD 0's
+        // accesses never reach the PLB, so no entry of PD 0 exists to match.
         let w = addr >> 2;
         if let Some(c) = self.cpus.get_mut(cpu)
             && matches!(size, 1 | 2 | 4)
             && (addr & 3) + size <= 4
-            && w < self.cfg.width.word_limit()
-            && !c.pd.is_supervisor()
             && let Some(held) = c.plb.sidecar_final(c.pd, w, c.epochs, reg, access)
         {
+            debug_assert!(w < self.cfg.width.word_limit() && !c.pd.is_supervisor());
             if held.allows(access) || frame_allows(&c.regs, w, access) {
-                return Some(Ok(()));
+                return Fast::Allowed;
             }
-            return Some(Err(Fault {
-                cpu,
-                pd: c.pd,
-                addr,
-                size,
-                access,
-                kind: FaultKind::NoPermission {
-                    word_addr: w * 4,
-                    held,
-                },
-            }));
+            return Fast::Denied(held);
         }
         // An 8-byte (or unaligned) access the sidecar's entry allows on every word.
         if size == 8
@@ -598,9 +619,9 @@ impl Machine {
             && c.plb
                 .sidecar_allows_all(c.pd, w, (end - 1) >> 2, c.epochs, reg, access)
         {
-            return Some(Ok(()));
+            return Fast::Allowed;
         }
-        None
+        Fast::Unknown
     }
 
     /// The full path, out of line: what loads, stores and fetches call when the fast path
@@ -632,8 +653,9 @@ impl Machine {
             DATA_SIDECAR
         };
         match self.check_fast(cpu, reg, addr, size, access) {
-            Some(r) => r,
-            None => self.check_slow(cpu, reg, addr, size, access),
+            Fast::Allowed => Ok(()),
+            Fast::Denied(held) => Err(self.sidecar_denial(cpu, addr, size, access, held)),
+            Fast::Unknown => self.check_slow(cpu, reg, addr, size, access),
         }
     }
 

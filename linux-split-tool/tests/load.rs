@@ -1,0 +1,572 @@
+//! Reading a layout back and loading it into a 48-bit machine: three fixture modules (one
+//! exporting functions and data to the other two) over a `System.map`, and small layouts
+//! written by hand for the errors.
+
+#[allow(
+    dead_code,
+    reason = "the shared fixtures include helpers this file does not use"
+)]
+mod common;
+
+use common::{Fixture, ko};
+use mmp_domains::{Access, AddrWidth, PdKind, Perm, TableFormat};
+use mmp_split::layout::{FORMAT, VERSION};
+use mmp_split::load::{MODULE_REGION_BASE, map_canonical};
+use mmp_split::{
+    EntryKind, Layout, LayoutError, LoadError, SkipReason, SystemMap, layout, parse_module, resolve,
+};
+use mmp_supervisor::machine::{AccessError, Machine, MachineConfig, MachineError};
+use mmp_supervisor::{ArgWindow, FrameRegs, Gate};
+use serde_json::{Value, json};
+
+/// `core_mod` exports two functions, writable data (16 bytes) and read-only data (32 bytes);
+/// `user_mod` imports one function and both data objects, `other_mod` the other function
+/// and the writable data; both import from the core kernel.
+fn fixture_layout() -> Layout {
+    let core = ko(&Fixture {
+        modinfo: b"name=core_mod\0depends=\0",
+        functions: &["cm_register", "cm_unregister"],
+        data: &["cm_state"],
+        rodata: &["cm_table"],
+        ksymtab: &["cm_register", "cm_unregister", "cm_state", "cm_table"],
+        imports: &["printk"],
+        ..Fixture::default()
+    });
+    let user = ko(&Fixture {
+        modinfo: b"name=user_mod\0depends=core_mod\0",
+        imports: &[
+            "printk",
+            "cm_register",
+            "cm_state",
+            "cm_table",
+            "jiffies",
+            "linux_banner",
+            "ghost",
+        ],
+        ..Fixture::default()
+    });
+    let other = ko(&Fixture {
+        modinfo: b"name=other_mod\0depends=core_mod\0",
+        imports: &["cm_unregister", "cm_state"],
+        ..Fixture::default()
+    });
+    let map = SystemMap::parse(
+        "System.map",
+        "ffffffff81000000 T printk\nffffffff82000000 D jiffies\nffffffff82000008 D other\n\
+         ffffffff82000040 R linux_banner\nffffffff82000100 B end\n",
+    )
+    .unwrap();
+    let modules = [("core.ko", core), ("user.ko", user), ("other.ko", other)]
+        .iter()
+        .map(|(f, b)| parse_module(f, b).unwrap())
+        .collect::<Vec<_>>();
+    let split = resolve(&modules, Some(&map), None);
+    layout(&split, |n| map.get(n).map(|s| s.addr))
+}
+
+fn machine(width: AddrWidth, max_pds: usize) -> Machine {
+    Machine::new(MachineConfig {
+        cpus: 2,
+        width,
+        format: TableFormat::Mlpt,
+        max_pds,
+        ..MachineConfig::default()
+    })
+    .unwrap()
+}
+
+/// A small layout by hand: `vmlinux` and module `m`, which imports `f` and `d` from the
+/// kernel.
+fn small() -> Value {
+    json!({
+        "format": FORMAT, "version": VERSION,
+        "domains": [
+            {"pd": 1, "name": "vmlinux", "core": true, "depends": []},
+            {"pd": 2, "name": "m", "core": false, "depends": []},
+        ],
+        "gates": [{"from": "m", "to": "vmlinux", "symbol": "f", "addr": "0xffffffff81000010"}],
+        "grants": [{"holder": "m", "owner": "vmlinux", "symbol": "d", "bytes": 16,
+                    "read_only": false, "addr": "0xffffffff82000000"}],
+        "unclassified": [],
+    })
+}
+
+fn read(v: &Value) -> Result<Layout, LayoutError> {
+    Layout::from_json(&v.to_string())
+}
+
+#[test]
+fn a_layout_round_trips_through_json() {
+    let l = fixture_layout();
+    assert_eq!(l.domains.len(), 4);
+    assert!(!l.gates.is_empty() && !l.grants.is_empty() && !l.unclassified.is_empty());
+    assert_eq!(
+        Layout::from_json(&serde_json::to_string(&l).unwrap()),
+        Ok(l.clone())
+    );
+    let pretty = serde_json::to_string_pretty(&l).unwrap();
+    assert_eq!(Layout::from_json(&pretty), Ok(l.clone()));
+    // The JSON is the schema's: `format` is the plain string.
+    let v: Value = serde_json::from_str(&pretty).unwrap();
+    assert_eq!(v["format"], "mmp-split-layout");
+    assert_eq!(v["version"], 1);
+    assert!(read(&small()).is_ok());
+}
+
+#[test]
+fn other_documents_and_broken_layouts_are_typed_errors_naming_the_entry() {
+    assert!(matches!(
+        Layout::from_json("{\"format\": "),
+        Err(LayoutError::Json { line: 1, .. })
+    ));
+    assert!(matches!(
+        Layout::from_json("{\"modules\": [], \"totals\": {}}"),
+        Err(LayoutError::Json { .. })
+    ));
+    let mut v = small();
+    v["format"] = json!("mmp-replay-trace");
+    assert_eq!(
+        read(&v),
+        Err(LayoutError::WrongFormat {
+            found: "mmp-replay-trace".into()
+        })
+    );
+    assert_eq!(
+        Layout::from_json("{\"format\": \"something-else\", \"rows\": []}"),
+        Err(LayoutError::WrongFormat {
+            found: "something-else".into()
+        })
+    );
+    let mut v = small();
+    v["version"] = json!(7);
+    assert_eq!(read(&v), Err(LayoutError::WrongVersion { found: 7 }));
+    // A version-1 layout missing a list is malformed JSON for the schema.
+    let mut v = small();
+    v.as_object_mut().unwrap().remove("grants");
+    assert!(matches!(read(&v), Err(LayoutError::Json { .. })));
+
+    let mut v = small();
+    v["gates"][0]["to"] = json!("nowhere");
+    assert_eq!(
+        read(&v),
+        Err(LayoutError::UnknownDomain {
+            kind: EntryKind::Gate,
+            index: 0,
+            symbol: "f".into(),
+            role: "to",
+            name: "nowhere".into()
+        })
+    );
+    let mut v = small();
+    v["grants"][0]["holder"] = json!("ghost_mod");
+    let e = read(&v).unwrap_err();
+    assert_eq!(
+        e,
+        LayoutError::UnknownDomain {
+            kind: EntryKind::Grant,
+            index: 0,
+            symbol: "d".into(),
+            role: "holder",
+            name: "ghost_mod".into()
+        }
+    );
+    assert_eq!(
+        e.to_string(),
+        "grant 0 (d): holder \"ghost_mod\" is not a domain"
+    );
+
+    for bad in [
+        "ffffffff81000000",
+        "0x",
+        "0xzz",
+        "0x+1",
+        "0X10",
+        " 0x10",
+        "0x10000000000000000",
+        "-0x1",
+    ] {
+        let mut v = small();
+        v["grants"][0]["addr"] = json!(bad);
+        assert_eq!(
+            read(&v),
+            Err(LayoutError::BadAddress {
+                kind: EntryKind::Grant,
+                index: 0,
+                symbol: "d".into(),
+                addr: bad.into()
+            }),
+            "{bad}"
+        );
+    }
+    let mut v = small();
+    v["gates"][0]["addr"] = json!("0xFFFFffff81000010");
+    assert!(read(&v).is_ok(), "either case");
+
+    let mut v = small();
+    v["domains"][1]["pd"] = json!(1);
+    assert_eq!(
+        read(&v),
+        Err(LayoutError::DuplicatePd {
+            index: 1,
+            name: "m".into(),
+            pd: 1
+        })
+    );
+    for pd in [0, 3] {
+        let mut v = small();
+        v["domains"][1]["pd"] = json!(pd);
+        assert_eq!(
+            read(&v),
+            Err(LayoutError::PdOutOfRange {
+                index: 1,
+                name: "m".into(),
+                pd,
+                domains: 2
+            })
+        );
+    }
+    let mut v = small();
+    v["domains"][1]["name"] = json!("vmlinux");
+    assert_eq!(
+        read(&v),
+        Err(LayoutError::DuplicateDomain {
+            index: 1,
+            name: "vmlinux".into()
+        })
+    );
+}
+
+#[test]
+fn loading_places_gates_and_grants_in_the_right_tables() {
+    let l = fixture_layout();
+    let mut m = machine(AddrWidth::Bits48, 64);
+    let loaded = l.load(&mut m).unwrap();
+    m.check_invariants().unwrap();
+    // A fresh machine's domains are the layout's PD numbers.
+    for d in &l.domains {
+        assert_eq!(loaded.pd(&d.name).unwrap().index(), d.pd, "{}", d.name);
+        assert_eq!(loaded.pd(&d.name).unwrap().kind(), PdKind::Kernel);
+    }
+    let pd = |n: &str| loaded.pd(n).unwrap();
+    assert_eq!(loaded.gates, l.gates.len());
+    assert_eq!(loaded.grants, l.grants.len());
+    assert!(loaded.skipped.is_empty());
+
+    // Kernel addresses keep their low 48 bits.
+    assert_eq!(map_canonical(0xffff_ffff_8100_0000), Some(0xffff_8100_0000));
+    let printk = loaded.function("vmlinux", "printk").unwrap();
+    assert_eq!(printk.addr, 0xffff_8100_0000);
+    assert_eq!(printk.owner, pd("vmlinux"));
+    // Module functions get words in their module's region, in the order the gates name
+    // them; data follows, 8-byte aligned.
+    let base = MODULE_REGION_BASE + (2 << 24);
+    assert_eq!(l.domains[1].name, "core_mod");
+    assert_eq!(
+        loaded.function("core_mod", "cm_unregister").unwrap().addr,
+        base
+    );
+    assert_eq!(
+        loaded.function("core_mod", "cm_register").unwrap().addr,
+        base + 4
+    );
+    let state = loaded.data_object("core_mod", "cm_state").unwrap();
+    assert_eq!((state.addr, state.bytes), (base + 8, 16));
+    let table = loaded.data_object("core_mod", "cm_table").unwrap();
+    assert_eq!((table.addr, table.bytes), (base + 24, 32));
+
+    for g in &l.gates {
+        let f = loaded.function(&g.to, &g.symbol).unwrap();
+        assert_eq!(
+            m.gate(pd(&g.from), f.addr),
+            Some(Gate::Call { dest: pd(&g.to) }),
+            "{} -> {}",
+            g.from,
+            g.symbol
+        );
+        // The owner may run it; no other domain has a gate there unless it imports it.
+        assert_eq!(m.perm(pd(&g.to), f.addr), Perm::ExecuteRead);
+        assert_eq!(m.perm(pd(&g.from), f.addr), Perm::None);
+        for d in &l.domains {
+            let imports = l
+                .gates
+                .iter()
+                .any(|h| h.from == d.name && h.to == g.to && h.symbol == g.symbol);
+            if !imports {
+                assert_eq!(m.gate(pd(&d.name), f.addr), None, "{} {}", d.name, g.symbol);
+            }
+        }
+    }
+    assert_eq!(
+        m.gate(pd("other_mod"), base + 4),
+        None,
+        "cm_register not imported"
+    );
+    assert_eq!(
+        m.gate(pd("user_mod"), 0xffff_8100_0000),
+        Some(Gate::Call {
+            dest: pd("vmlinux")
+        })
+    );
+
+    for g in &l.grants {
+        let o = loaded.data_object(&g.owner, &g.symbol).unwrap();
+        let bytes = g.bytes.unwrap();
+        let want = if g.read_only {
+            Perm::ReadOnly
+        } else {
+            Perm::ReadWrite
+        };
+        let h = pd(&g.holder);
+        assert_eq!(m.perm(h, o.addr), want, "{} {}", g.holder, g.symbol);
+        assert_eq!(
+            m.perm(h, o.addr + bytes - 4),
+            want,
+            "{} {}",
+            g.holder,
+            g.symbol
+        );
+        let past = o.addr + bytes;
+        let overlapped = l.grants.iter().any(|k| {
+            let ko = loaded.data_object(&k.owner, &k.symbol).unwrap();
+            k.holder == g.holder && ko.addr <= past && past < ko.addr + k.bytes.unwrap()
+        });
+        if !overlapped {
+            assert_eq!(m.perm(h, past), Perm::None, "{} {}", g.holder, g.symbol);
+        }
+        // The owner holds nothing through the grant.
+        assert_eq!(m.perm(pd(&g.owner), o.addr), Perm::None);
+    }
+    // Concretely: user_mod may write cm_state and read cm_table; other_mod may not read
+    // cm_table.
+    assert_eq!(m.perm(pd("user_mod"), base + 8), Perm::ReadWrite);
+    assert_eq!(m.perm(pd("user_mod"), base + 24 + 28), Perm::ReadOnly);
+    assert_eq!(m.perm(pd("other_mod"), base + 24), Perm::None);
+    assert_eq!(m.perm(pd("user_mod"), 0xffff_8200_0000), Perm::ReadWrite);
+    assert_eq!(
+        m.perm(pd("user_mod"), 0xffff_8200_0008),
+        Perm::None,
+        "jiffies: 8 bytes"
+    );
+    assert_eq!(
+        m.perm(pd("user_mod"), 0xffff_8200_0040),
+        Perm::ReadOnly,
+        "linux_banner"
+    );
+}
+
+#[test]
+fn a_call_through_a_loaded_gate_enters_the_exporter_and_others_fault() {
+    let l = fixture_layout();
+    let mut m = machine(AddrWidth::Bits48, 64);
+    let loaded = l.load(&mut m).unwrap();
+    let pd = |n: &str| loaded.pd(n).unwrap();
+    let target = loaded.function("core_mod", "cm_register").unwrap().addr;
+    let fb = 0x7000_0000_0000;
+    let regs = FrameRegs {
+        fb,
+        sl: fb - 4096,
+        args: ArgWindow::NONE,
+    };
+    for cpu in 0..2 {
+        m.set_frame_regs(cpu, regs).unwrap();
+    }
+    m.switch_pd(0, pd("user_mod")).unwrap();
+    assert_eq!(m.call(0, target, 0x1234, fb - 64), Ok(pd("core_mod")));
+    assert_eq!(m.running(0), Ok(pd("core_mod")));
+    // The same call into the kernel works from user_mod through its printk gate.
+    m.switch_pd(1, pd("user_mod")).unwrap();
+    assert_eq!(
+        m.call(1, 0xffff_8100_0000, 0x1234, fb - 64),
+        Ok(pd("vmlinux"))
+    );
+    // other_mod has no gate on cm_register: an execute fault.
+    m.clear_frames(1).unwrap();
+    m.set_frame_regs(1, regs).unwrap();
+    m.switch_pd(1, pd("other_mod")).unwrap();
+    match m.call(1, target, 0x1234, fb - 64) {
+        Err(AccessError::Fault(f)) => {
+            assert_eq!(f.access, Access::Execute);
+            assert_eq!(f.pd, pd("other_mod"));
+        }
+        r => panic!("expected an execute fault, got {r:?}"),
+    }
+    // The owner calls its own function as an ordinary call.
+    m.switch_pd(1, pd("core_mod")).unwrap();
+    assert_eq!(m.call(1, target, 0x1234, fb - 64), Ok(pd("core_mod")));
+    m.check_invariants().unwrap();
+}
+
+#[test]
+fn the_machine_must_be_48_bits_wide_and_big_enough() {
+    let l = fixture_layout();
+    let mut m = machine(AddrWidth::Bits32, 64);
+    assert_eq!(l.load(&mut m), Err(LoadError::NotBits48 { bits: 32 }));
+    let mut m = machine(AddrWidth::Bits48, 4);
+    assert_eq!(
+        l.load(&mut m),
+        Err(LoadError::TooManyDomains {
+            domains: 4,
+            max_pds: 4
+        })
+    );
+    assert!(!m.pd_exists(mmp_domains::PdId::new(1, 0, PdKind::Kernel).unwrap()));
+    assert!(l.load(&mut machine(AddrWidth::Bits48, 5)).is_ok());
+}
+
+#[test]
+fn a_load_the_machine_refuses_is_undone() {
+    let l = fixture_layout();
+    // Room for the four domains and PD 0, but one domain is already there.
+    let mut m = machine(AddrWidth::Bits48, 5);
+    let old = m.create_pd(PdKind::Kernel).unwrap();
+    match l.load(&mut m) {
+        Err(LoadError::Machine {
+            domain,
+            source: MachineError::TooManyPds { max: 5 },
+        }) => assert_eq!(domain, "user_mod", "the fourth domain"),
+        r => panic!("expected the machine's refusal, got {r:?}"),
+    }
+    // Only PD 0 and the old domain are alive: three more fit, then the limit.
+    assert!(m.pd_exists(old));
+    for _ in 0..3 {
+        m.create_pd(PdKind::Kernel).unwrap();
+    }
+    assert!(m.create_pd(PdKind::Kernel).is_err());
+    m.check_invariants().unwrap();
+}
+
+#[test]
+fn bad_addresses_are_errors_naming_the_symbol_before_anything_is_written() {
+    let mut m = machine(AddrWidth::Bits48, 8);
+    let mut v = small();
+    v["gates"][0]["addr"] = json!("0x0000900000000000");
+    let l = read(&v).unwrap();
+    assert_eq!(
+        l.load(&mut m),
+        Err(LoadError::NonCanonical {
+            kind: EntryKind::Gate,
+            index: 0,
+            symbol: "f".into(),
+            addr: 0x0000_9000_0000_0000
+        })
+    );
+    assert!(!m.pd_exists(mmp_domains::PdId::new(1, 0, PdKind::Kernel).unwrap()));
+    assert_eq!(map_canonical(0xffff_7fff_ffff_ffff), None);
+    assert_eq!(map_canonical(0x0000_7fff_ffff_fff0), Some(0x7fff_ffff_fff0));
+
+    // The last word of the space takes 4 bytes, not 16.
+    let mut v = small();
+    v["grants"][0]["addr"] = json!("0xfffffffffffffffc");
+    let l = read(&v).unwrap();
+    assert_eq!(
+        l.load(&mut m),
+        Err(LoadError::PastWidth {
+            kind: EntryKind::Grant,
+            index: 0,
+            symbol: "d".into(),
+            addr: 0xffff_ffff_fffc,
+            bytes: 16
+        })
+    );
+    v["grants"][0]["bytes"] = json!(4);
+    let l = read(&v).unwrap();
+    let loaded = l.load(&mut m).unwrap();
+    assert_eq!(
+        m.perm(loaded.pd("m").unwrap(), 0xffff_ffff_fffc),
+        Perm::ReadWrite
+    );
+
+    // Two addresses for one symbol.
+    let mut v = small();
+    let mut g = v["gates"][0].clone();
+    g["addr"] = json!("0xffffffff81000020");
+    v["gates"].as_array_mut().unwrap().push(g);
+    assert_eq!(
+        read(&v).unwrap().load(&mut m),
+        Err(LoadError::ConflictingAddress {
+            kind: EntryKind::Gate,
+            index: 1,
+            symbol: "f".into(),
+            first: 0xffff_8100_0010,
+            found: 0xffff_8100_0020
+        })
+    );
+}
+
+#[test]
+fn module_symbols_are_placed_once_and_odd_entries_are_skipped() {
+    let v = json!({
+        "format": FORMAT, "version": VERSION,
+        "domains": [
+            {"pd": 1, "name": "vmlinux", "core": true, "depends": []},
+            {"pd": 2, "name": "a", "core": false, "depends": []},
+            {"pd": 3, "name": "b", "core": false, "depends": ["a"]},
+            {"pd": 4, "name": "c", "core": false, "depends": ["a"]},
+        ],
+        "gates": [
+            {"from": "b", "to": "a", "symbol": "a_fn", "addr": null},
+            {"from": "c", "to": "a", "symbol": "a_fn", "addr": null},
+            {"from": "c", "to": "a", "symbol": "a_other", "addr": null},
+            {"from": "b", "to": "vmlinux", "symbol": "unmapped", "addr": null},
+        ],
+        "grants": [
+            {"holder": "b", "owner": "a", "symbol": "a_obj", "bytes": null, "read_only": true,
+             "addr": null},
+            {"holder": "c", "owner": "a", "symbol": "a_obj", "bytes": 12, "read_only": false,
+             "addr": null},
+            {"holder": "c", "owner": "a", "symbol": "a_empty", "bytes": 0, "read_only": false,
+             "addr": null},
+            {"holder": "c", "owner": "a", "symbol": "a_obj", "bytes": 12, "read_only": false,
+             "addr": null},
+        ],
+        "unclassified": [],
+    });
+    let l = read(&v).unwrap();
+    let mut m = machine(AddrWidth::Bits48, 8);
+    let loaded = l.load(&mut m).unwrap();
+    let pd = |n: &str| loaded.pd(n).unwrap();
+    let base = MODULE_REGION_BASE + (2 << 24);
+    let f = loaded.function("a", "a_fn").unwrap();
+    assert_eq!((f.addr, f.owner, f.bytes), (base, pd("a"), 4));
+    assert_eq!(loaded.function("a", "a_other").unwrap().addr, base + 4);
+    // Two functions take 8 bytes; the object (the largest size its grants give) follows.
+    let o = loaded.data_object("a", "a_obj").unwrap();
+    assert_eq!((o.addr, o.bytes), (base + 8, 12));
+    assert_eq!(m.gate(pd("b"), base), Some(Gate::Call { dest: pd("a") }));
+    assert_eq!(m.gate(pd("c"), base), Some(Gate::Call { dest: pd("a") }));
+    assert_eq!(m.gate(pd("b"), base + 4), None);
+    // b's grant has no size: 8 bytes, read-only. c's is 12 bytes, read-write.
+    assert_eq!(m.perm(pd("b"), base + 8), Perm::ReadOnly);
+    assert_eq!(m.perm(pd("b"), base + 12), Perm::ReadOnly);
+    assert_eq!(m.perm(pd("b"), base + 16), Perm::None);
+    assert_eq!(m.perm(pd("c"), base + 16), Perm::ReadWrite);
+    assert_eq!(m.perm(pd("c"), base + 20), Perm::None);
+    assert_eq!(loaded.data_object("a", "a_empty"), None);
+    assert_eq!(loaded.function("vmlinux", "unmapped"), None);
+    assert_eq!((loaded.gates, loaded.grants), (3, 3));
+    let skipped: Vec<_> = loaded
+        .skipped
+        .iter()
+        .map(|s| (s.kind, s.index, s.symbol.as_str(), s.reason))
+        .collect();
+    assert_eq!(
+        skipped,
+        [
+            (EntryKind::Gate, 3, "unmapped", SkipReason::NoAddress),
+            (EntryKind::Grant, 2, "a_empty", SkipReason::ZeroSize),
+        ]
+    );
+    m.check_invariants().unwrap();
+
+    // An object too big for the 16 MiB region.
+    let mut v = v;
+    v["grants"][1]["bytes"] = json!(16u64 << 20);
+    assert_eq!(
+        read(&v).unwrap().load(&mut machine(AddrWidth::Bits48, 8)),
+        Err(LoadError::RegionFull {
+            domain: "a".into(),
+            symbol: "a_obj".into(),
+            bytes: 16 << 20
+        })
+    );
+}
