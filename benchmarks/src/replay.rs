@@ -95,6 +95,9 @@ pub enum ReplayError {
         /// What the machine said.
         source: MachineError,
     },
+    /// The split-tool layout does not load.
+    #[error("the layout does not load: {0}")]
+    Layout(#[from] mmp_split::load::LoadError),
     /// An event names a domain the trace has not declared.
     #[error("event {event}: domain {domain} is not declared")]
     UnknownDomain {
@@ -220,6 +223,10 @@ pub struct Replay {
     limit: u64,
     domains: Vec<Option<DomainState>>,
     functions: Vec<(u64, PdId)>,
+    /// A split-tool layout loaded into the machine, if any.
+    layout: Option<mmp_split::load::Loaded>,
+    /// Trace function addresses the layout places elsewhere.
+    translate: HashMap<u64, u64>,
     open: Vec<Vec<Open>>,
     cpu: usize,
     events: u64,
@@ -243,6 +250,27 @@ impl Replay {
     /// # Errors
     /// [`ReplayError::Machine`] for a configuration the machine refuses.
     pub fn new(cfg: ReplayConfig, width: TraceWidth) -> Result<Replay, ReplayError> {
+        Self::build(cfg, width, 4096)
+    }
+
+    /// An engine whose machine holds a split-tool layout ([`mmp_split::Layout::load`]): a
+    /// 48-bit machine whatever the trace's width, with the layout's domains, call gates and
+    /// grants. The trace's domains are matched to the layout's by name (a domain the layout
+    /// lacks is created as usual); a function the layout places (a gate's target) is called
+    /// at the layout's address, and the engine adds no gates of its own: a call the layout
+    /// has no gate for is an execute fault, as the split would make it. Functions the
+    /// layout does not name keep their trace address, executable by their own domain only.
+    ///
+    /// # Errors
+    /// [`ReplayError::Layout`] if the layout does not load; [`ReplayError::Machine`].
+    pub fn with_layout(cfg: ReplayConfig, layout: &mmp_split::Layout) -> Result<Replay, ReplayError> {
+        let mut r = Self::build(cfg, TraceWidth::Bits48, layout.domains.len() + 512)?;
+        let loaded = layout.load(&mut r.machine)?;
+        r.layout = Some(loaded);
+        Ok(r)
+    }
+
+    fn build(cfg: ReplayConfig, width: TraceWidth, max_pds: usize) -> Result<Replay, ReplayError> {
         let mcfg = MachineConfig {
             cpus: cfg.cpus,
             width: match width {
@@ -251,7 +279,7 @@ impl Replay {
             },
             format: cfg.format,
             plb: cfg.plb,
-            max_pds: 4096,
+            max_pds,
         };
         let err = |source| ReplayError::Machine { event: 0, source };
         let limit = mcfg.width.byte_limit();
@@ -271,6 +299,8 @@ impl Replay {
             limit,
             domains: Vec::new(),
             functions: Vec::new(),
+            layout: None,
+            translate: HashMap::new(),
             open: vec![Vec::new(); cfg.cpus],
             cpu: 0,
             events: 0,
@@ -412,6 +442,11 @@ impl Replay {
             .frame_regs(cpu)
             .map_err(|e| self.machine_err(e))?
             .fb;
+        let target = if self.translate.is_empty() {
+            target
+        } else {
+            self.translate.get(&target).copied().unwrap_or(target)
+        };
         match self.machine.call(cpu, target, landing, fb - FRAME_STEP) {
             Ok(to) if to != from => {
                 self.open[cpu].push(Open::Cross(landing));
@@ -460,10 +495,14 @@ impl Replay {
         if self.domains.get(no as usize).is_some_and(Option::is_some) {
             return Err(ReplayError::Redeclared { event, domain: no });
         }
-        let pd = self
-            .machine
-            .create_pd(PdKind::Kernel)
-            .map_err(|e| self.machine_err(e))?;
+        let known = self.layout.as_ref().and_then(|l| l.pd(name));
+        let pd = match known {
+            Some(pd) => pd,
+            None => self
+                .machine
+                .create_pd(PdKind::Kernel)
+                .map_err(|e| self.machine_err(e))?,
+        };
         let stub = self.stub(no);
         let m = &mut self.machine;
         let r = m.set_gate(pd, stub, Some(Gate::Return)).and_then(|()| {
@@ -492,9 +531,15 @@ impl Replay {
         addr.saturating_add(len) > engine_base(self.limit)
     }
 
-    fn declare_function(&mut self, addr: u64, no: DomainNo) -> Result<(), ReplayError> {
+    fn declare_function(&mut self, addr: u64, no: DomainNo, name: &str) -> Result<(), ReplayError> {
         let event = self.events;
-        let pd = self.domain(event, no)?.pd;
+        let owner = self.domain(event, no)?;
+        let pd = owner.pd;
+        if let Some(p) = self.layout.as_ref().and_then(|l| l.function(&owner.name, name)) {
+            // The layout placed it (and gave its owner execute there).
+            self.translate.insert(addr, p.addr);
+            return Ok(());
+        }
         let bad = |why: &str| ReplayError::BadRange {
             event,
             what: "function",
@@ -514,6 +559,10 @@ impl Replay {
         self.machine
             .set_perm(pd, addr, 4, Perm::ExecuteRead)
             .map_err(|e| bad(&e.to_string()))?;
+        if self.layout.is_some() {
+            // Only the layout's gates lead into another domain.
+            return Ok(());
+        }
         for d in self.domains.iter().flatten() {
             if d.pd != pd {
                 self.machine
@@ -584,7 +633,7 @@ impl Replay {
     fn step_other(&mut self, e: &Event) -> Result<(), ReplayError> {
         match e {
             Event::Domain { no, name } => self.declare_domain(*no, name),
-            Event::Function { addr, domain, .. } => self.declare_function(*addr, *domain),
+            Event::Function { addr, domain, name } => self.declare_function(*addr, *domain, name),
             Event::Grant {
                 domain,
                 addr,

@@ -5,7 +5,7 @@
 //! crate reads those facts from a real kernel's module ELF files and symbol maps and writes a
 //! domain layout the supervisor can load. It is a client of `mmp-supervisor`.
 //!
-//! Built so far: the input parsers. [`symbols`] reads `System.map` (or a `vmlinux` ELF's
+//! The parts: [`symbols`] reads `System.map` (or a `vmlinux` ELF's
 //! symbol table) and `Module.symvers`;
 //! [`mod@decompress`] turns `.ko.xz` and `.ko.zst` files into ELF bytes; [`module`] reads one
 //! module's ELF file (name, `depends`, imports, exports, and each defined symbol's kind and
@@ -14,8 +14,9 @@
 //! layout JSON and the report and reads a layout back ([`Layout::from_json`]), and the
 //! `mmp-split` binary runs it all over files and directories. [`mod@load`] loads a layout
 //! into an `mmp_supervisor` machine ([`Layout::load`]): a kernel domain per module, call
-//! gates and grants, with module symbols placed in synthetic regions. Still to come (tracked
-//! in the project's issues): a run on a real distribution kernel's module tree.
+//! gates and grants, with module symbols placed in synthetic regions; `mmp-replay --layout`
+//! replays traces on it. `scripts/debian-kernel.sh` fetches a real distribution kernel's
+//! module tree, `Module.symvers` and (with `--real-system-map`) its `System.map` to run on.
 
 pub mod decompress;
 pub mod layout;

@@ -67,10 +67,13 @@ fn collect(p: &Path, out: &mut Vec<PathBuf>, errors: &mut Vec<String>) {
     }
 }
 
+/// Reads a text input (`System.map`, `Module.symvers`), plain or xz- or zstd-compressed
+/// (told by its magic bytes, so `Module.symvers.xz` works).
 fn read_text(p: &Path) -> Result<String, String> {
-    std::fs::read(p)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .map_err(|e| format!("{}: {e}", p.display()))
+    let bytes = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
+    let plain = mmp_split::decompress(&p.display().to_string(), &bytes, mmp_split::MAX_MODULE_BYTES)
+        .map_err(|e| e.to_string())?;
+    Ok(String::from_utf8_lossy(&plain).into_owned())
 }
 
 fn main() -> ExitCode {

@@ -102,6 +102,10 @@ struct MachineArgs {
     /// CPUs of the machine.
     #[arg(long, default_value_t = 4)]
     cpus: usize,
+    /// A domain layout from `mmp-split --out`: its domains, call gates and grants replace the
+    /// layout derived from the trace (trace domains are matched by name).
+    #[arg(long, value_name = "LAYOUT.json")]
+    layout: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -229,7 +233,31 @@ fn plb(entries: usize, ways: usize) -> PlbConfig {
     }
 }
 
-fn replay_one(input: &Input, cfg: ReplayConfig, quiet: bool) -> Result<(Report, String), String> {
+/// Reads a split-tool layout.
+fn read_layout(path: &Path) -> Result<mmp_split::Layout, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    mmp_split::Layout::from_json(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The engine: on the layout if one is given, else on the trace's own declarations.
+fn engine(
+    cfg: ReplayConfig,
+    width: TraceWidth,
+    layout: Option<&mmp_split::Layout>,
+) -> Result<Replay, String> {
+    match layout {
+        Some(l) => Replay::with_layout(cfg, l),
+        None => Replay::new(cfg, width),
+    }
+    .map_err(|e| e.to_string())
+}
+
+fn replay_one(
+    input: &Input,
+    cfg: ReplayConfig,
+    layout: Option<&mmp_split::Layout>,
+    quiet: bool,
+) -> Result<(Report, String), String> {
     if let Some(p) = &input.trace
         && is_binary(p, input.input_format)?
     {
@@ -238,12 +266,12 @@ fn replay_one(input: &Input, cfg: ReplayConfig, quiet: bool) -> Result<(Report, 
         let file = std::fs::File::open(p).map_err(|e| format!("{name}: {e}"))?;
         let mut src = BinaryReader::new(std::io::BufReader::with_capacity(1 << 16, file))
             .map_err(|e| format!("{name}: {e}"))?;
-        let mut r = Replay::new(cfg, src.width()).map_err(|e| e.to_string())?;
+        let mut r = engine(cfg, src.width(), layout)?;
         r.run_binary(&mut src).map_err(|e| format!("{name}: {e}"))?;
         return Ok((r.report(), name));
     }
     let (mut src, len, name) = open(input)?;
-    let mut r = Replay::new(cfg, src.width()).map_err(|e| e.to_string())?;
+    let mut r = engine(cfg, src.width(), layout)?;
     let pb = progress(len, quiet);
     let res = r.run(src.as_mut(), |pos| pb.set_position(pos));
     pb.finish_and_clear();
@@ -389,7 +417,7 @@ fn sweep(
                 plb: plb(n, ways),
                 cpus,
             };
-            let (r, _) = replay_one(input, cfg, quiet)?;
+            let (r, _) = replay_one(input, cfg, None, quiet)?;
             let line = format!(
                 "{},{},{},{},{},{:.6},{},{:.6},{},{},{:.0}\n",
                 r.config.table,
@@ -505,7 +533,8 @@ fn run(cli: Cli) -> Result<(), String> {
                 },
                 cpus: m.cpus,
             };
-            let (r, name) = replay_one(&cli.input, cfg, cli.quiet || cli.json)?;
+            let layout = m.layout.as_deref().map(read_layout).transpose()?;
+            let (r, name) = replay_one(&cli.input, cfg, layout.as_ref(), cli.quiet || cli.json)?;
             if let Some(dir) = &cli.plot {
                 plots(dir, &r)?;
             }
