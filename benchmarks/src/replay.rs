@@ -263,7 +263,10 @@ impl Replay {
     ///
     /// # Errors
     /// [`ReplayError::Layout`] if the layout does not load; [`ReplayError::Machine`].
-    pub fn with_layout(cfg: ReplayConfig, layout: &mmp_split::Layout) -> Result<Replay, ReplayError> {
+    pub fn with_layout(
+        cfg: ReplayConfig,
+        layout: &mmp_split::Layout,
+    ) -> Result<Replay, ReplayError> {
         let mut r = Self::build(cfg, TraceWidth::Bits48, layout.domains.len() + 512)?;
         let loaded = layout.load(&mut r.machine)?;
         r.layout = Some(loaded);
@@ -378,7 +381,7 @@ impl Replay {
     #[inline(always)]
     fn check(&mut self, addr: u64, size: u64, access: Access) {
         self.accesses += 1;
-        if let Err(f) = self.machine.check(self.cpu, addr, size, access) {
+        if let Err(f) = self.machine.check_outlined(self.cpu, addr, size, access) {
             self.fault(&f);
         }
     }
@@ -535,7 +538,11 @@ impl Replay {
         let event = self.events;
         let owner = self.domain(event, no)?;
         let pd = owner.pd;
-        if let Some(p) = self.layout.as_ref().and_then(|l| l.function(&owner.name, name)) {
+        if let Some(p) = self
+            .layout
+            .as_ref()
+            .and_then(|l| l.function(&owner.name, name))
+        {
             // The layout placed it (and gave its owner execute there).
             self.translate.insert(addr, p.addr);
             return Ok(());

@@ -743,6 +743,29 @@ impl Machine {
     /// The [`Fault`] the access would raise.
     #[inline]
     pub fn check(&mut self, cpu: usize, addr: u64, size: u64, access: Access) -> Result<(), Fault> {
+        let reg = if access == Access::Execute {
+            FETCH_SIDECAR
+        } else {
+            DATA_SIDECAR
+        };
+        self.check_via(cpu, reg, addr, size, access)
+    }
+
+    /// [`Machine::check`] with the full path out of line: the same verdicts and counters, in
+    /// less code at the call site, which pays where nearly every check takes the sidecar
+    /// fast path (a trace replay); `check` inlines everything, which pays in tight loops
+    /// that miss the sidecar often.
+    ///
+    /// # Errors
+    /// The [`Fault`] the access would raise.
+    #[inline]
+    pub fn check_outlined(
+        &mut self,
+        cpu: usize,
+        addr: u64,
+        size: u64,
+        access: Access,
+    ) -> Result<(), Fault> {
         self.check_access(cpu, addr, size, access)
     }
 
