@@ -71,8 +71,12 @@ fn collect(p: &Path, out: &mut Vec<PathBuf>, errors: &mut Vec<String>) {
 /// (told by its magic bytes, so `Module.symvers.xz` works).
 fn read_text(p: &Path) -> Result<String, String> {
     let bytes = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
-    let plain = mmp_split::decompress(&p.display().to_string(), &bytes, mmp_split::MAX_MODULE_BYTES)
-        .map_err(|e| e.to_string())?;
+    let plain = mmp_split::decompress(
+        &p.display().to_string(),
+        &bytes,
+        mmp_split::MAX_MODULE_BYTES,
+    )
+    .map_err(|e| e.to_string())?;
     Ok(String::from_utf8_lossy(&plain).into_owned())
 }
 
