@@ -693,7 +693,7 @@ impl Replay {
         r
     }
 
-    /// Replays a whole binary trace through [`BinaryReader::for_each`], the fast path:
+    /// Replays a whole binary trace through [`BinaryReader::for_each`](crate::trace::binary::BinaryReader::for_each), the fast path:
     /// memory references go straight to the permission check. Gives the same report as
     /// [`Replay::run`] on the same reader.
     ///
