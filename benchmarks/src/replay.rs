@@ -143,20 +143,6 @@ pub enum ReplayError {
     },
 }
 
-impl crate::trace::binary::EventSink for Replay {
-    type Error = ReplayError;
-
-    #[inline(always)]
-    fn mem(&mut self, kind: MemKind, addr: u64, size: u32) {
-        self.mem(kind, addr, size);
-        self.events += 1;
-    }
-
-    fn other(&mut self, e: Event) -> Result<(), ReplayError> {
-        self.step(&e)
-    }
-}
-
 /// How a call the engine replayed is to be returned from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Open {
@@ -703,8 +689,46 @@ impl Replay {
         &mut self,
         src: &mut crate::trace::binary::BinaryReader<R>,
     ) -> Result<(), ReplayError> {
+        self.run_binary_with(src, |_| {})
+    }
+
+    /// [`Replay::run_binary`], calling `progress` with the reader's byte position at least
+    /// once per 64 KiB block.
+    ///
+    /// # Errors
+    /// As [`Replay::run`].
+    pub fn run_binary_with<R: std::io::Read>(
+        &mut self,
+        src: &mut crate::trace::binary::BinaryReader<R>,
+        progress: impl FnMut(u64),
+    ) -> Result<(), ReplayError> {
+        /// The engine with a progress callback, as the reader's sink.
+        struct Sink<'a, F> {
+            replay: &'a mut Replay,
+            progress: F,
+        }
+        impl<F: FnMut(u64)> crate::trace::binary::EventSink for Sink<'_, F> {
+            type Error = ReplayError;
+
+            #[inline(always)]
+            fn mem(&mut self, kind: MemKind, addr: u64, size: u32) {
+                self.replay.mem(kind, addr, size);
+                self.replay.events += 1;
+            }
+
+            fn other(&mut self, e: Event) -> Result<(), ReplayError> {
+                self.replay.step(&e)
+            }
+
+            fn position(&mut self, bytes: u64) {
+                (self.progress)(bytes);
+            }
+        }
         let t = Instant::now();
-        let r = src.for_each(self);
+        let r = src.for_each(&mut Sink {
+            replay: self,
+            progress,
+        });
         self.seconds += t.elapsed().as_secs_f64();
         r
     }

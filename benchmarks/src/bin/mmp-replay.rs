@@ -267,7 +267,11 @@ fn replay_one(
         let mut src = BinaryReader::new(std::io::BufReader::with_capacity(1 << 16, file))
             .map_err(|e| format!("{name}: {e}"))?;
         let mut r = engine(cfg, src.width(), layout)?;
-        r.run_binary(&mut src).map_err(|e| format!("{name}: {e}"))?;
+        let len = std::fs::metadata(p).map_or(0, |m| m.len());
+        let pb = progress(len, quiet);
+        let res = r.run_binary_with(&mut src, |pos| pb.set_position(pos));
+        pb.finish_and_clear();
+        res.map_err(|e| format!("{name}: {e}"))?;
         return Ok((r.report(), name));
     }
     let (mut src, len, name) = open(input)?;

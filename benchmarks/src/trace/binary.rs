@@ -312,6 +312,10 @@ pub trait EventSink {
     /// # Errors
     /// Whatever stops the stream.
     fn other(&mut self, e: Event) -> Result<(), Self::Error>;
+
+    /// How far into its input the reader is, in bytes: called at least once per 64 KiB
+    /// block (for progress bars). Does nothing unless overridden.
+    fn position(&mut self, _bytes: u64) {}
 }
 
 /// Whether `bytes` (a file's first bytes) start a binary trace.
@@ -636,6 +640,7 @@ impl<R: Read> BinaryReader<R> {
             self.last_data = last_data;
             self.last_fetch = last_fetch;
             self.counts[4] += n;
+            sink.position(HEADER_LEN as u64 + self.base + self.pos as u64);
             match self.read_event()? {
                 Some(Event::Mem { kind, addr, size }) => sink.mem(kind, addr, size),
                 Some(e) => sink.other(e)?,
