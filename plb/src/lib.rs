@@ -363,7 +363,7 @@ impl Plb {
     /// Looks up word `w` of `pd` under the domain's current `epochs`, through sidecar `reg`
     /// (ignored if there is no such sidecar). Counts a hit or a miss; drops stale entries it
     /// meets.
-    #[inline]
+    #[inline(always)]
     pub fn probe(&mut self, pd: PdId, w: u64, epochs: Epochs, reg: usize) -> Option<Hit> {
         let epoch = epochs.narrow;
         let hit = |e: &Entry| Hit {
