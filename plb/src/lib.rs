@@ -258,6 +258,8 @@ impl Entry {
 pub struct Plb {
     cfg: PlbConfig,
     set_mask: u64,
+    /// Ways per set actually present (0 with no entries).
+    set_ways: usize,
     /// The entry array, set by set; an empty slot holds [`Entry::EMPTY`].
     entries: Vec<Entry>,
     /// Last-use tick of each slot (LRU).
@@ -324,6 +326,7 @@ impl Plb {
         Ok(Plb {
             cfg,
             set_mask: sets as u64 - 1,
+            set_ways: cfg.ways.min(cfg.entries),
             entries: vec![Entry::EMPTY; cfg.entries],
             stamps: vec![0; cfg.entries],
             sidecars: [Entry::EMPTY; MAX_SIDECARS],
@@ -356,8 +359,8 @@ impl Plb {
         // Index by the 16-word group, so a group's entries share a set; the PD is mixed in so
         // domains sharing addresses spread out.
         let set = ((w >> 4) ^ u64::from(pd.raw()).wrapping_mul(0x9e37_79b9)) & self.set_mask;
-        let first = set as usize * self.cfg.ways;
-        first..first + self.cfg.ways.min(self.entries.len())
+        let first = set as usize * self.set_ways;
+        first..first + self.set_ways
     }
 
     /// Looks up word `w` of `pd` under the domain's current `epochs`, through sidecar `reg`
@@ -383,11 +386,12 @@ impl Plb {
         // At most one entry of a set covers a word (a fill follows a miss, and a probe drops
         // the stale entries it meets), so the ways are compared without branching on which
         // one matches: the hit way varies, and a branch per way mispredicts.
+        let range = self.set_of(pd, w);
         let mut found = usize::MAX;
-        for i in self.set_of(pd, w) {
-            let e = &self.entries[i];
+        // One slice of the set: one bounds check, not one per way.
+        for (i, e) in self.entries[range.clone()].iter().enumerate() {
             let m = (e.pd == pd) & (w & e.mask == e.tag) & e.is_valid();
-            found = if m { i } else { found };
+            found = if m { range.start + i } else { found };
         }
         if found != usize::MAX {
             let e = self.entries[found];
@@ -467,6 +471,7 @@ impl Plb {
 
     /// Records the walk that followed a miss or a re-checked denial, and fills an entry from
     /// it: over an entry for the same words, else a free way, else the replacement victim.
+    #[inline]
     pub fn fill(&mut self, pd: PdId, w: u64, epochs: Epochs, l: &Lookup, reg: usize) {
         self.stats.table_refs += u64::from(l.refs);
         if self.entries.is_empty() {
@@ -484,9 +489,14 @@ impl Plb {
             let victim = match self.cfg.replacement {
                 Replacement::Lru => {
                     // Stamp and way in one key, so the minimum needs no data-dependent branch.
-                    // (A stamp past 2^48 only blurs the order, never the way.)
-                    let key = |i: usize| (self.stamps[i] << 16) | (i - range.start) as u64;
-                    let best = range.clone().map(key).min().unwrap_or(0);
+                    // (A stamp past 2^48 only blurs the order, never the way.) One slice of
+                    // the set's stamps: one bounds check, not one per way.
+                    let best = self.stamps[range.clone()]
+                        .iter()
+                        .enumerate()
+                        .map(|(way, &stamp)| (stamp << 16) | way as u64)
+                        .min()
+                        .unwrap_or(0);
                     range.start + (best & 0xffff) as usize
                 }
                 Replacement::Random { .. } => {
