@@ -611,14 +611,14 @@ impl Machine {
             return Fast::Denied(held);
         }
         // An 8-byte (or unaligned) access the sidecar's entry allows on every word.
+        // (As above, an entry that covers the words lies inside the width and is not PD 0's.)
         if size == 8
             && let Some(c) = self.cpus.get_mut(cpu)
             && let Some(end) = addr.checked_add(8)
-            && end <= self.cfg.width.byte_limit()
-            && !c.pd.is_supervisor()
             && c.plb
                 .sidecar_allows_all(c.pd, w, (end - 1) >> 2, c.epochs, reg, access)
         {
+            debug_assert!(end <= self.cfg.width.byte_limit() && !c.pd.is_supervisor());
             return Fast::Allowed;
         }
         Fast::Unknown
@@ -808,13 +808,21 @@ impl Machine {
         self.check_access(cpu, addr, size, Access::Write)?;
         self.memory.write(addr, size, value);
         if !self.tracked.is_empty() {
-            for w in addr / 4..=(addr + size - 1) / 4 {
-                if self.tracked.get(w).is_some() {
-                    self.dirty.insert(w);
-                }
-            }
+            self.mark_dirty(addr, size);
         }
         Ok(())
+    }
+
+    /// Records the tracked words a store of `size` bytes at `addr` wrote (out of line: most
+    /// machines track nothing).
+    #[cold]
+    #[inline(never)]
+    fn mark_dirty(&mut self, addr: u64, size: u64) {
+        for w in addr / 4..=(addr + size - 1) / 4 {
+            if self.tracked.get(w).is_some() {
+                self.dirty.insert(w);
+            }
+        }
     }
 
     /// Starts (`on`) or stops recording writes to the words of `range`. Stopping also forgets

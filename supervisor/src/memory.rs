@@ -82,6 +82,13 @@ impl Memory {
             }
             return;
         }
+        self.write_across(addr, size, value);
+    }
+
+    /// [`Memory::write`] of bytes that straddle a page boundary: byte by byte, out of line.
+    #[cold]
+    #[inline(never)]
+    fn write_across(&mut self, addr: u64, size: u64, value: u64) {
         for i in 0..size {
             let a = addr + i;
             let page = self.page_mut(a / PAGE);
@@ -105,17 +112,22 @@ impl Memory {
     fn page_mut(&mut self, n: u64) -> &mut Page {
         let i = match self.last.get() {
             Some((m, i)) if m == n => i,
-            _ => {
-                let next = self.pages.len();
-                let i = *self.index.entry(n).or_insert(next);
-                if i == next {
-                    self.pages.push(Box::new([0; PAGE as usize]));
-                }
-                self.last.set(Some((n, i)));
-                i
-            }
+            _ => self.page_index(n),
         };
         &mut self.pages[i]
+    }
+
+    /// The index of page `n` in `pages`, allocating it if new; remembered as the last page.
+    #[cold]
+    #[inline(never)]
+    fn page_index(&mut self, n: u64) -> usize {
+        let next = self.pages.len();
+        let i = *self.index.entry(n).or_insert(next);
+        if i == next {
+            self.pages.push(Box::new([0; PAGE as usize]));
+        }
+        self.last.set(Some((n, i)));
+        i
     }
 
     /// Pages allocated so far.
