@@ -1,9 +1,13 @@
-//! # mmp-benchmarks: workloads, baselines and (soon) trace replay
+//! # mmp-benchmarks: traces, the replay harness, workloads and baselines
 //!
-//! The top of the MMP picture: clients that measure the model. This crate holds the
-//! workloads the criterion benches in `benches/` share (seeded layouts and pre-generated
-//! address streams), and the naive baselines they are compared with, so every bench and its
-//! baseline see exactly the same inputs. Trace formats and the replay harness will join it.
+//! The top of the MMP picture: clients that measure the model. [`trace`] holds the event
+//! model, our binary format and text form; [`import`] reads other tools' traces (ftrace,
+//! uftrace, ltrace, Valgrind lackey); [`synth`] generates the MMP kernel paper's boot trace
+//! and a coarse-layout memory workload; [`replay`] drives the machine from any of them and
+//! reports crossings, PLB behaviour, table references and footprints, and faults; [`plot`]
+//! draws the SVGs of `mmp-replay`. The workloads the criterion benches in `benches/` share
+//! (seeded layouts, pre-generated address streams) and the naive baselines they are
+//! compared with live here too, so every bench and its baseline see the same inputs.
 
 pub mod baseline;
 pub mod import;

@@ -647,11 +647,7 @@ impl Machine {
         size: u64,
         access: Access,
     ) -> Result<(), Fault> {
-        let reg = if access == Access::Execute {
-            FETCH_SIDECAR
-        } else {
-            DATA_SIDECAR
-        };
+        let reg = sidecar_for(access);
         match self.check_fast(cpu, reg, addr, size, access) {
             Fast::Allowed => Ok(()),
             Fast::Denied(held) => Err(self.sidecar_denial(cpu, addr, size, access, held)),
@@ -743,11 +739,7 @@ impl Machine {
     /// The [`Fault`] the access would raise.
     #[inline]
     pub fn check(&mut self, cpu: usize, addr: u64, size: u64, access: Access) -> Result<(), Fault> {
-        let reg = if access == Access::Execute {
-            FETCH_SIDECAR
-        } else {
-            DATA_SIDECAR
-        };
+        let reg = sidecar_for(access);
         self.check_via(cpu, reg, addr, size, access)
     }
 
@@ -1393,6 +1385,16 @@ impl Machine {
                 .map_err(|e| format!("CPU {i}: {e}"))?;
         }
         Ok(())
+    }
+}
+
+/// The sidecar register an access goes through: the fetch sidecar for instruction fetches,
+/// the data sidecar for loads and stores.
+#[inline(always)]
+const fn sidecar_for(access: Access) -> usize {
+    match access {
+        Access::Execute => FETCH_SIDECAR,
+        Access::Read | Access::Write => DATA_SIDECAR,
     }
 }
 
