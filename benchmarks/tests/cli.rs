@@ -224,3 +224,59 @@ fn plot_writes_the_reports_svgs() {
         assert!(s.starts_with("<svg"), "{svg}");
     }
 }
+
+#[test]
+fn replay_and_sweep_take_a_split_layout() {
+    let layout = scratch("split.json");
+    std::fs::write(
+        &layout,
+        r#"{"format":"mmp-split-layout","version":1,
+ "domains":[{"pd":1,"name":"vmlinux","core":true,"depends":[]},
+            {"pd":2,"name":"foo","core":false,"depends":[]}],
+ "gates":[{"from":"foo","to":"vmlinux","symbol":"printk","addr":"0xffffffff81000100"}],
+ "grants":[],"unclassified":[]}"#,
+    )
+    .unwrap();
+    let trace = scratch("foo.txt");
+    std::fs::write(
+        &trace,
+        "domain 1 vmlinux\ndomain 2 foo\nfunction 0x1000010 1 printk\n\
+         function 0x1000014 1 kmalloc\nswitch 2\ncall 0x1000010\nreturn\ncall 0x1000014\nreturn\n",
+    )
+    .unwrap();
+    let l = layout.to_str().unwrap();
+    let t = trace.to_str().unwrap();
+    let v = json(&["--json", "--layout", l, t]);
+    assert_eq!(v["crossings"], 2);
+    assert_eq!(v["faults"]["by_kind"]["no_permission_execute"], 1);
+    assert_eq!(v["config"]["width"], 48);
+    let dir = scratch("sweep_layout");
+    let out = run(&[
+        "sweep",
+        t,
+        "--layout",
+        l,
+        "--entries",
+        "0,8",
+        "--tables",
+        "mlpt,sst",
+        "--quiet",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csv = std::fs::read_to_string(dir.join("sweep.csv")).unwrap();
+    let rows: Vec<&str> = csv.lines().skip(1).collect();
+    assert_eq!(rows.len(), 4, "{csv}");
+    // Every grid point runs on the layout: the un-imported kmalloc faults each time.
+    for r in rows {
+        assert_eq!(r.split(',').nth(9), Some("1"), "{r}");
+    }
+    let bad = run(&["--layout", t, t]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("foo.txt"));
+}

@@ -129,6 +129,9 @@ enum Command {
         /// Directory for sweep.csv and the SVG plots.
         #[arg(long, default_value = "sweep")]
         out: PathBuf,
+        /// A domain layout from `mmp-split --out`, used at every grid point.
+        #[arg(long, value_name = "LAYOUT.json")]
+        layout: Option<PathBuf>,
         /// No progress bar.
         #[arg(long, short)]
         quiet: bool,
@@ -394,16 +397,23 @@ fn plots(dir: &Path, r: &Report) -> Result<(), String> {
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
-fn sweep(
-    input: &Input,
-    entries: &[usize],
-    tables: &[Table],
+/// What a sweep varies, and what it keeps.
+struct Grid<'a> {
+    entries: &'a [usize],
+    tables: &'a [Table],
     ways: usize,
     cpus: usize,
-    out: &Path,
-    quiet: bool,
-) -> Result<(), String> {
+    layout: Option<&'a mmp_split::Layout>,
+}
+
+fn sweep(input: &Input, grid: &Grid<'_>, out: &Path, quiet: bool) -> Result<(), String> {
+    let Grid {
+        entries,
+        tables,
+        ways,
+        cpus,
+        layout,
+    } = *grid;
     std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
     let mut csv = String::from(
         "table,plb_entries,plb_ways,events,accesses,hit_rate,table_refs,table_refs_per_access,table_bytes,faults,events_per_sec\n",
@@ -421,7 +431,7 @@ fn sweep(
                 plb: plb(n, ways),
                 cpus,
             };
-            let (r, _) = replay_one(input, cfg, None, quiet)?;
+            let (r, _) = replay_one(input, cfg, layout, quiet)?;
             let line = format!(
                 "{},{},{},{},{},{:.6},{},{:.6},{},{},{:.0}\n",
                 r.config.table,
@@ -518,8 +528,19 @@ fn run(cli: Cli) -> Result<(), String> {
             plb_ways,
             cpus,
             out,
+            layout,
             quiet,
-        }) => sweep(&input, &entries, &tables, plb_ways, cpus, &out, quiet),
+        }) => {
+            let layout = layout.as_deref().map(read_layout).transpose()?;
+            let grid = Grid {
+                entries: &entries,
+                tables: &tables,
+                ways: plb_ways,
+                cpus,
+                layout: layout.as_ref(),
+            };
+            sweep(&input, &grid, &out, quiet)
+        }
         Some(Command::Convert {
             input,
             output,
