@@ -165,26 +165,26 @@ fn corrupt_traces_get_clear_errors() {
     fails_with(&p, &[], "missing.txt");
 }
 
-#[test]
-fn sweep_writes_csv_and_svg() {
-    let dir = scratch("sweep");
-    let out = run(&[
-        "sweep",
-        &data("lackey.txt"),
-        "--entries",
-        "0,4,64",
-        "--tables",
-        "flat,mlpt",
-        "--quiet",
-        "--out",
-        dir.to_str().unwrap(),
-    ]);
+/// Runs `sweep` over `trace` with `extra` arguments, the PLB sizes and tables given, into
+/// `dir`; returns the CSV it wrote.
+fn sweep(trace: &str, extra: &[&str], entries: &str, tables: &str, dir: &Path) -> String {
+    let d = dir.to_str().unwrap();
+    let mut args = vec!["sweep", trace, "--entries", entries, "--tables", tables];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--quiet", "--out", d]);
+    let out = run(&args);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let csv = std::fs::read_to_string(dir.join("sweep.csv")).unwrap();
+    std::fs::read_to_string(dir.join("sweep.csv")).unwrap()
+}
+
+#[test]
+fn sweep_writes_csv_and_svg() {
+    let dir = scratch("sweep");
+    let csv = sweep(&data("lackey.txt"), &[], "0,4,64", "flat,mlpt", &dir);
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines.len(), 1 + 2 * 3, "{csv}");
     assert!(lines[0].starts_with("table,plb_entries,plb_ways,"));
@@ -250,26 +250,13 @@ fn replay_and_sweep_take_a_split_layout() {
     assert_eq!(v["crossings"], 2);
     assert_eq!(v["faults"]["by_kind"]["no_permission_execute"], 1);
     assert_eq!(v["config"]["width"], 48);
-    let dir = scratch("sweep_layout");
-    let out = run(&[
-        "sweep",
+    let csv = sweep(
         t,
-        "--layout",
-        l,
-        "--entries",
+        &["--layout", l],
         "0,8",
-        "--tables",
         "mlpt,sst",
-        "--quiet",
-        "--out",
-        dir.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        &scratch("sweep_layout"),
     );
-    let csv = std::fs::read_to_string(dir.join("sweep.csv")).unwrap();
     let rows: Vec<&str> = csv.lines().skip(1).collect();
     assert_eq!(rows.len(), 4, "{csv}");
     // Every grid point runs on the layout: the un-imported kmalloc faults each time.
