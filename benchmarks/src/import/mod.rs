@@ -34,12 +34,12 @@ pub mod lackey;
 pub mod ltrace;
 pub mod uftrace;
 
-use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, Cursor, Read};
 use std::path::Path;
 
 use crate::trace::binary::{BinaryReader, is_binary};
+use crate::trace::lines::{Lines, shorten};
 use crate::trace::text::{HEADER as TEXT_HEADER, TextReader};
 use crate::trace::{DomainNo, Event, EventSource, Place, TraceError, TraceWidth};
 
@@ -294,80 +294,11 @@ pub const MAX_DOMAINS: usize = 255;
 pub const MAX_FUNCTIONS: usize = (1 << 22) - 4;
 /// At most this many replay CPUs.
 pub const MAX_CPUS: usize = 64;
-/// Lines longer than this are errors (an importer never holds more of its input).
-const MAX_LINE: usize = 1 << 20;
 
 /// The synthetic entry address of function `k` (0-based, first-seen order) of domain `d`.
 #[must_use]
 pub const fn function_addr(d: DomainNo, k: u32) -> u64 {
     ((d as u64) << 24) + 16 + 4 * (k as u64)
-}
-
-/// Shortens an offending line for an error message.
-fn shorten(s: &str) -> Cow<'_, str> {
-    const MAX: usize = 200;
-    let s = s.trim_end();
-    if s.len() <= MAX {
-        return Cow::Borrowed(s);
-    }
-    let mut end = MAX;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    Cow::Owned(format!("{}...", &s[..end]))
-}
-
-/// An input read one line at a time, counting lines and bytes.
-#[derive(Debug)]
-struct Lines<R> {
-    input: R,
-    buf: Vec<u8>,
-    line_no: u64,
-    pos: u64,
-}
-
-impl<R: BufRead> Lines<R> {
-    fn new(input: R) -> Self {
-        Lines {
-            input,
-            buf: Vec::new(),
-            line_no: 0,
-            pos: 0,
-        }
-    }
-
-    /// Reads the next line into [`Lines::text`]; `false` at the end of the input.
-    fn next_line(&mut self) -> Result<bool, TraceError> {
-        self.buf.clear();
-        let n = (&mut self.input)
-            .take(MAX_LINE as u64 + 1)
-            .read_until(b'\n', &mut self.buf)
-            .map_err(|source| TraceError::Io {
-                place: Place::Line(self.line_no + 1),
-                source,
-            })?;
-        if n == 0 {
-            return Ok(false);
-        }
-        self.line_no += 1;
-        self.pos += n as u64;
-        if self.buf.len() > MAX_LINE && self.buf.last() != Some(&b'\n') {
-            return Err(TraceError::Parse {
-                place: Place::Line(self.line_no),
-                message: format!("line longer than {MAX_LINE} bytes"),
-                text: shorten(&String::from_utf8_lossy(&self.buf)).into_owned(),
-            });
-        }
-        while matches!(self.buf.last(), Some(b'\n' | b'\r')) {
-            self.buf.pop();
-        }
-        Ok(true)
-    }
-
-    /// The line last read (without its end; invalid UTF-8 replaced).
-    fn text(&self) -> Cow<'_, str> {
-        String::from_utf8_lossy(&self.buf)
-    }
 }
 
 /// The events an importer has produced and not yet handed out, and the numbering of
@@ -637,7 +568,7 @@ mod tests {
 
     #[test]
     fn long_lines_are_errors() {
-        let mut s = vec![b'x'; MAX_LINE + 10];
+        let mut s = vec![b'x'; crate::trace::lines::MAX_LINE + 10];
         s.push(b'\n');
         let mut l = Lines::new(&s[..]);
         assert!(l.next_line().is_err());

@@ -19,6 +19,7 @@
 //! - [`Event::Insns`]: instructions executed since the previous event.
 
 pub mod binary;
+pub mod lines;
 pub mod text;
 
 use mmp_domains::Perm;

@@ -14,10 +14,12 @@
 //! syscall 7
 //! insns 3353
 //! ```
-//! Numbers are decimal or `0x` hex. Without the first line the width is 32 bits.
+//! Numbers are decimal or `0x` hex. Without the first line the width is 32 bits. A line
+//! longer than [`MAX_LINE`](super::lines::MAX_LINE) bytes is an error.
 
 use std::io::{BufRead, Write};
 
+use super::lines::{Lines, shorten};
 use super::{
     DomainNo, Event, EventSource, MemKind, Place, TraceError, TraceWidth, perm_from_keyword,
     perm_keyword,
@@ -41,10 +43,7 @@ pub fn parse_num(s: &str) -> Option<u64> {
 /// Reads the text form from any buffered reader, one line at a time.
 #[derive(Debug)]
 pub struct TextReader<R> {
-    input: R,
-    line: String,
-    line_no: u64,
-    pos: u64,
+    lines: Lines<R>,
     width: TraceWidth,
     peeked: Option<Event>,
     failed: bool,
@@ -57,10 +56,7 @@ impl<R: BufRead> TextReader<R> {
     /// A [`TraceError`] for an unreadable or malformed first event line.
     pub fn new(input: R) -> Result<Self, TraceError> {
         let mut r = TextReader {
-            input,
-            line: String::new(),
-            line_no: 0,
-            pos: 0,
+            lines: Lines::new(input),
             width: TraceWidth::Bits32,
             peeked: None,
             failed: false,
@@ -71,32 +67,23 @@ impl<R: BufRead> TextReader<R> {
 
     fn err(&self, message: impl Into<String>) -> TraceError {
         TraceError::Parse {
-            place: Place::Line(self.line_no),
+            place: Place::Line(self.lines.line_no),
             message: message.into(),
-            text: self.line.trim_end().to_string(),
+            text: shorten(&self.lines.text()).into_owned(),
         }
     }
 
     fn read_event(&mut self, first: bool) -> Result<Option<Event>, TraceError> {
         loop {
-            self.line.clear();
-            let n = self
-                .input
-                .read_line(&mut self.line)
-                .map_err(|source| TraceError::Io {
-                    place: Place::Line(self.line_no + 1),
-                    source,
-                })?;
-            if n == 0 {
+            if !self.lines.next_line()? {
                 return Ok(None);
             }
-            self.line_no += 1;
-            self.pos += n as u64;
-            let t = self.line.trim();
+            let text = self.lines.text();
+            let t = text.trim();
             if t.is_empty() || t.starts_with('#') {
                 continue;
             }
-            if first && self.line_no >= 1 && t.starts_with(HEADER) {
+            if first && t.starts_with(HEADER) {
                 let f: Vec<&str> = t.split_whitespace().collect();
                 match f.as_slice() {
                     [_, v, "width", w] => {
@@ -118,7 +105,8 @@ impl<R: BufRead> TextReader<R> {
     }
 
     fn parse_line(&self) -> Result<Event, TraceError> {
-        let f: Vec<&str> = self.line.split_whitespace().collect();
+        let text = self.lines.text();
+        let f: Vec<&str> = text.split_whitespace().collect();
         let num = |i: usize, what: &str| -> Result<u64, TraceError> {
             f.get(i)
                 .and_then(|s| parse_num(s))
@@ -239,7 +227,7 @@ impl<R: BufRead> EventSource for TextReader<R> {
     }
 
     fn position(&self) -> u64 {
-        self.pos
+        self.lines.pos
     }
 }
 
@@ -355,5 +343,15 @@ mod tests {
         assert!(all("grant 1 0 4 wx\n").is_err());
         assert!(all("mmp-trace 1 width 40\n").is_err());
         assert!(all("mmp-trace 2 width 32\n").is_err());
+    }
+
+    #[test]
+    fn an_overlong_line_is_an_error_naming_it() {
+        let long = format!(
+            "domain 1 k\ndomain 2 {}\n",
+            "x".repeat(super::super::lines::MAX_LINE)
+        );
+        let m = all(&long).unwrap_err().to_string();
+        assert!(m.starts_with("line 2: line longer than"), "{}", &m[..80]);
     }
 }
