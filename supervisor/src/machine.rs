@@ -557,9 +557,24 @@ impl Machine {
         size: u64,
         access: Access,
     ) -> Result<(), Fault> {
+        self.verdict::<false>(cpu, reg, addr, size, access)
+    }
+
+    /// The fast path, then on [`Fast::Unknown`] the full path: inlined, or (`OUTLINED`) in
+    /// [`Machine::check_slow`]. The one place the two halves are joined.
+    #[inline(always)]
+    fn verdict<const OUTLINED: bool>(
+        &mut self,
+        cpu: usize,
+        reg: usize,
+        addr: u64,
+        size: u64,
+        access: Access,
+    ) -> Result<(), Fault> {
         match self.check_fast(cpu, reg, addr, size, access) {
             Fast::Allowed => Ok(()),
             Fast::Denied(held) => Err(self.sidecar_denial(cpu, addr, size, access, held)),
+            Fast::Unknown if OUTLINED => self.check_slow(cpu, reg, addr, size, access),
             Fast::Unknown => self.check_full(cpu, reg, addr, size, access),
         }
     }
@@ -647,12 +662,7 @@ impl Machine {
         size: u64,
         access: Access,
     ) -> Result<(), Fault> {
-        let reg = sidecar_for(access);
-        match self.check_fast(cpu, reg, addr, size, access) {
-            Fast::Allowed => Ok(()),
-            Fast::Denied(held) => Err(self.sidecar_denial(cpu, addr, size, access, held)),
-            Fast::Unknown => self.check_slow(cpu, reg, addr, size, access),
-        }
+        self.verdict::<true>(cpu, sidecar_for(access), addr, size, access)
     }
 
     /// [`Machine::check_via`] without its fast path.
