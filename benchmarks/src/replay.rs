@@ -209,6 +209,9 @@ pub struct Replay {
     limit: u64,
     domains: Vec<Option<DomainState>>,
     functions: Vec<(u64, PdId)>,
+    /// The trace domain number of each machine domain, by slot index (with the id, so a
+    /// reused slot is not mistaken), for the crossing and stub lookups on every transfer.
+    no_of: Vec<(PdId, DomainNo)>,
     /// A split-tool layout loaded into the machine, if any.
     layout: Option<mmp_split::load::Loaded>,
     /// Trace function addresses the layout places elsewhere.
@@ -288,6 +291,7 @@ impl Replay {
             limit,
             domains: Vec::new(),
             functions: Vec::new(),
+            no_of: Vec::new(),
             layout: None,
             translate: HashMap::new(),
             open: vec![Vec::new(); cfg.cpus],
@@ -336,12 +340,12 @@ impl Replay {
         }
     }
 
-    /// The trace domain running on the current CPU (0 for none: PD 0).
-    fn running_no(&self, pd: PdId) -> u32 {
-        self.domains
-            .iter()
-            .position(|d| d.as_ref().is_some_and(|d| d.pd == pd))
-            .unwrap_or(0) as u32
+    /// The trace domain number of machine domain `pd` (0 for none: PD 0).
+    fn trace_no(&self, pd: PdId) -> u32 {
+        match self.no_of.get(pd.index() as usize) {
+            Some(&(p, no)) if p == pd => no,
+            _ => 0,
+        }
     }
 
     #[cold]
@@ -411,7 +415,7 @@ impl Replay {
 
     fn crossed(&mut self, from: PdId, to: PdId) {
         self.crossings += 1;
-        let key = (self.running_no(from), self.running_no(to));
+        let key = (self.trace_no(from), self.trace_no(to));
         *self.pairs.entry(key).or_insert(0) += 1;
         let b = if self.gap_insns == 0 {
             0
@@ -425,7 +429,7 @@ impl Replay {
     fn call(&mut self, target: u64) -> Result<(), ReplayError> {
         let cpu = self.cpu;
         let from = self.machine.running(cpu).map_err(|e| self.machine_err(e))?;
-        let landing = self.stub(self.running_no(from)) + 4;
+        let landing = self.stub(self.trace_no(from)) + 4;
         let fb = self
             .machine
             .frame_regs(cpu)
@@ -453,7 +457,7 @@ impl Replay {
     fn ret(&mut self) -> Result<(), ReplayError> {
         let cpu = self.cpu;
         let from = self.machine.running(cpu).map_err(|e| self.machine_err(e))?;
-        let at = self.stub(self.running_no(from));
+        let at = self.stub(self.trace_no(from));
         match self.open[cpu].pop() {
             Some(Open::Local | Open::Failed) => Ok(()),
             Some(Open::Cross(to_addr)) => match self.machine.ret(cpu, at, to_addr) {
@@ -503,6 +507,11 @@ impl Replay {
         if self.domains.len() <= no as usize {
             self.domains.resize(no as usize + 1, None);
         }
+        let slot = pd.index() as usize;
+        if self.no_of.len() <= slot {
+            self.no_of.resize(slot + 1, (PdId::SUPERVISOR, 0));
+        }
+        self.no_of[slot] = (pd, no);
         self.domains[no as usize] = Some(DomainState {
             name: name.to_string(),
             pd,
