@@ -59,6 +59,26 @@ const K_INSNS: u8 = 12;
 
 const MUL: u64 = 0x9e37_79b9_7f4a_7c15;
 
+/// The tag kind of a memory reference.
+const fn mem_tag(kind: MemKind) -> u8 {
+    match kind {
+        MemKind::Load => K_LOAD,
+        MemKind::Store => K_STORE,
+        MemKind::Modify => K_MODIFY,
+        MemKind::Fetch => K_FETCH,
+    }
+}
+
+/// The memory reference of tag kind `k` (one of [`K_LOAD`] to [`K_FETCH`]).
+const fn mem_kind(k: u8) -> MemKind {
+    match k {
+        K_LOAD => MemKind::Load,
+        K_STORE => MemKind::Store,
+        K_MODIFY => MemKind::Modify,
+        _ => MemKind::Fetch,
+    }
+}
+
 /// The payload checksum, fed in pieces whose lengths (all but the last) are multiples of 8:
 /// each 8-byte little-endian word `w` (the last zero-padded) updates
 /// `h = (h ^ w) * 0x9e3779b97f4a7c15` rotated left 29, from `h = 0`.
@@ -207,12 +227,7 @@ impl<W: Write + Seek> BinaryWriter<W> {
                         "memory reference of 0 bytes",
                     ));
                 }
-                let k = match kind {
-                    MemKind::Load => K_LOAD,
-                    MemKind::Store => K_STORE,
-                    MemKind::Modify => K_MODIFY,
-                    MemKind::Fetch => K_FETCH,
-                };
+                let k = mem_tag(*kind);
                 let last = if *kind == MemKind::Fetch {
                     &mut self.last_fetch
                 } else {
@@ -627,12 +642,7 @@ impl<R: Read> BinaryReader<R> {
                         sink.mem(MemKind::Fetch, last_fetch, size);
                     } else {
                         last_data = last_data.wrapping_add(d);
-                        let kind = match k {
-                            K_LOAD => MemKind::Load,
-                            K_STORE => MemKind::Store,
-                            _ => MemKind::Modify,
-                        };
-                        sink.mem(kind, last_data, size);
+                        sink.mem(mem_kind(k), last_data, size);
                     }
                 }
             }
@@ -681,11 +691,11 @@ impl<R: Read> BinaryReader<R> {
                     s => u32::from(s),
                 };
                 let d = unzigzag(self.varint(start)?);
-                let (kind, last) = match k {
-                    K_LOAD => (MemKind::Load, &mut self.last_data),
-                    K_STORE => (MemKind::Store, &mut self.last_data),
-                    K_MODIFY => (MemKind::Modify, &mut self.last_data),
-                    _ => (MemKind::Fetch, &mut self.last_fetch),
+                let kind = mem_kind(k);
+                let last = if kind == MemKind::Fetch {
+                    &mut self.last_fetch
+                } else {
+                    &mut self.last_data
                 };
                 let addr = last.wrapping_add(d as u64);
                 *last = addr;
