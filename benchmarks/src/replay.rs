@@ -95,6 +95,9 @@ pub enum ReplayError {
         /// What the machine said.
         source: MachineError,
     },
+    /// The machine cannot be built as configured (CPUs, PLB shape).
+    #[error("the machine cannot be built: {0}")]
+    Config(MachineError),
     /// The split-tool layout does not load.
     #[error("the layout does not load: {0}")]
     Layout(#[from] mmp_split::load::LoadError),
@@ -273,7 +276,7 @@ impl Replay {
             plb: cfg.plb,
             max_pds,
         };
-        let err = |source| ReplayError::Machine { event: 0, source };
+        let err = ReplayError::Config;
         let limit = mcfg.width.byte_limit();
         let mut machine = Machine::new(mcfg).map_err(err)?;
         machine
