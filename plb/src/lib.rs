@@ -237,12 +237,14 @@ pub const MAX_SIDECARS: usize = 16;
 const EMPTY_EPOCH: u64 = u64::MAX;
 
 impl Entry {
-    /// An empty slot.
+    /// An empty slot. It matches no word of any domain: its tag has a bit its mask clears
+    /// (and its epoch is one no domain reaches), so a probe compares ways without asking
+    /// which are valid.
     const EMPTY: Entry = Entry {
         pd: PdId::SUPERVISOR,
         epoch: EMPTY_EPOCH,
         widen: 0,
-        tag: 0,
+        tag: 1,
         mask: 0,
         vector: 0,
     };
@@ -354,12 +356,18 @@ impl Plb {
         self.stats = PlbStats::default();
     }
 
+    /// The first slot of the set that holds `pd`'s word `w`.
     #[inline]
-    fn set_of(&self, pd: PdId, w: u64) -> std::ops::Range<usize> {
+    fn set_first(&self, pd: PdId, w: u64) -> usize {
         // Index by the 16-word group, so a group's entries share a set; the PD is mixed in so
         // domains sharing addresses spread out.
         let set = ((w >> 4) ^ u64::from(pd.raw()).wrapping_mul(0x9e37_79b9)) & self.set_mask;
-        let first = set as usize * self.set_ways;
+        set as usize * self.set_ways
+    }
+
+    #[inline]
+    fn set_of(&self, pd: PdId, w: u64) -> std::ops::Range<usize> {
+        let first = self.set_first(pd, w);
         first..first + self.set_ways
     }
 
@@ -386,13 +394,15 @@ impl Plb {
         // At most one entry of a set covers a word (a fill follows a miss, and a probe drops
         // the stale entries it meets), so the ways are compared without branching on which
         // one matches: the hit way varies, and a branch per way mispredicts.
-        let range = self.set_of(pd, w);
-        let mut found = usize::MAX;
-        // One slice of the set: one bounds check, not one per way.
-        for (i, e) in self.entries[range.clone()].iter().enumerate() {
-            let m = (e.pd == pd) & (w & e.mask == e.tag) & e.is_valid();
-            found = if m { range.start + i } else { found };
+        let first = self.set_first(pd, w);
+        let found = match self.set_ways {
+            1 => way_of::<1>(&self.entries, first, pd, w),
+            2 => way_of::<2>(&self.entries, first, pd, w),
+            4 => way_of::<4>(&self.entries, first, pd, w),
+            8 => way_of::<8>(&self.entries, first, pd, w),
+            n => way_of_any(&self.entries[first..first + n], pd, w),
         }
+        .map_or(usize::MAX, |way| first + way);
         if found != usize::MAX {
             let e = self.entries[found];
             if e.epoch == epoch {
@@ -492,16 +502,15 @@ impl Plb {
         } else {
             let victim = match self.cfg.replacement {
                 Replacement::Lru => {
-                    // Stamp and way in one key, so the minimum needs no data-dependent branch.
-                    // (A stamp past 2^48 only blurs the order, never the way.) One slice of
-                    // the set's stamps: one bounds check, not one per way.
-                    let best = self.stamps[range.clone()]
-                        .iter()
-                        .enumerate()
-                        .map(|(way, &stamp)| (stamp << 16) | way as u64)
-                        .min()
-                        .unwrap_or(0);
-                    range.start + (best & 0xffff) as usize
+                    let first = range.start;
+                    first
+                        + match self.set_ways {
+                            1 => 0,
+                            2 => oldest::<2>(&self.stamps, first),
+                            4 => oldest::<4>(&self.stamps, first),
+                            8 => oldest::<8>(&self.stamps, first),
+                            _ => oldest_any(&self.stamps[range.clone()]),
+                        }
                 }
                 Replacement::Random { .. } => {
                     match range.clone().find(|&i| !self.entries[i].is_valid()) {
@@ -612,6 +621,51 @@ impl Plb {
         }
         Ok(())
     }
+}
+
+/// The way of the `W`-way set at `first` whose entry covers `pd`'s word `w`, if any. One
+/// fixed-size slice, so the compares unroll with one bounds check and no loop.
+#[inline(always)]
+fn way_of<const W: usize>(entries: &[Entry], first: usize, pd: PdId, w: u64) -> Option<usize> {
+    let set: &[Entry; W] = entries[first..first + W]
+        .try_into()
+        .expect("a set is W slots");
+    way_of_any(set, pd, w)
+}
+
+/// [`way_of`] for a set of any size.
+#[inline(always)]
+fn way_of_any(set: &[Entry], pd: PdId, w: u64) -> Option<usize> {
+    let mut found = usize::MAX;
+    for (i, e) in set.iter().enumerate() {
+        // An empty slot never matches (see `Entry::EMPTY`).
+        let m = (e.pd == pd) & (w & e.mask == e.tag);
+        found = if m { i } else { found };
+    }
+    (found != usize::MAX).then_some(found)
+}
+
+/// The least recently used way of the `W`-way set at `first` (empty ways have stamp 0).
+#[inline(always)]
+fn oldest<const W: usize>(stamps: &[u64], first: usize) -> usize {
+    let set: &[u64; W] = stamps[first..first + W]
+        .try_into()
+        .expect("a set is W slots");
+    oldest_any(set)
+}
+
+/// [`oldest`] for a set of any size.
+#[inline(always)]
+fn oldest_any(stamps: &[u64]) -> usize {
+    // Stamp and way in one key, so the minimum needs no data-dependent branch. (A stamp past
+    // 2^48 only blurs the order, never the way.)
+    let best = stamps
+        .iter()
+        .enumerate()
+        .map(|(way, &stamp)| (stamp << 16) | way as u64)
+        .min()
+        .unwrap_or(0);
+    (best & 0xffff) as usize
 }
 
 /// How setting a range to a permission changes what a domain may do.
