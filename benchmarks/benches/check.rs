@@ -6,6 +6,9 @@
 //! - `plb_hit_seq`: sequential loads through the machine with a 1,024-entry PLB (warm);
 //! - `walk_random`: random loads through the machine with an MLPT and a 16-entry PLB, so
 //!   nearly every load misses and walks the table;
+//! - `mlpt_lookup_random` and `plb_miss_random` take `walk_random` apart: the MLPT lookup a
+//!   miss makes (cover included) with no PLB and no machine, and then a bare PLB (the same
+//!   shape) probing, walking and filling on every load, still with no machine around it;
 //! - `revoke_1cpu`, `revoke_2cpu`: narrow one word to read-only (the epoch advances), load it
 //!   from every CPU (each misses and refills), and widen it back. One iteration each.
 
@@ -13,17 +16,23 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use mmp_benchmarks::workloads::{STREAM_LEN, mixed_layout, random_words, sequential_words};
-use mmp_domains::{Access, AddrWidth, Flat, PdId, PdKind, Perm, PermTable, TableFormat, WordAddr};
-use mmp_plb::{PlbConfig, Replacement};
+use mmp_domains::{
+    Access, AddrWidth, Flat, Mlpt, PdId, PdKind, Perm, PermTable, TableFormat, WordAddr,
+};
+use mmp_plb::{Epochs, Plb, PlbConfig, Replacement};
 use mmp_supervisor::{Machine, MachineConfig};
 
-fn machine(cpus: usize, entries: usize, ways: usize) -> (Machine, PdId) {
-    let plb = PlbConfig {
+fn plb_config(entries: usize, ways: usize) -> PlbConfig {
+    PlbConfig {
         entries,
         ways,
         replacement: Replacement::Lru,
         sidecars: 2,
-    };
+    }
+}
+
+fn machine(cpus: usize, entries: usize, ways: usize) -> (Machine, PdId) {
+    let plb = plb_config(entries, ways);
     let cfg = MachineConfig {
         cpus,
         width: AddrWidth::Bits32,
@@ -54,6 +63,30 @@ fn sweep_flat(t: &Flat, words: &[u64]) -> usize {
     words
         .iter()
         .filter(|&&w| t.perm(WordAddr(w)).allows(Access::Read))
+        .count()
+}
+
+fn sweep_mlpt_lookup(t: &Mlpt, words: &[u64]) -> usize {
+    words
+        .iter()
+        .filter(|&&w| t.lookup(WordAddr(w)).perm.allows(Access::Read))
+        .count()
+}
+
+/// What the machine's miss path does to its PLB and table, without the machine: probe
+/// (through sidecar 0), and on a miss walk and fill.
+fn sweep_plb_miss(plb: &mut Plb, t: &Mlpt, pd: PdId, words: &[u64]) -> usize {
+    let epochs = Epochs::default();
+    words
+        .iter()
+        .filter(|&&w| match plb.probe(pd, w, epochs, 0) {
+            Some(hit) => hit.perm.allows(Access::Read),
+            None => {
+                let l = t.lookup(WordAddr(w));
+                plb.fill(pd, w, epochs, &l, 0);
+                l.perm.allows(Access::Read)
+            }
+        })
         .count()
 }
 
@@ -107,6 +140,26 @@ fn check(c: &mut Criterion) {
         1.0 - (s.misses - before.misses) as f64 / probes as f64,
         (s.table_refs - before.table_refs) as f64 / probes as f64
     );
+    let mut mlpt = Mlpt::new(AddrWidth::Bits32);
+    for (r, p) in mixed_layout(1) {
+        mlpt.set(r, p).expect("fits");
+    }
+    let mut plb = Plb::new(plb_config(16, 4)).expect("valid shape");
+    let pd = PdId::new(1, 0, PdKind::Kernel).expect("valid id");
+    assert_eq!(
+        sweep_mlpt_lookup(&mlpt, &random),
+        sweep_flat(&flat, &random)
+    );
+    assert_eq!(
+        sweep_plb_miss(&mut plb, &mlpt, pd, &random),
+        sweep_flat(&flat, &random)
+    );
+    g.bench_function("mlpt_lookup_random", |b| {
+        b.iter(|| sweep_mlpt_lookup(&mlpt, black_box(&random)))
+    });
+    g.bench_function("plb_miss_random", |b| {
+        b.iter(|| sweep_plb_miss(&mut plb, &mlpt, pd, black_box(&random)))
+    });
     g.finish();
 
     let mut g = c.benchmark_group("check");

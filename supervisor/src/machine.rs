@@ -260,7 +260,20 @@ struct Cpu {
     epochs: Epochs,
     plb: Plb,
     /// Frame base and stack limit: the running thread may read and write `[sl, fb)`.
+    /// Written only through [`Cpu::set_regs`], which keeps `reach` in step.
     regs: FrameRegs,
+    /// [`frame_reach`] of `regs`: `(lo, len)`, every byte the registers can allow lies in
+    /// `[lo, lo + len)`. A refused access outside it skips the exact test.
+    reach: (u64, u64),
+}
+
+impl Cpu {
+    /// Loads the frame registers.
+    #[inline]
+    fn set_regs(&mut self, regs: FrameRegs) {
+        self.regs = regs;
+        self.reach = frame_reach(regs);
+    }
 }
 
 /// One CPU's gate state, kept apart from [`Cpu`] so the check path's data stays compact.
@@ -332,6 +345,7 @@ impl Machine {
                     epochs: Epochs::default(),
                     plb: Plb::new(cfg.plb)?,
                     regs: FrameRegs::default(),
+                    reach: frame_reach(FrameRegs::default()),
                 })
             })
             .collect::<Result<Vec<_>, PlbConfigError>>()?;
@@ -620,7 +634,7 @@ impl Machine {
             && let Some(held) = c.plb.sidecar_final(c.pd, w, c.epochs, reg, access)
         {
             debug_assert!(w < self.cfg.width.word_limit() && !c.pd.is_supervisor());
-            if held.allows(access) || frame_allows(&c.regs, w, access) {
+            if held.allows(access) || frame_allows(c, w, access) {
                 return Fast::Allowed;
             }
             return Fast::Denied(held);
@@ -714,7 +728,7 @@ impl Machine {
             match c.plb.probe(pd, w, epochs, reg) {
                 Some(h) if h.perm.allows(access) => {}
                 Some(h) if h.denial_is_final => {
-                    if !frame_allows(&c.regs, w, access) {
+                    if !frame_allows(c, w, access) {
                         return Err(fault(FaultKind::NoPermission {
                             word_addr: w * 4,
                             held: h.perm,
@@ -727,7 +741,7 @@ impl Machine {
                     }
                     let l = self.pds[c.slot].table.lookup(WordAddr(w));
                     c.plb.fill(pd, w, epochs, &l, reg);
-                    if !l.perm.allows(access) && !frame_allows(&c.regs, w, access) {
+                    if !l.perm.allows(access) && !frame_allows(c, w, access) {
                         return Err(fault(FaultKind::NoPermission {
                             word_addr: w * 4,
                             held: l.perm,
@@ -1106,7 +1120,7 @@ impl Machine {
         if depth > 0 {
             return Err(MachineError::CallsInProgress { cpu, depth });
         }
-        self.cpus[cpu].regs = regs;
+        self.cpus[cpu].set_regs(regs);
         Ok(())
     }
 
@@ -1117,7 +1131,7 @@ impl Machine {
     /// [`MachineError::NoSuchCpu`].
     pub fn clear_frames(&mut self, cpu: usize) -> Result<(), MachineError> {
         let cpu = self.cpu_index(cpu)?;
-        self.cpus[cpu].regs = FrameRegs::default();
+        self.cpus[cpu].set_regs(FrameRegs::default());
         let g = &mut self.gate_cpus[cpu];
         g.stack = CallStack::new(g.stack.capacity());
         Ok(())
@@ -1251,8 +1265,11 @@ impl Machine {
         g.crossings.record(caller, dest, target / 4);
         self.load_pd(cpu, dest, dest_slot);
         let c = &mut self.cpus[cpu];
-        c.regs.fb = sp;
-        c.regs.args = args;
+        c.set_regs(FrameRegs {
+            fb: sp,
+            args,
+            ..c.regs
+        });
         Ok(dest)
     }
 
@@ -1294,8 +1311,11 @@ impl Machine {
         debug_assert!(popped.is_ok());
         self.load_pd(cpu, top.caller, slot);
         let c = &mut self.cpus[cpu];
-        c.regs.fb = top.fb;
-        c.regs.args = top.args;
+        c.set_regs(FrameRegs {
+            fb: top.fb,
+            args: top.args,
+            ..c.regs
+        });
         Ok(top.caller)
     }
 
@@ -1374,6 +1394,12 @@ impl Machine {
             if c.slot != self.key_of(c.pd).unwrap_or(usize::MAX) {
                 return Err(format!("CPU {i}'s table base does not match {}", c.pd));
             }
+            if c.reach != frame_reach(c.regs) {
+                return Err(format!(
+                    "CPU {i}'s frame reach {:?} is not that of its registers {:?}",
+                    c.reach, c.regs
+                ));
+            }
             let stack = &self.gate_cpus[i].stack;
             stack
                 .check_invariants()
@@ -1411,8 +1437,21 @@ const fn sidecar_for(access: Access) -> usize {
 /// Whether `cpu`'s frame registers let it make `access` to word `w` the table refused (see
 /// [`FrameRegs`]). Consulted only after a refusal, so an allowed access pays nothing for them.
 #[inline(always)]
-fn frame_allows(regs: &FrameRegs, w: u64, access: Access) -> bool {
-    access != Access::Execute && regs.allows_word(w << 2, access == Access::Write)
+fn frame_allows(c: &Cpu, w: u64, access: Access) -> bool {
+    let a = w << 2;
+    let (lo, len) = c.reach;
+    access != Access::Execute
+        && a.wrapping_sub(lo) < len
+        && c.regs.allows_word(a, access == Access::Write)
+}
+
+/// A range `(lo, len)` holding every byte `regs` can allow a word access to: the stack
+/// `[sl, fb)` and the argument window `[fb, fb + args)` lie in `[min(sl, fb), fb + args)`.
+/// Empty when no stack is active.
+fn frame_reach(regs: FrameRegs) -> (u64, u64) {
+    let lo = regs.sl.min(regs.fb);
+    let hi = regs.fb.saturating_add(regs.args.bytes());
+    (lo, hi - lo)
 }
 
 /// A load, store or fetch that failed: a caller error, or a fault.
