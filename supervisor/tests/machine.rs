@@ -12,6 +12,8 @@ use proptest::prelude::*;
 const BASE: u64 = 0x10_0000;
 const WINDOW: u64 = 1 << 16;
 
+/// PLB off, one entry, and every associativity the PLB's probe and LRU choice specialise (1,
+/// 2, 4, 8 ways) or leave generic (3, 64), under both replacement policies.
 fn plb_shapes() -> Vec<PlbConfig> {
     vec![
         PlbConfig {
@@ -37,6 +39,30 @@ fn plb_shapes() -> Vec<PlbConfig> {
             ways: 64,
             replacement: Replacement::Random { seed: 7 },
             sidecars: 1,
+        },
+        PlbConfig {
+            entries: 8,
+            ways: 2,
+            replacement: Replacement::Lru,
+            sidecars: 1,
+        },
+        PlbConfig {
+            entries: 12,
+            ways: 3,
+            replacement: Replacement::Lru,
+            sidecars: 2,
+        },
+        PlbConfig {
+            entries: 16,
+            ways: 8,
+            replacement: Replacement::Random { seed: 11 },
+            sidecars: 0,
+        },
+        PlbConfig {
+            entries: 32,
+            ways: 8,
+            replacement: Replacement::Lru,
+            sidecars: 2,
         },
     ]
 }
