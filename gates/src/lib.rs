@@ -299,6 +299,20 @@ impl FrameRegs {
             && (!write || self.args.writable)
             && end <= self.fb.saturating_add(self.args.bytes())
     }
+
+    /// A range `(lo, len)` holding every byte the registers can allow a word access at:
+    /// whenever [`FrameRegs::allows_word`]`(a, _)` holds, `a.wrapping_sub(lo) < len`. The
+    /// stack `[sl, fb)` and the argument window `[fb, fb + 4 * words)` both lie in
+    /// `[min(sl, fb), fb + 4 * words)`; the range is empty when neither holds a byte. A
+    /// checker can keep it beside the registers and skip the exact test for an address
+    /// outside it.
+    #[must_use]
+    #[inline]
+    pub fn reach(self) -> (u64, u64) {
+        let lo = self.sl.min(self.fb);
+        let hi = self.fb.saturating_add(self.args.bytes());
+        (lo, hi - lo)
+    }
 }
 
 /// A multiply-rotate hasher for the crossing counters: their keys are small integers the
@@ -508,6 +522,45 @@ mod tests {
         r.args.writable = true;
         assert!(r.allows_word(0x2004, true));
         assert!(!r.allows_word(u64::MAX - 3, false));
+    }
+
+    #[test]
+    fn every_word_the_registers_allow_lies_in_their_reach() {
+        let edges = [
+            0u64,
+            4,
+            0x1000,
+            0x1ffc,
+            0x2000,
+            0x2004,
+            u64::MAX - 7,
+            u64::MAX - 3,
+        ];
+        for fb in edges {
+            for sl in edges {
+                for words in [0u32, 1, 2, u32::MAX] {
+                    for writable in [false, true] {
+                        let r = FrameRegs {
+                            fb,
+                            sl,
+                            args: ArgWindow { words, writable },
+                        };
+                        let (lo, len) = r.reach();
+                        let near = |x: u64| [x.wrapping_sub(4), x, x.wrapping_add(4)];
+                        for a in edges.iter().flat_map(|&x| near(x)) {
+                            for write in [false, true] {
+                                assert!(
+                                    !r.allows_word(a, write) || a.wrapping_sub(lo) < len,
+                                    "{r:?} allows {a:#x} outside its reach ({lo:#x}, {len:#x})"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let none = FrameRegs::default();
+        assert_eq!(none.reach().1, 0, "no stack, nothing in reach");
     }
 
     #[test]

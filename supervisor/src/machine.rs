@@ -262,7 +262,7 @@ struct Cpu {
     /// Frame base and stack limit: the running thread may read and write `[sl, fb)`.
     /// Written only through [`Cpu::set_regs`], which keeps `reach` in step.
     regs: FrameRegs,
-    /// [`frame_reach`] of `regs`: `(lo, len)`, every byte the registers can allow lies in
+    /// `regs.reach()` ([`FrameRegs::reach`]): every byte the registers can allow lies in
     /// `[lo, lo + len)`. A refused access outside it skips the exact test.
     reach: (u64, u64),
 }
@@ -272,7 +272,7 @@ impl Cpu {
     #[inline]
     fn set_regs(&mut self, regs: FrameRegs) {
         self.regs = regs;
-        self.reach = frame_reach(regs);
+        self.reach = regs.reach();
     }
 }
 
@@ -345,7 +345,7 @@ impl Machine {
                     epochs: Epochs::default(),
                     plb: Plb::new(cfg.plb)?,
                     regs: FrameRegs::default(),
-                    reach: frame_reach(FrameRegs::default()),
+                    reach: FrameRegs::default().reach(),
                 })
             })
             .collect::<Result<Vec<_>, PlbConfigError>>()?;
@@ -1394,7 +1394,7 @@ impl Machine {
             if c.slot != self.key_of(c.pd).unwrap_or(usize::MAX) {
                 return Err(format!("CPU {i}'s table base does not match {}", c.pd));
             }
-            if c.reach != frame_reach(c.regs) {
+            if c.reach != c.regs.reach() {
                 return Err(format!(
                     "CPU {i}'s frame reach {:?} is not that of its registers {:?}",
                     c.reach, c.regs
@@ -1443,15 +1443,6 @@ fn frame_allows(c: &Cpu, w: u64, access: Access) -> bool {
     access != Access::Execute
         && a.wrapping_sub(lo) < len
         && c.regs.allows_word(a, access == Access::Write)
-}
-
-/// A range `(lo, len)` holding every byte `regs` can allow a word access to: the stack
-/// `[sl, fb)` and the argument window `[fb, fb + args)` lie in `[min(sl, fb), fb + args)`.
-/// Empty when no stack is active.
-fn frame_reach(regs: FrameRegs) -> (u64, u64) {
-    let lo = regs.sl.min(regs.fb);
-    let hi = regs.fb.saturating_add(regs.args.bytes());
-    (lo, hi - lo)
 }
 
 /// A load, store or fetch that failed: a caller error, or a fault.
