@@ -20,7 +20,7 @@ use mmp_domains::{
     Access, AddrWidth, Flat, Mlpt, PdId, PdKind, Perm, PermTable, TableFormat, WordAddr,
 };
 use mmp_plb::{Epochs, Plb, PlbConfig, Replacement};
-use mmp_supervisor::{Machine, MachineConfig};
+use mmp_machine::{Machine, MachineConfig};
 
 fn plb_config(entries: usize, ways: usize) -> PlbConfig {
     PlbConfig {

@@ -17,7 +17,7 @@ use std::hint::black_box;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use mmp_domains::{PdId, PdKind, Perm};
 use mmp_gates::{ArgWindow, FrameRegs, Gate};
-use mmp_supervisor::{Machine, MachineConfig};
+use mmp_machine::{Machine, MachineConfig};
 
 /// A's code: `[A_CODE, A_CODE + CODE_LEN)`.
 const A_CODE: u64 = 0x1_0000;

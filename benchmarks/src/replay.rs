@@ -35,7 +35,7 @@ use std::time::Instant;
 use mmp_domains::{Access, AddrWidth, PdId, PdKind, Perm, PermTable, TableFormat};
 use mmp_gates::{ArgWindow, FrameRegs, Gate};
 use mmp_plb::{PlbConfig, PlbStats};
-use mmp_supervisor::machine::{
+use mmp_machine::{
     AccessError, Fault, FaultKind, Machine, MachineConfig, MachineError,
 };
 use serde::Serialize;
@@ -374,7 +374,7 @@ impl Replay {
     #[inline(always)]
     fn check(&mut self, addr: u64, size: u64, access: Access) {
         self.accesses += 1;
-        if let Err(f) = self.machine.check_outlined(self.cpu, addr, size, access) {
+        if let Err(f) = self.machine.check(self.cpu, addr, size, access) {
             self.fault(&f);
         }
     }

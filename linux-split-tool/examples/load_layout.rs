@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use mmp_domains::{AddrWidth, TableFormat};
 use mmp_split::Layout;
-use mmp_supervisor::machine::{Machine, MachineConfig};
+use mmp_machine::{Machine, MachineConfig};
 
 fn run(path: &str, formats: &[TableFormat]) -> Result<(), String> {
     let t = Instant::now();

@@ -13,7 +13,7 @@
 //! exporting them and counts them by the rules; [`mod@layout`] builds the versioned
 //! layout JSON and the report and reads a layout back ([`Layout::from_json`]), and the
 //! `mmp-split` binary runs it all over files and directories. [`mod@load`] loads a layout
-//! into an `mmp_supervisor` machine ([`Layout::load`]): a kernel domain per module, call
+//! into an `mmp_machine` machine ([`Layout::load`]), the bare hardware with no policy,: a kernel domain per module, call
 //! gates and grants, with module symbols placed in synthetic regions; `mmp-replay --layout`
 //! replays traces on it. `scripts/debian-kernel.sh` fetches a real distribution kernel's
 //! module tree, `Module.symvers` and (with `--real-system-map`) its `System.map` to run on.

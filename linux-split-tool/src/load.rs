@@ -55,8 +55,8 @@
 use std::collections::HashMap;
 
 use mmp_domains::{AddrWidth, PdId, PdKind, Perm};
-use mmp_supervisor::Gate;
-use mmp_supervisor::machine::{Machine, MachineError};
+use mmp_machine::Gate;
+use mmp_machine::{Machine, MachineError};
 
 use crate::layout::{EntryKind, Layout, LayoutError, parse_hex};
 

@@ -16,15 +16,12 @@
 //! `supervisor_ops` fuzz target share.
 
 pub mod buddy;
-pub mod machine;
-pub mod memory;
 pub mod model;
 pub mod ops;
 pub mod policy;
-pub mod segmap;
 pub mod supervisor;
 
-pub use machine::{AccessError, Fault, FaultKind, Machine, MachineConfig, MachineError};
+pub use mmp_machine::{AccessError, Fault, FaultKind, Machine, MachineConfig, MachineError};
 pub use mmp_gates::{ArgWindow, CrossingStats, FrameRegs, Gate};
 pub use policy::{
     FaultAction, FaultPolicy, FaultRecord, FaultReport, Grant, RegionKind, Resolution,

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use mmp_domains::{Access, AddrWidth, PdId, PdKind, Perm, RangeError};
 
-use crate::machine::{CALL_STACK_FRAMES, Fault, FaultKind};
+use mmp_machine::{CALL_STACK_FRAMES, Fault, FaultKind};
 use crate::policy::{
     ENTRY_BASE, ENTRY_LEN, FaultAction, FaultPolicy, FaultRecord, FaultReport, Grant, RegionKind,
     SUPERVISOR_REGION_END, SUPERVISOR_RETURN, SupervisorCall, SupervisorError,

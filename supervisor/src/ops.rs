@@ -20,7 +20,7 @@ use arbitrary::{Arbitrary, Unstructured};
 use mmp_domains::{Access, AddrWidth, PdId, PdKind, Perm, TableFormat};
 use mmp_plb::PlbConfig;
 
-use crate::machine::MachineConfig;
+use mmp_machine::MachineConfig;
 use crate::model::{Held, Model};
 use crate::policy::{ENTRY_BASE, ENTRY_LEN, FaultPolicy, SUPERVISOR_RETURN};
 use crate::supervisor::{Supervisor, SupervisorConfig};

@@ -17,7 +17,7 @@
 
 use mmp_domains::{Access, PdId, Perm, RangeError};
 
-use crate::machine::{Fault, MachineError};
+use mmp_machine::{Fault, MachineError};
 
 /// The supervisor's entry points. Calling one is itself a permission: a domain other than
 /// PD 0 must hold [`Perm::ExecuteRead`] on the call's entry word, at

@@ -51,12 +51,12 @@ use mmp_domains::table::runs;
 use mmp_domains::{Access, AddrWidth, PdId, PdKind, Perm, WordRange};
 
 use crate::buddy::Buddy;
-use crate::machine::{AccessError, Fault, Machine, MachineConfig, TableWrite};
+use mmp_machine::{AccessError, Fault, Machine, MachineConfig, TableWrite};
 use crate::policy::{
     ENTRY_BASE, ENTRY_LEN, FaultAction, FaultPolicy, FaultRecord, FaultReport, Grant, RegionKind,
     Resolution, SUPERVISOR_REGION_END, SUPERVISOR_RETURN, SupervisorCall, SupervisorError,
 };
-use crate::segmap::SegMap;
+use mmp_machine::SegMap;
 use mmp_gates::{ArgWindow, FrameRegs, Gate};
 
 type Result<T> = std::result::Result<T, SupervisorError>;
@@ -1595,7 +1595,7 @@ impl Supervisor {
                     addr: at.0,
                     size: at.1,
                     access: at.2,
-                    kind: crate::machine::FaultKind::NoSuchCpu,
+                    kind: mmp_machine::FaultKind::NoSuchCpu,
                 };
                 return Err(FaultReport {
                     fault,

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use mmp_domains::oracle::RefTable;
 use mmp_domains::{Access, AddrWidth, PdId, PdKind, Perm, TableFormat, WordAddr};
 use mmp_plb::{PlbConfig, Replacement};
-use mmp_supervisor::machine::{AccessError, FaultKind, Machine, MachineConfig, MachineError};
+use mmp_machine::{AccessError, FaultKind, Machine, MachineConfig, MachineError};
 use proptest::prelude::*;
 
 const BASE: u64 = 0x10_0000;
@@ -416,13 +416,13 @@ fn a_batch_over_the_memory_cap_changes_no_table_and_no_epoch() {
         let r = |w: u64, n: u64| mmp_domains::WordRange::new(w, w + n).unwrap();
         // A narrowing write that fits (a uniform range becomes another uniform range), then
         // word-granular writes to `b` that cannot.
-        let mut writes = vec![mmp_supervisor::machine::TableWrite {
+        let mut writes = vec![mmp_machine::TableWrite {
             pd: a,
             range: r(0x4000, 0x4000),
             perm: Perm::ReadOnly,
         }];
         for i in 0..64 {
-            writes.push(mmp_supervisor::machine::TableWrite {
+            writes.push(mmp_machine::TableWrite {
                 pd: b,
                 range: r(0x8000 + 2 * i, 1),
                 perm: Perm::ReadOnly,

@@ -3,7 +3,7 @@
 
 use mmp_domains::{PdId, PdKind, Perm};
 use mmp_gates::{ArgWindow, FrameRegs, Gate};
-use mmp_supervisor::machine::{AccessError, FaultKind, Machine, MachineConfig};
+use mmp_machine::{AccessError, FaultKind, Machine, MachineConfig};
 
 /// Three domains, each with 4 KiB of code: A at 0x1_0000, B at 0x2_0000, C at 0x3_0000.
 /// B's entry `fb_entry` (0x2_0000) and C's entry (0x3_0000) are call gates in their callers'

@@ -1,7 +1,7 @@
 //! `SegMap` against a naive per-key model over a small key space, plus unit tests for merging,
 //! splitting and keys near `u64::MAX`.
 
-use mmp_supervisor::segmap::SegMap;
+use mmp_machine::SegMap;
 use proptest::prelude::*;
 
 /// Keys `0..KEYS` are modelled; operations and queries reach a little past the end.

@@ -1,0 +1,254 @@
+//! The access check: every load, store and fetch is checked on every word it touches,
+//! through the CPU's sidecar register and PLB, walking the domain's table on a miss.
+//!
+//! The fast path answers a one-word access (or an 8-byte one) from the sidecar register's
+//! entry; everything else takes the full path, which is kept out of line so that the fast
+//! path inlines into its callers.
+
+use mmp_domains::{Access, PdId, Perm, PermTable, WordAddr};
+
+use crate::fault::{AccessError, Fault, FaultKind};
+use crate::machine::{Cpu, Machine};
+
+/// Sidecar register used by loads and stores.
+pub const DATA_SIDECAR: usize = 0;
+/// Sidecar register used by instruction fetches.
+pub const FETCH_SIDECAR: usize = 1;
+
+/// What the fast path of an access check found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fast {
+    /// The access is allowed.
+    Allowed,
+    /// A one-word access the sidecar's entry finally denies: what the domain holds.
+    Denied(Perm),
+    /// The fast path cannot tell: take the full path.
+    Unknown,
+}
+
+impl Machine {
+    /// Checks an access by the domain running on `cpu`, without touching memory: a load or
+    /// store through the data sidecar register, a fetch through the fetch sidecar, then the
+    /// PLB, then (on a miss) the domain's table, whose answer fills the PLB. PLB counters
+    /// change as the access would change them; nothing else does.
+    ///
+    /// The fast path (an access the sidecar's entry answers) is inlined into the caller; the
+    /// full path stays out of line.
+    ///
+    /// # Errors
+    /// The [`Fault`] the access would raise. A `cpu` that does not exist is a [`Fault`] of
+    /// kind [`FaultKind::NoSuchCpu`] naming PD 0.
+    #[inline]
+    pub fn check(&mut self, cpu: usize, addr: u64, size: u64, access: Access) -> Result<(), Fault> {
+        let reg = sidecar_for(access);
+        match self.check_fast(cpu, reg, addr, size, access) {
+            Fast::Allowed => Ok(()),
+            Fast::Denied(held) => Err(self.sidecar_denial(cpu, addr, size, access, held)),
+            Fast::Unknown => self.check_full(cpu, reg, addr, size, access),
+        }
+    }
+
+    /// The fault for a one-word access the sidecar's entry finally denies. Inlined, so a
+    /// caller that only asks whether the check passed builds no fault.
+    #[inline(always)]
+    fn sidecar_denial(
+        &self,
+        cpu: usize,
+        addr: u64,
+        size: u64,
+        access: Access,
+        held: Perm,
+    ) -> Fault {
+        Fault {
+            cpu,
+            pd: self.cpus[cpu].pd,
+            addr,
+            size,
+            access,
+            kind: FaultKind::NoPermission {
+                word_addr: addr & !3,
+                held,
+            },
+        }
+    }
+
+    /// The fast paths of [`Machine::check`]: an access inside one word, by a checked
+    /// domain, that the sidecar register's entry answers finally; or an 8-byte access the
+    /// sidecar's entry allows on every word. [`Fast::Unknown`]: take the full path.
+    #[inline(always)]
+    fn check_fast(&mut self, cpu: usize, reg: usize, addr: u64, size: u64, access: Access) -> Fast {
+        // The fast path: an access inside one word, by a checked domain, that the sidecar
+        // register's entry allows. Everything else takes the full path below.
+        // No width or supervisor test is needed here: PLB entries cover only words inside
+        // the width (an entry's mask keeps every bit above its aligned block), and PD 0's
+        // accesses never reach the PLB, so no entry of PD 0 exists to match.
+        let w = addr >> 2;
+        if let Some(c) = self.cpus.get_mut(cpu)
+            && matches!(size, 1 | 2 | 4)
+            && (addr & 3) + size <= 4
+            && let Some(held) = c.plb.sidecar_final(c.pd, w, c.epochs, reg, access)
+        {
+            debug_assert!(w < self.cfg.width.word_limit() && !c.pd.is_supervisor());
+            if held.allows(access) || frame_allows(c, w, access) {
+                return Fast::Allowed;
+            }
+            return Fast::Denied(held);
+        }
+        // An 8-byte (or unaligned) access the sidecar's entry allows on every word.
+        // (As above, an entry that covers the words lies inside the width and is not PD 0's.)
+        if size == 8
+            && let Some(c) = self.cpus.get_mut(cpu)
+            && let Some(end) = addr.checked_add(8)
+            && c.plb
+                .sidecar_allows_all(c.pd, w, (end - 1) >> 2, c.epochs, reg, access)
+        {
+            debug_assert!(end <= self.cfg.width.byte_limit() && !c.pd.is_supervisor());
+            return Fast::Allowed;
+        }
+        Fast::Unknown
+    }
+
+    /// [`Machine::check`] without its fast path, out of line so that the fast path stays
+    /// small enough to inline into every caller.
+    #[inline(never)]
+    fn check_full(
+        &mut self,
+        cpu: usize,
+        reg: usize,
+        addr: u64,
+        size: u64,
+        access: Access,
+    ) -> Result<(), Fault> {
+        let Some(c) = self.cpus.get_mut(cpu) else {
+            let pd = PdId::SUPERVISOR;
+            return Err(Fault {
+                cpu,
+                pd,
+                addr,
+                size,
+                access,
+                kind: FaultKind::NoSuchCpu,
+            });
+        };
+        let pd = c.pd;
+        let fault = |kind| Fault {
+            cpu,
+            pd,
+            addr,
+            size,
+            access,
+            kind,
+        };
+        if !matches!(size, 1 | 2 | 4 | 8) {
+            return Err(fault(FaultKind::BadSize));
+        }
+        match addr.checked_add(size) {
+            Some(end) if end <= self.cfg.width.byte_limit() => {}
+            _ => return Err(fault(FaultKind::OutOfRange)),
+        }
+        if pd.is_supervisor() {
+            return Ok(());
+        }
+        let epochs = c.epochs;
+        // The 1 to 3 words the access touches; a plain loop, cheaper than a range iterator on
+        // this hot path.
+        let last = (addr + size - 1) >> 2;
+        let mut w = addr >> 2;
+        loop {
+            match c.plb.probe(pd, w, epochs, reg) {
+                Some(h) if h.perm.allows(access) => {}
+                Some(h) if h.denial_is_final => {
+                    if !frame_allows(c, w, access) {
+                        return Err(fault(FaultKind::NoPermission {
+                            word_addr: w * 4,
+                            held: h.perm,
+                        }));
+                    }
+                }
+                found => {
+                    if found.is_some() {
+                        c.plb.note_denied_hit();
+                    }
+                    let l = self.pds[c.slot].table.lookup(WordAddr(w));
+                    c.plb.fill(pd, w, epochs, &l, reg);
+                    if !l.perm.allows(access) && !frame_allows(c, w, access) {
+                        return Err(fault(FaultKind::NoPermission {
+                            word_addr: w * 4,
+                            held: l.perm,
+                        }));
+                    }
+                }
+            }
+            if w == last {
+                break;
+            }
+            w += 1;
+        }
+        Ok(())
+    }
+
+    /// Loads `size` bytes (1, 2, 4 or 8) at `addr`, little-endian, as the domain on `cpu`.
+    ///
+    /// # Errors
+    /// [`AccessError::Machine`] for a CPU that does not exist; [`AccessError::Fault`] for a
+    /// faulting access, which had no effect.
+    #[inline]
+    pub fn load(&mut self, cpu: usize, addr: u64, size: u64) -> Result<u64, AccessError> {
+        let cpu = self.cpu_index(cpu)?;
+        self.check(cpu, addr, size, Access::Read)?;
+        Ok(self.memory.read(addr, size))
+    }
+
+    /// Fetches `size` bytes of instruction at `addr` as the domain on `cpu`.
+    ///
+    /// # Errors
+    /// As [`Machine::load`].
+    pub fn fetch(&mut self, cpu: usize, addr: u64, size: u64) -> Result<u64, AccessError> {
+        let cpu = self.cpu_index(cpu)?;
+        self.check(cpu, addr, size, Access::Execute)?;
+        Ok(self.memory.read(addr, size))
+    }
+
+    /// Stores the low `size` bytes of `value` at `addr` as the domain on `cpu`. A faulting
+    /// store changes no byte.
+    ///
+    /// # Errors
+    /// As [`Machine::load`].
+    #[inline]
+    pub fn store(
+        &mut self,
+        cpu: usize,
+        addr: u64,
+        size: u64,
+        value: u64,
+    ) -> Result<(), AccessError> {
+        let cpu = self.cpu_index(cpu)?;
+        self.check(cpu, addr, size, Access::Write)?;
+        self.memory.write(addr, size, value);
+        if !self.tracked.is_empty() {
+            self.mark_dirty(addr, size);
+        }
+        Ok(())
+    }
+}
+
+/// The sidecar register an access goes through: the fetch sidecar for instruction fetches,
+/// the data sidecar for loads and stores.
+#[inline(always)]
+const fn sidecar_for(access: Access) -> usize {
+    match access {
+        Access::Execute => FETCH_SIDECAR,
+        Access::Read | Access::Write => DATA_SIDECAR,
+    }
+}
+
+/// Whether `cpu`'s frame registers let it make `access` to word `w` the table refused (see
+/// [`FrameRegs`]). Consulted only after a refusal, so an allowed access pays nothing for them.
+#[inline(always)]
+pub(crate) fn frame_allows(c: &Cpu, w: u64, access: Access) -> bool {
+    let a = w << 2;
+    let (lo, len) = c.reach;
+    access != Access::Execute
+        && a.wrapping_sub(lo) < len
+        && c.regs.allows_word(a, access == Access::Write)
+}

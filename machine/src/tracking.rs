@@ -1,0 +1,62 @@
+//! Write tracking: the words whose stores are recorded, and the dirty marks stores leave
+//! on them until they are taken.
+
+use std::collections::BTreeSet;
+
+use mmp_domains::WordRange;
+
+use crate::machine::Machine;
+use crate::segmap::SegMap;
+
+impl Machine {
+    /// Records the tracked words a store of `size` bytes at `addr` wrote (out of line: most
+    /// machines track nothing).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn mark_dirty(&mut self, addr: u64, size: u64) {
+        for w in addr / 4..=(addr + size - 1) / 4 {
+            if self.tracked.get(w).is_some() {
+                self.dirty.insert(w);
+            }
+        }
+    }
+
+    /// Starts (`on`) or stops recording writes to the words of `range`. Stopping also forgets
+    /// their dirty marks. Writes through [`Machine::memory_mut`] are not recorded.
+    pub fn set_tracked(&mut self, range: WordRange, on: bool) {
+        let (lo, hi) = (range.start().0, range.end().0);
+        self.tracked.set(lo, hi, on.then_some(()));
+        if !on {
+            let gone: Vec<u64> = self.dirty.range(lo..hi).copied().collect();
+            for w in gone {
+                self.dirty.remove(&w);
+            }
+        }
+    }
+
+    /// The tracked words, as a map of word ranges.
+    #[must_use]
+    pub fn tracked(&self) -> &SegMap<()> {
+        &self.tracked
+    }
+
+    /// Every dirty word (written by a store since its last take), ascending.
+    #[must_use]
+    pub fn dirty(&self) -> &BTreeSet<u64> {
+        &self.dirty
+    }
+
+    /// Returns the byte addresses of the tracked words of `range` written since they were
+    /// last taken, ascending, and clears their marks in the same step.
+    pub fn take_dirty(&mut self, range: WordRange) -> Vec<u64> {
+        let words: Vec<u64> = self
+            .dirty
+            .range(range.start().0..range.end().0)
+            .copied()
+            .collect();
+        for w in &words {
+            self.dirty.remove(w);
+        }
+        words.into_iter().map(|w| w * 4).collect()
+    }
+}

@@ -1,0 +1,265 @@
+//! Control transfers: calls, returns and jumps through call and return gates, with the
+//! frame registers and the cross-domain call stack they use.
+
+use mmp_domains::{Access, PdId};
+use mmp_gates::{ArgWindow, CallStack, CrossingStats, Frame, FrameRegs, Gate};
+
+use crate::fault::{AccessError, Fault, FaultKind, MachineError};
+use crate::machine::Machine;
+
+impl Machine {
+    /// Sets every CPU's call stack to hold at most `frames` frames.
+    ///
+    /// # Errors
+    /// [`MachineError::CallsInProgress`] if a CPU's stack holds more frames now.
+    pub fn set_call_stack_capacity(&mut self, frames: usize) -> Result<(), MachineError> {
+        if let Some((cpu, c)) = self
+            .gate_cpus
+            .iter()
+            .enumerate()
+            .find(|(_, c)| c.stack.depth() > frames)
+        {
+            return Err(MachineError::CallsInProgress {
+                cpu,
+                depth: c.stack.depth(),
+            });
+        }
+        for c in &mut self.gate_cpus {
+            let mut s = CallStack::new(frames);
+            for f in c.stack.frames() {
+                let pushed = s.push(*f);
+                debug_assert!(pushed.is_ok());
+            }
+            c.stack = s;
+        }
+        Ok(())
+    }
+
+    /// Loads `cpu`'s frame registers (what making a stack current does).
+    ///
+    /// # Errors
+    /// [`MachineError::NoSuchCpu`]; [`MachineError::CallsInProgress`] while the CPU's call
+    /// stack holds frames (their frame bases belong to the running stack).
+    pub fn set_frame_regs(&mut self, cpu: usize, regs: FrameRegs) -> Result<(), MachineError> {
+        let cpu = self.cpu_index(cpu)?;
+        let depth = self.gate_cpus[cpu].stack.depth();
+        if depth > 0 {
+            return Err(MachineError::CallsInProgress { cpu, depth });
+        }
+        self.cpus[cpu].set_regs(regs);
+        Ok(())
+    }
+
+    /// Clears `cpu`'s frame registers and empties its call stack: the thread on it is gone
+    /// (its stack was freed), so no frame of it may be returned to or reached.
+    ///
+    /// # Errors
+    /// [`MachineError::NoSuchCpu`].
+    pub fn clear_frames(&mut self, cpu: usize) -> Result<(), MachineError> {
+        let cpu = self.cpu_index(cpu)?;
+        self.cpus[cpu].set_regs(FrameRegs::default());
+        let g = &mut self.gate_cpus[cpu];
+        g.stack = CallStack::new(g.stack.capacity());
+        Ok(())
+    }
+
+    /// `cpu`'s frame registers.
+    ///
+    /// # Errors
+    /// [`MachineError::NoSuchCpu`].
+    pub fn frame_regs(&self, cpu: usize) -> Result<FrameRegs, MachineError> {
+        Ok(self.cpus[self.cpu_index(cpu)?].regs)
+    }
+
+    /// `cpu`'s cross-domain call stack.
+    ///
+    /// # Errors
+    /// [`MachineError::NoSuchCpu`].
+    pub fn call_stack(&self, cpu: usize) -> Result<&CallStack, MachineError> {
+        Ok(&self.gate_cpus[self.cpu_index(cpu)?].stack)
+    }
+
+    /// `cpu`'s crossing counts.
+    ///
+    /// # Errors
+    /// [`MachineError::NoSuchCpu`].
+    pub fn crossings(&self, cpu: usize) -> Result<&CrossingStats, MachineError> {
+        Ok(&self.gate_cpus[self.cpu_index(cpu)?].crossings)
+    }
+
+    /// Every CPU's crossing counts added up.
+    #[must_use]
+    pub fn crossing_totals(&self) -> CrossingStats {
+        let mut t = CrossingStats::default();
+        for c in &self.gate_cpus {
+            t.add(&c.crossings);
+        }
+        t
+    }
+
+    fn gate_fault(&self, cpu: usize, target: u64, kind: FaultKind) -> Fault {
+        Fault {
+            cpu,
+            pd: self.cpus[cpu].pd,
+            addr: target,
+            size: 4,
+            access: Access::Execute,
+            kind,
+        }
+    }
+
+    /// [`Machine::call_export`] with no argument export.
+    ///
+    /// # Errors
+    /// As [`Machine::call_export`].
+    pub fn call(
+        &mut self,
+        cpu: usize,
+        target: u64,
+        ret_addr: u64,
+        sp: u64,
+    ) -> Result<PdId, AccessError> {
+        self.call_export(cpu, target, ret_addr, sp, ArgWindow::NONE)
+    }
+
+    /// A subroutine call by the domain on `cpu` to `target`, returning to `ret_addr`, with
+    /// stack pointer `sp`, exporting `args` (the words at `sp` upward) to the callee. Returns
+    /// the domain now running.
+    ///
+    /// Onto a call gate in the running domain's table it is a cross-domain call: it pushes
+    /// (`ret_addr`, caller, fb, the caller's own argument window) on the CPU's call stack,
+    /// makes `sp` the new frame base (it must be below the old one), gives the callee `args`
+    /// above it, and switches to the gate's destination. The exported words must lie in the
+    /// caller's own stack, `[sl, fb)`. Anywhere else it is an ordinary call, which needs
+    /// execute permission at `target` (another domain's code is an execute fault) and exports
+    /// nothing. A faulting call changes nothing.
+    ///
+    /// Checks, in order: `OutOfRange` (the gate word), `Gate` (dead destination),
+    /// `FrameOrder`, `ArgExport`, `StackOverflow`.
+    ///
+    /// # Errors
+    /// A [`Fault`] as above, or the ordinary call's `NoPermission`/`OutOfRange`;
+    /// [`AccessError::Machine`] for a CPU that does not exist.
+    #[inline]
+    pub fn call_export(
+        &mut self,
+        cpu: usize,
+        target: u64,
+        ret_addr: u64,
+        sp: u64,
+        args: ArgWindow,
+    ) -> Result<PdId, AccessError> {
+        let cpu = self.cpu_index(cpu)?;
+        let Some(Gate::Call { dest }) = self.pds[self.cpus[cpu].slot].gates.get(target / 4) else {
+            self.check(cpu, target, 4, Access::Execute)?;
+            return Ok(self.cpus[cpu].pd);
+        };
+        if target
+            .checked_add(4)
+            .is_none_or(|e| e > self.cfg.width.byte_limit())
+        {
+            return Err(self.gate_fault(cpu, target, FaultKind::OutOfRange).into());
+        }
+        let Ok(dest_slot) = self.key_of(dest) else {
+            return Err(self.gate_fault(cpu, target, FaultKind::Gate).into());
+        };
+        let regs = self.cpus[cpu].regs;
+        if sp >= regs.fb {
+            let kind = FaultKind::FrameOrder { fb: regs.fb };
+            return Err(self.gate_fault(cpu, target, kind).into());
+        }
+        if args.words > 0 && !regs.covers(sp, args.bytes()) {
+            let kind = FaultKind::ArgExport {
+                sl: regs.sl,
+                fb: regs.fb,
+            };
+            return Err(self.gate_fault(cpu, target, kind).into());
+        }
+        let caller = self.cpus[cpu].pd;
+        let frame = Frame {
+            ret_addr,
+            caller,
+            fb: regs.fb,
+            args: regs.args,
+        };
+        let g = &mut self.gate_cpus[cpu];
+        if g.stack.push(frame).is_err() {
+            return Err(self
+                .gate_fault(cpu, target, FaultKind::StackOverflow)
+                .into());
+        }
+        g.crossings.record(caller, dest, target / 4);
+        self.load_pd(cpu, dest, dest_slot);
+        let c = &mut self.cpus[cpu];
+        c.set_regs(FrameRegs {
+            fb: sp,
+            args,
+            ..c.regs
+        });
+        Ok(dest)
+    }
+
+    /// A return by the domain on `cpu`, executed at `at`, to `to`. Returns the domain now
+    /// running.
+    ///
+    /// At a return gate in the running domain's table, it pops the call stack, checks that
+    /// `to` is the return address the call pushed, and switches back to the caller with its
+    /// frame base and argument window. Anywhere else it is an ordinary return, which needs
+    /// execute permission at `to`. A faulting return changes nothing (the frame stays on the
+    /// stack).
+    ///
+    /// Checks, in order: `StackUnderflow`, `ReturnMismatch`, `Gate` (the caller no longer
+    /// exists).
+    ///
+    /// # Errors
+    /// A [`Fault`] as above, or the ordinary return's `NoPermission`/`OutOfRange`;
+    /// [`AccessError::Machine`] for a CPU that does not exist.
+    #[inline]
+    pub fn ret(&mut self, cpu: usize, at: u64, to: u64) -> Result<PdId, AccessError> {
+        let cpu = self.cpu_index(cpu)?;
+        if self.pds[self.cpus[cpu].slot].gates.get(at / 4) != Some(Gate::Return) {
+            self.check(cpu, to, 4, Access::Execute)?;
+            return Ok(self.cpus[cpu].pd);
+        }
+        let Some(&top) = self.gate_cpus[cpu].stack.top() else {
+            return Err(self.gate_fault(cpu, at, FaultKind::StackUnderflow).into());
+        };
+        if top.ret_addr != to {
+            let kind = FaultKind::ReturnMismatch {
+                expected: top.ret_addr,
+            };
+            return Err(self.gate_fault(cpu, at, kind).into());
+        }
+        let Ok(slot) = self.key_of(top.caller) else {
+            return Err(self.gate_fault(cpu, at, FaultKind::Gate).into());
+        };
+        let popped = self.gate_cpus[cpu].stack.pop();
+        debug_assert!(popped.is_ok());
+        self.load_pd(cpu, top.caller, slot);
+        let c = &mut self.cpus[cpu];
+        c.set_regs(FrameRegs {
+            fb: top.fb,
+            args: top.args,
+            ..c.regs
+        });
+        Ok(top.caller)
+    }
+
+    /// A jump by the domain on `cpu` to `target`: an ordinary transfer, which needs execute
+    /// permission there. A call gate is entered by a call, not a jump: jumping onto one is a
+    /// `Gate` fault.
+    ///
+    /// # Errors
+    /// A [`Fault`]; [`AccessError::Machine`] for a CPU that does not exist.
+    pub fn jump(&mut self, cpu: usize, target: u64) -> Result<(), AccessError> {
+        let cpu = self.cpu_index(cpu)?;
+        if matches!(
+            self.pds[self.cpus[cpu].slot].gates.get(target / 4),
+            Some(Gate::Call { .. })
+        ) {
+            return Err(self.gate_fault(cpu, target, FaultKind::Gate).into());
+        }
+        self.check(cpu, target, 4, Access::Execute)?;
+        Ok(())
+    }
+}
