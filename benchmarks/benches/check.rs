@@ -19,8 +19,8 @@ use mmp_benchmarks::workloads::{STREAM_LEN, mixed_layout, random_words, sequenti
 use mmp_domains::{
     Access, AddrWidth, Flat, Mlpt, PdId, PdKind, Perm, PermTable, TableFormat, WordAddr,
 };
-use mmp_plb::{Epochs, Plb, PlbConfig, Replacement};
 use mmp_machine::{Machine, MachineConfig};
+use mmp_plb::{Epochs, Plb, PlbConfig, Replacement};
 
 fn plb_config(entries: usize, ways: usize) -> PlbConfig {
     PlbConfig {

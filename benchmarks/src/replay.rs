@@ -34,10 +34,8 @@ use std::time::Instant;
 
 use mmp_domains::{Access, AddrWidth, PdId, PdKind, Perm, PermTable, TableFormat};
 use mmp_gates::{ArgWindow, FrameRegs, Gate};
+use mmp_machine::{AccessError, Fault, FaultKind, Machine, MachineConfig, MachineError};
 use mmp_plb::{PlbConfig, PlbStats};
-use mmp_machine::{
-    AccessError, Fault, FaultKind, Machine, MachineConfig, MachineError,
-};
 use serde::Serialize;
 
 use crate::trace::{DomainNo, Event, EventSource, MemKind, TraceError, TraceWidth};

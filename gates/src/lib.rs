@@ -130,6 +130,27 @@ pub enum StackError {
     Underflow,
 }
 
+/// A malformed cross-domain call stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum StackInvariantError {
+    /// More frames than the stack holds.
+    #[error("{frames} frames on a stack of {capacity}")]
+    OverCapacity {
+        /// Frames on the stack.
+        frames: usize,
+        /// Its capacity.
+        capacity: usize,
+    },
+    /// A frame's frame base is not below the older frame's.
+    #[error("frame base {fb:#x} is not below the older {older:#x}")]
+    FrameOrder {
+        /// The newer frame's frame base.
+        fb: u64,
+        /// The older frame's.
+        older: u64,
+    },
+}
+
 /// The bounded per-CPU cross-domain call stack. It lives in protected storage that only the
 /// hardware reaches; [`CallStack::protected_bytes`] is what that storage costs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -212,21 +233,20 @@ impl CallStack {
     /// from the newest frame to the oldest (each crossing's new frame base is below the old).
     ///
     /// # Errors
-    /// A description of the first problem.
-    pub fn check_invariants(&self) -> Result<(), String> {
+    /// The first problem.
+    pub fn check_invariants(&self) -> Result<(), StackInvariantError> {
         if self.frames.len() > self.capacity {
-            return Err(format!(
-                "{} frames on a stack of {}",
-                self.frames.len(),
-                self.capacity
-            ));
+            return Err(StackInvariantError::OverCapacity {
+                frames: self.frames.len(),
+                capacity: self.capacity,
+            });
         }
         for pair in self.frames.windows(2) {
             if pair[1].fb >= pair[0].fb {
-                return Err(format!(
-                    "frame base {:#x} is not below the older {:#x}",
-                    pair[1].fb, pair[0].fb
-                ));
+                return Err(StackInvariantError::FrameOrder {
+                    fb: pair[1].fb,
+                    older: pair[0].fb,
+                });
             }
         }
         Ok(())

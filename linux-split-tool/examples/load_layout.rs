@@ -9,8 +9,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use mmp_domains::{AddrWidth, TableFormat};
-use mmp_split::Layout;
 use mmp_machine::{Machine, MachineConfig};
+use mmp_split::Layout;
 
 fn run(path: &str, formats: &[TableFormat]) -> Result<(), String> {
     let t = Instant::now();
@@ -33,7 +33,7 @@ fn run(path: &str, formats: &[TableFormat]) -> Result<(), String> {
         let t = Instant::now();
         let loaded = layout.load(&mut m).map_err(|e| format!("{path}: {e}"))?;
         let secs = t.elapsed().as_secs_f64();
-        m.check_invariants()?;
+        m.check_invariants().map_err(|e| e.to_string())?;
         println!(
             "{format:?}: {} domains, {} gates, {} grants, {} skipped; \
              {} table bytes, {} protected bytes; loaded in {secs:.3} s",

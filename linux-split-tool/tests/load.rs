@@ -10,13 +10,13 @@ mod common;
 
 use common::{Fixture, ko};
 use mmp_domains::{Access, AddrWidth, PdKind, Perm, TableFormat};
+use mmp_machine::{AccessError, Machine, MachineConfig, MachineError};
+use mmp_machine::{ArgWindow, FrameRegs, Gate};
 use mmp_split::layout::{FORMAT, VERSION};
 use mmp_split::load::{MODULE_REGION_BASE, map_canonical};
 use mmp_split::{
     EntryKind, Layout, LayoutError, LoadError, SkipReason, SystemMap, layout, parse_module, resolve,
 };
-use mmp_machine::{AccessError, Machine, MachineConfig, MachineError};
-use mmp_machine::{ArgWindow, FrameRegs, Gate};
 use serde_json::{Value, json};
 
 /// `core_mod` exports two functions, writable data (16 bytes) and read-only data (32 bytes);

@@ -63,14 +63,7 @@ impl Machine {
     /// The fault for a refusal of the full path. Inlined, so a caller that only asks
     /// whether the check passed builds no fault.
     #[inline(always)]
-    fn refusal_fault(
-        &self,
-        cpu: usize,
-        addr: u64,
-        size: u64,
-        access: Access,
-        r: Refusal,
-    ) -> Fault {
+    fn refusal_fault(&self, cpu: usize, addr: u64, size: u64, access: Access, r: Refusal) -> Fault {
         let (pd, kind) = match r {
             Refusal::NoSuchCpu => (PdId::SUPERVISOR, FaultKind::NoSuchCpu),
             Refusal::BadSize => (self.cpus[cpu].pd, FaultKind::BadSize),

@@ -1,56 +1,141 @@
 //! The machine's invariants, checked by one function that unit tests, proptests, the fuzz
 //! targets and the supervisor's own checker all call.
 
-use mmp_domains::PermTable;
+use mmp_domains::{InvariantError, PdId, PermTable};
+use mmp_gates::{FrameRegs, StackInvariantError};
+use mmp_plb::Inconsistency;
 
 use crate::machine::Machine;
+use crate::segmap::SegMapInvariantError;
+
+/// A broken invariant of the machine. Every variant names the CPU or domain involved.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MachineInvariantError {
+    /// A domain's permissions table broke its format's own invariants.
+    #[error("{pd}: {source}")]
+    Table {
+        /// The domain.
+        pd: PdId,
+        /// The table's complaint.
+        source: InvariantError,
+    },
+    /// A CPU runs a domain that does not exist.
+    #[error("CPU {cpu} runs {pd}, which does not exist")]
+    DeadRunning {
+        /// The CPU.
+        cpu: usize,
+        /// The domain in its PD register.
+        pd: PdId,
+    },
+    /// A CPU's copy of its domain's update counters is stale.
+    #[error("CPU {cpu}'s copy of {pd}'s update counters is stale")]
+    StaleEpochs {
+        /// The CPU.
+        cpu: usize,
+        /// The domain.
+        pd: PdId,
+    },
+    /// A CPU's table base is not its domain's table.
+    #[error("CPU {cpu}'s table base does not match {pd}")]
+    TableBase {
+        /// The CPU.
+        cpu: usize,
+        /// The domain.
+        pd: PdId,
+    },
+    /// A CPU's cached frame-register reach is not that of its registers.
+    #[error("CPU {cpu}'s frame reach {reach:?} is not that of its registers {regs:?}")]
+    Reach {
+        /// The CPU.
+        cpu: usize,
+        /// The cached reach.
+        reach: (u64, u64),
+        /// The registers.
+        regs: FrameRegs,
+    },
+    /// A CPU's cross-domain call stack is malformed.
+    #[error("CPU {cpu}'s call stack: {source}")]
+    CallStack {
+        /// The CPU.
+        cpu: usize,
+        /// What is wrong with it.
+        source: StackInvariantError,
+    },
+    /// A CPU's frame base is not below the newest frame's.
+    #[error("CPU {cpu}'s frame base {fb:#x} is not below its caller's {caller_fb:#x}")]
+    FrameBase {
+        /// The CPU.
+        cpu: usize,
+        /// Its frame base.
+        fb: u64,
+        /// The newest frame's.
+        caller_fb: u64,
+    },
+    /// A PLB entry grants more than its domain's table.
+    #[error("CPU {cpu}: {source}")]
+    Plb {
+        /// The CPU.
+        cpu: usize,
+        /// The entry and the word that disagree.
+        source: Inconsistency,
+    },
+    /// The tracked-word map is not canonical.
+    #[error("tracked words: {0}")]
+    Tracked(SegMapInvariantError),
+    /// A word is marked dirty but is not tracked.
+    #[error("word {word:#x} is dirty but not tracked")]
+    DirtyUntracked {
+        /// The word (a word index).
+        word: u64,
+    },
+}
 
 impl Machine {
     /// Checks the machine's invariants: every table's own invariants, every CPU's PD register
-    /// names a live domain and its table base matches, every call stack is well formed with
-    /// the running frame base below the newest frame's, and no current PLB entry grants more
-    /// than its domain's table.
+    /// names a live domain and its table base and update counters match, every call stack is
+    /// well formed with the running frame base below the newest frame's, no current PLB entry
+    /// grants more than its domain's table, and every dirty word is tracked.
     ///
     /// # Errors
-    /// A description of the first broken invariant.
-    pub fn check_invariants(&self) -> Result<(), String> {
+    /// The first broken invariant.
+    pub fn check_invariants(&self) -> Result<(), MachineInvariantError> {
         for (k, s) in &self.pds {
             if k != 0 {
                 s.table
                     .check_invariants()
-                    .map_err(|e| format!("{}: {e}", s.id))?;
+                    .map_err(|source| MachineInvariantError::Table { pd: s.id, source })?;
             }
         }
-        for (i, c) in self.cpus.iter().enumerate() {
-            if !self.pd_exists(c.pd) {
-                return Err(format!("CPU {i} runs {}, which does not exist", c.pd));
+        for (cpu, c) in self.cpus.iter().enumerate() {
+            let pd = c.pd;
+            if !self.pd_exists(pd) {
+                return Err(MachineInvariantError::DeadRunning { cpu, pd });
             }
-            if !c.pd.is_supervisor() && c.epochs != self.pds[c.slot].epochs {
-                return Err(format!(
-                    "CPU {i}'s copy of {}'s update counters is stale",
-                    c.pd
-                ));
+            if !pd.is_supervisor() && c.epochs != self.pds[c.slot].epochs {
+                return Err(MachineInvariantError::StaleEpochs { cpu, pd });
             }
-            if c.slot != self.key_of(c.pd).unwrap_or(usize::MAX) {
-                return Err(format!("CPU {i}'s table base does not match {}", c.pd));
+            if c.slot != self.key_of(pd).unwrap_or(usize::MAX) {
+                return Err(MachineInvariantError::TableBase { cpu, pd });
             }
             if c.reach != c.regs.reach() {
-                return Err(format!(
-                    "CPU {i}'s frame reach {:?} is not that of its registers {:?}",
-                    c.reach, c.regs
-                ));
+                return Err(MachineInvariantError::Reach {
+                    cpu,
+                    reach: c.reach,
+                    regs: c.regs,
+                });
             }
-            let stack = &self.gate_cpus[i].stack;
+            let stack = &self.gate_cpus[cpu].stack;
             stack
                 .check_invariants()
-                .map_err(|e| format!("CPU {i}'s call stack: {e}"))?;
+                .map_err(|source| MachineInvariantError::CallStack { cpu, source })?;
             if let Some(top) = stack.top()
                 && c.regs.fb >= top.fb
             {
-                return Err(format!(
-                    "CPU {i}'s frame base {:#x} is not below its caller's {:#x}",
-                    c.regs.fb, top.fb
-                ));
+                return Err(MachineInvariantError::FrameBase {
+                    cpu,
+                    fb: c.regs.fb,
+                    caller_fb: top.fb,
+                });
             }
             c.plb
                 .check_consistent(|pd| {
@@ -58,7 +143,13 @@ impl Machine {
                         .ok()
                         .map(|k| (&self.pds[k].table as &dyn PermTable, self.pds[k].epochs))
                 })
-                .map_err(|e| format!("CPU {i}: {e}"))?;
+                .map_err(|source| MachineInvariantError::Plb { cpu, source })?;
+        }
+        self.tracked
+            .check_invariants()
+            .map_err(MachineInvariantError::Tracked)?;
+        if let Some(&word) = self.dirty.iter().find(|&&w| self.tracked.get(w).is_none()) {
+            return Err(MachineInvariantError::DirtyUntracked { word });
         }
         Ok(())
     }

@@ -40,8 +40,9 @@ mod transfer;
 
 pub use check::{DATA_SIDECAR, FETCH_SIDECAR};
 pub use fault::{AccessError, Fault, FaultKind, MachineError};
+pub use invariants::MachineInvariantError;
 pub use machine::{CALL_STACK_FRAMES, Machine, MachineConfig};
 pub use memory::Memory;
 pub use mmp_gates::{ArgWindow, CallStack, CrossingStats, Frame, FrameRegs, Gate};
-pub use segmap::SegMap;
+pub use segmap::{SegMap, SegMapInvariantError};
 pub use tables::TableWrite;

@@ -3,6 +3,35 @@
 
 use std::collections::BTreeMap;
 
+/// A [`SegMap`] that is not in canonical form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SegMapInvariantError {
+    /// An empty segment.
+    #[error("empty segment [{start:#x}, {end:#x})")]
+    Empty {
+        /// Its start key.
+        start: u64,
+        /// Its end key.
+        end: u64,
+    },
+    /// Two segments overlap.
+    #[error("segments [{:#x}, {:#x}) and [{:#x}, {:#x}) overlap", first.0, first.1, second.0, second.1)]
+    Overlap {
+        /// The first, `(start, end)`.
+        first: (u64, u64),
+        /// The second.
+        second: (u64, u64),
+    },
+    /// Two adjacent segments hold equal values (they should be one).
+    #[error("adjacent segments [{:#x}, {:#x}) and [{:#x}, {:#x}) hold equal values", first.0, first.1, second.0, second.1)]
+    Unmerged {
+        /// The first, `(start, end)`.
+        first: (u64, u64),
+        /// The second.
+        second: (u64, u64),
+    },
+}
+
 /// Disjoint half-open ranges `[start, end)` of `u64` keys, each with a value.
 ///
 /// Canonical: no empty ranges, and two adjacent ranges never hold equal values (they are
@@ -25,8 +54,10 @@ impl<V> Default for SegMap<V> {
 impl<V: Copy + Eq> SegMap<V> {
     /// The empty map: no key is mapped.
     #[must_use]
-    pub fn new() -> Self {
-        Self::default()
+    pub const fn new() -> Self {
+        Self {
+            map: BTreeMap::new(),
+        }
     }
 
     /// Whether no key is mapped.
@@ -166,28 +197,28 @@ impl<V: Copy + Eq> SegMap<V> {
     }
 
     /// Checks the canonical form: segments sorted, disjoint and non-empty, and no two adjacent
-    /// segments holding equal values. Returns a description of the first violation.
+    /// segments holding equal values.
     ///
     /// # Errors
-    ///
-    /// Returns `Err` naming the offending segment if an invariant does not hold.
-    pub fn check_invariants(&self) -> Result<(), String> {
+    /// The first offending segment or pair.
+    pub fn check_invariants(&self) -> Result<(), SegMapInvariantError> {
         let mut prev: Option<(u64, u64, V)> = None;
         for (s, e, v) in self.iter() {
             if s >= e {
-                return Err(format!("empty segment [{s:#x}, {e:#x})"));
+                return Err(SegMapInvariantError::Empty { start: s, end: e });
             }
             if let Some((ps, pe, pv)) = prev {
                 if pe > s {
-                    return Err(format!(
-                        "segments [{ps:#x}, {pe:#x}) and [{s:#x}, {e:#x}) overlap"
-                    ));
+                    return Err(SegMapInvariantError::Overlap {
+                        first: (ps, pe),
+                        second: (s, e),
+                    });
                 }
                 if pe == s && pv == v {
-                    return Err(format!(
-                        "adjacent segments [{ps:#x}, {pe:#x}) and [{s:#x}, {e:#x}) hold equal \
-                         values"
-                    ));
+                    return Err(SegMapInvariantError::Unmerged {
+                        first: (ps, pe),
+                        second: (s, e),
+                    });
                 }
             }
             prev = Some((s, e, v));

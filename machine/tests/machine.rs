@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use mmp_domains::oracle::RefTable;
 use mmp_domains::{Access, AddrWidth, PdId, PdKind, Perm, TableFormat, WordAddr};
-use mmp_plb::{PlbConfig, Replacement};
 use mmp_machine::{AccessError, FaultKind, Machine, MachineConfig, MachineError};
+use mmp_plb::{PlbConfig, Replacement};
 use proptest::prelude::*;
 
 const BASE: u64 = 0x10_0000;
@@ -196,7 +196,8 @@ fn run(format: TableFormat, plb: PlbConfig, ops: &[Op]) -> Result<(), TestCaseEr
                 }
             }
         }
-        m.check_invariants().map_err(TestCaseError::fail)?;
+        m.check_invariants()
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
     }
     Ok(())
 }

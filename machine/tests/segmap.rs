@@ -55,7 +55,8 @@ impl Model {
 }
 
 fn check(map: &SegMap<u8>, model: &Model, qs: u64, qe: u64) -> Result<(), TestCaseError> {
-    map.check_invariants().map_err(TestCaseError::fail)?;
+    map.check_invariants()
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
     let len = model.keys.len() as u64;
     for k in 0..len {
         prop_assert_eq!(map.get(k), model.keys[k as usize], "get({})", k);

@@ -7,6 +7,57 @@
 
 use std::collections::BTreeSet;
 
+/// A broken invariant of the buddy allocator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BuddyInvariantError {
+    /// The free lists do not number one per order.
+    #[error("{lists} free lists for width {width_bits}")]
+    FreeLists {
+        /// Lists kept.
+        lists: usize,
+        /// The width in bits.
+        width_bits: u32,
+    },
+    /// A free block is below the minimum order.
+    #[error("free blocks of order {order} below the minimum")]
+    BelowMinimum {
+        /// The order.
+        order: u32,
+    },
+    /// A free block is not aligned to its size.
+    #[error("block {base:#x} of order {order} misaligned")]
+    Misaligned {
+        /// Its first byte.
+        base: u64,
+        /// Its order.
+        order: u32,
+    },
+    /// A free block passes the end of the space.
+    #[error("block {base:#x} of order {order} outside the space")]
+    Outside {
+        /// Its first byte.
+        base: u64,
+        /// Its order.
+        order: u32,
+    },
+    /// A free block and its buddy are both free (they should have merged).
+    #[error("block {base:#x} of order {order} and its buddy are both free")]
+    Uncoalesced {
+        /// Its first byte.
+        base: u64,
+        /// Its order.
+        order: u32,
+    },
+    /// Two free blocks overlap.
+    #[error("blocks [{:#x}, {:#x}) and [{:#x}, {:#x}) overlap", first.0, first.1, second.0, second.1)]
+    Overlap {
+        /// The first, `(start, end)`.
+        first: (u64, u64),
+        /// The second.
+        second: (u64, u64),
+    },
+}
+
 /// A binary buddy allocator over `[0, 2^width_bits)` with one free list per order.
 ///
 /// Invariant (see [`Buddy::check_invariants`]): free blocks are aligned to their order, inside
@@ -226,39 +277,37 @@ impl Buddy {
     ///
     /// # Errors
     ///
-    /// Returns `Err` describing the first violation found.
-    pub fn check_invariants(&self) -> Result<(), String> {
+    /// The first violation found.
+    pub fn check_invariants(&self) -> Result<(), BuddyInvariantError> {
         if self.free.len() != self.width_bits as usize + 1 {
-            return Err(format!(
-                "{} free lists for width {}",
-                self.free.len(),
-                self.width_bits
-            ));
+            return Err(BuddyInvariantError::FreeLists {
+                lists: self.free.len(),
+                width_bits: self.width_bits,
+            });
         }
         for (set, k) in self.free.iter().zip(0u32..) {
             if k < Self::MIN_ORDER && !set.is_empty() {
-                return Err(format!("free blocks of order {k} below the minimum"));
+                return Err(BuddyInvariantError::BelowMinimum { order: k });
             }
             for &base in set {
                 if base & (size(k) - 1) != 0 {
-                    return Err(format!("block {base:#x} of order {k} misaligned"));
+                    return Err(BuddyInvariantError::Misaligned { base, order: k });
                 }
                 if base >= self.limit() || self.limit() - base < size(k) {
-                    return Err(format!("block {base:#x} of order {k} outside the space"));
+                    return Err(BuddyInvariantError::Outside { base, order: k });
                 }
                 if k < self.width_bits && set.contains(&(base ^ size(k))) {
-                    return Err(format!(
-                        "block {base:#x} of order {k} and its buddy are both free"
-                    ));
+                    return Err(BuddyInvariantError::Uncoalesced { base, order: k });
                 }
             }
         }
         for pair in self.blocks().windows(2) {
             let ((b0, e0), (b1, e1)) = (pair[0], pair[1]);
             if e0 > b1 {
-                return Err(format!(
-                    "blocks [{b0:#x}, {e0:#x}) and [{b1:#x}, {e1:#x}) overlap"
-                ));
+                return Err(BuddyInvariantError::Overlap {
+                    first: (b0, e0),
+                    second: (b1, e1),
+                });
             }
         }
         Ok(())

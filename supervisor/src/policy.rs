@@ -126,7 +126,7 @@ pub struct Grant {
 }
 
 /// What the supervisor does when a domain faults.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, arbitrary::Arbitrary)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum FaultPolicy {
     /// Record the fault and skip the faulting access (a load reads 0, a store writes nothing);
     /// the domain keeps running.

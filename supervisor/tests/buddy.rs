@@ -138,7 +138,8 @@ fn sub_range(s: u64, e: u64, a: u64, b: u64) -> (u64, u64) {
 }
 
 fn check(b: &Buddy, o: &Oracle) -> Result<(), TestCaseError> {
-    b.check_invariants().map_err(TestCaseError::fail)?;
+    b.check_invariants()
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
     let free = o.free_ranges();
     prop_assert_eq!(b.free_ranges(), free.clone());
     for &(s, e) in free.iter().take(8) {
@@ -219,7 +220,8 @@ fn run(width: u32, ops: Vec<Op>) -> Result<(), TestCaseError> {
     for (s, e) in std::mem::take(&mut o.used) {
         b.release(s, e);
     }
-    b.check_invariants().map_err(TestCaseError::fail)?;
+    b.check_invariants()
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
     prop_assert_eq!(b, Buddy::new(width));
     Ok(())
 }

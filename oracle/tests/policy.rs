@@ -1,7 +1,7 @@
 //! Differential tests of the supervisor's policy against its reference model
-//! (`mmp_supervisor::model`), through the operation harness the fuzz target also uses.
+//! (`mmp_oracle::model`), through the operation harness the fuzz target also uses.
 
-use mmp_supervisor::ops::{Shape, fuzz_one, run_bytes};
+use mmp_oracle::ops::{Shape, fuzz_one, run_bytes};
 use proptest::prelude::*;
 
 fn shape(i: u8) -> Shape {
@@ -19,7 +19,7 @@ proptest! {
         i in any::<u8>(),
         data in proptest::collection::vec(any::<u8>(), 4000..6000),
     ) {
-        let h = run_bytes(shape(i), &data, 140).map_err(TestCaseError::fail)?;
+        let h = run_bytes(shape(i), &data, 140).map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert!(h.ops >= 100, "only {} operations ran", h.ops);
         prop_assert!(h.failed < h.ops, "every operation failed");
     }

@@ -2,6 +2,11 @@
 //! harness that runs each operation on the [`Supervisor`] and on its reference [`Model`] and
 //! compares everything.
 //!
+//! An [`Op`] names its operands indirectly (so random bytes decode to mostly meaningful
+//! calls); the harness resolves it against what it has seen into a [`Call`] with concrete
+//! operands, and [`Call::apply`] runs that call on anything that implements [`Mmp`]: the
+//! supervisor and the model go through the same generic step.
+//!
 //! Operations name domains, CPUs and addresses indirectly (an index into the domains and
 //! addresses seen so far, plus an offset), so random bytes make mostly meaningful calls while
 //! still reaching every bad-input class: stale ids, the wrong CPU, zero, wrapping and huge
@@ -18,13 +23,15 @@
 
 use arbitrary::{Arbitrary, Unstructured};
 use mmp_domains::{Access, AddrWidth, PdId, PdKind, Perm, TableFormat};
-use mmp_plb::PlbConfig;
-
-use mmp_machine::MachineConfig;
-use crate::model::{Held, Model};
-use crate::policy::{ENTRY_BASE, ENTRY_LEN, FaultPolicy, SUPERVISOR_RETURN};
-use crate::supervisor::{Supervisor, SupervisorConfig};
 use mmp_gates::{ArgWindow, Gate};
+use mmp_machine::MachineConfig;
+use mmp_plb::PlbConfig;
+use mmp_supervisor::policy::{ENTRY_BASE, ENTRY_LEN, FaultAction, FaultPolicy, SUPERVISOR_RETURN};
+use mmp_supervisor::{
+    AccessResult, CallResult, Mmp, PolicyInvariantError, Supervisor, SupervisorConfig,
+};
+
+use crate::model::{Held, Model};
 
 /// An address operand. Decoded with weights: mostly addresses seen, rarely raw ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,6 +147,23 @@ impl<'a> Arbitrary<'a> for Len {
     }
 }
 
+/// A fault policy operand, decoded as `#[derive(Arbitrary)]` decodes a four-variant enum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PolicyOperand(pub FaultPolicy);
+
+impl<'a> Arbitrary<'a> for PolicyOperand {
+    fn arbitrary(u: &mut Unstructured<'a>) -> arbitrary::Result<Self> {
+        const ALL: [FaultPolicy; 4] = [
+            FaultPolicy::Report,
+            FaultPolicy::Deny,
+            FaultPolicy::Kill,
+            FaultPolicy::Handler,
+        ];
+        let i = (u64::from(u32::arbitrary(u)?) * ALL.len() as u64) >> 32;
+        Ok(PolicyOperand(ALL[i as usize]))
+    }
+}
+
 /// One operation: a supervisor call, a context switch, or an access.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Arbitrary)]
 #[allow(missing_docs)] // the fields are the calls' arguments
@@ -212,7 +236,7 @@ pub enum Op {
     SetPolicy {
         cpu: u8,
         pd: u8,
-        policy: FaultPolicy,
+        policy: PolicyOperand,
     },
     /// A load.
     Load { cpu: u8, at: Addr, size: u8 },
@@ -260,6 +284,374 @@ pub enum Op {
     /// `idx`-th), to the newest frame's return address.
     Return { cpu: u8, idx: u8 },
 }
+
+/// An operation with its operands resolved: one `mmp_*` call, context switch, access or
+/// transfer, as [`Call::apply`] runs it on any [`Mmp`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(missing_docs)] // the fields are the calls' arguments
+pub enum Call {
+    Switch {
+        cpu: usize,
+        pd: PdId,
+    },
+    AllocPd {
+        cpu: usize,
+        kind: PdKind,
+    },
+    FreePd {
+        cpu: usize,
+        pd: PdId,
+        recursive: bool,
+    },
+    Alloc {
+        cpu: usize,
+        n_bytes: u64,
+        placement: Option<u64>,
+        stack: bool,
+    },
+    Free {
+        cpu: usize,
+        addr: u64,
+        len: Option<u64>,
+    },
+    SetPerm {
+        cpu: usize,
+        addr: u64,
+        len: u64,
+        perm: Perm,
+        pd: PdId,
+        transitive: bool,
+    },
+    MemChown {
+        cpu: usize,
+        addr: u64,
+        len: u64,
+        pd: PdId,
+    },
+    Export {
+        cpu: usize,
+        addr: u64,
+        len: u64,
+    },
+    SuprSetPerm {
+        cpu: usize,
+        addr: u64,
+        len: u64,
+        perm: Perm,
+        exclusive: bool,
+        pd: PdId,
+    },
+    SetStack {
+        cpu: usize,
+        stack: u64,
+        on_cpu: usize,
+        fb: u64,
+    },
+    AccessOk {
+        cpu: usize,
+        pd: PdId,
+        addr: u64,
+        len: u64,
+        access: Access,
+    },
+    Seal {
+        cpu: usize,
+        addr: u64,
+        len: u64,
+    },
+    Track {
+        cpu: usize,
+        addr: u64,
+        len: u64,
+        on: bool,
+    },
+    TakeDirty {
+        cpu: usize,
+        addr: u64,
+        len: u64,
+    },
+    SetPolicy {
+        cpu: usize,
+        pd: PdId,
+        policy: FaultPolicy,
+    },
+    SetGate {
+        cpu: usize,
+        pd: PdId,
+        addr: u64,
+        gate: Option<Gate>,
+    },
+    Load {
+        cpu: usize,
+        addr: u64,
+        size: u64,
+    },
+    Store {
+        cpu: usize,
+        addr: u64,
+        size: u64,
+        value: u64,
+    },
+    Fetch {
+        cpu: usize,
+        addr: u64,
+        size: u64,
+    },
+    Call {
+        cpu: usize,
+        target: u64,
+        ret: u64,
+        sp: u64,
+        args: ArgWindow,
+    },
+    Ret {
+        cpu: usize,
+        at: u64,
+        to: u64,
+    },
+    Jump {
+        cpu: usize,
+        target: u64,
+    },
+}
+
+/// What a [`Call`] returned, whatever its type: two implementations of [`Mmp`] agree on a
+/// call exactly when their outcomes are equal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A supervisor call with no value.
+    Done(CallResult<()>),
+    /// `alloc_pd`.
+    Pd(CallResult<PdId>),
+    /// `alloc`.
+    Addr(CallResult<u64>),
+    /// `take_dirty`.
+    Dirty(CallResult<Vec<u64>>),
+    /// A load or fetch.
+    Value(AccessResult<u64>),
+    /// A store or jump.
+    Access(AccessResult<()>),
+    /// A call or return: the domain running afterwards.
+    Transfer(AccessResult<PdId>),
+}
+
+impl Outcome {
+    /// For a supervisor call, whether it succeeded; an access or transfer counts as a
+    /// success even when it faults (it changes state: the fault log, perhaps a kill).
+    fn succeeded(&self) -> bool {
+        match self {
+            Outcome::Done(r) => r.is_ok(),
+            Outcome::Pd(r) => r.is_ok(),
+            Outcome::Addr(r) => r.is_ok(),
+            Outcome::Dirty(r) => r.is_ok(),
+            Outcome::Value(_) | Outcome::Access(_) | Outcome::Transfer(_) => true,
+        }
+    }
+
+    /// The error a supervisor call returned, if any.
+    fn call_error(&self) -> Option<String> {
+        let e = match self {
+            Outcome::Done(Err(e)) | Outcome::Pd(Err(e)) => e,
+            Outcome::Addr(Err(e)) | Outcome::Dirty(Err(e)) => e,
+            _ => return None,
+        };
+        Some(variant_name(&format!("{e:?}")))
+    }
+
+    /// The fault an access or transfer raised, if any.
+    fn fault(&self) -> Option<&mmp_supervisor::FaultReport> {
+        match self {
+            Outcome::Value(Err(e)) | Outcome::Access(Err(e)) | Outcome::Transfer(Err(e)) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// Whether an access or transfer killed the faulting domain.
+    fn killed(&self) -> bool {
+        self.fault()
+            .is_some_and(|e| e.action == FaultAction::Killed)
+    }
+}
+
+impl Call {
+    /// Runs the call on `m`.
+    pub fn apply<M: Mmp>(&self, m: &mut M) -> Outcome {
+        match *self {
+            Call::Switch { cpu, pd } => Outcome::Done(m.switch(cpu, pd)),
+            Call::AllocPd { cpu, kind } => Outcome::Pd(m.alloc_pd(cpu, kind)),
+            Call::FreePd { cpu, pd, recursive } => Outcome::Done(m.free_pd(cpu, pd, recursive)),
+            Call::Alloc {
+                cpu,
+                n_bytes,
+                placement,
+                stack,
+            } => Outcome::Addr(m.alloc(cpu, n_bytes, placement, stack)),
+            Call::Free { cpu, addr, len } => Outcome::Done(m.free(cpu, addr, len)),
+            Call::SetPerm {
+                cpu,
+                addr,
+                len,
+                perm,
+                pd,
+                transitive,
+            } => Outcome::Done(m.set_perm(cpu, addr, len, perm, pd, transitive)),
+            Call::MemChown { cpu, addr, len, pd } => Outcome::Done(m.mem_chown(cpu, addr, len, pd)),
+            Call::Export { cpu, addr, len } => Outcome::Done(m.export_read_only(cpu, addr, len)),
+            Call::SuprSetPerm {
+                cpu,
+                addr,
+                len,
+                perm,
+                exclusive,
+                pd,
+            } => Outcome::Done(m.supr_set_perm(cpu, addr, len, perm, exclusive, pd)),
+            Call::SetStack {
+                cpu,
+                stack,
+                on_cpu,
+                fb,
+            } => Outcome::Done(m.set_stack(cpu, stack, on_cpu, fb)),
+            Call::AccessOk {
+                cpu,
+                pd,
+                addr,
+                len,
+                access,
+            } => Outcome::Done(m.access_ok(cpu, pd, addr, len, access)),
+            Call::Seal { cpu, addr, len } => Outcome::Done(m.seal(cpu, addr, len)),
+            Call::Track { cpu, addr, len, on } => Outcome::Done(m.track(cpu, addr, len, on)),
+            Call::TakeDirty { cpu, addr, len } => Outcome::Dirty(m.take_dirty(cpu, addr, len)),
+            Call::SetPolicy { cpu, pd, policy } => {
+                Outcome::Done(m.set_fault_policy(cpu, pd, policy))
+            }
+            Call::SetGate {
+                cpu,
+                pd,
+                addr,
+                gate,
+            } => Outcome::Done(m.set_gate(cpu, pd, addr, gate)),
+            Call::Load { cpu, addr, size } => Outcome::Value(m.load(cpu, addr, size)),
+            Call::Store {
+                cpu,
+                addr,
+                size,
+                value,
+            } => Outcome::Access(m.store(cpu, addr, size, value)),
+            Call::Fetch { cpu, addr, size } => Outcome::Value(m.fetch(cpu, addr, size)),
+            Call::Call {
+                cpu,
+                target,
+                ret,
+                sp,
+                args,
+            } => Outcome::Transfer(m.call(cpu, target, ret, sp, args)),
+            Call::Ret { cpu, at, to } => Outcome::Transfer(m.ret(cpu, at, to)),
+            Call::Jump { cpu, target } => Outcome::Access(m.jump(cpu, target)),
+        }
+    }
+
+    /// The words whose state the call may have changed, as `(first, end)` word indices, and
+    /// whether everything must be compared (the call changes state beyond its words).
+    fn footprint(&self, outcome: &Outcome) -> (Option<(u64, u64)>, bool) {
+        match *self {
+            Call::AllocPd { .. } => (Some((ENTRY_BASE / 4, (ENTRY_BASE + ENTRY_LEN) / 4)), false),
+            Call::FreePd { .. } => (None, true),
+            Call::Alloc { n_bytes, .. } => match outcome {
+                Outcome::Addr(Ok(x)) => (Some((x / 4, (x + n_bytes).div_ceil(4))), false),
+                _ => (None, false),
+            },
+            Call::Free { addr, len, .. } => match len {
+                Some(l) => (Some(span(addr, l)), false),
+                None => (Some((addr / 4, addr / 4 + 1)), outcome.succeeded()),
+            },
+            Call::SetPerm { addr, len, .. }
+            | Call::MemChown { addr, len, .. }
+            | Call::Export { addr, len, .. }
+            | Call::SuprSetPerm { addr, len, .. }
+            | Call::Seal { addr, len, .. }
+            | Call::Track { addr, len, .. }
+            | Call::TakeDirty { addr, len, .. } => (Some(span(addr, len)), false),
+            Call::SetGate { addr, .. } => (Some(span(addr, 4)), false),
+            Call::Store { addr, size, .. } => (Some(span(addr, size.max(1))), outcome.killed()),
+            Call::Load { .. }
+            | Call::Fetch { .. }
+            | Call::Call { .. }
+            | Call::Ret { .. }
+            | Call::Jump { .. } => (None, outcome.killed()),
+            Call::Switch { .. }
+            | Call::SetStack { .. }
+            | Call::AccessOk { .. }
+            | Call::SetPolicy { .. } => (None, false),
+        }
+    }
+}
+
+/// The first word of a `Debug` rendering: the variant's name.
+fn variant_name(debug: &str) -> String {
+    debug
+        .split([' ', '{', '('])
+        .next()
+        .unwrap_or("?")
+        .to_string()
+}
+
+/// What the harness found: a disagreement between the supervisor and its model, a broken
+/// invariant, or a failed call that changed state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finding {
+    /// The two returned different outcomes.
+    Mismatch {
+        /// The call.
+        call: Call,
+        /// The supervisor's outcome.
+        supervisor: Box<Outcome>,
+        /// The model's.
+        model: Box<Outcome>,
+    },
+    /// A call failed but the supervisor's digest changed.
+    ChangedOnFailure {
+        /// The call.
+        call: Call,
+    },
+    /// An invariant broke.
+    Invariant {
+        /// The call after which it broke (`None`: at the end).
+        call: Option<Call>,
+        /// The invariant.
+        error: Box<PolicyInvariantError>,
+    },
+    /// The supervisor's state and the model's differ.
+    StateDiffers {
+        /// The call after which they differ (`None`: at the end).
+        call: Option<Call>,
+        /// What differs.
+        what: String,
+    },
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Finding::Mismatch {
+                call,
+                supervisor,
+                model,
+            } => write!(
+                f,
+                "{call:?}:\n  supervisor: {supervisor:?}\n  model:      {model:?}"
+            ),
+            Finding::ChangedOnFailure { call } => {
+                write!(f, "{call:?} failed but changed the supervisor's state")
+            }
+            Finding::Invariant { call, error } => {
+                write!(f, "after {call:?}: invariant broken: {error}")
+            }
+            Finding::StateDiffers { call, what } => write!(f, "after {call:?}: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for Finding {}
 
 /// Largest allocation the harness makes (the model keeps one entry per word).
 const MAX_ALLOC: u64 = 1 << 14;
@@ -381,7 +773,7 @@ impl Harness {
     ///
     /// # Errors
     /// The first disagreement.
-    pub fn prelude(&mut self) -> Result<(), String> {
+    pub fn prelude(&mut self) -> Result<(), Finding> {
         for op in [
             Op::AllocPd {
                 cpu: 0,
@@ -579,53 +971,22 @@ impl Harness {
         }
     }
 
-    /// Runs one operation on both and checks everything the [module docs](self) list.
-    ///
-    /// # Errors
-    /// A description of the first disagreement or broken invariant.
-    #[allow(clippy::too_many_lines)] // one arm per operation
-    pub fn step(&mut self, op: Op) -> Result<(), String> {
-        self.ops += 1;
-        let before = self.sup.digest();
-        let mismatch = |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| {
-            format!("{op:?}:\n  supervisor: {a:?}\n  model:      {b:?}")
-        };
-        // (ok, words to compare, compare everything)
-        let (ok, span, all): (bool, Option<(u64, u64)>, bool) = match op {
-            Op::Switch { cpu, pd } => {
-                let (cpu, pd) = (self.cpu(cpu), self.pd(pd));
-                let a = self.sup.switch(cpu, pd);
-                let b = self.model.switch(cpu, pd);
-                if a != b {
-                    return Err(mismatch(&a, &b));
-                }
-                (self.note(op, &a), None, false)
-            }
-            Op::AllocPd { cpu, user } => {
-                let cpu = self.cpu(cpu);
-                let kind = if user { PdKind::User } else { PdKind::Kernel };
-                let a = self.sup.alloc_pd(cpu, kind);
-                let id = *a.as_ref().unwrap_or(&PdId::from_raw(u32::MAX));
-                let b = self.model.alloc_pd(cpu, kind, id);
-                if a != b {
-                    return Err(mismatch(&a, &b));
-                }
-                if let Ok(id) = a {
-                    self.ids.push(id);
-                }
-                // Its entry-point grants; its global read-only grants are compared at the end.
-                let entry = (ENTRY_BASE / 4, (ENTRY_BASE + ENTRY_LEN) / 4);
-                (self.note(op, &a), Some(entry), false)
-            }
-            Op::FreePd { cpu, pd, recursive } => {
-                let (cpu, pd) = (self.cpu(cpu), self.pd(pd));
-                let a = self.sup.free_pd(cpu, pd, recursive);
-                let b = self.model.free_pd(cpu, pd, recursive);
-                if a != b {
-                    return Err(mismatch(&a, &b));
-                }
-                (self.note(op, &a), None, true)
-            }
+    /// Resolves an operation's operands against what the harness has seen.
+    fn resolve(&self, op: Op) -> Call {
+        match op {
+            Op::Switch { cpu, pd } => Call::Switch {
+                cpu: self.cpu(cpu),
+                pd: self.pd(pd),
+            },
+            Op::AllocPd { cpu, user } => Call::AllocPd {
+                cpu: self.cpu(cpu),
+                kind: if user { PdKind::User } else { PdKind::Kernel },
+            },
+            Op::FreePd { cpu, pd, recursive } => Call::FreePd {
+                cpu: self.cpu(cpu),
+                pd: self.pd(pd),
+                recursive,
+            },
             Op::Alloc {
                 cpu,
                 len,
@@ -633,34 +994,20 @@ impl Harness {
                 stack,
             } => {
                 let cpu = self.cpu(cpu);
-                let (n, place) = (self.alloc_len(len), place.map(|p| self.addr(p, cpu)));
-                let a = self.sup.alloc(cpu, n, place, stack);
-                let b = self.model.alloc(cpu, n, place, stack);
-                if a != b {
-                    return Err(mismatch(&a, &b));
+                Call::Alloc {
+                    cpu,
+                    n_bytes: self.alloc_len(len),
+                    placement: place.map(|p| self.addr(p, cpu)),
+                    stack,
                 }
-                if let Ok(x) = a {
-                    self.addrs.push(x);
-                    if stack {
-                        self.stack_addrs.push(x);
-                    }
-                }
-                let span = a.as_ref().ok().map(|&x| (x / 4, (x + n).div_ceil(4)));
-                (self.note(op, &a), span, false)
             }
             Op::Free { cpu, at, len } => {
                 let cpu = self.cpu(cpu);
-                let at = self.addr(at, cpu);
-                let len = len.map(Self::len);
-                let span = len.map_or((at / 4, at / 4 + 1), |l| {
-                    (at / 4, at.saturating_add(l).div_ceil(4))
-                });
-                let a = self.sup.free(cpu, at, len);
-                let b = self.model.free(cpu, at, len);
-                if a != b {
-                    return Err(mismatch(&a, &b));
+                Call::Free {
+                    cpu,
+                    addr: self.addr(at, cpu),
+                    len: len.map(Self::len),
                 }
-                (self.note(op, &a), Some(span), len.is_none() && a.is_ok())
             }
             Op::SetPerm {
                 cpu,
@@ -671,46 +1018,31 @@ impl Harness {
                 transitive,
             } => {
                 let cpu = self.cpu(cpu);
-                let (at, len) = (self.addr(at, cpu), Self::len(len));
-                let (perm, pd) = (Self::perm(perm), self.pd(pd));
-                let a = self.sup.set_perm(cpu, at, len, perm, pd, transitive);
-                let b = self.model.set_perm(cpu, at, len, perm, pd, transitive);
-                if a != b {
-                    return Err(mismatch(&a, &b));
+                Call::SetPerm {
+                    cpu,
+                    addr: self.addr(at, cpu),
+                    len: Self::len(len),
+                    perm: Self::perm(perm),
+                    pd: self.pd(pd),
+                    transitive,
                 }
-                if a.is_ok() {
-                    let caller = self.model.running[cpu];
-                    let by = if self.sup.owner(at) == Some(caller) {
-                        "SetPerm+owner"
-                    } else {
-                        "SetPerm+holder"
-                    };
-                    self.stats.entry(by.into()).or_default().0 += 1;
-                    if transitive {
-                        self.stats.entry("SetPerm+transitive".into()).or_default().0 += 1;
-                    }
-                }
-                (self.note(op, &a), Some(span(at, len)), false)
             }
             Op::Chown { cpu, at, len, pd } => {
                 let cpu = self.cpu(cpu);
-                let (at, len, pd) = (self.addr(at, cpu), Self::len(len), self.pd(pd));
-                let a = self.sup.mem_chown(cpu, at, len, pd);
-                let b = self.model.mem_chown(cpu, at, len, pd);
-                if a != b {
-                    return Err(mismatch(&a, &b));
+                Call::MemChown {
+                    cpu,
+                    addr: self.addr(at, cpu),
+                    len: Self::len(len),
+                    pd: self.pd(pd),
                 }
-                (self.note(op, &a), Some(span(at, len)), false)
             }
             Op::Export { cpu, at, len } => {
                 let cpu = self.cpu(cpu);
-                let (at, len) = (self.addr(at, cpu), Self::len(len));
-                let a = self.sup.export_read_only(cpu, at, len);
-                let b = self.model.export_read_only(cpu, at, len);
-                if a != b {
-                    return Err(mismatch(&a, &b));
+                Call::Export {
+                    cpu,
+                    addr: self.addr(at, cpu),
+                    len: Self::len(len),
                 }
-                (self.note(op, &a), Some(span(at, len)), false)
             }
             Op::SuprSetPerm {
                 cpu,
@@ -721,14 +1053,14 @@ impl Harness {
                 pd,
             } => {
                 let cpu = self.cpu(cpu);
-                let (at, len) = (self.addr(at, cpu), Self::len(len));
-                let (perm, pd) = (Self::perm(perm), self.pd(pd));
-                let a = self.sup.supr_set_perm(cpu, at, len, perm, exclusive, pd);
-                let b = self.model.supr_set_perm(cpu, at, len, perm, exclusive, pd);
-                if a != b {
-                    return Err(mismatch(&a, &b));
+                Call::SuprSetPerm {
+                    cpu,
+                    addr: self.addr(at, cpu),
+                    len: Self::len(len),
+                    perm: Self::perm(perm),
+                    exclusive,
+                    pd: self.pd(pd),
                 }
-                (self.note(op, &a), Some(span(at, len)), false)
             }
             Op::SetStack {
                 cpu,
@@ -753,12 +1085,12 @@ impl Harness {
                 } else {
                     stack.wrapping_add(u64::from(fb_words & 0x7fff))
                 };
-                let a = self.sup.set_stack(cpu, stack, on_cpu, fb);
-                let b = self.model.set_stack(cpu, stack, on_cpu, fb);
-                if a != b {
-                    return Err(mismatch(&a, &b));
+                Call::SetStack {
+                    cpu,
+                    stack,
+                    on_cpu,
+                    fb,
                 }
-                (self.note(op, &a), None, false)
             }
             Op::AccessOk {
                 cpu,
@@ -768,73 +1100,59 @@ impl Harness {
                 access,
             } => {
                 let cpu = self.cpu(cpu);
-                let (pd, at, len) = (self.pd(pd), self.addr(at, cpu), Self::len(len));
-                let access = Self::access(access);
-                let a = self.sup.access_ok(cpu, pd, at, len, access);
-                let b = self.model.access_ok(cpu, pd, at, len, access);
-                if a != b {
-                    return Err(mismatch(&a, &b));
+                Call::AccessOk {
+                    cpu,
+                    pd: self.pd(pd),
+                    addr: self.addr(at, cpu),
+                    len: Self::len(len),
+                    access: Self::access(access),
                 }
-                (self.note(op, &a), None, false)
             }
             Op::Seal { cpu, at, len } => {
                 let cpu = self.cpu(cpu);
-                let (at, len) = (self.addr(at, cpu), Self::len(len));
-                let a = self.sup.seal(cpu, at, len);
-                let b = self.model.seal(cpu, at, len);
-                if a != b {
-                    return Err(mismatch(&a, &b));
+                Call::Seal {
+                    cpu,
+                    addr: self.addr(at, cpu),
+                    len: Self::len(len),
                 }
-                (self.note(op, &a), Some(span(at, len)), false)
             }
             Op::Track { cpu, at, len, on } => {
                 let cpu = self.cpu(cpu);
-                let (at, len) = (self.addr(at, cpu), Self::len(len));
-                let a = self.sup.track(cpu, at, len, on);
-                let b = self.model.track(cpu, at, len, on);
-                if a != b {
-                    return Err(mismatch(&a, &b));
+                Call::Track {
+                    cpu,
+                    addr: self.addr(at, cpu),
+                    len: Self::len(len),
+                    on,
                 }
-                (self.note(op, &a), Some(span(at, len)), false)
             }
             Op::TakeDirty { cpu, at, len } => {
                 let cpu = self.cpu(cpu);
-                let (at, len) = (self.addr(at, cpu), Self::len(len));
-                let a = self.sup.take_dirty(cpu, at, len);
-                let b = self.model.take_dirty(cpu, at, len);
-                if a != b {
-                    return Err(mismatch(&a, &b));
+                Call::TakeDirty {
+                    cpu,
+                    addr: self.addr(at, cpu),
+                    len: Self::len(len),
                 }
-                (self.note(op, &a), Some(span(at, len)), false)
             }
-            Op::SetPolicy { cpu, pd, policy } => {
-                let (cpu, pd) = (self.cpu(cpu), self.pd(pd));
-                let a = self.sup.set_fault_policy(cpu, pd, policy);
-                let b = self.model.set_fault_policy(cpu, pd, policy);
-                if a != b {
-                    return Err(mismatch(&a, &b));
-                }
-                (self.note(op, &a), None, false)
-            }
-            Op::Load { cpu, at, size } | Op::Fetch { cpu, at, size } => {
+            Op::SetPolicy { cpu, pd, policy } => Call::SetPolicy {
+                cpu: self.cpu(cpu),
+                pd: self.pd(pd),
+                policy: policy.0,
+            },
+            Op::Load { cpu, at, size } => {
                 let cpu = self.cpu(cpu);
-                let (at, size) = (self.addr(at, cpu), u64::from(size % 9));
-                let (a, b) = if matches!(op, Op::Load { .. }) {
-                    (
-                        self.sup.load(cpu, at, size),
-                        self.model.access(cpu, at, size, Access::Read, 0),
-                    )
-                } else {
-                    (
-                        self.sup.fetch(cpu, at, size),
-                        self.model.access(cpu, at, size, Access::Execute, 0),
-                    )
-                };
-                if a != b {
-                    return Err(mismatch(&a, &b));
+                Call::Load {
+                    cpu,
+                    addr: self.addr(at, cpu),
+                    size: u64::from(size % 9),
                 }
-                // An access changes state (a kill, a record) even when it faults.
-                (true, None, killed(&a))
+            }
+            Op::Fetch { cpu, at, size } => {
+                let cpu = self.cpu(cpu);
+                Call::Fetch {
+                    cpu,
+                    addr: self.addr(at, cpu),
+                    size: u64::from(size % 9),
+                }
             }
             Op::Store {
                 cpu,
@@ -843,16 +1161,12 @@ impl Harness {
                 value,
             } => {
                 let cpu = self.cpu(cpu);
-                let (at, size) = (self.addr(at, cpu), u64::from(size % 9));
-                let a = self.sup.store(cpu, at, size, value);
-                let b = self
-                    .model
-                    .access(cpu, at, size, Access::Write, value)
-                    .map(|_| ());
-                if a != b {
-                    return Err(mismatch(&a, &b));
+                Call::Store {
+                    cpu,
+                    addr: self.addr(at, cpu),
+                    size: u64::from(size % 9),
+                    value,
                 }
-                (true, Some(span(at, size.max(1))), killed(&a))
             }
             Op::SetGate {
                 cpu,
@@ -862,7 +1176,6 @@ impl Harness {
                 dest,
             } => {
                 let cpu = self.cpu(cpu);
-                let (pd, at) = (self.pd(pd), self.addr(at, cpu));
                 let gate = match kind % 4 {
                     0 | 1 => Some(Gate::Call {
                         dest: self.pd(dest),
@@ -870,12 +1183,12 @@ impl Harness {
                     2 => Some(Gate::Return),
                     _ => None,
                 };
-                let a = self.sup.set_gate(cpu, pd, at, gate);
-                let b = self.model.set_gate(cpu, pd, at, gate);
-                if a != b {
-                    return Err(mismatch(&a, &b));
+                Call::SetGate {
+                    cpu,
+                    pd: self.pd(pd),
+                    addr: self.addr(at, cpu),
+                    gate,
                 }
-                (self.note(op, &a), Some(span(at, 4)), false)
             }
             Op::Call {
                 cpu,
@@ -888,29 +1201,28 @@ impl Harness {
             } => {
                 let cpu = self.cpu(cpu);
                 let at = gate.map_or(at, |idx| Addr::Gate { idx });
-                let (at, ret) = (self.addr(at, cpu), self.addr(ret, cpu));
                 let fb = self.model.regs.get(cpu).map_or(0, |r| r.fb);
-                let sp = fb.wrapping_sub(4 * (u64::from(down) + 1));
-                let args = ArgWindow {
-                    words: u32::from(args % 5),
-                    writable,
-                };
-                let a = self.sup.call(cpu, at, ret, sp, args);
-                let b = self.model.call(cpu, at, ret, sp, args);
-                if a != b {
-                    return Err(mismatch(&a, &b));
+                Call::Call {
+                    cpu,
+                    target: self.addr(at, cpu),
+                    ret: self.addr(ret, cpu),
+                    sp: fb.wrapping_sub(4 * (u64::from(down) + 1)),
+                    args: ArgWindow {
+                        words: u32::from(args % 5),
+                        writable,
+                    },
                 }
-                self.note_transfer(op, &a);
-                (true, None, killed(&a))
             }
             Op::Ret { cpu, gate, at, to } => {
                 let cpu = self.cpu(cpu);
-                let at = self.addr(gate.map_or(at, |idx| Addr::Gate { idx }), cpu);
-                let to = match to {
-                    Some(t) => self.addr(t, cpu),
-                    None => self.newest_return(cpu),
-                };
-                self.ret_both(op, cpu, at, to)?
+                Call::Ret {
+                    cpu,
+                    at: self.addr(gate.map_or(at, |idx| Addr::Gate { idx }), cpu),
+                    to: match to {
+                        Some(t) => self.addr(t, cpu),
+                        None => self.newest_return(cpu),
+                    },
+                }
             }
             Op::Return { cpu, idx } => {
                 let cpu = self.cpu(cpu);
@@ -923,64 +1235,131 @@ impl Harness {
                     .map(|(&w, _)| w * 4)
                     .collect();
                 at.push(SUPERVISOR_RETURN);
-                let at = at[usize::from(idx) % at.len()];
-                let to = self.newest_return(cpu);
-                self.ret_both(op, cpu, at, to)?
+                Call::Ret {
+                    cpu,
+                    at: at[usize::from(idx) % at.len()],
+                    to: self.newest_return(cpu),
+                }
             }
             Op::Jump { cpu, at } => {
                 let cpu = self.cpu(cpu);
-                let at = self.addr(at, cpu);
-                let a = self.sup.jump(cpu, at);
-                let b = self.model.jump(cpu, at);
-                if a != b {
-                    return Err(mismatch(&a, &b));
+                Call::Jump {
+                    cpu,
+                    target: self.addr(at, cpu),
                 }
-                self.note_transfer(op, &a);
-                (true, None, killed(&a))
             }
-        };
-        let name = format!("{op:?}");
-        let name = name.split([' ', '{']).next().unwrap_or("?").to_string();
-        let e = self.stats.entry(name).or_default();
-        if ok {
-            e.0 += 1;
-        } else {
-            e.1 += 1;
         }
+    }
+
+    /// Runs one operation on both and checks everything the [module docs](self) list.
+    ///
+    /// # Errors
+    /// The first disagreement or broken invariant.
+    pub fn step(&mut self, op: Op) -> Result<(), Finding> {
+        self.ops += 1;
+        let call = self.resolve(op);
+        let before = self.sup.digest();
+        let supervisor = call.apply(&mut self.sup);
+        if let Outcome::Pd(r) = &supervisor {
+            // The model adopts the id the supervisor chose (ids are the allocator's choice,
+            // not the policy's); it checks the id is fresh and of the right kind.
+            self.model
+                .adopt_next_id(*r.as_ref().unwrap_or(&PdId::from_raw(u32::MAX)));
+        }
+        let model = call.apply(&mut self.model);
+        if supervisor != model {
+            return Err(Finding::Mismatch {
+                call,
+                supervisor: Box::new(supervisor),
+                model: Box::new(model),
+            });
+        }
+        self.learn(op, &call, &supervisor);
+        let ok = supervisor.succeeded();
         if !ok {
             self.failed += 1;
-            let after = self.sup.digest();
-            if after != before {
-                return Err(format!("{op:?} failed but changed the supervisor's state"));
+            if self.sup.digest() != before {
+                return Err(Finding::ChangedOnFailure { call });
             }
         }
         self.sup
             .check_invariants()
-            .map_err(|e| format!("after {op:?}: invariant broken: {e}"))?;
-        self.compare_globals()
-            .map_err(|e| format!("after {op:?}: {e}"))?;
-        if all {
-            self.finish().map_err(|e| format!("after {op:?}: {e}"))?;
-        } else if let Some((lo, hi)) = span {
-            let hi = hi.min(lo.saturating_add(4096)).min(self.model_limit());
-            for w in lo.saturating_sub(2)..hi.saturating_add(2).min(self.model_limit()) {
-                self.compare_word(w)
-                    .map_err(|e| format!("after {op:?}: {e}"))?;
+            .map_err(|error| Finding::Invariant {
+                call: Some(call),
+                error: Box::new(error),
+            })?;
+        let differs = |what| Finding::StateDiffers {
+            call: Some(call),
+            what,
+        };
+        self.compare_globals().map_err(differs)?;
+        match call.footprint(&supervisor) {
+            (_, true) => self.compare_all().map_err(differs)?,
+            (Some((lo, hi)), false) => {
+                let limit = self.model_limit();
+                let hi = hi.min(lo.saturating_add(4096)).min(limit);
+                for w in lo.saturating_sub(2)..hi.saturating_add(2).min(limit) {
+                    self.compare_word(w).map_err(differs)?;
+                }
             }
+            (None, false) => {}
         }
         Ok(())
     }
 
-    /// Counts a call's error kind in [`Harness::stats`] (as `Op/Error`); true if it succeeded.
-    fn note<T>(&mut self, op: Op, r: &Result<T, crate::policy::SupervisorError>) -> bool {
-        if let Err(e) = r {
-            let name = format!("{op:?}");
-            let name = name.split([' ', '{']).next().unwrap_or("?");
-            let err = format!("{e:?}");
-            let err = err.split([' ', '{', '(']).next().unwrap_or("?");
+    /// Records what a call taught the harness (new ids, addresses, stacks) and counts its
+    /// outcome in [`Harness::stats`].
+    fn learn(&mut self, op: Op, call: &Call, outcome: &Outcome) {
+        match (call, outcome) {
+            (Call::AllocPd { .. }, Outcome::Pd(Ok(id))) => self.ids.push(*id),
+            (Call::Alloc { stack, .. }, Outcome::Addr(Ok(x))) => {
+                self.addrs.push(*x);
+                if *stack {
+                    self.stack_addrs.push(*x);
+                }
+            }
+            (
+                Call::SetPerm {
+                    cpu,
+                    addr,
+                    transitive,
+                    ..
+                },
+                Outcome::Done(Ok(())),
+            ) => {
+                let caller = self.model.running[*cpu];
+                let by = if self.sup.owner(*addr) == Some(caller) {
+                    "SetPerm+owner"
+                } else {
+                    "SetPerm+holder"
+                };
+                self.stats.entry(by.into()).or_default().0 += 1;
+                if *transitive {
+                    self.stats.entry("SetPerm+transitive".into()).or_default().0 += 1;
+                }
+            }
+            _ => {}
+        }
+        let name = variant_name(&format!("{op:?}"));
+        if let Some(err) = outcome.call_error() {
             self.stats.entry(format!("{name}/{err}")).or_default().1 += 1;
         }
-        r.is_ok()
+        if matches!(outcome, Outcome::Transfer(_)) || matches!(call, Call::Jump { .. }) {
+            let depth: usize = self.model.calls.iter().map(Vec::len).sum();
+            let what = match outcome.fault() {
+                Some(e) => variant_name(&format!("{:?}", e.fault.kind)),
+                None if depth != self.depth => "cross".to_string(),
+                None => "ok".to_string(),
+            };
+            self.stats.entry(format!("{name}/{what}")).or_default().0 += 1;
+            self.depth = depth;
+        }
+        let e = self.stats.entry(name).or_default();
+        if outcome.succeeded() {
+            e.0 += 1;
+        } else {
+            e.1 += 1;
+        }
     }
 
     /// The return address of `cpu`'s newest frame (0 if none), from the model.
@@ -990,42 +1369,6 @@ impl Harness {
             .get(cpu)
             .and_then(|c| c.last())
             .map_or(0, |f| f.ret_addr)
-    }
-
-    /// Runs a return on both and compares; the step's (ok, span, compare-all) triple.
-    #[allow(clippy::type_complexity)]
-    fn ret_both(
-        &mut self,
-        op: Op,
-        cpu: usize,
-        at: u64,
-        to: u64,
-    ) -> Result<(bool, Option<(u64, u64)>, bool), String> {
-        let a = self.sup.ret(cpu, at, to);
-        let b = self.model.ret(cpu, at, to);
-        if a != b {
-            return Err(format!("{op:?}:\n  supervisor: {a:?}\n  model:      {b:?}"));
-        }
-        self.note_transfer(op, &a);
-        Ok((true, None, killed(&a)))
-    }
-
-    /// Counts a transfer's outcome in [`Harness::stats`]: `Op/ok` or `Op/FaultKind`.
-    fn note_transfer<T>(&mut self, op: Op, r: &Result<T, crate::policy::FaultReport>) {
-        let name = format!("{op:?}");
-        let name = name.split([' ', '{']).next().unwrap_or("?");
-        let what = match r {
-            Ok(_) if self.model.calls.iter().map(Vec::len).sum::<usize>() != self.depth => {
-                "cross".to_string()
-            }
-            Ok(_) => "ok".to_string(),
-            Err(e) => {
-                let k = format!("{:?}", e.fault.kind);
-                k.split([' ', '{']).next().unwrap_or("?").to_string()
-            }
-        };
-        self.stats.entry(format!("{name}/{what}")).or_default().0 += 1;
-        self.depth = self.model.calls.iter().map(Vec::len).sum();
     }
 
     fn model_limit(&self) -> u64 {
@@ -1140,10 +1483,7 @@ impl Harness {
     }
 
     /// Compares every word the model has allocated, and the regions' edges.
-    ///
-    /// # Errors
-    /// The first disagreement.
-    pub fn finish(&self) -> Result<(), String> {
+    fn compare_all(&self) -> Result<(), String> {
         let regions = self.sup.regions();
         let mut n = 0u64;
         for r in &regions {
@@ -1166,10 +1506,22 @@ impl Harness {
         }
         Ok(())
     }
-}
 
-fn killed<T>(r: &Result<T, crate::policy::FaultReport>) -> bool {
-    matches!(r, Err(e) if e.action == crate::policy::FaultAction::Killed)
+    /// The end of a run: the invariants, the shared state and every allocated word.
+    ///
+    /// # Errors
+    /// The first disagreement or broken invariant.
+    pub fn finish(&self) -> Result<(), Finding> {
+        self.sup
+            .check_invariants()
+            .map_err(|error| Finding::Invariant {
+                call: None,
+                error: Box::new(error),
+            })?;
+        let differs = |what| Finding::StateDiffers { call: None, what };
+        self.compare_globals().map_err(differs)?;
+        self.compare_all().map_err(differs)
+    }
 }
 
 fn span(at: u64, len: u64) -> (u64, u64) {
@@ -1181,7 +1533,7 @@ fn span(at: u64, len: u64) -> (u64, u64) {
 ///
 /// # Errors
 /// The first disagreement or broken invariant.
-pub fn fuzz_one(data: &[u8]) -> Result<(), String> {
+pub fn fuzz_one(data: &[u8]) -> Result<(), Finding> {
     let Some((&sel, rest)) = data.split_first() else {
         return Ok(());
     };
@@ -1193,7 +1545,7 @@ pub fn fuzz_one(data: &[u8]) -> Result<(), String> {
 ///
 /// # Errors
 /// The first disagreement or broken invariant.
-pub fn run_bytes(shape: Shape, data: &[u8], max_ops: usize) -> Result<Harness, String> {
+pub fn run_bytes(shape: Shape, data: &[u8], max_ops: usize) -> Result<Harness, Finding> {
     let mut h = Harness::new(shape);
     h.prelude()?;
     let mut u = Unstructured::new(data);

@@ -3,8 +3,9 @@
 //! Everything is kept per word in one map (allocated words only): the region the word belongs
 //! to, its owner, whether it is sealed, exported, tracked or dirty, and for every domain
 //! holding it, the permission and the grant it holds it by. Each call walks its words one by
-//! one, in address order, applying the rules of [`crate::supervisor`] literally, so it is the
-//! oracle the fast [`Supervisor`](crate::Supervisor) is tested against. It has no table
+//! one, in address order, applying the rules of `mmp_supervisor` literally, so it is the
+//! oracle the fast [`Supervisor`](mmp_supervisor::Supervisor) is tested against. It
+//! implements the same [`Mmp`] trait, so one generic step drives both. It has no table
 //! memory cap and no fault handlers (closures cannot be compared), and it is meant for small
 //! layouts: allocating a gigabyte here costs a gigabyte of map entries.
 //!
@@ -16,12 +17,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use mmp_domains::{Access, AddrWidth, PdId, PdKind, Perm, RangeError};
 
+use mmp_gates::{ArgWindow, Frame, FrameRegs, Gate};
 use mmp_machine::{CALL_STACK_FRAMES, Fault, FaultKind};
-use crate::policy::{
+use mmp_supervisor::policy::{
     ENTRY_BASE, ENTRY_LEN, FaultAction, FaultPolicy, FaultRecord, FaultReport, Grant, RegionKind,
     SUPERVISOR_REGION_END, SUPERVISOR_RETURN, SupervisorCall, SupervisorError,
 };
-use mmp_gates::{ArgWindow, Frame, FrameRegs, Gate};
+use mmp_supervisor::{AccessResult, CallResult, Mmp};
 
 type Result<T> = std::result::Result<T, SupervisorError>;
 
@@ -92,6 +94,8 @@ pub struct Model {
     pub calls: Vec<Vec<Frame>>,
     /// Crossings per (caller, callee).
     pub crossings: BTreeMap<(PdId, PdId), u64>,
+    /// The id the next `alloc_pd` takes (see [`Model::adopt_next_id`]).
+    next_id: Option<PdId>,
 }
 
 impl Model {
@@ -111,6 +115,7 @@ impl Model {
             regs: vec![FrameRegs::default(); cpus],
             calls: vec![Vec::new(); cpus],
             crossings: BTreeMap::new(),
+            next_id: None,
         };
         let end = SUPERVISOR_REGION_END / 4;
         for w in 0..end {
@@ -328,13 +333,17 @@ impl Model {
         }
     }
 
-    /// `alloc_pd`, adopting `id` (the id the supervisor under test chose) if the call
-    /// succeeds. An `id` that is not fresh, or of the wrong kind, makes the model return a
-    /// different id, so the comparison fails.
-    ///
-    /// # Errors
-    /// As [`crate::Supervisor::alloc_pd`].
-    pub fn alloc_pd(&mut self, cpu: usize, kind: PdKind, id: PdId) -> Result<PdId> {
+    /// Makes the next `alloc_pd` adopt `id` (the id the supervisor under test chose) if the
+    /// call succeeds: which id a new domain gets is the allocator's choice, not the policy's.
+    /// An `id` that is not fresh, or of the wrong kind, makes the model return a different
+    /// id, so the comparison fails.
+    pub fn adopt_next_id(&mut self, id: PdId) {
+        self.next_id = Some(id);
+    }
+
+    /// `alloc_pd` with the id [`Model::adopt_next_id`] gave (none: an id no supervisor
+    /// issues).
+    fn alloc_pd_as(&mut self, cpu: usize, kind: PdKind, id: PdId) -> Result<PdId> {
         let caller = self.caller(cpu, SupervisorCall::AllocPd)?;
         if caller.kind() == PdKind::User && kind == PdKind::Kernel {
             return Err(SupervisorError::UserCreatingKernel { pd: caller });
@@ -381,8 +390,8 @@ impl Model {
     /// `free_pd`.
     ///
     /// # Errors
-    /// As [`crate::Supervisor::free_pd`].
-    pub fn free_pd(&mut self, cpu: usize, pd: PdId, recursive: bool) -> Result<()> {
+    /// As [`mmp_supervisor::Supervisor::free_pd`].
+    fn free_pd_(&mut self, cpu: usize, pd: PdId, recursive: bool) -> Result<()> {
         let caller = self.caller(cpu, SupervisorCall::FreePd)?;
         self.target(pd, SupervisorCall::FreePd)?;
         if !self.is_ancestor(caller, pd) {
@@ -476,8 +485,8 @@ impl Model {
     /// Sets `pd`'s fault policy.
     ///
     /// # Errors
-    /// As [`crate::Supervisor::set_fault_policy`].
-    pub fn set_fault_policy(&mut self, cpu: usize, pd: PdId, policy: FaultPolicy) -> Result<()> {
+    /// As [`mmp_supervisor::Supervisor::set_fault_policy`].
+    fn set_fault_policy_(&mut self, cpu: usize, pd: PdId, policy: FaultPolicy) -> Result<()> {
         let caller = self.caller(cpu, SupervisorCall::SetFaultPolicy)?;
         self.target(pd, SupervisorCall::SetFaultPolicy)?;
         if caller != pd && !self.is_ancestor(caller, pd) {
@@ -492,8 +501,8 @@ impl Model {
     /// The context switch.
     ///
     /// # Errors
-    /// As [`crate::Supervisor::switch`].
-    pub fn switch(&mut self, cpu: usize, pd: PdId) -> Result<()> {
+    /// As [`mmp_supervisor::Supervisor::switch`].
+    fn switch_(&mut self, cpu: usize, pd: PdId) -> Result<()> {
         if cpu >= self.running.len() {
             return Err(SupervisorError::NoSuchCpu {
                 cpu,
@@ -551,8 +560,8 @@ impl Model {
     /// `alloc`.
     ///
     /// # Errors
-    /// As [`crate::Supervisor::alloc`].
-    pub fn alloc(
+    /// As [`mmp_supervisor::Supervisor::alloc`].
+    fn alloc_(
         &mut self,
         cpu: usize,
         n_bytes: u64,
@@ -610,8 +619,8 @@ impl Model {
     /// `free`.
     ///
     /// # Errors
-    /// As [`crate::Supervisor::free`].
-    pub fn free(&mut self, cpu: usize, addr: u64, len: Option<u64>) -> Result<()> {
+    /// As [`mmp_supervisor::Supervisor::free`].
+    fn free_(&mut self, cpu: usize, addr: u64, len: Option<u64>) -> Result<()> {
         let caller = self.caller(cpu, SupervisorCall::Free)?;
         let (lo, hi) = match len {
             Some(len) => self.range(addr, len)?,
@@ -660,8 +669,8 @@ impl Model {
     /// `set_perm`.
     ///
     /// # Errors
-    /// As [`crate::Supervisor::set_perm`].
-    pub fn set_perm(
+    /// As [`mmp_supervisor::Supervisor::set_perm`].
+    fn set_perm_(
         &mut self,
         cpu: usize,
         addr: u64,
@@ -734,8 +743,8 @@ impl Model {
     /// `mem_chown`.
     ///
     /// # Errors
-    /// As [`crate::Supervisor::mem_chown`].
-    pub fn mem_chown(&mut self, cpu: usize, addr: u64, len: u64, pd: PdId) -> Result<()> {
+    /// As [`mmp_supervisor::Supervisor::mem_chown`].
+    fn mem_chown_(&mut self, cpu: usize, addr: u64, len: u64, pd: PdId) -> Result<()> {
         let caller = self.caller(cpu, SupervisorCall::MemChown)?;
         let (lo, hi) = self.range(addr, len)?;
         self.target(pd, SupervisorCall::MemChown)?;
@@ -772,8 +781,8 @@ impl Model {
     /// Global read-only export.
     ///
     /// # Errors
-    /// As [`crate::Supervisor::export_read_only`].
-    pub fn export_read_only(&mut self, cpu: usize, addr: u64, len: u64) -> Result<()> {
+    /// As [`mmp_supervisor::Supervisor::export_read_only`].
+    fn export_read_only_(&mut self, cpu: usize, addr: u64, len: u64) -> Result<()> {
         let caller = self.caller(cpu, SupervisorCall::ExportReadOnly)?;
         let (lo, hi) = self.range(addr, len)?;
         self.owned_words(caller, lo, hi)?;
@@ -796,8 +805,8 @@ impl Model {
     /// `supr_set_perm`.
     ///
     /// # Errors
-    /// As [`crate::Supervisor::supr_set_perm`].
-    pub fn supr_set_perm(
+    /// As [`mmp_supervisor::Supervisor::supr_set_perm`].
+    fn supr_set_perm_(
         &mut self,
         cpu: usize,
         addr: u64,
@@ -836,8 +845,8 @@ impl Model {
     /// `set_stack`.
     ///
     /// # Errors
-    /// As [`crate::Supervisor::set_stack`].
-    pub fn set_stack(&mut self, cpu: usize, stack: u64, on_cpu: usize, fb: u64) -> Result<()> {
+    /// As [`mmp_supervisor::Supervisor::set_stack`].
+    fn set_stack_(&mut self, cpu: usize, stack: u64, on_cpu: usize, fb: u64) -> Result<()> {
         let caller = self.caller(cpu, SupervisorCall::SetStack)?;
         if on_cpu >= self.running.len() {
             return Err(SupervisorError::NoSuchCpu {
@@ -883,8 +892,8 @@ impl Model {
     /// `access_ok`.
     ///
     /// # Errors
-    /// As [`crate::Supervisor::access_ok`].
-    pub fn access_ok(
+    /// As [`mmp_supervisor::Supervisor::access_ok`].
+    fn access_ok_(
         &mut self,
         cpu: usize,
         pd: PdId,
@@ -919,8 +928,8 @@ impl Model {
     /// `seal`.
     ///
     /// # Errors
-    /// As [`crate::Supervisor::seal`].
-    pub fn seal(&mut self, cpu: usize, addr: u64, len: u64) -> Result<()> {
+    /// As [`mmp_supervisor::Supervisor::seal`].
+    fn seal_(&mut self, cpu: usize, addr: u64, len: u64) -> Result<()> {
         let caller = self.caller(cpu, SupervisorCall::Seal)?;
         let (lo, hi) = self.range(addr, len)?;
         self.owned_words(caller, lo, hi)?;
@@ -939,8 +948,8 @@ impl Model {
     /// `track`.
     ///
     /// # Errors
-    /// As [`crate::Supervisor::track`].
-    pub fn track(&mut self, cpu: usize, addr: u64, len: u64, on: bool) -> Result<()> {
+    /// As [`mmp_supervisor::Supervisor::track`].
+    fn track_(&mut self, cpu: usize, addr: u64, len: u64, on: bool) -> Result<()> {
         let caller = self.caller(cpu, SupervisorCall::Track)?;
         let (lo, hi) = self.range(addr, len)?;
         self.owned_words(caller, lo, hi)?;
@@ -957,8 +966,8 @@ impl Model {
     /// `take_dirty`.
     ///
     /// # Errors
-    /// As [`crate::Supervisor::take_dirty`].
-    pub fn take_dirty(&mut self, cpu: usize, addr: u64, len: u64) -> Result<Vec<u64>> {
+    /// As [`mmp_supervisor::Supervisor::take_dirty`].
+    fn take_dirty_(&mut self, cpu: usize, addr: u64, len: u64) -> Result<Vec<u64>> {
         let caller = self.caller(cpu, SupervisorCall::TakeDirty)?;
         let (lo, hi) = self.range(addr, len)?;
         self.owned_words(caller, lo, hi)?;
@@ -976,8 +985,8 @@ impl Model {
     /// `set_gate`.
     ///
     /// # Errors
-    /// As [`crate::Supervisor::set_gate`].
-    pub fn set_gate(&mut self, cpu: usize, pd: PdId, addr: u64, gate: Option<Gate>) -> Result<()> {
+    /// As [`mmp_supervisor::Supervisor::set_gate`].
+    fn set_gate_(&mut self, cpu: usize, pd: PdId, addr: u64, gate: Option<Gate>) -> Result<()> {
         let caller = self.caller(cpu, SupervisorCall::SetGate)?;
         if addr % 4 != 0 {
             return Err(SupervisorError::Unaligned { addr, align: 4 });
@@ -1087,10 +1096,7 @@ impl Model {
     }
 
     /// A load, store or fetch with the fault policy applied (no handlers in the model).
-    ///
-    /// # Errors
-    /// As [`crate::Supervisor::load`].
-    pub fn access(
+    fn access(
         &mut self,
         cpu: usize,
         addr: u64,
@@ -1154,11 +1160,11 @@ impl Model {
         }
     }
 
-    /// A call (see [`crate::Supervisor::call`]).
+    /// A call (see [`mmp_supervisor::Supervisor::call`]).
     ///
     /// # Errors
-    /// As [`crate::Supervisor::call`].
-    pub fn call(
+    /// As [`mmp_supervisor::Supervisor::call`].
+    fn call_(
         &mut self,
         cpu: usize,
         target: u64,
@@ -1208,11 +1214,11 @@ impl Model {
         self.transfer_fault(cpu, pd, target, kind)
     }
 
-    /// A return (see [`crate::Supervisor::ret`]).
+    /// A return (see [`mmp_supervisor::Supervisor::ret`]).
     ///
     /// # Errors
-    /// As [`crate::Supervisor::ret`].
-    pub fn ret(&mut self, cpu: usize, at: u64, to: u64) -> std::result::Result<PdId, FaultReport> {
+    /// As [`mmp_supervisor::Supervisor::ret`].
+    fn ret_(&mut self, cpu: usize, at: u64, to: u64) -> std::result::Result<PdId, FaultReport> {
         let Some(&pd) = self.running.get(cpu) else {
             return Err(Self::no_cpu(cpu, at, 4, Access::Execute));
         };
@@ -1239,11 +1245,11 @@ impl Model {
         self.transfer_fault(cpu, pd, at, kind)
     }
 
-    /// A jump (see [`crate::Supervisor::jump`]).
+    /// A jump (see [`mmp_supervisor::Supervisor::jump`]).
     ///
     /// # Errors
-    /// As [`crate::Supervisor::jump`].
-    pub fn jump(&mut self, cpu: usize, target: u64) -> std::result::Result<(), FaultReport> {
+    /// As [`mmp_supervisor::Supervisor::jump`].
+    fn jump_(&mut self, cpu: usize, target: u64) -> std::result::Result<(), FaultReport> {
         let Some(&pd) = self.running.get(cpu) else {
             return Err(Self::no_cpu(cpu, target, 4, Access::Execute));
         };
@@ -1256,5 +1262,112 @@ impl Model {
             None => Ok(()),
             Some(kind) => self.transfer_fault(cpu, pd, target, kind).map(|_| ()),
         }
+    }
+}
+
+impl Mmp for Model {
+    fn switch(&mut self, cpu: usize, pd: PdId) -> CallResult<()> {
+        self.switch_(cpu, pd)
+    }
+    fn alloc_pd(&mut self, cpu: usize, kind: PdKind) -> CallResult<PdId> {
+        let id = self.next_id.take().unwrap_or(PdId::from_raw(u32::MAX));
+        self.alloc_pd_as(cpu, kind, id)
+    }
+    fn free_pd(&mut self, cpu: usize, pd: PdId, recursive: bool) -> CallResult<()> {
+        self.free_pd_(cpu, pd, recursive)
+    }
+    fn alloc(
+        &mut self,
+        cpu: usize,
+        n_bytes: u64,
+        placement: Option<u64>,
+        stack: bool,
+    ) -> CallResult<u64> {
+        self.alloc_(cpu, n_bytes, placement, stack)
+    }
+    fn free(&mut self, cpu: usize, addr: u64, len: Option<u64>) -> CallResult<()> {
+        self.free_(cpu, addr, len)
+    }
+    fn set_perm(
+        &mut self,
+        cpu: usize,
+        addr: u64,
+        len: u64,
+        perm: Perm,
+        pd: PdId,
+        transitive: bool,
+    ) -> CallResult<()> {
+        self.set_perm_(cpu, addr, len, perm, pd, transitive)
+    }
+    fn mem_chown(&mut self, cpu: usize, addr: u64, len: u64, pd: PdId) -> CallResult<()> {
+        self.mem_chown_(cpu, addr, len, pd)
+    }
+    fn export_read_only(&mut self, cpu: usize, addr: u64, len: u64) -> CallResult<()> {
+        self.export_read_only_(cpu, addr, len)
+    }
+    fn supr_set_perm(
+        &mut self,
+        cpu: usize,
+        addr: u64,
+        len: u64,
+        perm: Perm,
+        exclusive: bool,
+        pd: PdId,
+    ) -> CallResult<()> {
+        self.supr_set_perm_(cpu, addr, len, perm, exclusive, pd)
+    }
+    fn set_stack(&mut self, cpu: usize, stack: u64, on_cpu: usize, fb: u64) -> CallResult<()> {
+        self.set_stack_(cpu, stack, on_cpu, fb)
+    }
+    fn access_ok(
+        &mut self,
+        cpu: usize,
+        pd: PdId,
+        addr: u64,
+        len: u64,
+        access: Access,
+    ) -> CallResult<()> {
+        self.access_ok_(cpu, pd, addr, len, access)
+    }
+    fn seal(&mut self, cpu: usize, addr: u64, len: u64) -> CallResult<()> {
+        self.seal_(cpu, addr, len)
+    }
+    fn track(&mut self, cpu: usize, addr: u64, len: u64, on: bool) -> CallResult<()> {
+        self.track_(cpu, addr, len, on)
+    }
+    fn take_dirty(&mut self, cpu: usize, addr: u64, len: u64) -> CallResult<Vec<u64>> {
+        self.take_dirty_(cpu, addr, len)
+    }
+    fn set_fault_policy(&mut self, cpu: usize, pd: PdId, policy: FaultPolicy) -> CallResult<()> {
+        self.set_fault_policy_(cpu, pd, policy)
+    }
+    fn set_gate(&mut self, cpu: usize, pd: PdId, addr: u64, gate: Option<Gate>) -> CallResult<()> {
+        self.set_gate_(cpu, pd, addr, gate)
+    }
+    fn load(&mut self, cpu: usize, addr: u64, size: u64) -> AccessResult<u64> {
+        self.access(cpu, addr, size, Access::Read, 0)
+    }
+    fn store(&mut self, cpu: usize, addr: u64, size: u64, value: u64) -> AccessResult<()> {
+        self.access(cpu, addr, size, Access::Write, value)
+            .map(|_| ())
+    }
+    fn fetch(&mut self, cpu: usize, addr: u64, size: u64) -> AccessResult<u64> {
+        self.access(cpu, addr, size, Access::Execute, 0)
+    }
+    fn call(
+        &mut self,
+        cpu: usize,
+        target: u64,
+        ret_addr: u64,
+        sp: u64,
+        args: ArgWindow,
+    ) -> AccessResult<PdId> {
+        self.call_(cpu, target, ret_addr, sp, args)
+    }
+    fn ret(&mut self, cpu: usize, at: u64, to: u64) -> AccessResult<PdId> {
+        self.ret_(cpu, at, to)
+    }
+    fn jump(&mut self, cpu: usize, target: u64) -> AccessResult<()> {
+        self.jump_(cpu, target)
     }
 }

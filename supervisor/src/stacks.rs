@@ -1,0 +1,135 @@
+//! Stacks: `mmp_supr_set_perm` on the stack active on a CPU, and `mmp_set_stack`, which
+//! makes a stack active and loads the CPU's frame registers.
+
+use mmp_domains::{PdId, Perm};
+use mmp_gates::{ArgWindow, FrameRegs};
+
+use crate::policy::{Grant, RegionKind, SupervisorCall, SupervisorError};
+use crate::supervisor::{ActiveStack, Plan, Result, Supervisor};
+
+impl Supervisor {
+    /// `mmp_supr_set_perm`: sets `pd`'s permission on words of the stack active on `cpu` (as
+    /// a non-transitive grant from PD 0); with `exclusive`, every other domain's permission
+    /// there is revoked.
+    ///
+    /// # Errors
+    /// Preamble; [`SupervisorError::Range`]; [`SupervisorError::SupervisorTarget`],
+    /// [`SupervisorError::UnknownPd`]; [`SupervisorError::NoActiveStack`]; per word
+    /// `StackNotActive`, `Sealed`; [`SupervisorError::OutOfTableMemory`].
+    pub fn supr_set_perm(
+        &mut self,
+        cpu: usize,
+        addr: u64,
+        len: u64,
+        perm: Perm,
+        exclusive: bool,
+        pd: PdId,
+    ) -> Result<()> {
+        let caller = self.caller(cpu, SupervisorCall::SuprSetPerm)?;
+        let (lo, hi) = self.words(addr, len)?;
+        self.target(pd, SupervisorCall::SuprSetPerm)?;
+        let s = self.stacks[cpu].ok_or(SupervisorError::NoActiveStack { cpu })?;
+        let r = self
+            .regions
+            .at(s.base / 4)
+            .ok_or(SupervisorError::NoActiveStack { cpu })?;
+        let outside = if lo < r.start {
+            Some(lo)
+        } else if hi > r.end {
+            Some(r.end.max(lo))
+        } else {
+            None
+        };
+        let sealed = self.sealed.overlapping(lo, hi).next().map(|(s, _, ())| s);
+        match (outside, sealed) {
+            (Some(o), s) if s.is_none_or(|s| o <= s) => {
+                return Err(SupervisorError::StackNotActive { cpu, addr: o * 4 });
+            }
+            (_, Some(s)) => {
+                return Err(SupervisorError::Sealed {
+                    pd: caller,
+                    addr: s * 4,
+                });
+            }
+            _ => {}
+        }
+        let mut plan = Plan::default();
+        plan.write(pd, lo, hi, perm);
+        let g = (perm != Perm::None).then_some(Grant {
+            grantor: PdId::SUPERVISOR,
+            transitive: false,
+        });
+        plan.grants.push((pd, lo, hi, g));
+        if exclusive {
+            for q in self.tree.ids() {
+                if q == pd {
+                    continue;
+                }
+                for (c, d, p) in self.perm_runs(q, lo, hi) {
+                    if p != Perm::None {
+                        plan.write(q, c, d, Perm::None);
+                    }
+                }
+                plan.grants.push((q, lo, hi, None));
+            }
+        }
+        self.commit(plan)
+    }
+
+    /// `mmp_set_stack`: makes the stack segment starting at `stack` active on `on_cpu`, with
+    /// frame base `fb` (word aligned, in `(base, end]`), and loads the CPU's frame registers
+    /// (`sl` = the stack's base, `fb`), so the thread may read and write `[base, fb)`. Only
+    /// the stack's creator may, and not while the CPU is inside cross-domain calls.
+    ///
+    /// # Errors
+    /// Preamble; [`SupervisorError::NoSuchCpu`] for `on_cpu`; [`SupervisorError::NotAStack`];
+    /// [`SupervisorError::NotStackCreator`]; [`SupervisorError::Unaligned`];
+    /// [`SupervisorError::BadFrameBase`]; [`SupervisorError::CallsInProgress`].
+    pub fn set_stack(&mut self, cpu: usize, stack: u64, on_cpu: usize, fb: u64) -> Result<()> {
+        let caller = self.caller(cpu, SupervisorCall::SetStack)?;
+        if on_cpu >= self.cfg.machine.cpus {
+            return Err(SupervisorError::NoSuchCpu {
+                cpu: on_cpu,
+                cpus: self.cfg.machine.cpus,
+            });
+        }
+        let r = self
+            .region_at(stack)
+            .filter(|r| r.start * 4 == stack && stack < self.width().byte_limit())
+            .ok_or(SupervisorError::NotAStack { addr: stack })?;
+        let RegionKind::Stack { creator } = r.kind else {
+            return Err(SupervisorError::NotAStack { addr: stack });
+        };
+        if creator != caller && !caller.is_supervisor() {
+            return Err(SupervisorError::NotStackCreator {
+                pd: caller,
+                addr: stack,
+                creator,
+            });
+        }
+        if fb % 4 != 0 {
+            return Err(SupervisorError::Unaligned { addr: fb, align: 4 });
+        }
+        if fb <= r.start * 4 || fb > r.end * 4 {
+            return Err(SupervisorError::BadFrameBase {
+                fb,
+                base: r.start * 4,
+                end: r.end * 4,
+            });
+        }
+        let depth = self.machine.call_stack(on_cpu)?.depth();
+        if depth > 0 {
+            return Err(SupervisorError::CallsInProgress { cpu: on_cpu, depth });
+        }
+        self.machine.set_frame_regs(
+            on_cpu,
+            FrameRegs {
+                fb,
+                sl: stack,
+                args: ArgWindow::NONE,
+            },
+        )?;
+        self.stacks[on_cpu] = Some(ActiveStack { base: stack, fb });
+        Ok(())
+    }
+}
