@@ -17,7 +17,7 @@ use std::hint::black_box;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use mmp_benchmarks::workloads::{STREAM_LEN, mixed_layout, random_words, sequential_words};
 use mmp_domains::{
-    Access, AddrWidth, Flat, Mlpt, PdId, PdKind, Perm, PermTable, TableFormat, WordAddr,
+    Access, AddrWidth, ByteAddr, Flat, Mlpt, PdId, PdKind, Perm, PermTable, TableFormat, WordAddr,
 };
 use mmp_machine::{Machine, MachineConfig};
 use mmp_plb::{Epochs, Plb, PlbConfig, Replacement};
@@ -43,7 +43,7 @@ fn machine(cpus: usize, entries: usize, ways: usize) -> (Machine, PdId) {
     let mut m = Machine::new(cfg).expect("valid config");
     let pd = m.create_pd(PdKind::Kernel).expect("room");
     for (r, p) in mixed_layout(1) {
-        m.set_perm(pd, r.start().byte().0, r.len_words() * 4, p)
+        m.set_perm(pd, r.start().byte(), r.len_words() * 4, p)
             .expect("layout fits");
     }
     for cpu in 0..cpus {
@@ -55,7 +55,7 @@ fn machine(cpus: usize, entries: usize, ways: usize) -> (Machine, PdId) {
 fn sweep_machine(m: &mut Machine, words: &[u64]) -> usize {
     words
         .iter()
-        .filter(|&&w| m.check(0, w * 4, 4, Access::Read).is_ok())
+        .filter(|&&w| m.check(0, ByteAddr(w * 4), 4, Access::Read).is_ok())
         .count()
 }
 
@@ -79,11 +79,11 @@ fn sweep_plb_miss(plb: &mut Plb, t: &Mlpt, pd: PdId, words: &[u64]) -> usize {
     let epochs = Epochs::default();
     words
         .iter()
-        .filter(|&&w| match plb.probe(pd, w, epochs, 0) {
+        .filter(|&&w| match plb.probe(pd, WordAddr(w), epochs, 0) {
             Some(hit) => hit.perm.allows(Access::Read),
             None => {
                 let l = t.lookup(WordAddr(w));
-                plb.fill(pd, w, epochs, &l, 0);
+                plb.fill(pd, WordAddr(w), epochs, &l, 0);
                 l.perm.allows(Access::Read)
             }
         })
@@ -169,11 +169,13 @@ fn check(c: &mut Criterion) {
         let word = mmp_benchmarks::workloads::LAYOUT_BASE + 0x100; // inside a read-write region
         g.bench_function(format!("revoke_{cpus}cpu"), |b| {
             b.iter(|| {
-                m.set_perm(pd, word, 4, Perm::ReadOnly).expect("live");
+                m.set_perm(pd, ByteAddr(word), 4, Perm::ReadOnly)
+                    .expect("live");
                 for cpu in 0..cpus {
-                    black_box(m.check(cpu, word, 4, Access::Read).is_ok());
+                    black_box(m.check(cpu, ByteAddr(word), 4, Access::Read).is_ok());
                 }
-                m.set_perm(pd, word, 4, Perm::ReadWrite).expect("live");
+                m.set_perm(pd, ByteAddr(word), 4, Perm::ReadWrite)
+                    .expect("live");
             })
         });
     }

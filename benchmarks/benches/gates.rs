@@ -15,7 +15,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use mmp_domains::{PdId, PdKind, Perm};
+use mmp_domains::{ByteAddr, PdId, PdKind, Perm};
 use mmp_gates::{ArgWindow, FrameRegs, Gate};
 use mmp_machine::{Machine, MachineConfig};
 
@@ -43,24 +43,25 @@ fn machine() -> (Machine, PdId, PdId) {
     let mut m = Machine::new(MachineConfig::default()).expect("valid config");
     let a = m.create_pd(PdKind::Kernel).expect("room");
     let b = m.create_pd(PdKind::Kernel).expect("room");
-    m.set_perm(a, A_CODE, CODE_LEN, Perm::ExecuteRead)
+    m.set_perm(a, ByteAddr(A_CODE), CODE_LEN, Perm::ExecuteRead)
         .expect("live");
-    m.set_perm(b, B_CODE, CODE_LEN, Perm::ExecuteRead)
+    m.set_perm(b, ByteAddr(B_CODE), CODE_LEN, Perm::ExecuteRead)
         .expect("live");
-    m.set_gate(a, B_ENTRY, Some(Gate::Call { dest: b }))
+    m.set_gate(a, ByteAddr(B_ENTRY), Some(Gate::Call { dest: b }))
         .expect("live");
-    m.set_gate(b, B_RET, Some(Gate::Return)).expect("live");
+    m.set_gate(b, ByteAddr(B_RET), Some(Gate::Return))
+        .expect("live");
     m.switch_pd(0, a).expect("live");
     m.set_frame_regs(
         0,
         FrameRegs {
-            fb: FB,
-            sl: SL,
+            fb: ByteAddr(FB),
+            sl: ByteAddr(SL),
             args: ArgWindow::NONE,
         },
     )
     .expect("no calls in progress");
-    m.memory_mut().write(SP, 4, ARG);
+    m.memory_mut().write(ByteAddr(SP), 4, ARG);
     (m, a, b)
 }
 
@@ -75,22 +76,40 @@ fn gates(c: &mut Criterion) {
     // The round trip works: B runs inside with A's argument, A runs after, one crossing.
     let before = m.crossing_totals().pair(a, b);
     let inside = m
-        .call_export(0, B_ENTRY, A_RET_ADDR, SP, ONE_ARG)
+        .call_export(
+            0,
+            ByteAddr(B_ENTRY),
+            ByteAddr(A_RET_ADDR),
+            ByteAddr(SP),
+            ONE_ARG,
+        )
         .expect("call gate");
     assert_eq!(inside, b);
     assert_eq!(m.running(0).expect("cpu 0"), b);
-    assert_eq!(m.load(0, SP, 4).expect("argument window"), ARG);
+    assert_eq!(m.load(0, ByteAddr(SP), 4).expect("argument window"), ARG);
     assert!(
-        m.load(0, SP + 4, 4).is_err(),
+        m.load(0, ByteAddr(SP + 4), 4).is_err(),
         "read past the argument window"
     );
-    assert_eq!(m.ret(0, B_RET, A_RET_ADDR).expect("return gate"), a);
+    assert_eq!(
+        m.ret(0, ByteAddr(B_RET), ByteAddr(A_RET_ADDR))
+            .expect("return gate"),
+        a
+    );
     assert_eq!(m.running(0).expect("cpu 0"), a);
     assert_eq!(m.crossing_totals().pair(a, b), before + 1);
     assert_eq!(m.call_stack(0).expect("cpu 0").depth(), 0);
     // And the direct call stays in A.
-    assert_eq!(m.call(0, A_LOCAL_FN, A_RET_ADDR, SP).expect("own code"), a);
-    assert_eq!(m.ret(0, A_LOCAL_RET, A_RET_ADDR).expect("own code"), a);
+    assert_eq!(
+        m.call(0, ByteAddr(A_LOCAL_FN), ByteAddr(A_RET_ADDR), ByteAddr(SP))
+            .expect("own code"),
+        a
+    );
+    assert_eq!(
+        m.ret(0, ByteAddr(A_LOCAL_RET), ByteAddr(A_RET_ADDR))
+            .expect("own code"),
+        a
+    );
     m.check_invariants().expect("invariants");
 
     let mut g = c.benchmark_group("gates");
@@ -98,10 +117,20 @@ fn gates(c: &mut Criterion) {
     g.bench_function("call_return", |bch| {
         bch.iter(|| {
             let callee = m
-                .call_export(0, black_box(B_ENTRY), A_RET_ADDR, black_box(SP), ONE_ARG)
+                .call_export(
+                    0,
+                    black_box(ByteAddr(B_ENTRY)),
+                    ByteAddr(A_RET_ADDR),
+                    black_box(ByteAddr(SP)),
+                    ONE_ARG,
+                )
                 .expect("call gate");
-            let arg = m.load(0, black_box(SP), 4).expect("argument window");
-            let caller = m.ret(0, black_box(B_RET), A_RET_ADDR).expect("return gate");
+            let arg = m
+                .load(0, black_box(ByteAddr(SP)), 4)
+                .expect("argument window");
+            let caller = m
+                .ret(0, black_box(ByteAddr(B_RET)), ByteAddr(A_RET_ADDR))
+                .expect("return gate");
             black_box((callee, arg, caller))
         })
     });
@@ -112,10 +141,15 @@ fn gates(c: &mut Criterion) {
     g.bench_function("direct_call", |bch| {
         bch.iter(|| {
             let callee = m
-                .call(0, black_box(A_LOCAL_FN), A_RET_ADDR, black_box(SP))
+                .call(
+                    0,
+                    black_box(ByteAddr(A_LOCAL_FN)),
+                    ByteAddr(A_RET_ADDR),
+                    black_box(ByteAddr(SP)),
+                )
                 .expect("own code");
             let caller = m
-                .ret(0, black_box(A_LOCAL_RET), A_RET_ADDR)
+                .ret(0, black_box(ByteAddr(A_LOCAL_RET)), ByteAddr(A_RET_ADDR))
                 .expect("own code");
             black_box((callee, caller))
         })

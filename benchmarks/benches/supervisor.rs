@@ -16,17 +16,19 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use mmp_domains::{PdId, PdKind, Perm};
+use mmp_domains::{ByteAddr, PdId, PdKind, Perm};
 use mmp_supervisor::{Supervisor, SupervisorConfig};
 
 const GIB: u64 = 1 << 30;
 
-fn setup(len: u64, placement: u64) -> (Supervisor, PdId, u64) {
+fn setup(len: u64, placement: u64) -> (Supervisor, PdId, ByteAddr) {
     let mut sup = Supervisor::new(SupervisorConfig::default()).expect("valid config");
     let owner = sup.alloc_pd(0, PdKind::Kernel).expect("room");
     let other = sup.alloc_pd(0, PdKind::Kernel).expect("room");
     sup.switch(0, owner).expect("live");
-    let base = sup.alloc(0, len, Some(placement), false).expect("free");
+    let base = sup
+        .alloc(0, len, Some(ByteAddr(placement)), false)
+        .expect("free");
     (sup, other, base)
 }
 

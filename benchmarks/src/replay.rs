@@ -32,7 +32,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use mmp_domains::{Access, AddrWidth, PdId, PdKind, Perm, PermTable, TableFormat};
+use mmp_domains::{Access, AddrWidth, ByteAddr, PdId, PdKind, Perm, PermTable, TableFormat};
 use mmp_gates::{ArgWindow, FrameRegs, Gate};
 use mmp_machine::{AccessError, Fault, FaultKind, Machine, MachineConfig, MachineError};
 use mmp_plb::{PlbConfig, PlbStats};
@@ -315,8 +315,8 @@ impl Replay {
 
     fn fresh_regs(limit: u64) -> FrameRegs {
         FrameRegs {
-            fb: limit - STUB_BYTES,
-            sl: engine_base(limit),
+            fb: ByteAddr(limit - STUB_BYTES),
+            sl: ByteAddr(engine_base(limit)),
             args: ArgWindow::NONE,
         }
     }
@@ -372,7 +372,7 @@ impl Replay {
     #[inline(always)]
     fn check(&mut self, addr: u64, size: u64, access: Access) {
         self.accesses += 1;
-        if let Err(f) = self.machine.check(self.cpu, addr, size, access) {
+        if let Err(f) = self.machine.check(self.cpu, ByteAddr(addr), size, access) {
             self.fault(&f);
         }
     }
@@ -441,7 +441,10 @@ impl Replay {
         } else {
             self.translate.get(&target).copied().unwrap_or(target)
         };
-        match self.machine.call(cpu, target, landing, fb - FRAME_STEP) {
+        match self
+            .machine
+            .call(cpu, ByteAddr(target), ByteAddr(landing), fb - FRAME_STEP)
+        {
             Ok(to) if to != from => {
                 self.open[cpu].push(Open::Cross(landing));
                 self.crossed(from, to);
@@ -461,16 +464,18 @@ impl Replay {
         let at = self.stub(self.trace_no(from));
         match self.open[cpu].pop() {
             Some(Open::Local | Open::Failed) => Ok(()),
-            Some(Open::Cross(to_addr)) => match self.machine.ret(cpu, at, to_addr) {
-                Ok(to) => {
-                    self.crossed(from, to);
-                    Ok(())
+            Some(Open::Cross(to_addr)) => {
+                match self.machine.ret(cpu, ByteAddr(at), ByteAddr(to_addr)) {
+                    Ok(to) => {
+                        self.crossed(from, to);
+                        Ok(())
+                    }
+                    Err(e) => self.access_error(e),
                 }
-                Err(e) => self.access_error(e),
-            },
+            }
             None => {
                 // No call open: a return through the return gate underflows.
-                match self.machine.ret(cpu, at, 0) {
+                match self.machine.ret(cpu, ByteAddr(at), ByteAddr(0)) {
                     Ok(to) => {
                         self.crossed(from, to);
                         Ok(())
@@ -499,11 +504,13 @@ impl Replay {
         };
         let stub = self.stub(no);
         let m = &mut self.machine;
-        let r = m.set_gate(pd, stub, Some(Gate::Return)).and_then(|()| {
-            self.functions
-                .iter()
-                .try_for_each(|&(addr, dest)| m.set_gate(pd, addr, Some(Gate::Call { dest })))
-        });
+        let r = m
+            .set_gate(pd, ByteAddr(stub), Some(Gate::Return))
+            .and_then(|()| {
+                self.functions.iter().try_for_each(|&(addr, dest)| {
+                    m.set_gate(pd, ByteAddr(addr), Some(Gate::Call { dest }))
+                })
+            });
         r.map_err(|e| self.machine_err(e))?;
         if self.domains.len() <= no as usize {
             self.domains.resize(no as usize + 1, None);
@@ -540,7 +547,7 @@ impl Replay {
             .and_then(|l| l.function(&owner.name, name))
         {
             // The layout placed it (and gave its owner execute there).
-            self.translate.insert(addr, p.addr);
+            self.translate.insert(addr, p.addr.0);
             return Ok(());
         }
         let bad = |why: &str| ReplayError::BadRange {
@@ -560,7 +567,7 @@ impl Replay {
             ));
         }
         self.machine
-            .set_perm(pd, addr, 4, Perm::ExecuteRead)
+            .set_perm(pd, ByteAddr(addr), 4, Perm::ExecuteRead)
             .map_err(|e| bad(&e.to_string()))?;
         if self.layout.is_some() {
             // Only the layout's gates lead into another domain.
@@ -569,7 +576,7 @@ impl Replay {
         for d in self.domains.iter().flatten() {
             if d.pd != pd {
                 self.machine
-                    .set_gate(d.pd, addr, Some(Gate::Call { dest: pd }))
+                    .set_gate(d.pd, ByteAddr(addr), Some(Gate::Call { dest: pd }))
                     .map_err(|e| ReplayError::Machine { event, source: e })?;
             }
         }
@@ -594,7 +601,7 @@ impl Replay {
             ));
         }
         self.machine
-            .set_perm(pd, addr, len, perm)
+            .set_perm(pd, ByteAddr(addr), len, perm)
             .map_err(|e| bad(e.to_string()))
     }
 

@@ -103,15 +103,51 @@ impl fmt::Display for AddrWidth {
     }
 }
 
-/// A byte address.
+/// A byte address in the modelled address space. Every address a caller hands the machine,
+/// the supervisor or their clients is one of these, so it cannot be mistaken for a
+/// [`WordAddr`] (a word index) or a length. Adding or subtracting a `u64` moves it by that
+/// many bytes, wrapping as `u64` does in release builds (use [`ByteAddr::checked_add`] where
+/// the sum may overflow).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct ByteAddr(pub u64);
 
 impl ByteAddr {
     /// The word that holds this byte.
     #[must_use]
+    #[inline]
     pub const fn word(self) -> WordAddr {
         WordAddr(self.0 / WORD_BYTES)
+    }
+
+    /// The address `len` bytes on, or `None` if it wraps `u64`.
+    #[must_use]
+    #[inline]
+    pub const fn checked_add(self, len: u64) -> Option<ByteAddr> {
+        match self.0.checked_add(len) {
+            Some(a) => Some(ByteAddr(a)),
+            None => None,
+        }
+    }
+
+    /// The address `len` bytes on, wrapping at 2^64.
+    #[must_use]
+    #[inline]
+    pub const fn wrapping_add(self, len: u64) -> ByteAddr {
+        ByteAddr(self.0.wrapping_add(len))
+    }
+
+    /// The address `len` bytes back, wrapping at 0.
+    #[must_use]
+    #[inline]
+    pub const fn wrapping_sub(self, len: u64) -> ByteAddr {
+        ByteAddr(self.0.wrapping_sub(len))
+    }
+
+    /// Whether the address is the first byte of a word.
+    #[must_use]
+    #[inline]
+    pub const fn is_word_aligned(self) -> bool {
+        self.0 % WORD_BYTES == 0
     }
 }
 
@@ -121,15 +157,77 @@ impl fmt::Display for ByteAddr {
     }
 }
 
-/// A word index: byte address divided by four.
+impl fmt::LowerHex for ByteAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::LowerHex::fmt(&self.0, f)
+    }
+}
+
+impl std::ops::Add<u64> for ByteAddr {
+    type Output = ByteAddr;
+    #[inline]
+    fn add(self, len: u64) -> ByteAddr {
+        ByteAddr(self.0 + len)
+    }
+}
+
+impl std::ops::AddAssign<u64> for ByteAddr {
+    #[inline]
+    fn add_assign(&mut self, len: u64) {
+        self.0 += len;
+    }
+}
+
+impl std::ops::Sub<u64> for ByteAddr {
+    type Output = ByteAddr;
+    #[inline]
+    fn sub(self, len: u64) -> ByteAddr {
+        ByteAddr(self.0 - len)
+    }
+}
+
+impl std::ops::Sub for ByteAddr {
+    /// The distance in bytes.
+    type Output = u64;
+    #[inline]
+    fn sub(self, other: ByteAddr) -> u64 {
+        self.0 - other.0
+    }
+}
+
+/// A word index: byte address divided by four. Adding a `u64` moves it by that many words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct WordAddr(pub u64);
 
 impl WordAddr {
     /// The address of the word's first byte.
     #[must_use]
+    #[inline]
     pub const fn byte(self) -> ByteAddr {
         ByteAddr(self.0 * WORD_BYTES)
+    }
+}
+
+impl fmt::LowerHex for WordAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::LowerHex::fmt(&self.0, f)
+    }
+}
+
+impl std::ops::Add<u64> for WordAddr {
+    type Output = WordAddr;
+    #[inline]
+    fn add(self, words: u64) -> WordAddr {
+        WordAddr(self.0 + words)
+    }
+}
+
+impl std::ops::Sub for WordAddr {
+    /// The distance in words.
+    type Output = u64;
+    #[inline]
+    fn sub(self, other: WordAddr) -> u64 {
+        self.0 - other.0
     }
 }
 

@@ -21,7 +21,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use mmp_domains::PdId;
+use mmp_domains::{ByteAddr, PdId, WordAddr};
 
 /// What a gate word does when control reaches it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -58,20 +58,22 @@ impl GateTable {
     /// The gate at word `w`, if any.
     #[must_use]
     #[inline]
-    pub fn get(&self, w: u64) -> Option<Gate> {
-        self.gates.get(&w).copied()
+    pub fn get(&self, w: WordAddr) -> Option<Gate> {
+        self.gates.get(&w.0).copied()
     }
 
     /// Places (or replaces) the gate at word `w`; returns the one it replaced.
-    pub fn place(&mut self, w: u64, gate: Gate) -> Option<Gate> {
-        self.gates.insert(w, gate)
+    pub fn place(&mut self, w: WordAddr, gate: Gate) -> Option<Gate> {
+        self.gates.insert(w.0, gate)
     }
 
-    /// Removes every gate in words `[lo, hi)`; returns how many there were.
-    pub fn remove_range(&mut self, lo: u64, hi: u64) -> usize {
+    /// Removes every gate in words `[lo, hi)`; returns how many there were (0 for an empty
+    /// range).
+    pub fn remove_range(&mut self, lo: WordAddr, hi: WordAddr) -> usize {
         if lo >= hi {
             return 0;
         }
+        let (lo, hi) = (lo.0, hi.0);
         let doomed: Vec<u64> = self.gates.range(lo..hi).map(|(&w, _)| w).collect();
         for w in &doomed {
             self.gates.remove(w);
@@ -80,8 +82,8 @@ impl GateTable {
     }
 
     /// Every gate, by word, ascending.
-    pub fn iter(&self) -> impl Iterator<Item = (u64, Gate)> + '_ {
-        self.gates.iter().map(|(&w, &g)| (w, g))
+    pub fn iter(&self) -> impl Iterator<Item = (WordAddr, Gate)> + '_ {
+        self.gates.iter().map(|(&w, &g)| (WordAddr(w), g))
     }
 
     /// Number of gates.
@@ -107,11 +109,11 @@ impl GateTable {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Frame {
     /// The address the callee must return to.
-    pub ret_addr: u64,
+    pub ret_addr: ByteAddr,
     /// The calling domain.
     pub caller: PdId,
     /// The caller's frame base.
-    pub fb: u64,
+    pub fb: ByteAddr,
     /// The argument window the caller itself was given (restored on return).
     pub args: ArgWindow,
 }
@@ -145,9 +147,9 @@ pub enum StackInvariantError {
     #[error("frame base {fb:#x} is not below the older {older:#x}")]
     FrameOrder {
         /// The newer frame's frame base.
-        fb: u64,
+        fb: ByteAddr,
         /// The older frame's.
-        older: u64,
+        older: ByteAddr,
     },
 }
 
@@ -288,9 +290,9 @@ impl ArgWindow {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct FrameRegs {
     /// Frame base: one past the thread's accessible stack.
-    pub fb: u64,
+    pub fb: ByteAddr,
     /// Stack limit: the lowest accessible byte.
-    pub sl: u64,
+    pub sl: ByteAddr,
     /// The arguments the caller exported above `fb`.
     pub args: ArgWindow,
 }
@@ -300,7 +302,7 @@ impl FrameRegs {
     /// that wraps never does).
     #[must_use]
     #[inline]
-    pub fn covers(self, addr: u64, len: u64) -> bool {
+    pub fn covers(self, addr: ByteAddr, len: u64) -> bool {
         len > 0 && addr >= self.sl && addr.checked_add(len).is_some_and(|end| end <= self.fb)
     }
 
@@ -308,16 +310,15 @@ impl FrameRegs {
     /// (word aligned). Execution is never allowed through them.
     #[must_use]
     #[inline]
-    pub fn allows_word(self, a: u64, write: bool) -> bool {
+    pub fn allows_word(self, a: ByteAddr, write: bool) -> bool {
+        let (a, fb) = (a.0, self.fb.0);
         let Some(end) = a.checked_add(4) else {
             return false;
         };
-        if end <= self.fb {
-            return a >= self.sl;
+        if end <= fb {
+            return a >= self.sl.0;
         }
-        a >= self.fb
-            && (!write || self.args.writable)
-            && end <= self.fb.saturating_add(self.args.bytes())
+        a >= fb && (!write || self.args.writable) && end <= fb.saturating_add(self.args.bytes())
     }
 
     /// A range `(lo, len)` holding every byte the registers can allow a word access at:
@@ -328,10 +329,10 @@ impl FrameRegs {
     /// outside it.
     #[must_use]
     #[inline]
-    pub fn reach(self) -> (u64, u64) {
-        let lo = self.sl.min(self.fb);
-        let hi = self.fb.saturating_add(self.args.bytes());
-        (lo, hi - lo)
+    pub fn reach(self) -> (ByteAddr, u64) {
+        let lo = self.sl.0.min(self.fb.0);
+        let hi = self.fb.0.saturating_add(self.args.bytes());
+        (ByteAddr(lo), hi - lo)
     }
 }
 
@@ -359,7 +360,7 @@ impl std::hash::Hasher for CountHasher {
 
 type Counts<K> = HashMap<K, u64, std::hash::BuildHasherDefault<CountHasher>>;
 
-type CrossingKey = (PdId, PdId, u64);
+type CrossingKey = (PdId, PdId, WordAddr);
 
 /// Crossings counted per (caller, callee) pair and per gate word. Each crossing is one
 /// counter update keyed by (caller, callee, gate), and a run of crossings with the same key
@@ -384,7 +385,7 @@ impl Eq for CrossingStats {}
 impl CrossingStats {
     /// Counts one crossing from `caller` to `callee` through the gate at word `gate`.
     #[inline]
-    pub fn record(&mut self, caller: PdId, callee: PdId, gate: u64) {
+    pub fn record(&mut self, caller: PdId, callee: PdId, gate: WordAddr) {
         let key = (caller, callee, gate);
         match &mut self.last {
             Some((k, n)) if *k == key => *n += 1,
@@ -418,7 +419,7 @@ impl CrossingStats {
 
     /// Crossings through the gate at word `gate`.
     #[must_use]
-    pub fn gate(&self, gate: u64) -> u64 {
+    pub fn gate(&self, gate: WordAddr) -> u64 {
         self.all()
             .iter()
             .filter(|((_, _, g), _)| *g == gate)
@@ -438,8 +439,8 @@ impl CrossingStats {
 
     /// Every gate word with its count, ascending.
     #[must_use]
-    pub fn gates(&self) -> Vec<(u64, u64)> {
-        let mut m: BTreeMap<u64, u64> = BTreeMap::new();
+    pub fn gates(&self) -> Vec<(WordAddr, u64)> {
+        let mut m: BTreeMap<WordAddr, u64> = BTreeMap::new();
         for ((_, _, g), n) in self.all() {
             *m.entry(g).or_default() += n;
         }
@@ -474,18 +475,21 @@ mod tests {
         let mut s = CallStack::new(2);
         assert_eq!(s.pop(), Err(StackError::Underflow));
         let f = |fb| Frame {
-            ret_addr: 0x100,
+            ret_addr: ByteAddr(0x100),
             caller: pd(1),
             fb,
             args: ArgWindow::NONE,
         };
-        s.push(f(0x9000)).unwrap();
-        s.push(f(0x8000)).unwrap();
-        assert_eq!(s.push(f(0x7000)), Err(StackError::Overflow { depth: 2 }));
+        s.push(f(ByteAddr(0x9000))).unwrap();
+        s.push(f(ByteAddr(0x8000))).unwrap();
+        assert_eq!(
+            s.push(f(ByteAddr(0x7000))),
+            Err(StackError::Overflow { depth: 2 })
+        );
         assert_eq!(s.depth(), 2, "a refused push changed the stack");
         s.check_invariants().unwrap();
-        assert_eq!(s.pop().unwrap().fb, 0x8000);
-        assert_eq!(s.pop().unwrap().fb, 0x9000);
+        assert_eq!(s.pop().unwrap().fb, ByteAddr(0x8000));
+        assert_eq!(s.pop().unwrap().fb, ByteAddr(0x9000));
         assert_eq!(s.pop(), Err(StackError::Underflow));
         assert_eq!(s.protected_bytes(), 2 * CallStack::FRAME_BYTES);
     }
@@ -495,9 +499,9 @@ mod tests {
         let mut s = CallStack::new(4);
         for fb in [0x9000, 0x9000] {
             s.push(Frame {
-                ret_addr: 0,
+                ret_addr: ByteAddr(0),
                 caller: pd(1),
-                fb,
+                fb: ByteAddr(fb),
                 args: ArgWindow::NONE,
             })
             .unwrap();
@@ -508,40 +512,40 @@ mod tests {
     #[test]
     fn frame_registers_cover_exactly_sl_to_fb() {
         let r = FrameRegs {
-            fb: 0x2000,
-            sl: 0x1000,
+            fb: ByteAddr(0x2000),
+            sl: ByteAddr(0x1000),
             args: ArgWindow::NONE,
         };
-        assert!(r.covers(0x1000, 4));
-        assert!(r.covers(0x1ffc, 4));
-        assert!(!r.covers(0x1ffe, 4));
-        assert!(!r.covers(0xffc, 4));
-        assert!(!r.covers(0x1000, 0));
-        assert!(!r.covers(u64::MAX - 1, 4));
+        assert!(r.covers(ByteAddr(0x1000), 4));
+        assert!(r.covers(ByteAddr(0x1ffc), 4));
+        assert!(!r.covers(ByteAddr(0x1ffe), 4));
+        assert!(!r.covers(ByteAddr(0xffc), 4));
+        assert!(!r.covers(ByteAddr(0x1000), 0));
+        assert!(!r.covers(ByteAddr(u64::MAX - 1), 4));
     }
 
     #[test]
     fn frame_registers_allow_the_frame_and_exactly_the_exported_arguments() {
         let mut r = FrameRegs {
-            fb: 0x2000,
-            sl: 0x1000,
+            fb: ByteAddr(0x2000),
+            sl: ByteAddr(0x1000),
             args: ArgWindow::NONE,
         };
-        assert!(r.allows_word(0x1000, true) && r.allows_word(0x1ffc, true));
-        assert!(!r.allows_word(0xffc, false) && !r.allows_word(0x2000, false));
+        assert!(r.allows_word(ByteAddr(0x1000), true) && r.allows_word(ByteAddr(0x1ffc), true));
+        assert!(!r.allows_word(ByteAddr(0xffc), false) && !r.allows_word(ByteAddr(0x2000), false));
         r.args = ArgWindow {
             words: 2,
             writable: false,
         };
-        assert!(r.allows_word(0x2000, false) && r.allows_word(0x2004, false));
+        assert!(r.allows_word(ByteAddr(0x2000), false) && r.allows_word(ByteAddr(0x2004), false));
         assert!(
-            !r.allows_word(0x2000, true),
+            !r.allows_word(ByteAddr(0x2000), true),
             "a read-only export allowed a write"
         );
-        assert!(!r.allows_word(0x2008, false));
+        assert!(!r.allows_word(ByteAddr(0x2008), false));
         r.args.writable = true;
-        assert!(r.allows_word(0x2004, true));
-        assert!(!r.allows_word(u64::MAX - 3, false));
+        assert!(r.allows_word(ByteAddr(0x2004), true));
+        assert!(!r.allows_word(ByteAddr(u64::MAX - 3), false));
     }
 
     #[test]
@@ -561,8 +565,8 @@ mod tests {
                 for words in [0u32, 1, 2, u32::MAX] {
                     for writable in [false, true] {
                         let r = FrameRegs {
-                            fb,
-                            sl,
+                            fb: ByteAddr(fb),
+                            sl: ByteAddr(sl),
                             args: ArgWindow { words, writable },
                         };
                         let (lo, len) = r.reach();
@@ -570,7 +574,8 @@ mod tests {
                         for a in edges.iter().flat_map(|&x| near(x)) {
                             for write in [false, true] {
                                 assert!(
-                                    !r.allows_word(a, write) || a.wrapping_sub(lo) < len,
+                                    !r.allows_word(ByteAddr(a), write)
+                                        || a.wrapping_sub(lo.0) < len,
                                     "{r:?} allows {a:#x} outside its reach ({lo:#x}, {len:#x})"
                                 );
                             }
@@ -586,34 +591,43 @@ mod tests {
     #[test]
     fn gate_records_are_placed_replaced_and_removed_by_range() {
         let mut t = GateTable::new();
-        assert_eq!(t.place(10, Gate::Call { dest: pd(2) }), None);
-        assert_eq!(t.place(10, Gate::Return), Some(Gate::Call { dest: pd(2) }));
-        t.place(20, Gate::Call { dest: pd(3) });
-        t.place(30, Gate::Return);
+        assert_eq!(t.place(WordAddr(10), Gate::Call { dest: pd(2) }), None);
+        assert_eq!(
+            t.place(WordAddr(10), Gate::Return),
+            Some(Gate::Call { dest: pd(2) })
+        );
+        t.place(WordAddr(20), Gate::Call { dest: pd(3) });
+        t.place(WordAddr(30), Gate::Return);
         assert_eq!(t.footprint_bytes(), 3 * GateTable::RECORD_BYTES);
-        assert_eq!(t.remove_range(11, 31), 2);
-        assert_eq!(t.iter().collect::<Vec<_>>(), vec![(10, Gate::Return)]);
-        assert_eq!(t.remove_range(5, 5), 0);
+        assert_eq!(t.remove_range(WordAddr(11), WordAddr(31)), 2);
+        assert_eq!(
+            t.iter().collect::<Vec<_>>(),
+            vec![(WordAddr(10), Gate::Return)]
+        );
+        assert_eq!(t.remove_range(WordAddr(5), WordAddr(5)), 0);
     }
 
     #[test]
     fn crossings_are_counted_per_pair_and_per_gate() {
         let mut a = CrossingStats::default();
-        a.record(pd(1), pd(2), 100);
-        a.record(pd(1), pd(2), 100);
-        a.record(pd(2), pd(3), 200);
-        a.record(pd(1), pd(2), 100);
-        a.record(pd(1), pd(2), 100);
+        a.record(pd(1), pd(2), WordAddr(100));
+        a.record(pd(1), pd(2), WordAddr(100));
+        a.record(pd(2), pd(3), WordAddr(200));
+        a.record(pd(1), pd(2), WordAddr(100));
+        a.record(pd(1), pd(2), WordAddr(100));
         let mut b = CrossingStats::default();
-        b.record(pd(1), pd(2), 104);
+        b.record(pd(1), pd(2), WordAddr(104));
         a.add(&b);
         assert_eq!(a.pair(pd(1), pd(2)), 5);
         assert_eq!(a.pair(pd(2), pd(1)), 0);
-        assert_eq!(a.gate(100), 4);
-        assert_eq!(a.gate(104), 1);
+        assert_eq!(a.gate(WordAddr(100)), 4);
+        assert_eq!(a.gate(WordAddr(104)), 1);
         assert_eq!(a.total(), 6);
         assert_eq!(a.pairs().len(), 2);
-        assert_eq!(a.gates(), vec![(100, 4), (104, 1), (200, 1)]);
+        assert_eq!(
+            a.gates(),
+            vec![(WordAddr(100), 4), (WordAddr(104), 1), (WordAddr(200), 1)]
+        );
         // The held run and the map count the same as adding everything to a fresh one.
         let mut c = CrossingStats::default();
         c.add(&a);

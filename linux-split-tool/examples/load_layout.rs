@@ -8,7 +8,7 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use mmp_domains::{AddrWidth, TableFormat};
+use mmp_domains::{AddrWidth, ByteAddr, TableFormat};
 use mmp_machine::{Machine, MachineConfig};
 use mmp_split::Layout;
 
@@ -50,7 +50,7 @@ fn run(path: &str, formats: &[TableFormat]) -> Result<(), String> {
             loaded
                 .functions
                 .values()
-                .filter(|p| p.addr < 0x8000_0000_0000)
+                .filter(|p| p.addr < ByteAddr(0x8000_0000_0000))
                 .count(),
             loaded.data.len(),
         );

@@ -54,7 +54,7 @@
 
 use std::collections::HashMap;
 
-use mmp_domains::{AddrWidth, PdId, PdKind, Perm};
+use mmp_domains::{AddrWidth, ByteAddr, PdId, PdKind, Perm};
 use mmp_machine::Gate;
 use mmp_machine::{Machine, MachineError};
 
@@ -188,7 +188,7 @@ pub struct Skipped {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Placed {
     /// Its address in the 48-bit space.
-    pub addr: u64,
+    pub addr: ByteAddr,
     /// Its owner's domain.
     pub owner: PdId,
     /// Its bytes: 4 for a function; for a data object, the largest its grants give (8 if
@@ -530,7 +530,7 @@ impl Layout {
                 .filter_map(|&((owner, symbol), s)| {
                     let addr = s.addr?;
                     let p = Placed {
-                        addr,
+                        addr: ByteAddr(addr),
                         owner: pd_of(s.owner),
                         bytes: s.bytes,
                     };
@@ -574,19 +574,24 @@ impl Layout {
         for &(_, s) in &plan.functions {
             if let Some(a) = s.addr {
                 machine
-                    .set_perm(pd(s.owner)?, a & !3, FUNCTION_BYTES, Perm::ExecuteRead)
+                    .set_perm(
+                        pd(s.owner)?,
+                        ByteAddr(a & !3),
+                        FUNCTION_BYTES,
+                        Perm::ExecuteRead,
+                    )
                     .map_err(fail(s.owner))?;
             }
         }
         for &(from, addr, to) in &plan.gates {
             let gate = Gate::Call { dest: pd(to)? };
             machine
-                .set_gate(pd(from)?, addr, Some(gate))
+                .set_gate(pd(from)?, ByteAddr(addr), Some(gate))
                 .map_err(fail(from))?;
         }
         for &(holder, addr, bytes, perm) in &plan.grants {
             machine
-                .set_perm(pd(holder)?, addr, bytes, perm)
+                .set_perm(pd(holder)?, ByteAddr(addr), bytes, perm)
                 .map_err(fail(holder))?;
         }
         Ok(())

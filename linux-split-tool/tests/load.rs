@@ -9,7 +9,7 @@
 mod common;
 
 use common::{Fixture, ko};
-use mmp_domains::{Access, AddrWidth, PdKind, Perm, TableFormat};
+use mmp_domains::{Access, AddrWidth, ByteAddr, PdKind, Perm, TableFormat};
 use mmp_machine::{AccessError, Machine, MachineConfig, MachineError};
 use mmp_machine::{ArgWindow, FrameRegs, Gate};
 use mmp_split::layout::{FORMAT, VERSION};
@@ -255,7 +255,7 @@ fn loading_places_gates_and_grants_in_the_right_tables() {
     // Kernel addresses keep their low 48 bits.
     assert_eq!(map_canonical(0xffff_ffff_8100_0000), Some(0xffff_8100_0000));
     let printk = loaded.function("vmlinux", "printk").unwrap();
-    assert_eq!(printk.addr, 0xffff_8100_0000);
+    assert_eq!(printk.addr, ByteAddr(0xffff_8100_0000));
     assert_eq!(printk.owner, pd("vmlinux"));
     // Module functions get words in their module's region, in the order the gates name
     // them; data follows, 8-byte aligned.
@@ -263,16 +263,16 @@ fn loading_places_gates_and_grants_in_the_right_tables() {
     assert_eq!(l.domains[1].name, "core_mod");
     assert_eq!(
         loaded.function("core_mod", "cm_unregister").unwrap().addr,
-        base
+        ByteAddr(base)
     );
     assert_eq!(
         loaded.function("core_mod", "cm_register").unwrap().addr,
-        base + 4
+        ByteAddr(base + 4)
     );
     let state = loaded.data_object("core_mod", "cm_state").unwrap();
-    assert_eq!((state.addr, state.bytes), (base + 8, 16));
+    assert_eq!((state.addr, state.bytes), (ByteAddr(base + 8), 16));
     let table = loaded.data_object("core_mod", "cm_table").unwrap();
-    assert_eq!((table.addr, table.bytes), (base + 24, 32));
+    assert_eq!((table.addr, table.bytes), (ByteAddr(base + 24), 32));
 
     for g in &l.gates {
         let f = loaded.function(&g.to, &g.symbol).unwrap();
@@ -297,12 +297,12 @@ fn loading_places_gates_and_grants_in_the_right_tables() {
         }
     }
     assert_eq!(
-        m.gate(pd("other_mod"), base + 4),
+        m.gate(pd("other_mod"), ByteAddr(base + 4)),
         None,
         "cm_register not imported"
     );
     assert_eq!(
-        m.gate(pd("user_mod"), 0xffff_8100_0000),
+        m.gate(pd("user_mod"), ByteAddr(0xffff_8100_0000)),
         Some(Gate::Call {
             dest: pd("vmlinux")
         })
@@ -338,17 +338,23 @@ fn loading_places_gates_and_grants_in_the_right_tables() {
     }
     // Concretely: user_mod may write cm_state and read cm_table; other_mod may not read
     // cm_table.
-    assert_eq!(m.perm(pd("user_mod"), base + 8), Perm::ReadWrite);
-    assert_eq!(m.perm(pd("user_mod"), base + 24 + 28), Perm::ReadOnly);
-    assert_eq!(m.perm(pd("other_mod"), base + 24), Perm::None);
-    assert_eq!(m.perm(pd("user_mod"), 0xffff_8200_0000), Perm::ReadWrite);
+    assert_eq!(m.perm(pd("user_mod"), ByteAddr(base + 8)), Perm::ReadWrite);
     assert_eq!(
-        m.perm(pd("user_mod"), 0xffff_8200_0008),
+        m.perm(pd("user_mod"), ByteAddr(base + 24 + 28)),
+        Perm::ReadOnly
+    );
+    assert_eq!(m.perm(pd("other_mod"), ByteAddr(base + 24)), Perm::None);
+    assert_eq!(
+        m.perm(pd("user_mod"), ByteAddr(0xffff_8200_0000)),
+        Perm::ReadWrite
+    );
+    assert_eq!(
+        m.perm(pd("user_mod"), ByteAddr(0xffff_8200_0008)),
         Perm::None,
         "jiffies: 8 bytes"
     );
     assert_eq!(
-        m.perm(pd("user_mod"), 0xffff_8200_0040),
+        m.perm(pd("user_mod"), ByteAddr(0xffff_8200_0040)),
         Perm::ReadOnly,
         "linux_banner"
     );
@@ -363,27 +369,35 @@ fn a_call_through_a_loaded_gate_enters_the_exporter_and_others_fault() {
     let target = loaded.function("core_mod", "cm_register").unwrap().addr;
     let fb = 0x7000_0000_0000;
     let regs = FrameRegs {
-        fb,
-        sl: fb - 4096,
+        fb: ByteAddr(fb),
+        sl: ByteAddr(fb - 4096),
         args: ArgWindow::NONE,
     };
     for cpu in 0..2 {
         m.set_frame_regs(cpu, regs).unwrap();
     }
     m.switch_pd(0, pd("user_mod")).unwrap();
-    assert_eq!(m.call(0, target, 0x1234, fb - 64), Ok(pd("core_mod")));
+    assert_eq!(
+        m.call(0, target, ByteAddr(0x1234), ByteAddr(fb - 64)),
+        Ok(pd("core_mod"))
+    );
     assert_eq!(m.running(0), Ok(pd("core_mod")));
     // The same call into the kernel works from user_mod through its printk gate.
     m.switch_pd(1, pd("user_mod")).unwrap();
     assert_eq!(
-        m.call(1, 0xffff_8100_0000, 0x1234, fb - 64),
+        m.call(
+            1,
+            ByteAddr(0xffff_8100_0000),
+            ByteAddr(0x1234),
+            ByteAddr(fb - 64)
+        ),
         Ok(pd("vmlinux"))
     );
     // other_mod has no gate on cm_register: an execute fault.
     m.clear_frames(1).unwrap();
     m.set_frame_regs(1, regs).unwrap();
     m.switch_pd(1, pd("other_mod")).unwrap();
-    match m.call(1, target, 0x1234, fb - 64) {
+    match m.call(1, target, ByteAddr(0x1234), ByteAddr(fb - 64)) {
         Err(AccessError::Fault(f)) => {
             assert_eq!(f.access, Access::Execute);
             assert_eq!(f.pd, pd("other_mod"));
@@ -392,7 +406,10 @@ fn a_call_through_a_loaded_gate_enters_the_exporter_and_others_fault() {
     }
     // The owner calls its own function as an ordinary call.
     m.switch_pd(1, pd("core_mod")).unwrap();
-    assert_eq!(m.call(1, target, 0x1234, fb - 64), Ok(pd("core_mod")));
+    assert_eq!(
+        m.call(1, target, ByteAddr(0x1234), ByteAddr(fb - 64)),
+        Ok(pd("core_mod"))
+    );
     m.check_invariants().unwrap();
 }
 
@@ -472,7 +489,7 @@ fn bad_addresses_are_errors_naming_the_symbol_before_anything_is_written() {
     let l = read(&v).unwrap();
     let loaded = l.load(&mut m).unwrap();
     assert_eq!(
-        m.perm(loaded.pd("m").unwrap(), 0xffff_ffff_fffc),
+        m.perm(loaded.pd("m").unwrap(), ByteAddr(0xffff_ffff_fffc)),
         Perm::ReadWrite
     );
 
@@ -527,20 +544,29 @@ fn module_symbols_are_placed_once_and_odd_entries_are_skipped() {
     let pd = |n: &str| loaded.pd(n).unwrap();
     let base = MODULE_REGION_BASE + (2 << 24);
     let f = loaded.function("a", "a_fn").unwrap();
-    assert_eq!((f.addr, f.owner, f.bytes), (base, pd("a"), 4));
-    assert_eq!(loaded.function("a", "a_other").unwrap().addr, base + 4);
+    assert_eq!((f.addr, f.owner, f.bytes), (ByteAddr(base), pd("a"), 4));
+    assert_eq!(
+        loaded.function("a", "a_other").unwrap().addr,
+        ByteAddr(base + 4)
+    );
     // Two functions take 8 bytes; the object (the largest size its grants give) follows.
     let o = loaded.data_object("a", "a_obj").unwrap();
-    assert_eq!((o.addr, o.bytes), (base + 8, 12));
-    assert_eq!(m.gate(pd("b"), base), Some(Gate::Call { dest: pd("a") }));
-    assert_eq!(m.gate(pd("c"), base), Some(Gate::Call { dest: pd("a") }));
-    assert_eq!(m.gate(pd("b"), base + 4), None);
+    assert_eq!((o.addr, o.bytes), (ByteAddr(base + 8), 12));
+    assert_eq!(
+        m.gate(pd("b"), ByteAddr(base)),
+        Some(Gate::Call { dest: pd("a") })
+    );
+    assert_eq!(
+        m.gate(pd("c"), ByteAddr(base)),
+        Some(Gate::Call { dest: pd("a") })
+    );
+    assert_eq!(m.gate(pd("b"), ByteAddr(base + 4)), None);
     // b's grant has no size: 8 bytes, read-only. c's is 12 bytes, read-write.
-    assert_eq!(m.perm(pd("b"), base + 8), Perm::ReadOnly);
-    assert_eq!(m.perm(pd("b"), base + 12), Perm::ReadOnly);
-    assert_eq!(m.perm(pd("b"), base + 16), Perm::None);
-    assert_eq!(m.perm(pd("c"), base + 16), Perm::ReadWrite);
-    assert_eq!(m.perm(pd("c"), base + 20), Perm::None);
+    assert_eq!(m.perm(pd("b"), ByteAddr(base + 8)), Perm::ReadOnly);
+    assert_eq!(m.perm(pd("b"), ByteAddr(base + 12)), Perm::ReadOnly);
+    assert_eq!(m.perm(pd("b"), ByteAddr(base + 16)), Perm::None);
+    assert_eq!(m.perm(pd("c"), ByteAddr(base + 16)), Perm::ReadWrite);
+    assert_eq!(m.perm(pd("c"), ByteAddr(base + 20)), Perm::None);
     assert_eq!(loaded.data_object("a", "a_empty"), None);
     assert_eq!(loaded.function("vmlinux", "unmapped"), None);
     assert_eq!((loaded.gates, loaded.grants), (3, 3));

@@ -4,7 +4,7 @@
 //! The fast path answers a one-word access (or an 8-byte one) from the sidecar register's
 //! entry; everything else takes the full path.
 
-use mmp_domains::{Access, PdId, Perm, PermTable, WordAddr};
+use mmp_domains::{Access, ByteAddr, PdId, Perm, PermTable, WordAddr};
 
 use crate::fault::{AccessError, Fault, FaultKind};
 use crate::machine::{Cpu, Machine};
@@ -48,8 +48,15 @@ impl Machine {
     /// The [`Fault`] the access would raise. A `cpu` that does not exist is a [`Fault`] of
     /// kind [`FaultKind::NoSuchCpu`] naming PD 0.
     #[inline(always)]
-    pub fn check(&mut self, cpu: usize, addr: u64, size: u64, access: Access) -> Result<(), Fault> {
+    pub fn check(
+        &mut self,
+        cpu: usize,
+        addr: ByteAddr,
+        size: u64,
+        access: Access,
+    ) -> Result<(), Fault> {
         let reg = sidecar_for(access);
+        let addr = addr.0;
         match self.check_fast(cpu, reg, addr, size, access) {
             Fast::Allowed => Ok(()),
             Fast::Denied(held) => Err(self.sidecar_denial(cpu, addr, size, access, held)),
@@ -71,7 +78,7 @@ impl Machine {
             Refusal::NoPermission { w, held } => (
                 self.cpus[cpu].pd,
                 FaultKind::NoPermission {
-                    word_addr: w * 4,
+                    word_addr: WordAddr(w).byte(),
                     held,
                 },
             ),
@@ -79,7 +86,7 @@ impl Machine {
         Fault {
             cpu,
             pd,
-            addr,
+            addr: ByteAddr(addr),
             size,
             access,
             kind,
@@ -100,11 +107,11 @@ impl Machine {
         Fault {
             cpu,
             pd: self.cpus[cpu].pd,
-            addr,
+            addr: ByteAddr(addr),
             size,
             access,
             kind: FaultKind::NoPermission {
-                word_addr: addr & !3,
+                word_addr: ByteAddr(addr & !3),
                 held,
             },
         }
@@ -124,7 +131,9 @@ impl Machine {
         if let Some(c) = self.cpus.get_mut(cpu)
             && matches!(size, 1 | 2 | 4)
             && (addr & 3) + size <= 4
-            && let Some(held) = c.plb.sidecar_final(c.pd, w, c.epochs, reg, access)
+            && let Some(held) = c
+                .plb
+                .sidecar_final(c.pd, WordAddr(w), c.epochs, reg, access)
         {
             debug_assert!(w < self.cfg.width.word_limit() && !c.pd.is_supervisor());
             if held.allows(access) || frame_allows(c, w, access) {
@@ -137,8 +146,14 @@ impl Machine {
         if size == 8
             && let Some(c) = self.cpus.get_mut(cpu)
             && let Some(end) = addr.checked_add(8)
-            && c.plb
-                .sidecar_allows_all(c.pd, w, (end - 1) >> 2, c.epochs, reg, access)
+            && c.plb.sidecar_allows_all(
+                c.pd,
+                WordAddr(w),
+                WordAddr((end - 1) >> 2),
+                c.epochs,
+                reg,
+                access,
+            )
         {
             debug_assert!(end <= self.cfg.width.byte_limit() && !c.pd.is_supervisor());
             return Fast::Allowed;
@@ -179,7 +194,7 @@ impl Machine {
         let last = (addr + size - 1) >> 2;
         let mut w = addr >> 2;
         loop {
-            match c.plb.probe(pd, w, epochs, reg) {
+            match c.plb.probe(pd, WordAddr(w), epochs, reg) {
                 Some(h) if h.perm.allows(access) => {}
                 Some(h) if h.denial_is_final => {
                     if !frame_allows(c, w, access) {
@@ -191,7 +206,7 @@ impl Machine {
                         c.plb.note_denied_hit();
                     }
                     let l = self.pds[c.slot].table.lookup(WordAddr(w));
-                    c.plb.fill(pd, w, epochs, &l, reg);
+                    c.plb.fill(pd, WordAddr(w), epochs, &l, reg);
                     if !l.perm.allows(access) && !frame_allows(c, w, access) {
                         return Err(Refusal::NoPermission { w, held: l.perm });
                     }
@@ -211,7 +226,7 @@ impl Machine {
     /// [`AccessError::Machine`] for a CPU that does not exist; [`AccessError::Fault`] for a
     /// faulting access, which had no effect.
     #[inline]
-    pub fn load(&mut self, cpu: usize, addr: u64, size: u64) -> Result<u64, AccessError> {
+    pub fn load(&mut self, cpu: usize, addr: ByteAddr, size: u64) -> Result<u64, AccessError> {
         let cpu = self.cpu_index(cpu)?;
         self.check(cpu, addr, size, Access::Read)?;
         Ok(self.memory.read(addr, size))
@@ -221,7 +236,7 @@ impl Machine {
     ///
     /// # Errors
     /// As [`Machine::load`].
-    pub fn fetch(&mut self, cpu: usize, addr: u64, size: u64) -> Result<u64, AccessError> {
+    pub fn fetch(&mut self, cpu: usize, addr: ByteAddr, size: u64) -> Result<u64, AccessError> {
         let cpu = self.cpu_index(cpu)?;
         self.check(cpu, addr, size, Access::Execute)?;
         Ok(self.memory.read(addr, size))
@@ -236,7 +251,7 @@ impl Machine {
     pub fn store(
         &mut self,
         cpu: usize,
-        addr: u64,
+        addr: ByteAddr,
         size: u64,
         value: u64,
     ) -> Result<(), AccessError> {
@@ -267,6 +282,6 @@ pub(crate) fn frame_allows(c: &Cpu, w: u64, access: Access) -> bool {
     let a = w << 2;
     let (lo, len) = c.reach;
     access != Access::Execute
-        && a.wrapping_sub(lo) < len
-        && c.regs.allows_word(a, access == Access::Write)
+        && a.wrapping_sub(lo.0) < len
+        && c.regs.allows_word(ByteAddr(a), access == Access::Write)
 }

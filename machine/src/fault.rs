@@ -1,7 +1,7 @@
 //! Faults and caller errors: what an access or a transfer raises, and what a malformed
 //! machine operation returns. A fault is precise: the access had no effect.
 
-use mmp_domains::{Access, PdId, Perm, TableError};
+use mmp_domains::{Access, ByteAddr, PdId, Perm, TableError, WordAddr};
 use mmp_plb::PlbConfigError;
 
 /// Why an access faulted.
@@ -10,7 +10,7 @@ pub enum FaultKind {
     /// A word the access touches does not allow it.
     NoPermission {
         /// Byte address of the first word that refused.
-        word_addr: u64,
+        word_addr: ByteAddr,
         /// What the domain holds there.
         held: Perm,
     },
@@ -28,7 +28,7 @@ pub enum FaultKind {
     /// pushed.
     ReturnMismatch {
         /// The return address the call pushed.
-        expected: u64,
+        expected: ByteAddr,
     },
     /// A cross-domain call with the cross-domain call stack full.
     StackOverflow,
@@ -38,15 +38,15 @@ pub enum FaultKind {
     /// frame base (a frame base of 0, no active stack, has nothing below it).
     FrameOrder {
         /// The current frame base.
-        fb: u64,
+        fb: ByteAddr,
     },
     /// A cross-domain call exporting argument words outside the caller's own stack
     /// `[sl, fb)`.
     ArgExport {
         /// The caller's stack limit.
-        sl: u64,
+        sl: ByteAddr,
         /// The caller's frame base.
-        fb: u64,
+        fb: ByteAddr,
     },
 }
 
@@ -91,7 +91,7 @@ pub struct Fault {
     /// The domain running on it.
     pub pd: PdId,
     /// First byte of the access.
-    pub addr: u64,
+    pub addr: ByteAddr,
     /// Size in bytes.
     pub size: u64,
     /// Read, write or execute.
@@ -149,9 +149,9 @@ pub enum MachineError {
         /// The domain whose table would grow.
         pd: PdId,
         /// First word of the write that did not fit.
-        start: u64,
+        start: WordAddr,
         /// End word (exclusive).
-        end: u64,
+        end: WordAddr,
         /// Bytes all tables used before the batch.
         total: usize,
         /// The cap.

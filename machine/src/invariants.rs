@@ -1,7 +1,7 @@
 //! The machine's invariants, checked by one function that unit tests, proptests, the fuzz
 //! targets and the supervisor's own checker all call.
 
-use mmp_domains::{InvariantError, PdId, PermTable};
+use mmp_domains::{ByteAddr, InvariantError, PdId, PermTable, WordAddr};
 use mmp_gates::{FrameRegs, StackInvariantError};
 use mmp_plb::Inconsistency;
 
@@ -49,7 +49,7 @@ pub enum MachineInvariantError {
         /// The CPU.
         cpu: usize,
         /// The cached reach.
-        reach: (u64, u64),
+        reach: (ByteAddr, u64),
         /// The registers.
         regs: FrameRegs,
     },
@@ -67,9 +67,9 @@ pub enum MachineInvariantError {
         /// The CPU.
         cpu: usize,
         /// Its frame base.
-        fb: u64,
+        fb: ByteAddr,
         /// The newest frame's.
-        caller_fb: u64,
+        caller_fb: ByteAddr,
     },
     /// A PLB entry grants more than its domain's table.
     #[error("CPU {cpu}: {source}")]
@@ -85,8 +85,8 @@ pub enum MachineInvariantError {
     /// A word is marked dirty but is not tracked.
     #[error("word {word:#x} is dirty but not tracked")]
     DirtyUntracked {
-        /// The word (a word index).
-        word: u64,
+        /// The word.
+        word: WordAddr,
     },
 }
 
@@ -149,7 +149,9 @@ impl Machine {
             .check_invariants()
             .map_err(MachineInvariantError::Tracked)?;
         if let Some(&word) = self.dirty.iter().find(|&&w| self.tracked.get(w).is_none()) {
-            return Err(MachineInvariantError::DirtyUntracked { word });
+            return Err(MachineInvariantError::DirtyUntracked {
+                word: WordAddr(word),
+            });
         }
         Ok(())
     }

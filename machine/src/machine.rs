@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use mmp_domains::{AddrWidth, PdId, PdKind, Table, TableFormat};
+use mmp_domains::{AddrWidth, ByteAddr, PdId, PdKind, Table, TableFormat};
 use mmp_gates::{CallStack, CrossingStats, FrameRegs, GateTable};
 use mmp_plb::{Epochs, Plb, PlbConfig, PlbConfigError, PlbStats};
 use slab::Slab;
@@ -65,7 +65,7 @@ pub(crate) struct Cpu {
     pub(crate) regs: FrameRegs,
     /// `regs.reach()` ([`FrameRegs::reach`]): every byte the registers can allow lies in
     /// `[lo, lo + len)`. A refused access outside it skips the exact test.
-    pub(crate) reach: (u64, u64),
+    pub(crate) reach: (ByteAddr, u64),
 }
 
 impl Cpu {

@@ -4,6 +4,7 @@ use std::cell::Cell;
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 
+use mmp_domains::ByteAddr;
 use mmp_gates::CountHasher;
 
 const PAGE: u64 = 4096;
@@ -37,7 +38,8 @@ impl Memory {
     /// `addr + size` does not wrap.
     #[must_use]
     #[inline]
-    pub fn read(&self, addr: u64, size: u64) -> u64 {
+    pub fn read(&self, addr: ByteAddr, size: u64) -> u64 {
+        let addr = addr.0;
         let size = size.min(8);
         let off = (addr % PAGE) as usize;
         if off + size as usize <= PAGE as usize {
@@ -68,7 +70,8 @@ impl Memory {
 
     /// Writes the low `size` (at most 8) bytes of `value` at `addr`, little-endian.
     #[inline]
-    pub fn write(&mut self, addr: u64, size: u64, value: u64) {
+    pub fn write(&mut self, addr: ByteAddr, size: u64, value: u64) {
+        let addr = addr.0;
         let size = size.min(8);
         let off = (addr % PAGE) as usize;
         if off + size as usize <= PAGE as usize {
@@ -167,18 +170,21 @@ mod tests {
             (0x4ffc, 4),
         ] {
             let v = 0x0102_0304_0506_0708u64;
-            m.write(addr, size, v);
+            m.write(ByteAddr(addr), size, v);
             let mask = if size == 8 {
                 u64::MAX
             } else {
                 (1 << (8 * size)) - 1
             };
-            assert_eq!(m.read(addr, size), v & mask, "{addr:#x}+{size}");
+            assert_eq!(m.read(ByteAddr(addr), size), v & mask, "{addr:#x}+{size}");
             for i in 0..size {
-                assert_eq!(m.read(addr + i, 1), (v >> (8 * i)) & 0xff);
+                assert_eq!(m.read(ByteAddr(addr + i), 1), (v >> (8 * i)) & 0xff);
             }
         }
-        assert_eq!(m.read(0x9000, 8), 0, "an unwritten page reads 0");
-        assert_eq!(m.read(0x1ffc, 8) >> 8, m.read(0x1ffd, 7));
+        assert_eq!(m.read(ByteAddr(0x9000), 8), 0, "an unwritten page reads 0");
+        assert_eq!(
+            m.read(ByteAddr(0x1ffc), 8) >> 8,
+            m.read(ByteAddr(0x1ffd), 7)
+        );
     }
 }

@@ -3,7 +3,7 @@
 //! epoch before it returns).
 
 use mmp_domains::table::runs;
-use mmp_domains::{PdId, Perm, PermTable, Table, TableError, WordAddr, WordRange};
+use mmp_domains::{ByteAddr, PdId, Perm, PermTable, Table, TableError, WordAddr, WordRange};
 use mmp_gates::Gate;
 use mmp_plb::{Epochs, change};
 
@@ -34,14 +34,14 @@ impl Machine {
     pub fn set_perm(
         &mut self,
         pd: PdId,
-        addr: u64,
+        addr: ByteAddr,
         len: u64,
         perm: Perm,
     ) -> Result<(), MachineError> {
         let k = self.slot(pd)?;
         let width = self.cfg.width;
         let range = width
-            .word_range(addr, len)
+            .word_range(addr.0, len)
             .map_err(|e| MachineError::Table {
                 pd,
                 source: e.into(),
@@ -62,12 +62,12 @@ impl Machine {
     /// `pd`'s permission on the word holding byte `addr`, read from its table (no PLB).
     /// PD 0 holds [`Perm::ReadWrite`] everywhere; an unknown domain holds nothing.
     #[must_use]
-    pub fn perm(&self, pd: PdId, addr: u64) -> Perm {
+    pub fn perm(&self, pd: PdId, addr: ByteAddr) -> Perm {
         if pd.is_supervisor() {
             return Perm::ReadWrite;
         }
         self.slot(pd)
-            .map_or(Perm::None, |k| self.pds[k].table.perm(WordAddr(addr / 4)))
+            .map_or(Perm::None, |k| self.pds[k].table.perm(addr.word()))
     }
 
     /// `pd`'s table (`None` for PD 0 or an unknown domain).
@@ -151,8 +151,8 @@ impl Machine {
                     r.map_err(|e| match e {
                         TableError::OutOfMemory { .. } => MachineError::OutOfTableMemory {
                             pd: w.pd,
-                            start: w.range.start().0,
-                            end: w.range.end().0,
+                            start: w.range.start(),
+                            end: w.range.end(),
                             total: total0,
                             cap,
                         },
@@ -214,11 +214,11 @@ impl Machine {
     pub fn set_gate(
         &mut self,
         pd: PdId,
-        addr: u64,
+        addr: ByteAddr,
         gate: Option<Gate>,
     ) -> Result<(), MachineError> {
         let k = self.key_of(pd)?;
-        let w = addr / 4;
+        let w = addr.word();
         match gate {
             Some(g) => {
                 self.pds[k].gates.place(w, g);
@@ -233,24 +233,23 @@ impl Machine {
     /// Removes every domain's gate records on the words of `range` (what freeing or passing
     /// ownership of code does). Returns how many there were.
     pub fn remove_gates(&mut self, range: WordRange) -> usize {
-        let (lo, hi) = (range.start().0, range.end().0);
         self.pds
             .iter_mut()
-            .map(|(_, s)| s.gates.remove_range(lo, hi))
+            .map(|(_, s)| s.gates.remove_range(range.start(), range.end()))
             .sum()
     }
 
     /// The gate on the word holding byte `addr` in `pd`'s table.
     #[must_use]
-    pub fn gate(&self, pd: PdId, addr: u64) -> Option<Gate> {
+    pub fn gate(&self, pd: PdId, addr: ByteAddr) -> Option<Gate> {
         self.key_of(pd)
             .ok()
-            .and_then(|k| self.pds[k].gates.get(addr / 4))
+            .and_then(|k| self.pds[k].gates.get(addr.word()))
     }
 
     /// `pd`'s gate records, by word, ascending (empty for an unknown domain).
     #[must_use]
-    pub fn gates(&self, pd: PdId) -> Vec<(u64, Gate)> {
+    pub fn gates(&self, pd: PdId) -> Vec<(WordAddr, Gate)> {
         self.key_of(pd)
             .map(|k| self.pds[k].gates.iter().collect())
             .unwrap_or_default()

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use mmp_domains::WordRange;
+use mmp_domains::{ByteAddr, WordAddr, WordRange};
 
 use crate::machine::Machine;
 use crate::segmap::SegMap;
@@ -13,7 +13,8 @@ impl Machine {
     /// machines track nothing).
     #[cold]
     #[inline(never)]
-    pub(crate) fn mark_dirty(&mut self, addr: u64, size: u64) {
+    pub(crate) fn mark_dirty(&mut self, addr: ByteAddr, size: u64) {
+        let addr = addr.0;
         for w in addr / 4..=(addr + size - 1) / 4 {
             if self.tracked.get(w).is_some() {
                 self.dirty.insert(w);
@@ -46,9 +47,9 @@ impl Machine {
         &self.dirty
     }
 
-    /// Returns the byte addresses of the tracked words of `range` written since they were
-    /// last taken, ascending, and clears their marks in the same step.
-    pub fn take_dirty(&mut self, range: WordRange) -> Vec<u64> {
+    /// Returns the tracked words of `range` written since they were last taken, ascending,
+    /// and clears their marks in the same step.
+    pub fn take_dirty(&mut self, range: WordRange) -> Vec<WordAddr> {
         let words: Vec<u64> = self
             .dirty
             .range(range.start().0..range.end().0)
@@ -57,6 +58,6 @@ impl Machine {
         for w in &words {
             self.dirty.remove(w);
         }
-        words.into_iter().map(|w| w * 4).collect()
+        words.into_iter().map(WordAddr).collect()
     }
 }

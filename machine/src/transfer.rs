@@ -1,7 +1,7 @@
 //! Control transfers: calls, returns and jumps through call and return gates, with the
 //! frame registers and the cross-domain call stack they use.
 
-use mmp_domains::{Access, PdId};
+use mmp_domains::{Access, ByteAddr, PdId};
 use mmp_gates::{ArgWindow, CallStack, CrossingStats, Frame, FrameRegs, Gate};
 
 use crate::fault::{AccessError, Fault, FaultKind, MachineError};
@@ -97,7 +97,7 @@ impl Machine {
         t
     }
 
-    fn gate_fault(&self, cpu: usize, target: u64, kind: FaultKind) -> Fault {
+    fn gate_fault(&self, cpu: usize, target: ByteAddr, kind: FaultKind) -> Fault {
         Fault {
             cpu,
             pd: self.cpus[cpu].pd,
@@ -115,9 +115,9 @@ impl Machine {
     pub fn call(
         &mut self,
         cpu: usize,
-        target: u64,
-        ret_addr: u64,
-        sp: u64,
+        target: ByteAddr,
+        ret_addr: ByteAddr,
+        sp: ByteAddr,
     ) -> Result<PdId, AccessError> {
         self.call_export(cpu, target, ret_addr, sp, ArgWindow::NONE)
     }
@@ -144,19 +144,20 @@ impl Machine {
     pub fn call_export(
         &mut self,
         cpu: usize,
-        target: u64,
-        ret_addr: u64,
-        sp: u64,
+        target: ByteAddr,
+        ret_addr: ByteAddr,
+        sp: ByteAddr,
         args: ArgWindow,
     ) -> Result<PdId, AccessError> {
         let cpu = self.cpu_index(cpu)?;
-        let Some(Gate::Call { dest }) = self.pds[self.cpus[cpu].slot].gates.get(target / 4) else {
+        let Some(Gate::Call { dest }) = self.pds[self.cpus[cpu].slot].gates.get(target.word())
+        else {
             self.check(cpu, target, 4, Access::Execute)?;
             return Ok(self.cpus[cpu].pd);
         };
         if target
             .checked_add(4)
-            .is_none_or(|e| e > self.cfg.width.byte_limit())
+            .is_none_or(|e| e.0 > self.cfg.width.byte_limit())
         {
             return Err(self.gate_fault(cpu, target, FaultKind::OutOfRange).into());
         }
@@ -188,7 +189,7 @@ impl Machine {
                 .gate_fault(cpu, target, FaultKind::StackOverflow)
                 .into());
         }
-        g.crossings.record(caller, dest, target / 4);
+        g.crossings.record(caller, dest, target.word());
         self.load_pd(cpu, dest, dest_slot);
         let c = &mut self.cpus[cpu];
         c.set_regs(FrameRegs {
@@ -215,9 +216,9 @@ impl Machine {
     /// A [`Fault`] as above, or the ordinary return's `NoPermission`/`OutOfRange`;
     /// [`AccessError::Machine`] for a CPU that does not exist.
     #[inline]
-    pub fn ret(&mut self, cpu: usize, at: u64, to: u64) -> Result<PdId, AccessError> {
+    pub fn ret(&mut self, cpu: usize, at: ByteAddr, to: ByteAddr) -> Result<PdId, AccessError> {
         let cpu = self.cpu_index(cpu)?;
-        if self.pds[self.cpus[cpu].slot].gates.get(at / 4) != Some(Gate::Return) {
+        if self.pds[self.cpus[cpu].slot].gates.get(at.word()) != Some(Gate::Return) {
             self.check(cpu, to, 4, Access::Execute)?;
             return Ok(self.cpus[cpu].pd);
         }
@@ -251,10 +252,10 @@ impl Machine {
     ///
     /// # Errors
     /// A [`Fault`]; [`AccessError::Machine`] for a CPU that does not exist.
-    pub fn jump(&mut self, cpu: usize, target: u64) -> Result<(), AccessError> {
+    pub fn jump(&mut self, cpu: usize, target: ByteAddr) -> Result<(), AccessError> {
         let cpu = self.cpu_index(cpu)?;
         if matches!(
-            self.pds[self.cpus[cpu].slot].gates.get(target / 4),
+            self.pds[self.cpus[cpu].slot].gates.get(target.word()),
             Some(Gate::Call { .. })
         ) {
             return Err(self.gate_fault(cpu, target, FaultKind::Gate).into());

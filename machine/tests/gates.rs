@@ -1,7 +1,7 @@
 //! Call and return gates on the machine: crossings, the cross-domain call stack, and the
 //! frame registers.
 
-use mmp_domains::{PdId, PdKind, Perm};
+use mmp_domains::{ByteAddr, PdId, PdKind, Perm, WordAddr};
 use mmp_gates::{ArgWindow, FrameRegs, Gate};
 use mmp_machine::{AccessError, FaultKind, Machine, MachineConfig};
 
@@ -28,16 +28,18 @@ fn world(cpus: usize) -> World {
     let b = m.create_pd(PdKind::Kernel).unwrap();
     let c = m.create_pd(PdKind::Kernel).unwrap();
     for (pd, code) in [(a, CODE[0]), (b, CODE[1]), (c, CODE[2])] {
-        m.set_perm(pd, code, 4096, Perm::ExecuteRead).unwrap();
-        m.set_gate(pd, code + RET_AT, Some(Gate::Return)).unwrap();
+        m.set_perm(pd, ByteAddr(code), 4096, Perm::ExecuteRead)
+            .unwrap();
+        m.set_gate(pd, ByteAddr(code + RET_AT), Some(Gate::Return))
+            .unwrap();
         // Each domain's own stack area is in its table (a thread's frame registers give it
         // more).
     }
-    m.set_gate(a, CODE[1], Some(Gate::Call { dest: b }))
+    m.set_gate(a, ByteAddr(CODE[1]), Some(Gate::Call { dest: b }))
         .unwrap();
-    m.set_gate(b, CODE[2], Some(Gate::Call { dest: c }))
+    m.set_gate(b, ByteAddr(CODE[2]), Some(Gate::Call { dest: c }))
         .unwrap();
-    m.set_gate(c, CODE[1], Some(Gate::Call { dest: b }))
+    m.set_gate(c, ByteAddr(CODE[1]), Some(Gate::Call { dest: b }))
         .unwrap();
     for cpu in 0..cpus {
         m.switch_pd(cpu, a).unwrap();
@@ -48,8 +50,8 @@ fn world(cpus: usize) -> World {
 
 fn regs(fb: u64, sl: u64) -> FrameRegs {
     FrameRegs {
-        fb,
-        sl,
+        fb: ByteAddr(fb),
+        sl: ByteAddr(sl),
         args: ArgWindow::NONE,
     }
 }
@@ -64,50 +66,106 @@ fn fault(r: Result<PdId, AccessError>) -> FaultKind {
 #[test]
 fn nested_crossings_a_b_c_b_unwind_in_order() {
     let World { mut m, a, b, c } = world(1);
-    assert_eq!(m.call(0, CODE[1], CODE[0] + 0x10, 0x9000).unwrap(), b);
-    assert_eq!(m.call(0, CODE[2], CODE[1] + 0x20, 0x8000).unwrap(), c);
-    assert_eq!(m.call(0, CODE[1], CODE[2] + 0x30, 0x7000).unwrap(), b);
+    assert_eq!(
+        m.call(
+            0,
+            ByteAddr(CODE[1]),
+            ByteAddr(CODE[0] + 0x10),
+            ByteAddr(0x9000)
+        )
+        .unwrap(),
+        b
+    );
+    assert_eq!(
+        m.call(
+            0,
+            ByteAddr(CODE[2]),
+            ByteAddr(CODE[1] + 0x20),
+            ByteAddr(0x8000)
+        )
+        .unwrap(),
+        c
+    );
+    assert_eq!(
+        m.call(
+            0,
+            ByteAddr(CODE[1]),
+            ByteAddr(CODE[2] + 0x30),
+            ByteAddr(0x7000)
+        )
+        .unwrap(),
+        b
+    );
     assert_eq!(m.call_stack(0).unwrap().depth(), 3);
-    assert_eq!(m.frame_regs(0).unwrap().fb, 0x7000);
+    assert_eq!(m.frame_regs(0).unwrap().fb, ByteAddr(0x7000));
     m.check_invariants().unwrap();
-    assert_eq!(m.ret(0, CODE[1] + RET_AT, CODE[2] + 0x30).unwrap(), c);
-    assert_eq!(m.frame_regs(0).unwrap().fb, 0x8000);
-    assert_eq!(m.ret(0, CODE[2] + RET_AT, CODE[1] + 0x20).unwrap(), b);
-    assert_eq!(m.ret(0, CODE[1] + RET_AT, CODE[0] + 0x10).unwrap(), a);
-    assert_eq!(m.frame_regs(0).unwrap().fb, 0xa000);
+    assert_eq!(
+        m.ret(0, ByteAddr(CODE[1] + RET_AT), ByteAddr(CODE[2] + 0x30))
+            .unwrap(),
+        c
+    );
+    assert_eq!(m.frame_regs(0).unwrap().fb, ByteAddr(0x8000));
+    assert_eq!(
+        m.ret(0, ByteAddr(CODE[2] + RET_AT), ByteAddr(CODE[1] + 0x20))
+            .unwrap(),
+        b
+    );
+    assert_eq!(
+        m.ret(0, ByteAddr(CODE[1] + RET_AT), ByteAddr(CODE[0] + 0x10))
+            .unwrap(),
+        a
+    );
+    assert_eq!(m.frame_regs(0).unwrap().fb, ByteAddr(0xa000));
     assert_eq!(m.call_stack(0).unwrap().depth(), 0);
     let s = m.crossing_totals();
     assert_eq!(
         (s.pair(a, b), s.pair(b, c), s.pair(c, b), s.total()),
         (1, 1, 1, 3)
     );
-    assert_eq!(s.gate(CODE[1] / 4), 2);
+    assert_eq!(s.gate(WordAddr(CODE[1] / 4)), 2);
     m.check_invariants().unwrap();
 }
 
 #[test]
 fn a_return_that_skips_a_frame_faults_and_changes_nothing() {
     let World { mut m, c, .. } = world(1);
-    m.call(0, CODE[1], CODE[0] + 0x10, 0x9000).unwrap();
-    m.call(0, CODE[2], CODE[1] + 0x20, 0x8000).unwrap();
+    m.call(
+        0,
+        ByteAddr(CODE[1]),
+        ByteAddr(CODE[0] + 0x10),
+        ByteAddr(0x9000),
+    )
+    .unwrap();
+    m.call(
+        0,
+        ByteAddr(CODE[2]),
+        ByteAddr(CODE[1] + 0x20),
+        ByteAddr(0x8000),
+    )
+    .unwrap();
     // C returns straight to A's return address, skipping B's frame.
-    let k = fault(m.ret(0, CODE[2] + RET_AT, CODE[0] + 0x10));
+    let k = fault(m.ret(0, ByteAddr(CODE[2] + RET_AT), ByteAddr(CODE[0] + 0x10)));
     assert_eq!(
         k,
         FaultKind::ReturnMismatch {
-            expected: CODE[1] + 0x20
+            expected: ByteAddr(CODE[1] + 0x20)
         }
     );
     assert_eq!(m.running(0).unwrap(), c);
     assert_eq!(m.call_stack(0).unwrap().depth(), 2);
-    assert_eq!(m.frame_regs(0).unwrap().fb, 0x8000);
+    assert_eq!(m.frame_regs(0).unwrap().fb, ByteAddr(0x8000));
 }
 
 #[test]
 fn other_domains_code_without_a_gate_is_an_execute_fault() {
     let World { mut m, a, .. } = world(1);
     // Past the gate, into B's body.
-    let k = fault(m.call(0, CODE[1] + 8, CODE[0] + 0x10, 0x9000));
+    let k = fault(m.call(
+        0,
+        ByteAddr(CODE[1] + 8),
+        ByteAddr(CODE[0] + 0x10),
+        ByteAddr(0x9000),
+    ));
     assert!(
         matches!(
             k,
@@ -118,15 +176,21 @@ fn other_domains_code_without_a_gate_is_an_execute_fault() {
         ),
         "{k:?}"
     );
-    assert!(m.jump(0, CODE[1] + 8).is_err());
+    assert!(m.jump(0, ByteAddr(CODE[1] + 8)).is_err());
     // A call gate is entered by a call, not a jump.
     assert!(matches!(
-        m.jump(0, CODE[1]),
+        m.jump(0, ByteAddr(CODE[1])),
         Err(AccessError::Fault(f)) if f.kind == FaultKind::Gate
     ));
     // Its own code is an ordinary call: no crossing.
     assert_eq!(
-        m.call(0, CODE[0] + 0x40, CODE[0] + 0x10, 0x9000).unwrap(),
+        m.call(
+            0,
+            ByteAddr(CODE[0] + 0x40),
+            ByteAddr(CODE[0] + 0x10),
+            ByteAddr(0x9000)
+        )
+        .unwrap(),
         a
     );
     assert_eq!(m.call_stack(0).unwrap().depth(), 0);
@@ -136,19 +200,43 @@ fn other_domains_code_without_a_gate_is_an_execute_fault() {
 fn overflow_underflow_and_frame_order_are_faults() {
     let World { mut m, .. } = world(1);
     assert_eq!(
-        fault(m.ret(0, CODE[0] + RET_AT, 0x1234)),
+        fault(m.ret(0, ByteAddr(CODE[0] + RET_AT), ByteAddr(0x1234))),
         FaultKind::StackUnderflow
     );
     m.set_call_stack_capacity(2).unwrap();
-    m.call(0, CODE[1], CODE[0] + 0x10, 0x9000).unwrap();
+    m.call(
+        0,
+        ByteAddr(CODE[1]),
+        ByteAddr(CODE[0] + 0x10),
+        ByteAddr(0x9000),
+    )
+    .unwrap();
     // The new frame base must be below the old one.
     assert_eq!(
-        fault(m.call(0, CODE[2], CODE[1] + 0x20, 0x9000)),
-        FaultKind::FrameOrder { fb: 0x9000 }
+        fault(m.call(
+            0,
+            ByteAddr(CODE[2]),
+            ByteAddr(CODE[1] + 0x20),
+            ByteAddr(0x9000)
+        )),
+        FaultKind::FrameOrder {
+            fb: ByteAddr(0x9000)
+        }
     );
-    m.call(0, CODE[2], CODE[1] + 0x20, 0x8000).unwrap();
+    m.call(
+        0,
+        ByteAddr(CODE[2]),
+        ByteAddr(CODE[1] + 0x20),
+        ByteAddr(0x8000),
+    )
+    .unwrap();
     assert_eq!(
-        fault(m.call(0, CODE[1], CODE[2] + 0x30, 0x7000)),
+        fault(m.call(
+            0,
+            ByteAddr(CODE[1]),
+            ByteAddr(CODE[2] + 0x30),
+            ByteAddr(0x7000)
+        )),
         FaultKind::StackOverflow
     );
     assert_eq!(m.call_stack(0).unwrap().depth(), 2);
@@ -158,15 +246,21 @@ fn overflow_underflow_and_frame_order_are_faults() {
 #[test]
 fn the_callee_cannot_read_the_callers_frame_without_an_export() {
     let World { mut m, b, .. } = world(1);
-    m.store(0, 0x9800, 4, 7).unwrap(); // A's frame, through A's frame registers
-    m.call(0, CODE[1], CODE[0] + 0x10, 0x9000).unwrap();
+    m.store(0, ByteAddr(0x9800), 4, 7).unwrap(); // A's frame, through A's frame registers
+    m.call(
+        0,
+        ByteAddr(CODE[1]),
+        ByteAddr(CODE[0] + 0x10),
+        ByteAddr(0x9000),
+    )
+    .unwrap();
     // B's frame registers cover [sl, 0x9000): its own frame, not A's above it.
-    m.store(0, 0x8ff0, 4, 1).unwrap();
-    assert!(m.load(0, 0x9800, 4).is_err());
+    m.store(0, ByteAddr(0x8ff0), 4, 1).unwrap();
+    assert!(m.load(0, ByteAddr(0x9800), 4).is_err());
     // With the slot exported (read-only, for the call), B reads it.
-    m.set_perm(b, 0x9800, 4, Perm::ReadOnly).unwrap();
-    assert_eq!(m.load(0, 0x9800, 4).unwrap(), 7);
-    assert!(m.store(0, 0x9800, 4, 8).is_err());
+    m.set_perm(b, ByteAddr(0x9800), 4, Perm::ReadOnly).unwrap();
+    assert_eq!(m.load(0, ByteAddr(0x9800), 4).unwrap(), 7);
+    assert!(m.store(0, ByteAddr(0x9800), 4, 8).is_err());
 }
 
 #[test]
@@ -174,54 +268,88 @@ fn a_thread_cannot_read_another_threads_stack_in_the_same_domain() {
     let World { mut m, .. } = world(2);
     m.set_frame_regs(0, regs(0x9000, 0x8000)).unwrap();
     m.set_frame_regs(1, regs(0x7000, 0x6000)).unwrap();
-    m.store(0, 0x8800, 4, 1).unwrap();
-    m.store(1, 0x6800, 4, 2).unwrap();
+    m.store(0, ByteAddr(0x8800), 4, 1).unwrap();
+    m.store(1, ByteAddr(0x6800), 4, 2).unwrap();
     assert!(
-        m.load(0, 0x6800, 4).is_err(),
+        m.load(0, ByteAddr(0x6800), 4).is_err(),
         "thread 0 read thread 1's stack"
     );
     assert!(
-        m.load(1, 0x8800, 4).is_err(),
+        m.load(1, ByteAddr(0x8800), 4).is_err(),
         "thread 1 read thread 0's stack"
     );
     // Frame registers never allow execution.
-    assert!(m.fetch(0, 0x8800, 4).is_err());
+    assert!(m.fetch(0, ByteAddr(0x8800), 4).is_err());
 }
 
 #[test]
 fn exported_argument_slots_are_readable_for_the_call_and_revoked_on_return() {
     let World { mut m, a, b, .. } = world(1);
-    m.store(0, 0x9ff0, 4, 41).unwrap(); // A's argument slot, in its own frame
+    m.store(0, ByteAddr(0x9ff0), 4, 41).unwrap(); // A's argument slot, in its own frame
     let one = ArgWindow {
         words: 1,
         writable: false,
     };
     assert_eq!(
-        m.call_export(0, CODE[1], CODE[0] + 0x10, 0x9ff0, one)
-            .unwrap(),
+        m.call_export(
+            0,
+            ByteAddr(CODE[1]),
+            ByteAddr(CODE[0] + 0x10),
+            ByteAddr(0x9ff0),
+            one
+        )
+        .unwrap(),
         b
     );
-    assert_eq!(m.load(0, 0x9ff0, 4).unwrap(), 41, "the exported slot");
-    assert!(m.store(0, 0x9ff0, 4, 0).is_err(), "a read-only export");
-    assert!(m.load(0, 0x9ff4, 4).is_err(), "the slot after the export");
-    assert_eq!(m.ret(0, CODE[1] + RET_AT, CODE[0] + 0x10).unwrap(), a);
-    // The next call exports nothing: the slot is out of reach again.
-    m.call(0, CODE[1], CODE[0] + 0x10, 0x9ff0).unwrap();
+    assert_eq!(
+        m.load(0, ByteAddr(0x9ff0), 4).unwrap(),
+        41,
+        "the exported slot"
+    );
     assert!(
-        m.load(0, 0x9ff0, 4).is_err(),
+        m.store(0, ByteAddr(0x9ff0), 4, 0).is_err(),
+        "a read-only export"
+    );
+    assert!(
+        m.load(0, ByteAddr(0x9ff4), 4).is_err(),
+        "the slot after the export"
+    );
+    assert_eq!(
+        m.ret(0, ByteAddr(CODE[1] + RET_AT), ByteAddr(CODE[0] + 0x10))
+            .unwrap(),
+        a
+    );
+    // The next call exports nothing: the slot is out of reach again.
+    m.call(
+        0,
+        ByteAddr(CODE[1]),
+        ByteAddr(CODE[0] + 0x10),
+        ByteAddr(0x9ff0),
+    )
+    .unwrap();
+    assert!(
+        m.load(0, ByteAddr(0x9ff0), 4).is_err(),
         "the export outlived its call"
     );
-    m.ret(0, CODE[1] + RET_AT, CODE[0] + 0x10).unwrap();
+    m.ret(0, ByteAddr(CODE[1] + RET_AT), ByteAddr(CODE[0] + 0x10))
+        .unwrap();
     // A writable export lets the callee fill a buffer.
     let buf = ArgWindow {
         words: 4,
         writable: true,
     };
-    m.call_export(0, CODE[1], CODE[0] + 0x10, 0x9f00, buf)
+    m.call_export(
+        0,
+        ByteAddr(CODE[1]),
+        ByteAddr(CODE[0] + 0x10),
+        ByteAddr(0x9f00),
+        buf,
+    )
+    .unwrap();
+    m.store(0, ByteAddr(0x9f0c), 4, 99).unwrap();
+    m.ret(0, ByteAddr(CODE[1] + RET_AT), ByteAddr(CODE[0] + 0x10))
         .unwrap();
-    m.store(0, 0x9f0c, 4, 99).unwrap();
-    m.ret(0, CODE[1] + RET_AT, CODE[0] + 0x10).unwrap();
-    assert_eq!(m.load(0, 0x9f0c, 4).unwrap(), 99);
+    assert_eq!(m.load(0, ByteAddr(0x9f0c), 4).unwrap(), 99);
     m.check_invariants().unwrap();
 }
 
@@ -234,16 +362,27 @@ fn an_export_outside_the_callers_stack_or_without_a_stack_faults() {
     };
     // [0x9ffc, 0xa004) reaches above A's frame base 0xa000.
     assert_eq!(
-        fault(m.call_export(0, CODE[1], CODE[0] + 0x10, 0x9ffc, two)),
+        fault(m.call_export(
+            0,
+            ByteAddr(CODE[1]),
+            ByteAddr(CODE[0] + 0x10),
+            ByteAddr(0x9ffc),
+            two
+        )),
         FaultKind::ArgExport {
-            sl: 0x4000,
-            fb: 0xa000
+            sl: ByteAddr(0x4000),
+            fb: ByteAddr(0xa000)
         }
     );
     // CPU 1 has no active stack (fb 0): no cross-domain call at all.
     assert_eq!(
-        fault(m.call(1, CODE[1], CODE[0] + 0x10, 0x9000)),
-        FaultKind::FrameOrder { fb: 0 }
+        fault(m.call(
+            1,
+            ByteAddr(CODE[1]),
+            ByteAddr(CODE[0] + 0x10),
+            ByteAddr(0x9000)
+        )),
+        FaultKind::FrameOrder { fb: ByteAddr(0) }
     );
     assert_eq!(m.running(0).unwrap(), a);
     assert_eq!(m.call_stack(0).unwrap().depth(), 0);
@@ -253,12 +392,27 @@ fn an_export_outside_the_callers_stack_or_without_a_stack_faults() {
 fn a_gate_into_a_destroyed_domain_faults() {
     let World { mut m, a, c, .. } = world(1);
     m.destroy_pd(c).unwrap();
-    m.call(0, CODE[1], CODE[0] + 0x10, 0x9000).unwrap();
+    m.call(
+        0,
+        ByteAddr(CODE[1]),
+        ByteAddr(CODE[0] + 0x10),
+        ByteAddr(0x9000),
+    )
+    .unwrap();
     // B's gate into C now names a dead domain.
     assert_eq!(
-        fault(m.call(0, CODE[2], CODE[1] + 0x20, 0x8000)),
+        fault(m.call(
+            0,
+            ByteAddr(CODE[2]),
+            ByteAddr(CODE[1] + 0x20),
+            ByteAddr(0x8000)
+        )),
         FaultKind::Gate
     );
-    assert_eq!(m.ret(0, CODE[1] + RET_AT, CODE[0] + 0x10).unwrap(), a);
+    assert_eq!(
+        m.ret(0, ByteAddr(CODE[1] + RET_AT), ByteAddr(CODE[0] + 0x10))
+            .unwrap(),
+        a
+    );
     assert!(m.protected_bytes() > 0);
 }

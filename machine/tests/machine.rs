@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use mmp_domains::oracle::RefTable;
-use mmp_domains::{Access, AddrWidth, PdId, PdKind, Perm, TableFormat, WordAddr};
+use mmp_domains::{Access, AddrWidth, ByteAddr, PdId, PdKind, Perm, TableFormat, WordAddr};
 use mmp_machine::{AccessError, FaultKind, Machine, MachineConfig, MachineError};
 use mmp_plb::{PlbConfig, Replacement};
 use proptest::prelude::*;
@@ -128,7 +128,7 @@ fn run(format: TableFormat, plb: PlbConfig, ops: &[Op]) -> Result<(), TestCaseEr
                 len,
                 perm,
             } => {
-                m.set_perm(pds[pd], addr, len, perm).unwrap();
+                m.set_perm(pds[pd], ByteAddr(addr), len, perm).unwrap();
                 refs[pd]
                     .set(AddrWidth::Bits32.word_range(addr, len).unwrap(), perm)
                     .unwrap();
@@ -155,9 +155,9 @@ fn run(format: TableFormat, plb: PlbConfig, ops: &[Op]) -> Result<(), TestCaseEr
                 });
                 let before = m.memory().digest();
                 let got = match access {
-                    Access::Read => m.load(cpu, addr, size).map(Some),
-                    Access::Execute => m.fetch(cpu, addr, size).map(Some),
-                    Access::Write => m.store(cpu, addr, size, value).map(|()| None),
+                    Access::Read => m.load(cpu, ByteAddr(addr), size).map(Some),
+                    Access::Execute => m.fetch(cpu, ByteAddr(addr), size).map(Some),
+                    Access::Write => m.store(cpu, ByteAddr(addr), size, value).map(|()| None),
                 };
                 match (got, denied) {
                     (Ok(v), None) => {
@@ -175,13 +175,16 @@ fn run(format: TableFormat, plb: PlbConfig, ops: &[Op]) -> Result<(), TestCaseEr
                     (Err(AccessError::Fault(f)), Some((word_addr, held))) => {
                         prop_assert_eq!(
                             f.kind,
-                            FaultKind::NoPermission { word_addr, held },
+                            FaultKind::NoPermission {
+                                word_addr: ByteAddr(word_addr),
+                                held
+                            },
                             "op {}",
                             i
                         );
                         prop_assert_eq!(
                             (f.cpu, f.pd, f.addr, f.size, f.access),
-                            (cpu, pds[pd], addr, size, access)
+                            (cpu, pds[pd], ByteAddr(addr), size, access)
                         );
                         prop_assert_eq!(
                             m.memory().digest(),
@@ -231,32 +234,33 @@ fn machine(plb: PlbConfig) -> (Machine, PdId) {
 #[test]
 fn faults_tell_reads_writes_and_fetches_apart() {
     let (mut m, pd) = machine(PlbConfig::default());
-    m.set_perm(pd, 0x1000, 4, Perm::ReadOnly).unwrap();
-    m.set_perm(pd, 0x2000, 4, Perm::ExecuteRead).unwrap();
-    assert!(m.load(0, 0x1000, 4).is_ok());
+    m.set_perm(pd, ByteAddr(0x1000), 4, Perm::ReadOnly).unwrap();
+    m.set_perm(pd, ByteAddr(0x2000), 4, Perm::ExecuteRead)
+        .unwrap();
+    assert!(m.load(0, ByteAddr(0x1000), 4).is_ok());
     let kind = |r: Result<_, AccessError>| match r {
         Err(AccessError::Fault(f)) => (f.access, f.kind),
         other => panic!("{other:?}"),
     };
     let held = |p| FaultKind::NoPermission {
-        word_addr: 0x1000,
+        word_addr: ByteAddr(0x1000),
         held: p,
     };
     assert_eq!(
-        kind(m.store(0, 0x1000, 4, 1).map(|_| 0)),
+        kind(m.store(0, ByteAddr(0x1000), 4, 1).map(|_| 0)),
         (Access::Write, held(Perm::ReadOnly))
     );
     assert_eq!(
-        kind(m.fetch(0, 0x1000, 4)),
+        kind(m.fetch(0, ByteAddr(0x1000), 4)),
         (Access::Execute, held(Perm::ReadOnly))
     );
-    assert!(m.fetch(0, 0x2000, 4).is_ok());
+    assert!(m.fetch(0, ByteAddr(0x2000), 4).is_ok());
     assert_eq!(
-        kind(m.load(0, 0x3000, 4)),
+        kind(m.load(0, ByteAddr(0x3000), 4)),
         (
             Access::Read,
             FaultKind::NoPermission {
-                word_addr: 0x3000,
+                word_addr: ByteAddr(0x3000),
                 held: Perm::None
             }
         )
@@ -266,15 +270,16 @@ fn faults_tell_reads_writes_and_fetches_apart() {
 #[test]
 fn an_unaligned_access_checks_both_words() {
     let (mut m, pd) = machine(PlbConfig::default());
-    m.set_perm(pd, 0x1000, 4, Perm::ReadWrite).unwrap();
-    m.set_perm(pd, 0x1004, 4, Perm::ReadOnly).unwrap();
-    assert!(m.load(0, 0x1002, 4).is_ok());
-    match m.store(0, 0x1002, 4, 0xdead_beef) {
+    m.set_perm(pd, ByteAddr(0x1000), 4, Perm::ReadWrite)
+        .unwrap();
+    m.set_perm(pd, ByteAddr(0x1004), 4, Perm::ReadOnly).unwrap();
+    assert!(m.load(0, ByteAddr(0x1002), 4).is_ok());
+    match m.store(0, ByteAddr(0x1002), 4, 0xdead_beef) {
         Err(AccessError::Fault(f)) => {
             assert_eq!(
                 f.kind,
                 FaultKind::NoPermission {
-                    word_addr: 0x1004,
+                    word_addr: ByteAddr(0x1004),
                     held: Perm::ReadOnly
                 }
             )
@@ -282,7 +287,7 @@ fn an_unaligned_access_checks_both_words() {
         other => panic!("{other:?}"),
     }
     assert_eq!(
-        m.memory().read(0x1000, 8),
+        m.memory().read(ByteAddr(0x1000), 8),
         0,
         "the blocked store wrote nothing, not even its first half"
     );
@@ -292,12 +297,13 @@ fn an_unaligned_access_checks_both_words() {
 fn a_revoke_is_seen_by_every_cpu_and_a_widening_needs_no_flush() {
     for plb in plb_shapes() {
         let (mut m, pd) = machine(plb);
-        m.set_perm(pd, 0x4000, 0x1000, Perm::ReadWrite).unwrap();
+        m.set_perm(pd, ByteAddr(0x4000), 0x1000, Perm::ReadWrite)
+            .unwrap();
         for cpu in 0..2 {
-            assert!(m.store(cpu, 0x4800, 4, 1).is_ok());
+            assert!(m.store(cpu, ByteAddr(0x4800), 4, 1).is_ok());
         }
         let e = m.epochs(pd).unwrap();
-        m.set_perm(pd, 0x4800, 4, Perm::ReadOnly).unwrap();
+        m.set_perm(pd, ByteAddr(0x4800), 4, Perm::ReadOnly).unwrap();
         assert_eq!(
             m.epochs(pd).unwrap().narrow,
             e.narrow + 1,
@@ -305,12 +311,13 @@ fn a_revoke_is_seen_by_every_cpu_and_a_widening_needs_no_flush() {
         );
         for cpu in 0..2 {
             assert!(
-                m.store(cpu, 0x4800, 4, 2).is_err(),
+                m.store(cpu, ByteAddr(0x4800), 4, 2).is_err(),
                 "{plb:?}: CPU {cpu} used a stale entry"
             );
-            assert!(m.store(cpu, 0x4804, 4, 2).is_ok());
+            assert!(m.store(cpu, ByteAddr(0x4804), 4, 2).is_ok());
         }
-        m.set_perm(pd, 0x4800, 4, Perm::ReadWrite).unwrap();
+        m.set_perm(pd, ByteAddr(0x4800), 4, Perm::ReadWrite)
+            .unwrap();
         let after = m.epochs(pd).unwrap();
         assert_eq!(
             (after.narrow, after.widen),
@@ -319,7 +326,7 @@ fn a_revoke_is_seen_by_every_cpu_and_a_widening_needs_no_flush() {
         );
         for cpu in 0..2 {
             assert!(
-                m.store(cpu, 0x4800, 4, 3).is_ok(),
+                m.store(cpu, ByteAddr(0x4800), 4, 3).is_ok(),
                 "{plb:?}: the widened word is writable"
             );
         }
@@ -331,17 +338,27 @@ fn a_revoke_is_seen_by_every_cpu_and_a_widening_needs_no_flush() {
 fn the_supervisor_is_not_checked_and_bad_accesses_are_faults() {
     let (mut m, _) = machine(PlbConfig::default());
     m.switch_pd(0, PdId::SUPERVISOR).unwrap();
-    m.store(0, 0x9000, 8, 0x0123_4567_89ab_cdef).unwrap();
-    assert_eq!(m.load(0, 0x9000, 8).unwrap(), 0x0123_4567_89ab_cdef);
+    m.store(0, ByteAddr(0x9000), 8, 0x0123_4567_89ab_cdef)
+        .unwrap();
+    assert_eq!(
+        m.load(0, ByteAddr(0x9000), 8).unwrap(),
+        0x0123_4567_89ab_cdef
+    );
     let kind = |r: Result<u64, AccessError>| match r {
         Err(AccessError::Fault(f)) => f.kind,
         other => panic!("{other:?}"),
     };
-    assert_eq!(kind(m.load(0, 0x9000, 3)), FaultKind::BadSize);
-    assert_eq!(kind(m.load(0, 0xffff_fffc, 8)), FaultKind::OutOfRange);
-    assert_eq!(kind(m.load(0, u64::MAX - 2, 4)), FaultKind::OutOfRange);
+    assert_eq!(kind(m.load(0, ByteAddr(0x9000), 3)), FaultKind::BadSize);
     assert_eq!(
-        m.load(5, 0, 4),
+        kind(m.load(0, ByteAddr(0xffff_fffc), 8)),
+        FaultKind::OutOfRange
+    );
+    assert_eq!(
+        kind(m.load(0, ByteAddr(u64::MAX - 2), 4)),
+        FaultKind::OutOfRange
+    );
+    assert_eq!(
+        m.load(5, ByteAddr(0), 4),
         Err(AccessError::Machine(MachineError::NoSuchCpu {
             cpu: 5,
             cpus: 2
@@ -363,16 +380,16 @@ fn stale_domain_ids_are_refused_and_never_reused() {
     assert_eq!(again.index(), pd.index());
     assert_ne!(again, pd);
     assert_eq!(
-        m.set_perm(pd, 0, 4, Perm::ReadOnly),
+        m.set_perm(pd, ByteAddr(0), 4, Perm::ReadOnly),
         Err(MachineError::UnknownPd { pd })
     );
     assert_eq!(m.switch_pd(0, pd), Err(MachineError::UnknownPd { pd }));
     assert_eq!(
-        m.set_perm(PdId::SUPERVISOR, 0, 4, Perm::ReadOnly),
+        m.set_perm(PdId::SUPERVISOR, ByteAddr(0), 4, Perm::ReadOnly),
         Err(MachineError::Supervisor)
     );
     assert!(matches!(
-        m.set_perm(again, 0, 0, Perm::ReadOnly),
+        m.set_perm(again, ByteAddr(0), 0, Perm::ReadOnly),
         Err(MachineError::Table { .. })
     ));
 }
@@ -385,9 +402,10 @@ fn plb_counters_add_up() {
         replacement: Replacement::Lru,
         sidecars: 0,
     });
-    m.set_perm(pd, 0x1000, 0x1000, Perm::ReadWrite).unwrap();
+    m.set_perm(pd, ByteAddr(0x1000), 0x1000, Perm::ReadWrite)
+        .unwrap();
     for k in 0..100u64 {
-        m.load(0, 0x1000 + 4 * (k % 16), 4).unwrap();
+        m.load(0, ByteAddr(0x1000 + 4 * (k % 16)), 4).unwrap();
     }
     let s = m.plb_stats(0).unwrap();
     assert_eq!(s.hits + s.misses, 100);
@@ -409,9 +427,10 @@ fn a_batch_over_the_memory_cap_changes_no_table_and_no_epoch() {
         .unwrap();
         let a = m.create_pd(PdKind::Kernel).unwrap();
         let b = m.create_pd(PdKind::Kernel).unwrap();
-        m.set_perm(a, 0x10000, 0x10000, Perm::ReadWrite).unwrap();
+        m.set_perm(a, ByteAddr(0x10000), 0x10000, Perm::ReadWrite)
+            .unwrap();
         m.switch_pd(0, a).unwrap();
-        m.load(0, 0x10000, 4).unwrap(); // a warm PLB entry
+        m.load(0, ByteAddr(0x10000), 4).unwrap(); // a warm PLB entry
         let (ea, eb) = (m.epochs(a).unwrap(), m.epochs(b).unwrap());
         let cap = m.table_bytes();
         let r = |w: u64, n: u64| mmp_domains::WordRange::new(w, w + n).unwrap();
@@ -434,22 +453,22 @@ fn a_batch_over_the_memory_cap_changes_no_table_and_no_epoch() {
             matches!(err, MachineError::OutOfTableMemory { .. }),
             "{format:?}: {err:?}"
         );
-        assert_eq!(m.perm(a, 0x10000), Perm::ReadWrite, "{format:?}");
-        assert_eq!(m.perm(b, 0x20000), Perm::None, "{format:?}");
+        assert_eq!(m.perm(a, ByteAddr(0x10000)), Perm::ReadWrite, "{format:?}");
+        assert_eq!(m.perm(b, ByteAddr(0x20000)), Perm::None, "{format:?}");
         assert_eq!(
             (m.epochs(a).unwrap(), m.epochs(b).unwrap()),
             (ea, eb),
             "{format:?}"
         );
         assert!(
-            m.store(0, 0x10000, 4, 1).is_ok(),
+            m.store(0, ByteAddr(0x10000), 4, 1).is_ok(),
             "{format:?}: the old permission is gone"
         );
         m.check_invariants().unwrap();
         // Without the cap the same batch applies, and the narrowing reaches the warm PLB.
         m.apply_writes(&writes, None).unwrap();
-        assert!(m.store(0, 0x10000, 4, 1).is_err(), "{format:?}");
-        assert_eq!(m.perm(b, 0x20000), Perm::ReadOnly, "{format:?}");
+        assert!(m.store(0, ByteAddr(0x10000), 4, 1).is_err(), "{format:?}");
+        assert_eq!(m.perm(b, ByteAddr(0x20000)), Perm::ReadOnly, "{format:?}");
         m.check_invariants().unwrap();
     }
 }

@@ -15,7 +15,7 @@
 //! debugged code's writes run on CPU 0; MemGuard's protection changes and approved writes on
 //! CPU 1.
 
-use mmp_domains::{PdId, PdKind, Perm};
+use mmp_domains::{ByteAddr, PdId, PdKind, Perm};
 use mmp_supervisor::{FaultPolicy, MachineConfig, Supervisor, SupervisorConfig};
 
 use crate::protection::{
@@ -36,7 +36,7 @@ pub struct Supervised {
     /// Whether faults are handled by single-stepping (the page algorithm) or by an approved
     /// write (MMP).
     single_step: bool,
-    base: u64,
+    base: ByteAddr,
     len: u64,
     debugged: PdId,
     memguard: PdId,
@@ -171,7 +171,7 @@ impl Supervised {
             _ => return self.store_pieces(cpu, addr, bytes),
         };
         let a = self.base + addr;
-        self.sup.store(cpu, a, n, v).map_err(|_| a)
+        self.sup.store(cpu, a, n, v).map_err(|_| a.0)
     }
 
     /// [`Supervised::store`] for 3, 5, 6 and 7 bytes: one store per piece.
@@ -193,7 +193,7 @@ impl Supervised {
                 .store(cpu, a, n as u64, u64::from_le_bytes(v))
                 .is_err()
             {
-                return Err(a);
+                return Err(a.0);
             }
             off += n;
         }

@@ -15,12 +15,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use mmp_domains::{Access, AddrWidth, PdId, PdKind, Perm, RangeError};
+use mmp_domains::{Access, AddrWidth, ByteAddr, PdId, PdKind, Perm, RangeError};
 
 use mmp_gates::{ArgWindow, Frame, FrameRegs, Gate};
 use mmp_machine::{CALL_STACK_FRAMES, Fault, FaultKind};
 use mmp_supervisor::policy::{
-    ENTRY_BASE, ENTRY_LEN, FaultAction, FaultPolicy, FaultRecord, FaultReport, Grant, RegionKind,
+    ENTRY_WORDS, FaultAction, FaultPolicy, FaultRecord, FaultReport, Grant, RegionKind,
     SUPERVISOR_REGION_END, SUPERVISOR_RETURN, SupervisorCall, SupervisorError,
 };
 use mmp_supervisor::{AccessResult, CallResult, Mmp};
@@ -117,7 +117,7 @@ impl Model {
             crossings: BTreeMap::new(),
             next_id: None,
         };
-        let end = SUPERVISOR_REGION_END / 4;
+        let end = SUPERVISOR_REGION_END.word().0;
         for w in 0..end {
             m.words.insert(
                 w,
@@ -158,9 +158,9 @@ impl Model {
     #[must_use]
     pub fn gate(&self, pd: PdId, w: u64) -> Option<Gate> {
         if pd.is_supervisor() {
-            return (w == SUPERVISOR_RETURN / 4).then_some(Gate::Return);
+            return (w == SUPERVISOR_RETURN.word().0).then_some(Gate::Return);
         }
-        if (ENTRY_BASE / 4..(ENTRY_BASE + ENTRY_LEN) / 4).contains(&w) {
+        if (ENTRY_WORDS.start().0..ENTRY_WORDS.end().0).contains(&w) {
             return (self.perm(pd, w) == Perm::ExecuteRead).then_some(Gate::Call {
                 dest: PdId::SUPERVISOR,
             });
@@ -190,7 +190,7 @@ impl Model {
                 cpus: self.running.len(),
             });
         };
-        if !pd.is_supervisor() && self.perm(pd, call.entry_addr() / 4) != Perm::ExecuteRead {
+        if !pd.is_supervisor() && self.perm(pd, call.entry_addr().word().0) != Perm::ExecuteRead {
             return Err(SupervisorError::EntryNotPermitted {
                 pd,
                 call,
@@ -227,7 +227,7 @@ impl Model {
             let Some(x) = self.words.get(&w) else {
                 return Err(SupervisorError::NotAllocated {
                     pd: caller,
-                    addr: w * 4,
+                    addr: ByteAddr(w * 4),
                 });
             };
             check(w, x)?;
@@ -247,11 +247,11 @@ impl Model {
         match x.kind {
             RegionKind::Supervisor => Err(SupervisorError::Reserved {
                 pd: caller,
-                addr: w * 4,
+                addr: ByteAddr(w * 4),
             }),
             RegionKind::Stack { .. } if stacks_too => Err(SupervisorError::Reserved {
                 pd: caller,
-                addr: w * 4,
+                addr: ByteAddr(w * 4),
             }),
             _ => Ok(()),
         }
@@ -261,7 +261,7 @@ impl Model {
         if x.sealed {
             return Err(SupervisorError::Sealed {
                 pd: caller,
-                addr: w * 4,
+                addr: ByteAddr(w * 4),
             });
         }
         Ok(())
@@ -271,7 +271,7 @@ impl Model {
         if x.owner != caller {
             return Err(SupervisorError::NotOwner {
                 pd: caller,
-                addr: w * 4,
+                addr: ByteAddr(w * 4),
                 owner: x.owner,
             });
         }
@@ -376,7 +376,7 @@ impl Model {
             self.hold(w, id, Perm::ReadOnly, Some(g));
         }
         if caller.is_supervisor() {
-            for w in ENTRY_BASE / 4..(ENTRY_BASE + ENTRY_LEN) / 4 {
+            for w in ENTRY_WORDS.start().0..ENTRY_WORDS.end().0 {
                 let g = Grant {
                     grantor: PdId::SUPERVISOR,
                     transitive: true,
@@ -585,13 +585,16 @@ impl Model {
             Some(addr) => {
                 self.width.word_range(addr, len)?;
                 if addr % 4 != 0 {
-                    return Err(SupervisorError::Unaligned { addr, align: 4 });
+                    return Err(SupervisorError::Unaligned {
+                        addr: ByteAddr(addr),
+                        align: 4,
+                    });
                 }
                 if let Some((_, x)) = self.words.range(addr / 4..(addr + len) / 4).next() {
                     return Err(SupervisorError::Overlap {
-                        addr,
+                        addr: ByteAddr(addr),
                         len,
-                        existing: x.region.0 * 4,
+                        existing: ByteAddr(x.region.0 * 4),
                     });
                 }
                 addr
@@ -628,9 +631,15 @@ impl Model {
                 let x = self
                     .words
                     .get(&(addr / 4))
-                    .ok_or(SupervisorError::NotAllocated { pd: caller, addr })?;
+                    .ok_or(SupervisorError::NotAllocated {
+                        pd: caller,
+                        addr: ByteAddr(addr),
+                    })?;
                 if x.region.0 * 4 != addr {
-                    return Err(SupervisorError::NotRegionStart { pd: caller, addr });
+                    return Err(SupervisorError::NotRegionStart {
+                        pd: caller,
+                        addr: ByteAddr(addr),
+                    });
                 }
                 x.region
             }
@@ -690,7 +699,7 @@ impl Model {
             let refuse = SupervisorError::NotPermitted {
                 pd: caller,
                 target: pd,
-                addr: w * 4,
+                addr: ByteAddr(w * 4),
                 held: self.perm(caller, w),
                 wanted: perm,
             };
@@ -822,7 +831,10 @@ impl Model {
         let stack = self.words[&(base / 4)].region;
         for w in lo..hi {
             if w < stack.0 || w >= stack.1 {
-                return Err(SupervisorError::StackNotActive { cpu, addr: w * 4 });
+                return Err(SupervisorError::StackNotActive {
+                    cpu,
+                    addr: ByteAddr(w * 4),
+                });
             }
             Self::sealed(caller, w, &self.words[&w])?;
         }
@@ -858,31 +870,42 @@ impl Model {
             .words
             .get(&(stack / 4))
             .filter(|x| x.region.0 * 4 == stack)
-            .ok_or(SupervisorError::NotAStack { addr: stack })?;
+            .ok_or(SupervisorError::NotAStack {
+                addr: ByteAddr(stack),
+            })?;
         let RegionKind::Stack { creator } = x.kind else {
-            return Err(SupervisorError::NotAStack { addr: stack });
+            return Err(SupervisorError::NotAStack {
+                addr: ByteAddr(stack),
+            });
         };
         if creator != caller && !caller.is_supervisor() {
             return Err(SupervisorError::NotStackCreator {
                 pd: caller,
-                addr: stack,
+                addr: ByteAddr(stack),
                 creator,
             });
         }
         if fb % 4 != 0 {
-            return Err(SupervisorError::Unaligned { addr: fb, align: 4 });
+            return Err(SupervisorError::Unaligned {
+                addr: ByteAddr(fb),
+                align: 4,
+            });
         }
         let (base, end) = (x.region.0 * 4, x.region.1 * 4);
         if fb <= base || fb > end {
-            return Err(SupervisorError::BadFrameBase { fb, base, end });
+            return Err(SupervisorError::BadFrameBase {
+                fb: ByteAddr(fb),
+                base: ByteAddr(base),
+                end: ByteAddr(end),
+            });
         }
         let depth = self.calls[on_cpu].len();
         if depth > 0 {
             return Err(SupervisorError::CallsInProgress { cpu: on_cpu, depth });
         }
         self.regs[on_cpu] = FrameRegs {
-            fb,
-            sl: stack,
+            fb: ByteAddr(fb),
+            sl: ByteAddr(stack),
             args: ArgWindow::NONE,
         };
         self.stacks[on_cpu] = Some((stack, fb));
@@ -914,10 +937,10 @@ impl Model {
             if !held.allows(access) {
                 return Err(SupervisorError::Denied {
                     pd,
-                    addr,
+                    addr: ByteAddr(addr),
                     len,
                     access,
-                    first_bad: w * 4,
+                    first_bad: ByteAddr(w * 4),
                     held,
                 });
             }
@@ -989,7 +1012,10 @@ impl Model {
     fn set_gate_(&mut self, cpu: usize, pd: PdId, addr: u64, gate: Option<Gate>) -> Result<()> {
         let caller = self.caller(cpu, SupervisorCall::SetGate)?;
         if addr % 4 != 0 {
-            return Err(SupervisorError::Unaligned { addr, align: 4 });
+            return Err(SupervisorError::Unaligned {
+                addr: ByteAddr(addr),
+                align: 4,
+            });
         }
         let (lo, hi) = self.range(addr, 4)?;
         self.target(pd, SupervisorCall::SetGate)?;
@@ -1000,7 +1026,7 @@ impl Model {
             if !caller.is_supervisor() && dest != caller {
                 return Err(SupervisorError::GateDestination {
                     pd: caller,
-                    addr,
+                    addr: ByteAddr(addr),
                     dest,
                 });
             }
@@ -1049,10 +1075,10 @@ impl Model {
             let regs = self.regs[cpu];
             (addr / 4..=(addr + size - 1) / 4).find_map(|w| {
                 let held = self.perm(pd, w);
-                let by_regs =
-                    access != Access::Execute && regs.allows_word(w * 4, access == Access::Write);
+                let by_regs = access != Access::Execute
+                    && regs.allows_word(ByteAddr(w * 4), access == Access::Write);
                 (!held.allows(access) && !by_regs).then_some(FaultKind::NoPermission {
-                    word_addr: w * 4,
+                    word_addr: ByteAddr(w * 4),
                     held,
                 })
             })
@@ -1086,7 +1112,7 @@ impl Model {
             fault: Fault {
                 cpu,
                 pd: PdId::SUPERVISOR,
-                addr,
+                addr: ByteAddr(addr),
                 size,
                 access,
                 kind: FaultKind::NoSuchCpu,
@@ -1127,7 +1153,7 @@ impl Model {
         let fault = Fault {
             cpu,
             pd,
-            addr,
+            addr: ByteAddr(addr),
             size,
             access,
             kind,
@@ -1149,7 +1175,7 @@ impl Model {
         let fault = Fault {
             cpu,
             pd,
-            addr,
+            addr: ByteAddr(addr),
             size: 4,
             access: Access::Execute,
             kind,
@@ -1189,9 +1215,9 @@ impl Model {
             FaultKind::OutOfRange
         } else if !self.exists(dest) {
             FaultKind::Gate
-        } else if sp >= regs.fb {
+        } else if ByteAddr(sp) >= regs.fb {
             FaultKind::FrameOrder { fb: regs.fb }
-        } else if args.words > 0 && !regs.covers(sp, args.bytes()) {
+        } else if args.words > 0 && !regs.covers(ByteAddr(sp), args.bytes()) {
             FaultKind::ArgExport {
                 sl: regs.sl,
                 fb: regs.fb,
@@ -1200,14 +1226,14 @@ impl Model {
             FaultKind::StackOverflow
         } else {
             self.calls[cpu].push(Frame {
-                ret_addr,
+                ret_addr: ByteAddr(ret_addr),
                 caller: pd,
                 fb: regs.fb,
                 args: regs.args,
             });
             *self.crossings.entry((pd, dest)).or_default() += 1;
             self.running[cpu] = dest;
-            self.regs[cpu].fb = sp;
+            self.regs[cpu].fb = ByteAddr(sp);
             self.regs[cpu].args = args;
             return Ok(dest);
         };
@@ -1230,7 +1256,7 @@ impl Model {
         }
         let kind = match self.calls[cpu].last().copied() {
             None => FaultKind::StackUnderflow,
-            Some(top) if top.ret_addr != to => FaultKind::ReturnMismatch {
+            Some(top) if top.ret_addr != ByteAddr(to) => FaultKind::ReturnMismatch {
                 expected: top.ret_addr,
             },
             Some(top) if !self.exists(top.caller) => FaultKind::Gate,
@@ -1280,94 +1306,108 @@ impl Mmp for Model {
         &mut self,
         cpu: usize,
         n_bytes: u64,
-        placement: Option<u64>,
+        placement: Option<ByteAddr>,
         stack: bool,
-    ) -> CallResult<u64> {
-        self.alloc_(cpu, n_bytes, placement, stack)
+    ) -> CallResult<ByteAddr> {
+        self.alloc_(cpu, n_bytes, placement.map(|p| p.0), stack)
+            .map(ByteAddr)
     }
-    fn free(&mut self, cpu: usize, addr: u64, len: Option<u64>) -> CallResult<()> {
-        self.free_(cpu, addr, len)
+    fn free(&mut self, cpu: usize, addr: ByteAddr, len: Option<u64>) -> CallResult<()> {
+        self.free_(cpu, addr.0, len)
     }
     fn set_perm(
         &mut self,
         cpu: usize,
-        addr: u64,
+        addr: ByteAddr,
         len: u64,
         perm: Perm,
         pd: PdId,
         transitive: bool,
     ) -> CallResult<()> {
-        self.set_perm_(cpu, addr, len, perm, pd, transitive)
+        self.set_perm_(cpu, addr.0, len, perm, pd, transitive)
     }
-    fn mem_chown(&mut self, cpu: usize, addr: u64, len: u64, pd: PdId) -> CallResult<()> {
-        self.mem_chown_(cpu, addr, len, pd)
+    fn mem_chown(&mut self, cpu: usize, addr: ByteAddr, len: u64, pd: PdId) -> CallResult<()> {
+        self.mem_chown_(cpu, addr.0, len, pd)
     }
-    fn export_read_only(&mut self, cpu: usize, addr: u64, len: u64) -> CallResult<()> {
-        self.export_read_only_(cpu, addr, len)
+    fn export_read_only(&mut self, cpu: usize, addr: ByteAddr, len: u64) -> CallResult<()> {
+        self.export_read_only_(cpu, addr.0, len)
     }
     fn supr_set_perm(
         &mut self,
         cpu: usize,
-        addr: u64,
+        addr: ByteAddr,
         len: u64,
         perm: Perm,
         exclusive: bool,
         pd: PdId,
     ) -> CallResult<()> {
-        self.supr_set_perm_(cpu, addr, len, perm, exclusive, pd)
+        self.supr_set_perm_(cpu, addr.0, len, perm, exclusive, pd)
     }
-    fn set_stack(&mut self, cpu: usize, stack: u64, on_cpu: usize, fb: u64) -> CallResult<()> {
-        self.set_stack_(cpu, stack, on_cpu, fb)
+    fn set_stack(
+        &mut self,
+        cpu: usize,
+        stack: ByteAddr,
+        on_cpu: usize,
+        fb: ByteAddr,
+    ) -> CallResult<()> {
+        self.set_stack_(cpu, stack.0, on_cpu, fb.0)
     }
     fn access_ok(
         &mut self,
         cpu: usize,
         pd: PdId,
-        addr: u64,
+        addr: ByteAddr,
         len: u64,
         access: Access,
     ) -> CallResult<()> {
-        self.access_ok_(cpu, pd, addr, len, access)
+        self.access_ok_(cpu, pd, addr.0, len, access)
     }
-    fn seal(&mut self, cpu: usize, addr: u64, len: u64) -> CallResult<()> {
-        self.seal_(cpu, addr, len)
+    fn seal(&mut self, cpu: usize, addr: ByteAddr, len: u64) -> CallResult<()> {
+        self.seal_(cpu, addr.0, len)
     }
-    fn track(&mut self, cpu: usize, addr: u64, len: u64, on: bool) -> CallResult<()> {
-        self.track_(cpu, addr, len, on)
+    fn track(&mut self, cpu: usize, addr: ByteAddr, len: u64, on: bool) -> CallResult<()> {
+        self.track_(cpu, addr.0, len, on)
     }
-    fn take_dirty(&mut self, cpu: usize, addr: u64, len: u64) -> CallResult<Vec<u64>> {
-        self.take_dirty_(cpu, addr, len)
+    fn take_dirty(&mut self, cpu: usize, addr: ByteAddr, len: u64) -> CallResult<Vec<ByteAddr>> {
+        self.take_dirty_(cpu, addr.0, len)
+            .map(|v| v.into_iter().map(ByteAddr).collect())
     }
     fn set_fault_policy(&mut self, cpu: usize, pd: PdId, policy: FaultPolicy) -> CallResult<()> {
         self.set_fault_policy_(cpu, pd, policy)
     }
-    fn set_gate(&mut self, cpu: usize, pd: PdId, addr: u64, gate: Option<Gate>) -> CallResult<()> {
-        self.set_gate_(cpu, pd, addr, gate)
+    fn set_gate(
+        &mut self,
+        cpu: usize,
+        pd: PdId,
+        addr: ByteAddr,
+        gate: Option<Gate>,
+    ) -> CallResult<()> {
+        self.set_gate_(cpu, pd, addr.0, gate)
     }
-    fn load(&mut self, cpu: usize, addr: u64, size: u64) -> AccessResult<u64> {
-        self.access(cpu, addr, size, Access::Read, 0)
+    fn load(&mut self, cpu: usize, addr: ByteAddr, size: u64) -> AccessResult<u64> {
+        self.access(cpu, addr.0, size, Access::Read, 0)
     }
-    fn store(&mut self, cpu: usize, addr: u64, size: u64, value: u64) -> AccessResult<()> {
-        self.access(cpu, addr, size, Access::Write, value)
+    fn store(&mut self, cpu: usize, addr: ByteAddr, size: u64, value: u64) -> AccessResult<()> {
+        self.access(cpu, addr.0, size, Access::Write, value)
             .map(|_| ())
     }
-    fn fetch(&mut self, cpu: usize, addr: u64, size: u64) -> AccessResult<u64> {
-        self.access(cpu, addr, size, Access::Execute, 0)
+    fn fetch(&mut self, cpu: usize, addr: ByteAddr, size: u64) -> AccessResult<u64> {
+        self.access(cpu, addr.0, size, Access::Execute, 0)
     }
     fn call(
         &mut self,
         cpu: usize,
-        target: u64,
-        ret_addr: u64,
-        sp: u64,
+        target: ByteAddr,
+        ret_addr: ByteAddr,
+        sp: ByteAddr,
         args: ArgWindow,
     ) -> AccessResult<PdId> {
-        self.call_(cpu, target, ret_addr, sp, args)
+        self.call_(cpu, target.0, ret_addr.0, sp.0, args)
     }
-    fn ret(&mut self, cpu: usize, at: u64, to: u64) -> AccessResult<PdId> {
-        self.ret_(cpu, at, to)
+    fn ret(&mut self, cpu: usize, at: ByteAddr, to: ByteAddr) -> AccessResult<PdId> {
+        self.ret_(cpu, at.0, to.0)
     }
-    fn jump(&mut self, cpu: usize, target: u64) -> AccessResult<()> {
-        self.jump_(cpu, target)
+    fn jump(&mut self, cpu: usize, target: ByteAddr) -> AccessResult<()> {
+        self.jump_(cpu, target.0)
     }
 }

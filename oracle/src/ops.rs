@@ -22,11 +22,13 @@
 //! one byte string: the fuzz target `supervisor_ops` calls it, and so do ordinary tests.
 
 use arbitrary::{Arbitrary, Unstructured};
-use mmp_domains::{Access, AddrWidth, PdId, PdKind, Perm, TableFormat};
+use mmp_domains::{Access, AddrWidth, ByteAddr, PdId, PdKind, Perm, TableFormat};
 use mmp_gates::{ArgWindow, Gate};
 use mmp_machine::MachineConfig;
 use mmp_plb::PlbConfig;
-use mmp_supervisor::policy::{ENTRY_BASE, ENTRY_LEN, FaultAction, FaultPolicy, SUPERVISOR_RETURN};
+use mmp_supervisor::policy::{
+    ENTRY_BASE, ENTRY_LEN, ENTRY_WORDS, FaultAction, FaultPolicy, SUPERVISOR_RETURN,
+};
 use mmp_supervisor::{
     AccessResult, CallResult, Mmp, PolicyInvariantError, Supervisor, SupervisorConfig,
 };
@@ -306,17 +308,17 @@ pub enum Call {
     Alloc {
         cpu: usize,
         n_bytes: u64,
-        placement: Option<u64>,
+        placement: Option<ByteAddr>,
         stack: bool,
     },
     Free {
         cpu: usize,
-        addr: u64,
+        addr: ByteAddr,
         len: Option<u64>,
     },
     SetPerm {
         cpu: usize,
-        addr: u64,
+        addr: ByteAddr,
         len: u64,
         perm: Perm,
         pd: PdId,
@@ -324,18 +326,18 @@ pub enum Call {
     },
     MemChown {
         cpu: usize,
-        addr: u64,
+        addr: ByteAddr,
         len: u64,
         pd: PdId,
     },
     Export {
         cpu: usize,
-        addr: u64,
+        addr: ByteAddr,
         len: u64,
     },
     SuprSetPerm {
         cpu: usize,
-        addr: u64,
+        addr: ByteAddr,
         len: u64,
         perm: Perm,
         exclusive: bool,
@@ -343,31 +345,31 @@ pub enum Call {
     },
     SetStack {
         cpu: usize,
-        stack: u64,
+        stack: ByteAddr,
         on_cpu: usize,
-        fb: u64,
+        fb: ByteAddr,
     },
     AccessOk {
         cpu: usize,
         pd: PdId,
-        addr: u64,
+        addr: ByteAddr,
         len: u64,
         access: Access,
     },
     Seal {
         cpu: usize,
-        addr: u64,
+        addr: ByteAddr,
         len: u64,
     },
     Track {
         cpu: usize,
-        addr: u64,
+        addr: ByteAddr,
         len: u64,
         on: bool,
     },
     TakeDirty {
         cpu: usize,
-        addr: u64,
+        addr: ByteAddr,
         len: u64,
     },
     SetPolicy {
@@ -378,40 +380,40 @@ pub enum Call {
     SetGate {
         cpu: usize,
         pd: PdId,
-        addr: u64,
+        addr: ByteAddr,
         gate: Option<Gate>,
     },
     Load {
         cpu: usize,
-        addr: u64,
+        addr: ByteAddr,
         size: u64,
     },
     Store {
         cpu: usize,
-        addr: u64,
+        addr: ByteAddr,
         size: u64,
         value: u64,
     },
     Fetch {
         cpu: usize,
-        addr: u64,
+        addr: ByteAddr,
         size: u64,
     },
     Call {
         cpu: usize,
-        target: u64,
-        ret: u64,
-        sp: u64,
+        target: ByteAddr,
+        ret: ByteAddr,
+        sp: ByteAddr,
         args: ArgWindow,
     },
     Ret {
         cpu: usize,
-        at: u64,
-        to: u64,
+        at: ByteAddr,
+        to: ByteAddr,
     },
     Jump {
         cpu: usize,
-        target: u64,
+        target: ByteAddr,
     },
 }
 
@@ -424,9 +426,9 @@ pub enum Outcome {
     /// `alloc_pd`.
     Pd(CallResult<PdId>),
     /// `alloc`.
-    Addr(CallResult<u64>),
+    Addr(CallResult<ByteAddr>),
     /// `take_dirty`.
-    Dirty(CallResult<Vec<u64>>),
+    Dirty(CallResult<Vec<ByteAddr>>),
     /// A load or fetch.
     Value(AccessResult<u64>),
     /// A store or jump.
@@ -554,15 +556,15 @@ impl Call {
     /// whether everything must be compared (the call changes state beyond its words).
     fn footprint(&self, outcome: &Outcome) -> (Option<(u64, u64)>, bool) {
         match *self {
-            Call::AllocPd { .. } => (Some((ENTRY_BASE / 4, (ENTRY_BASE + ENTRY_LEN) / 4)), false),
+            Call::AllocPd { .. } => (Some((ENTRY_WORDS.start().0, ENTRY_WORDS.end().0)), false),
             Call::FreePd { .. } => (None, true),
             Call::Alloc { n_bytes, .. } => match outcome {
-                Outcome::Addr(Ok(x)) => (Some((x / 4, (x + n_bytes).div_ceil(4))), false),
+                Outcome::Addr(Ok(x)) => (Some((x.0 / 4, (x.0 + n_bytes).div_ceil(4))), false),
                 _ => (None, false),
             },
             Call::Free { addr, len, .. } => match len {
                 Some(l) => (Some(span(addr, l)), false),
-                None => (Some((addr / 4, addr / 4 + 1)), outcome.succeeded()),
+                None => (Some((addr.0 / 4, addr.0 / 4 + 1)), outcome.succeeded()),
             },
             Call::SetPerm { addr, len, .. }
             | Call::MemChown { addr, len, .. }
@@ -755,7 +757,7 @@ impl Harness {
             sup,
             model: Model::new(shape.width, shape.cpus, max_pds),
             ids: vec![PdId::SUPERVISOR, PdId::from_raw(0x7fff_0fff)],
-            addrs: vec![ENTRY_BASE],
+            addrs: vec![ENTRY_BASE.0],
             stack_addrs: Vec::new(),
             cpus: shape.cpus,
             depth: 0,
@@ -887,7 +889,7 @@ impl Harness {
                     .regions()
                     .iter()
                     .filter(|r| r.owner == me)
-                    .map(|r| (r.start, r.end - r.start))
+                    .map(|r| (r.start.0, r.end - r.start))
                     .collect();
                 match mine.get(usize::from(idx) % mine.len().max(1)) {
                     Some(&(start, n)) => 4 * (start + u64::from(words) % n),
@@ -903,7 +905,7 @@ impl Harness {
                     .unwrap_or(PdId::SUPERVISOR);
                 let held = self.sup.grants_held(me);
                 match held.get(usize::from(idx) % held.len().max(1)) {
-                    Some(&(a, b, _)) => 4 * (a + u64::from(words) % (b - a)),
+                    Some(&(r, _)) => 4 * (r.start().0 + u64::from(words) % r.len_words()),
                     None => seen(idx) + 4 * u64::from(words),
                 }
             }
@@ -913,7 +915,7 @@ impl Harness {
                 let base = self.model.stacks.iter().flatten().next().map_or(0, |s| s.0);
                 base + 4 * u64::from(slot)
             }
-            Addr::Entry { off } => ENTRY_BASE + u64::from(off),
+            Addr::Entry { off } => ENTRY_BASE.0 + u64::from(off),
             Addr::Gate { idx } => {
                 // Half the time a gate in the running domain's own table (one it can use),
                 // a quarter any placed gate or PD 0's return gate, a quarter an entry point.
@@ -929,10 +931,10 @@ impl Harness {
                     .map(|(&w, _)| w * 4)
                     .collect();
                 if idx % 4 == 2 || gates.is_empty() || me == Some(PdId::SUPERVISOR) {
-                    gates.push(SUPERVISOR_RETURN);
+                    gates.push(SUPERVISOR_RETURN.0);
                 }
                 if idx % 4 == 3 {
-                    gates = (0..ENTRY_LEN / 4).map(|i| ENTRY_BASE + 4 * i).collect();
+                    gates = (0..ENTRY_LEN / 4).map(|i| ENTRY_BASE.0 + 4 * i).collect();
                 }
                 gates[usize::from(idx / 4) % gates.len()]
             }
@@ -997,7 +999,7 @@ impl Harness {
                 Call::Alloc {
                     cpu,
                     n_bytes: self.alloc_len(len),
-                    placement: place.map(|p| self.addr(p, cpu)),
+                    placement: place.map(|p| ByteAddr(self.addr(p, cpu))),
                     stack,
                 }
             }
@@ -1005,7 +1007,7 @@ impl Harness {
                 let cpu = self.cpu(cpu);
                 Call::Free {
                     cpu,
-                    addr: self.addr(at, cpu),
+                    addr: ByteAddr(self.addr(at, cpu)),
                     len: len.map(Self::len),
                 }
             }
@@ -1020,7 +1022,7 @@ impl Harness {
                 let cpu = self.cpu(cpu);
                 Call::SetPerm {
                     cpu,
-                    addr: self.addr(at, cpu),
+                    addr: ByteAddr(self.addr(at, cpu)),
                     len: Self::len(len),
                     perm: Self::perm(perm),
                     pd: self.pd(pd),
@@ -1031,7 +1033,7 @@ impl Harness {
                 let cpu = self.cpu(cpu);
                 Call::MemChown {
                     cpu,
-                    addr: self.addr(at, cpu),
+                    addr: ByteAddr(self.addr(at, cpu)),
                     len: Self::len(len),
                     pd: self.pd(pd),
                 }
@@ -1040,7 +1042,7 @@ impl Harness {
                 let cpu = self.cpu(cpu);
                 Call::Export {
                     cpu,
-                    addr: self.addr(at, cpu),
+                    addr: ByteAddr(self.addr(at, cpu)),
                     len: Self::len(len),
                 }
             }
@@ -1055,7 +1057,7 @@ impl Harness {
                 let cpu = self.cpu(cpu);
                 Call::SuprSetPerm {
                     cpu,
-                    addr: self.addr(at, cpu),
+                    addr: ByteAddr(self.addr(at, cpu)),
                     len: Self::len(len),
                     perm: Self::perm(perm),
                     exclusive,
@@ -1087,9 +1089,9 @@ impl Harness {
                 };
                 Call::SetStack {
                     cpu,
-                    stack,
+                    stack: ByteAddr(stack),
                     on_cpu,
-                    fb,
+                    fb: ByteAddr(fb),
                 }
             }
             Op::AccessOk {
@@ -1103,7 +1105,7 @@ impl Harness {
                 Call::AccessOk {
                     cpu,
                     pd: self.pd(pd),
-                    addr: self.addr(at, cpu),
+                    addr: ByteAddr(self.addr(at, cpu)),
                     len: Self::len(len),
                     access: Self::access(access),
                 }
@@ -1112,7 +1114,7 @@ impl Harness {
                 let cpu = self.cpu(cpu);
                 Call::Seal {
                     cpu,
-                    addr: self.addr(at, cpu),
+                    addr: ByteAddr(self.addr(at, cpu)),
                     len: Self::len(len),
                 }
             }
@@ -1120,7 +1122,7 @@ impl Harness {
                 let cpu = self.cpu(cpu);
                 Call::Track {
                     cpu,
-                    addr: self.addr(at, cpu),
+                    addr: ByteAddr(self.addr(at, cpu)),
                     len: Self::len(len),
                     on,
                 }
@@ -1129,7 +1131,7 @@ impl Harness {
                 let cpu = self.cpu(cpu);
                 Call::TakeDirty {
                     cpu,
-                    addr: self.addr(at, cpu),
+                    addr: ByteAddr(self.addr(at, cpu)),
                     len: Self::len(len),
                 }
             }
@@ -1142,7 +1144,7 @@ impl Harness {
                 let cpu = self.cpu(cpu);
                 Call::Load {
                     cpu,
-                    addr: self.addr(at, cpu),
+                    addr: ByteAddr(self.addr(at, cpu)),
                     size: u64::from(size % 9),
                 }
             }
@@ -1150,7 +1152,7 @@ impl Harness {
                 let cpu = self.cpu(cpu);
                 Call::Fetch {
                     cpu,
-                    addr: self.addr(at, cpu),
+                    addr: ByteAddr(self.addr(at, cpu)),
                     size: u64::from(size % 9),
                 }
             }
@@ -1163,7 +1165,7 @@ impl Harness {
                 let cpu = self.cpu(cpu);
                 Call::Store {
                     cpu,
-                    addr: self.addr(at, cpu),
+                    addr: ByteAddr(self.addr(at, cpu)),
                     size: u64::from(size % 9),
                     value,
                 }
@@ -1186,7 +1188,7 @@ impl Harness {
                 Call::SetGate {
                     cpu,
                     pd: self.pd(pd),
-                    addr: self.addr(at, cpu),
+                    addr: ByteAddr(self.addr(at, cpu)),
                     gate,
                 }
             }
@@ -1201,12 +1203,12 @@ impl Harness {
             } => {
                 let cpu = self.cpu(cpu);
                 let at = gate.map_or(at, |idx| Addr::Gate { idx });
-                let fb = self.model.regs.get(cpu).map_or(0, |r| r.fb);
+                let fb = self.model.regs.get(cpu).map_or(0, |r| r.fb.0);
                 Call::Call {
                     cpu,
-                    target: self.addr(at, cpu),
-                    ret: self.addr(ret, cpu),
-                    sp: fb.wrapping_sub(4 * (u64::from(down) + 1)),
+                    target: ByteAddr(self.addr(at, cpu)),
+                    ret: ByteAddr(self.addr(ret, cpu)),
+                    sp: ByteAddr(fb.wrapping_sub(4 * (u64::from(down) + 1))),
                     args: ArgWindow {
                         words: u32::from(args % 5),
                         writable,
@@ -1217,10 +1219,10 @@ impl Harness {
                 let cpu = self.cpu(cpu);
                 Call::Ret {
                     cpu,
-                    at: self.addr(gate.map_or(at, |idx| Addr::Gate { idx }), cpu),
+                    at: ByteAddr(self.addr(gate.map_or(at, |idx| Addr::Gate { idx }), cpu)),
                     to: match to {
-                        Some(t) => self.addr(t, cpu),
-                        None => self.newest_return(cpu),
+                        Some(t) => ByteAddr(self.addr(t, cpu)),
+                        None => ByteAddr(self.newest_return(cpu)),
                     },
                 }
             }
@@ -1234,18 +1236,18 @@ impl Harness {
                     .filter(|(_, x)| me.is_some_and(|me| x.gates.get(&me) == Some(&Gate::Return)))
                     .map(|(&w, _)| w * 4)
                     .collect();
-                at.push(SUPERVISOR_RETURN);
+                at.push(SUPERVISOR_RETURN.0);
                 Call::Ret {
                     cpu,
-                    at: at[usize::from(idx) % at.len()],
-                    to: self.newest_return(cpu),
+                    at: ByteAddr(at[usize::from(idx) % at.len()]),
+                    to: ByteAddr(self.newest_return(cpu)),
                 }
             }
             Op::Jump { cpu, at } => {
                 let cpu = self.cpu(cpu);
                 Call::Jump {
                     cpu,
-                    target: self.addr(at, cpu),
+                    target: ByteAddr(self.addr(at, cpu)),
                 }
             }
         }
@@ -1313,9 +1315,9 @@ impl Harness {
         match (call, outcome) {
             (Call::AllocPd { .. }, Outcome::Pd(Ok(id))) => self.ids.push(*id),
             (Call::Alloc { stack, .. }, Outcome::Addr(Ok(x))) => {
-                self.addrs.push(*x);
+                self.addrs.push(x.0);
                 if *stack {
-                    self.stack_addrs.push(*x);
+                    self.stack_addrs.push(x.0);
                 }
             }
             (
@@ -1368,7 +1370,7 @@ impl Harness {
             .calls
             .get(cpu)
             .and_then(|c| c.last())
-            .map_or(0, |f| f.ret_addr)
+            .map_or(0, |f| f.ret_addr.0)
     }
 
     fn model_limit(&self) -> u64 {
@@ -1410,7 +1412,7 @@ impl Harness {
                     self.model.calls[cpu]
                 ));
             }
-            let s = self.sup.active_stack(cpu).map(|s| (s.base, s.fb));
+            let s = self.sup.active_stack(cpu).map(|s| (s.base.0, s.fb.0));
             if s != self.model.stacks[cpu] {
                 return Err(format!(
                     "CPU {cpu}'s stack: {s:?} vs {:?}",
@@ -1440,12 +1442,12 @@ impl Harness {
     /// Compares one word in every respect.
     fn compare_word(&self, w: u64) -> Result<(), String> {
         let addr = w * 4;
-        let r = self.sup.region_at(addr);
+        let r = self.sup.region_at(ByteAddr(addr));
         let x = self.model.words.get(&w);
         let here = match (r, x) {
             (None, None) => None,
             (Some(r), Some(x)) => {
-                if (r.start, r.end) != x.region || r.owner != x.owner || r.kind != x.kind {
+                if (r.start.0, r.end.0) != x.region || r.owner != x.owner || r.kind != x.kind {
                     return Err(format!("word {addr:#x}: region {r:?} vs {x:?}"));
                 }
                 Some(x)
@@ -1454,8 +1456,8 @@ impl Harness {
         };
         let m = self.sup.machine();
         let flags = (
-            self.sup.is_sealed(addr),
-            self.sup.is_global(addr),
+            self.sup.is_sealed(ByteAddr(addr)),
+            self.sup.is_global(ByteAddr(addr)),
             m.tracked().get(w).is_some(),
             m.dirty().contains(&w),
         );
@@ -1466,14 +1468,17 @@ impl Harness {
             return Err(format!("word {addr:#x}: flags {flags:?} vs {mflags:?}"));
         }
         for pd in std::iter::once(PdId::SUPERVISOR).chain(self.model.pds.keys().copied()) {
-            let (g, mg) = (self.sup.gate(pd, addr), self.model.gate(pd, w));
+            let (g, mg) = (self.sup.gate(pd, ByteAddr(addr)), self.model.gate(pd, w));
             if g != mg {
                 return Err(format!("word {addr:#x}, {pd}'s gate: {g:?} vs {mg:?}"));
             }
         }
         for &pd in self.model.pds.keys() {
             let held = here.and_then(|x| x.held.get(&pd).copied());
-            let mine = (self.sup.perm(pd, addr), self.sup.grant(pd, addr));
+            let mine = (
+                self.sup.perm(pd, ByteAddr(addr)),
+                self.sup.grant(pd, ByteAddr(addr)),
+            );
             let model = held.map_or((Perm::None, None), |Held { perm, grant }| (perm, grant));
             if mine != model {
                 return Err(format!("word {addr:#x}, {pd}: {mine:?} vs {model:?}"));
@@ -1487,15 +1492,16 @@ impl Harness {
         let regions = self.sup.regions();
         let mut n = 0u64;
         for r in &regions {
-            n += r.end - r.start;
-            for w in r.start..r.end {
+            let (start, end) = (r.start.0, r.end.0);
+            n += end - start;
+            for w in start..end {
                 self.compare_word(w)?;
             }
-            if r.start > 0 {
-                self.compare_word(r.start - 1)?;
+            if start > 0 {
+                self.compare_word(start - 1)?;
             }
-            if r.end < self.model_limit() {
-                self.compare_word(r.end)?;
+            if end < self.model_limit() {
+                self.compare_word(end)?;
             }
         }
         if n != self.model.words.len() as u64 {
@@ -1524,8 +1530,8 @@ impl Harness {
     }
 }
 
-fn span(at: u64, len: u64) -> (u64, u64) {
-    (at / 4, at.saturating_add(len).div_ceil(4))
+fn span(at: ByteAddr, len: u64) -> (u64, u64) {
+    (at.0 / 4, at.0.saturating_add(len).div_ceil(4))
 }
 
 /// The fuzz target's whole body: the first byte picks the [`Shape`], the rest are

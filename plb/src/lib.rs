@@ -184,7 +184,8 @@ pub struct Entry {
 impl Entry {
     /// The entry a lookup of word `w` for `pd` fills.
     #[must_use]
-    pub fn from_lookup(pd: PdId, epochs: Epochs, w: u64, l: &Lookup) -> Entry {
+    pub fn from_lookup(pd: PdId, epochs: Epochs, w: WordAddr, l: &Lookup) -> Entry {
+        let w = w.0;
         let (mask, vector) = match l.cover {
             Cover::Block { log2_words } => {
                 let mask = if log2_words >= 64 {
@@ -209,23 +210,26 @@ impl Entry {
     /// Whether the entry covers word `w` of `pd` under `epoch`.
     #[inline]
     #[must_use]
-    pub fn matches(&self, pd: PdId, w: u64, epoch: u64) -> bool {
+    pub fn matches(&self, pd: PdId, w: WordAddr, epoch: u64) -> bool {
+        let w = w.0;
         self.pd == pd && w & self.mask == self.tag && self.epoch == epoch
     }
 
     /// The permission the entry gives word `w` (which it must cover).
     #[inline]
     #[must_use]
-    pub fn perm(&self, w: u64) -> Perm {
+    pub fn perm(&self, w: WordAddr) -> Perm {
+        let w = w.0;
         Perm::from_bits(u64::from(self.vector >> (2 * (w % VECTOR_WORDS))))
     }
 
-    /// First and one-past-last word the entry covers.
+    /// First and one-past-last word the entry covers (the end wraps to word 0 for an entry
+    /// that covers the whole word space).
     #[must_use]
-    pub fn span(&self) -> (u64, u64) {
+    pub fn span(&self) -> (WordAddr, WordAddr) {
         (
-            self.tag,
-            self.tag.wrapping_add((!self.mask).wrapping_add(1)),
+            WordAddr(self.tag),
+            WordAddr(self.tag.wrapping_add((!self.mask).wrapping_add(1))),
         )
     }
 }
@@ -284,7 +288,7 @@ pub struct Inconsistency {
     /// The entry.
     pub entry: Entry,
     /// The word that disagrees.
-    pub word: u64,
+    pub word: WordAddr,
     /// What the entry says.
     pub plb: Perm,
     /// What the table says.
@@ -358,7 +362,8 @@ impl Plb {
 
     /// The first slot of the set that holds `pd`'s word `w`.
     #[inline]
-    fn set_first(&self, pd: PdId, w: u64) -> usize {
+    fn set_first(&self, pd: PdId, w: WordAddr) -> usize {
+        let w = w.0;
         // Index by the 16-word group, so a group's entries share a set; the PD is mixed in so
         // domains sharing addresses spread out.
         let set = ((w >> 4) ^ u64::from(pd.raw()).wrapping_mul(0x9e37_79b9)) & self.set_mask;
@@ -366,7 +371,7 @@ impl Plb {
     }
 
     #[inline]
-    fn set_of(&self, pd: PdId, w: u64) -> std::ops::Range<usize> {
+    fn set_of(&self, pd: PdId, w: WordAddr) -> std::ops::Range<usize> {
         let first = self.set_first(pd, w);
         first..first + self.set_ways
     }
@@ -375,7 +380,7 @@ impl Plb {
     /// (ignored if there is no such sidecar). Counts a hit or a miss; drops stale entries it
     /// meets.
     #[inline(always)]
-    pub fn probe(&mut self, pd: PdId, w: u64, epochs: Epochs, reg: usize) -> Option<Hit> {
+    pub fn probe(&mut self, pd: PdId, w: WordAddr, epochs: Epochs, reg: usize) -> Option<Hit> {
         let epoch = epochs.narrow;
         let hit = |e: &Entry| Hit {
             perm: e.perm(w),
@@ -431,7 +436,7 @@ impl Plb {
     pub fn sidecar_final(
         &mut self,
         pd: PdId,
-        w: u64,
+        w: WordAddr,
         epochs: Epochs,
         reg: usize,
         access: mmp_domains::Access,
@@ -455,8 +460,8 @@ impl Plb {
     pub fn sidecar_allows_all(
         &mut self,
         pd: PdId,
-        first: u64,
-        last: u64,
+        first: WordAddr,
+        last: WordAddr,
         epochs: Epochs,
         reg: usize,
         access: mmp_domains::Access,
@@ -466,7 +471,7 @@ impl Plb {
         match self.sidecars.get(reg) {
             Some(e)
                 if e.matches(pd, first, epochs.narrow)
-                    && last & e.mask == e.tag
+                    && last.0 & e.mask == e.tag
                     && e.perm(first).allows(access)
                     && e.perm(last).allows(access)
                     && (last - first < 2 || e.perm(first + 1).allows(access)) =>
@@ -486,7 +491,7 @@ impl Plb {
     /// Records the walk that followed a miss or a re-checked denial, and fills an entry from
     /// it: over an entry for the same words, else a free way, else the replacement victim.
     #[inline]
-    pub fn fill(&mut self, pd: PdId, w: u64, epochs: Epochs, l: &Lookup, reg: usize) {
+    pub fn fill(&mut self, pd: PdId, w: WordAddr, epochs: Epochs, l: &Lookup, reg: usize) {
         self.stats.table_refs += u64::from(l.refs);
         if self.entries.is_empty() {
             return;
@@ -602,13 +607,14 @@ impl Plb {
                 continue;
             }
             let (lo, hi) = e.span();
-            let words: Vec<u64> = if hi.wrapping_sub(lo) == VECTOR_WORDS {
-                (lo..hi).collect()
+            let (lo, hi) = (lo.0, hi.0);
+            let words: Vec<WordAddr> = if hi.wrapping_sub(lo) == VECTOR_WORDS {
+                (lo..hi).map(WordAddr).collect()
             } else {
-                vec![lo, hi.wrapping_sub(1)]
+                vec![WordAddr(lo), WordAddr(hi.wrapping_sub(1))]
             };
             for w in words {
-                let t = table.perm(WordAddr(w));
+                let t = table.perm(w);
                 if !t.includes(e.perm(w)) || (exact && t != e.perm(w)) {
                     return Err(Inconsistency {
                         entry: e,
@@ -626,7 +632,7 @@ impl Plb {
 /// The way of the `W`-way set at `first` whose entry covers `pd`'s word `w`, if any. One
 /// fixed-size slice, so the compares unroll with one bounds check and no loop.
 #[inline(always)]
-fn way_of<const W: usize>(entries: &[Entry], first: usize, pd: PdId, w: u64) -> Option<usize> {
+fn way_of<const W: usize>(entries: &[Entry], first: usize, pd: PdId, w: WordAddr) -> Option<usize> {
     let set: &[Entry; W] = entries[first..first + W]
         .try_into()
         .expect("a set is W slots");
@@ -635,7 +641,8 @@ fn way_of<const W: usize>(entries: &[Entry], first: usize, pd: PdId, w: u64) -> 
 
 /// [`way_of`] for a set of any size.
 #[inline(always)]
-fn way_of_any(set: &[Entry], pd: PdId, w: u64) -> Option<usize> {
+fn way_of_any(set: &[Entry], pd: PdId, w: WordAddr) -> Option<usize> {
+    let w = w.0;
     let mut found = usize::MAX;
     for (i, e) in set.iter().enumerate() {
         // An empty slot never matches (see `Entry::EMPTY`).

@@ -100,7 +100,7 @@ pub fn check<T: PermTable>(
     plb: &mut Plb,
     shared: &SharedTable<T>,
     pd: PdId,
-    w: u64,
+    w: WordAddr,
     access: Access,
 ) -> bool {
     let epochs = shared.epochs();
@@ -110,7 +110,7 @@ pub fn check<T: PermTable>(
         Some(_) => plb.note_denied_hit(),
         None => {}
     }
-    let l = shared.lookup(WordAddr(w));
+    let l = shared.lookup(w);
     plb.fill(pd, w, epochs, &l, 0);
     l.perm.allows(access)
 }

@@ -11,7 +11,7 @@ use loom::sync::Arc;
 use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::thread;
 
-use mmp_domains::{Access, AddrWidth, Mlpt, PdId, PdKind, Perm, PermTable, WordRange};
+use mmp_domains::{Access, AddrWidth, Mlpt, PdId, PdKind, Perm, PermTable, WordAddr, WordRange};
 use mmp_plb::shared::{SharedTable, check};
 use mmp_plb::{Plb, PlbConfig, Replacement};
 
@@ -38,7 +38,7 @@ fn model(checkers: usize, invalidate: bool) {
                     let mut plb = Plb::new(cfg).unwrap();
                     for _ in 0..2 {
                         let after = revoked.load(Ordering::Acquire);
-                        let allowed = check(&mut plb, &shared, pd, W, Access::Write);
+                        let allowed = check(&mut plb, &shared, pd, WordAddr(W), Access::Write);
                         if after {
                             assert!(
                                 !allowed,

@@ -1,7 +1,7 @@
 //! Victim choice and empty slots, at every associativity the probe and fill paths
 //! specialise (1, 2, 4 and 8 ways) and at some they do not (3 and 16).
 
-use mmp_domains::{Cover, Lookup, PdId, PdKind, Perm};
+use mmp_domains::{Cover, Lookup, PdId, PdKind, Perm, WordAddr};
 use mmp_plb::{Epochs, Plb, PlbConfig, Replacement};
 
 const SETS: usize = 4;
@@ -40,16 +40,16 @@ fn plb(ways: usize, replacement: Replacement) -> Plb {
 }
 
 fn hits(p: &mut Plb, w: u64) -> bool {
-    p.probe(pd(), w, Epochs::default(), 0).is_some()
+    p.probe(pd(), WordAddr(w), Epochs::default(), 0).is_some()
 }
 
 fn fill(p: &mut Plb, w: u64) {
     let ep = Epochs::default();
     assert!(
-        p.probe(pd(), w, ep, 0).is_none(),
+        p.probe(pd(), WordAddr(w), ep, 0).is_none(),
         "word {w:#x} already held"
     );
-    p.fill(pd(), w, ep, &group(Perm::ReadWrite), 0);
+    p.fill(pd(), WordAddr(w), ep, &group(Perm::ReadWrite), 0);
 }
 
 #[test]
@@ -112,7 +112,7 @@ fn empty_slots_match_no_domain_and_no_word() {
         // Not even the supervisor's id, which empty slots carry, at word 0.
         for id in [PdId::SUPERVISOR, pd()] {
             for w in [0, 1, 16, word(SETS)] {
-                assert!(p.probe(id, w, Epochs::default(), 0).is_none());
+                assert!(p.probe(id, WordAddr(w), Epochs::default(), 0).is_none());
             }
         }
         assert_eq!(p.stats().hits, 0, "{ways} ways");
@@ -125,6 +125,9 @@ fn empty_slots_match_no_domain_and_no_word() {
         fill(&mut p, word(0));
         p.flush_all();
         assert!(!hits(&mut p, word(0)), "{ways} ways");
-        assert!(p.probe(PdId::SUPERVISOR, 0, Epochs::default(), 0).is_none());
+        assert!(
+            p.probe(PdId::SUPERVISOR, WordAddr(0), Epochs::default(), 0)
+                .is_none()
+        );
     }
 }

@@ -18,7 +18,7 @@
 //!
 //! Run with `cargo run -p mmp-supervisor --example module_gate`.
 
-use mmp_domains::{Access, PdKind, Perm};
+use mmp_domains::{Access, ByteAddr, PdKind, Perm};
 use mmp_gates::{ArgWindow, Gate};
 use mmp_supervisor::{
     FaultAction, FaultKind, FaultReport, Supervisor, SupervisorConfig, SupervisorError,
@@ -166,10 +166,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     println!(
         "  through the gate at {entry:#x}: {}",
-        stats.gate(entry / 4)
+        stats.gate(entry.word())
     );
     assert_eq!(stats.pair(m, k), 1);
-    assert_eq!(stats.gate(entry / 4), 1);
+    assert_eq!(stats.gate(entry.word()), 1);
     assert_eq!(stats.total(), 1, "a faulting transfer was counted");
 
     let faults = sup.faults();
@@ -199,7 +199,7 @@ fn fault_text<T>(r: &Result<T, FaultReport>) -> String {
 }
 
 /// Asserts `r` is `pd`'s execute fault at `addr` (it holds nothing there), denied.
-fn expect_execute_fault<T>(r: &Result<T, FaultReport>, pd: mmp_domains::PdId, addr: u64) {
+fn expect_execute_fault<T>(r: &Result<T, FaultReport>, pd: mmp_domains::PdId, addr: ByteAddr) {
     assert!(
         matches!(
             r,

@@ -2,7 +2,7 @@
 //! jumps, each run on the machine with a fault handed to the faulting domain's policy
 //! (report, deny, kill, or a handler that may fix the cause and retry).
 
-use mmp_domains::{Access, PdId};
+use mmp_domains::{Access, ByteAddr, PdId};
 use mmp_gates::ArgWindow;
 use mmp_machine::{AccessError, Fault, FaultKind, Machine};
 
@@ -22,10 +22,11 @@ impl Supervisor {
         &mut self,
         cpu: usize,
         pd: PdId,
-        addr: u64,
+        addr: ByteAddr,
         len: u64,
         access: Access,
     ) -> Result<()> {
+        let addr = addr.0;
         self.caller(cpu, SupervisorCall::AccessOk)?;
         let (lo, hi) = self.words(addr, len)?;
         if !self.pd_exists(pd) {
@@ -41,10 +42,10 @@ impl Supervisor {
         {
             Some((w, _, held)) => Err(SupervisorError::Denied {
                 pd,
-                addr,
+                addr: ByteAddr(addr),
                 len,
                 access,
-                first_bad: w * 4,
+                first_bad: ByteAddr(w * 4),
                 held,
             }),
             None => Ok(()),
@@ -60,10 +61,11 @@ impl Supervisor {
     pub fn load(
         &mut self,
         cpu: usize,
-        addr: u64,
+        addr: ByteAddr,
         size: u64,
     ) -> std::result::Result<u64, FaultReport> {
-        match self.machine.load(cpu, addr, size) {
+        let addr = addr.0;
+        match self.machine.load(cpu, ByteAddr(addr), size) {
             Ok(v) => Ok(v),
             Err(e) => self.access_fault(cpu, addr, size, Access::Read, 0, e),
         }
@@ -77,10 +79,11 @@ impl Supervisor {
     pub fn fetch(
         &mut self,
         cpu: usize,
-        addr: u64,
+        addr: ByteAddr,
         size: u64,
     ) -> std::result::Result<u64, FaultReport> {
-        match self.machine.fetch(cpu, addr, size) {
+        let addr = addr.0;
+        match self.machine.fetch(cpu, ByteAddr(addr), size) {
             Ok(v) => Ok(v),
             Err(e) => self.access_fault(cpu, addr, size, Access::Execute, 0, e),
         }
@@ -95,11 +98,12 @@ impl Supervisor {
     pub fn store(
         &mut self,
         cpu: usize,
-        addr: u64,
+        addr: ByteAddr,
         size: u64,
         value: u64,
     ) -> std::result::Result<(), FaultReport> {
-        match self.machine.store(cpu, addr, size, value) {
+        let addr = addr.0;
+        match self.machine.store(cpu, ByteAddr(addr), size, value) {
             Ok(()) => Ok(()),
             Err(e) => self
                 .access_fault(cpu, addr, size, Access::Write, value, e)
@@ -117,9 +121,9 @@ impl Supervisor {
         value: u64,
     ) -> std::result::Result<u64, AccessError> {
         match access {
-            Access::Read => m.load(cpu, addr, size),
-            Access::Execute => m.fetch(cpu, addr, size),
-            Access::Write => m.store(cpu, addr, size, value).map(|()| 0),
+            Access::Read => m.load(cpu, ByteAddr(addr), size),
+            Access::Execute => m.fetch(cpu, ByteAddr(addr), size),
+            Access::Write => m.store(cpu, ByteAddr(addr), size, value).map(|()| 0),
         }
     }
 
@@ -180,7 +184,7 @@ impl Supervisor {
                 let fault = Fault {
                     cpu,
                     pd: PdId::SUPERVISOR,
-                    addr: at.0,
+                    addr: ByteAddr(at.0),
                     size: at.1,
                     access: at.2,
                     kind: FaultKind::NoSuchCpu,
@@ -246,15 +250,26 @@ impl Supervisor {
     pub fn call(
         &mut self,
         cpu: usize,
-        target: u64,
-        ret_addr: u64,
-        sp: u64,
+        target: ByteAddr,
+        ret_addr: ByteAddr,
+        sp: ByteAddr,
         args: ArgWindow,
     ) -> std::result::Result<PdId, FaultReport> {
+        let target = target.0;
+        let ret_addr = ret_addr.0;
+        let sp = sp.0;
         self.handled(
             cpu,
             (target, 4, Access::Execute),
-            |m| m.call_export(cpu, target, ret_addr, sp, args),
+            |m| {
+                m.call_export(
+                    cpu,
+                    ByteAddr(target),
+                    ByteAddr(ret_addr),
+                    ByteAddr(sp),
+                    args,
+                )
+            },
             |s| s.machine.running(cpu).unwrap_or(PdId::SUPERVISOR),
         )
     }
@@ -264,11 +279,18 @@ impl Supervisor {
     ///
     /// # Errors
     /// A [`FaultReport`], as for [`Supervisor::load`].
-    pub fn ret(&mut self, cpu: usize, at: u64, to: u64) -> std::result::Result<PdId, FaultReport> {
+    pub fn ret(
+        &mut self,
+        cpu: usize,
+        at: ByteAddr,
+        to: ByteAddr,
+    ) -> std::result::Result<PdId, FaultReport> {
+        let at = at.0;
+        let to = to.0;
         self.handled(
             cpu,
             (at, 4, Access::Execute),
-            |m| m.ret(cpu, at, to),
+            |m| m.ret(cpu, ByteAddr(at), ByteAddr(to)),
             |s| s.machine.running(cpu).unwrap_or(PdId::SUPERVISOR),
         )
     }
@@ -278,11 +300,12 @@ impl Supervisor {
     ///
     /// # Errors
     /// A [`FaultReport`], as for [`Supervisor::load`].
-    pub fn jump(&mut self, cpu: usize, target: u64) -> std::result::Result<(), FaultReport> {
+    pub fn jump(&mut self, cpu: usize, target: ByteAddr) -> std::result::Result<(), FaultReport> {
+        let target = target.0;
         self.handled(
             cpu,
             (target, 4, Access::Execute),
-            |m| m.jump(cpu, target),
+            |m| m.jump(cpu, ByteAddr(target)),
             |_| (),
         )
     }

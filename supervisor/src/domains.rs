@@ -3,7 +3,7 @@
 
 use mmp_domains::{PdId, PdKind, Perm};
 
-use crate::policy::{ENTRY_BASE, ENTRY_LEN, FaultPolicy, Grant, SupervisorCall, SupervisorError};
+use crate::policy::{ENTRY_WORDS, FaultPolicy, Grant, SupervisorCall, SupervisorError};
 use crate::region_map::Region;
 use crate::supervisor::{FaultHandler, Plan, Result, Supervisor};
 
@@ -38,7 +38,7 @@ impl Supervisor {
             }
         }
         if caller.is_supervisor() {
-            let (a, b) = (ENTRY_BASE / 4, (ENTRY_BASE + ENTRY_LEN) / 4);
+            let (a, b) = (ENTRY_WORDS.start().0, ENTRY_WORDS.end().0);
             plan.write(pd, a, b, Perm::ExecuteRead);
             plan.grants.push((
                 pd,
@@ -94,12 +94,12 @@ impl Supervisor {
         let owned: Vec<Region> = self.regions.owned_by(is_doomed);
         for r in &owned {
             // The doomed owner's own table goes with it; no write is needed for it.
-            plan.grants.push((heir, r.start, r.end, None));
+            plan.grants.push((heir, r.start.0, r.end.0, None));
             for (q, map) in self.grants.iter() {
                 if q == heir || is_doomed(q) {
                     continue;
                 }
-                for (a, b, g) in map.overlapping(r.start, r.end) {
+                for (a, b, g) in map.overlapping(r.start.0, r.end.0) {
                     if g.grantor == r.owner {
                         plan.grants
                             .push((q, a, b, Some(Grant { grantor: heir, ..g })));
@@ -130,7 +130,7 @@ impl Supervisor {
         self.sync_entry_gates(&plan.writes);
         // Gates on code whose ownership passes are removed.
         for r in &owned {
-            if let Some(range) = mmp_domains::WordRange::new(r.start, r.end) {
+            if let Some(range) = mmp_domains::WordRange::new(r.start.0, r.end.0) {
                 self.machine.remove_gates(range);
             }
         }

@@ -2,7 +2,7 @@
 //! reading them back. The entry points' own gates follow the entry permission (see
 //! `Supervisor::sync_entry_gates`).
 
-use mmp_domains::PdId;
+use mmp_domains::{ByteAddr, PdId};
 use mmp_gates::Gate;
 
 use crate::policy::{SupervisorCall, SupervisorError};
@@ -22,10 +22,20 @@ impl Supervisor {
     /// call gate [`SupervisorError::UnknownPd`] for its destination, then
     /// [`SupervisorError::GateDestination`]; for the word `NotAllocated`, `Reserved`,
     /// `Sealed`, `NotOwner`.
-    pub fn set_gate(&mut self, cpu: usize, pd: PdId, addr: u64, gate: Option<Gate>) -> Result<()> {
+    pub fn set_gate(
+        &mut self,
+        cpu: usize,
+        pd: PdId,
+        addr: ByteAddr,
+        gate: Option<Gate>,
+    ) -> Result<()> {
+        let addr = addr.0;
         let caller = self.caller(cpu, SupervisorCall::SetGate)?;
         if addr % 4 != 0 {
-            return Err(SupervisorError::Unaligned { addr, align: 4 });
+            return Err(SupervisorError::Unaligned {
+                addr: ByteAddr(addr),
+                align: 4,
+            });
         }
         let (lo, hi) = self.words(addr, 4)?;
         self.target(pd, SupervisorCall::SetGate)?;
@@ -36,7 +46,7 @@ impl Supervisor {
             if !caller.is_supervisor() && dest != caller {
                 return Err(SupervisorError::GateDestination {
                     pd: caller,
-                    addr,
+                    addr: ByteAddr(addr),
                     dest,
                 });
             }
@@ -52,13 +62,14 @@ impl Supervisor {
                 },
             ])
         })?;
-        self.machine.set_gate(pd, addr, gate)?;
+        self.machine.set_gate(pd, ByteAddr(addr), gate)?;
         Ok(())
     }
 
     /// The gate on the word at `addr` in `pd`'s table (PD 0's table holds its return gate).
     #[must_use]
-    pub fn gate(&self, pd: PdId, addr: u64) -> Option<Gate> {
-        self.machine.gate(pd, addr)
+    pub fn gate(&self, pd: PdId, addr: ByteAddr) -> Option<Gate> {
+        let addr = addr.0;
+        self.machine.gate(pd, ByteAddr(addr))
     }
 }

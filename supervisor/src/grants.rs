@@ -2,7 +2,7 @@
 //! a chain with rights only shrinking), and the plans that narrow or revoke what a holder
 //! granted when its own hold narrows, or re-root grants when ownership passes.
 
-use mmp_domains::{PdId, Perm};
+use mmp_domains::{ByteAddr, PdId, Perm};
 
 use crate::policy::{Grant, SupervisorCall, SupervisorError};
 use crate::region_map::Region;
@@ -19,12 +19,13 @@ impl Supervisor {
     pub fn set_perm(
         &mut self,
         cpu: usize,
-        addr: u64,
+        addr: ByteAddr,
         len: u64,
         perm: Perm,
         pd: PdId,
         transitive: bool,
     ) -> Result<()> {
+        let addr = addr.0;
         let caller = self.caller(cpu, SupervisorCall::SetPerm)?;
         let (lo, hi) = self.words(addr, len)?;
         self.target(pd, SupervisorCall::SetPerm)?;
@@ -70,8 +71,8 @@ impl Supervisor {
                 SupervisorError::NotPermitted {
                     pd: caller,
                     target,
-                    addr: w * 4,
-                    held: self.machine.perm(caller, w * 4),
+                    addr: ByteAddr(w * 4),
+                    held: self.machine.perm(caller, ByteAddr(w * 4)),
                     wanted: perm,
                 },
             )

@@ -4,12 +4,12 @@
 use std::hash::{Hash, Hasher};
 
 use mmp_domains::table::runs;
-use mmp_domains::{PdId, Perm, WordRange};
+use mmp_domains::{ByteAddr, PdId, Perm, WordAddr, WordRange};
 use mmp_gates::{FrameRegs, Gate};
 use mmp_machine::{MachineInvariantError, SegMapInvariantError};
 
 use crate::buddy::BuddyInvariantError;
-use crate::policy::{ENTRY_BASE, ENTRY_LEN, RegionKind, SUPERVISOR_RETURN};
+use crate::policy::{ENTRY_WORDS, RegionKind, SUPERVISOR_RETURN};
 use crate::region_map::Region;
 use crate::supervisor::{ActiveStack, Supervisor};
 
@@ -48,15 +48,15 @@ pub enum PolicyInvariantError {
     #[error("buddy allocator and regions disagree at {at:#x} (next range at {next:#x})")]
     BuddyDisagrees {
         /// Where the covered space ends.
-        at: u64,
+        at: ByteAddr,
         /// Where the next range starts.
-        next: u64,
+        next: ByteAddr,
     },
     /// The buddy allocator's free space and the regions do not reach the width.
     #[error("buddy allocator and regions end at {at:#x}")]
     BuddyEnd {
         /// Where they end.
-        at: u64,
+        at: ByteAddr,
     },
     /// A domain's parent is dead.
     #[error("{pd}'s parent {parent} is dead")]
@@ -98,9 +98,9 @@ pub enum PolicyInvariantError {
         /// What it holds.
         perm: Perm,
         /// First byte.
-        start: u64,
+        start: ByteAddr,
         /// End byte.
-        end: u64,
+        end: ByteAddr,
     },
     /// A domain may write a sealed word.
     #[error("{pd} can write sealed word {addr:#x}")]
@@ -108,13 +108,13 @@ pub enum PolicyInvariantError {
         /// The domain.
         pd: PdId,
         /// The word's byte address.
-        addr: u64,
+        addr: ByteAddr,
     },
     /// A sealed or exported word is not allocated.
     #[error("sealed or exported word {addr:#x} is unallocated")]
     UnallocatedMark {
         /// The word's byte address.
-        addr: u64,
+        addr: ByteAddr,
     },
     /// A CPU's active stack is not a stack segment reaching its frame base.
     #[error("CPU {cpu}'s active stack {stack:?} is not a stack")]
@@ -130,7 +130,7 @@ pub enum PolicyInvariantError {
         /// The CPU.
         cpu: usize,
         /// The stack limit register.
-        sl: u64,
+        sl: ByteAddr,
     },
     /// A CPU without an active stack has frame registers or frames.
     #[error("CPU {cpu} has no active stack but frame registers {regs:?} and {depth} frames")]
@@ -146,7 +146,7 @@ pub enum PolicyInvariantError {
     #[error("PD 0's gates are {gates:?}, not just its return gate")]
     SupervisorGates {
         /// PD 0's gates, by word.
-        gates: Vec<(u64, Gate)>,
+        gates: Vec<(WordAddr, Gate)>,
     },
     /// A gate lies outside heap memory and the entry points.
     #[error("{pd} has gate {gate:?} at {addr:#x}")]
@@ -156,7 +156,7 @@ pub enum PolicyInvariantError {
         /// The gate.
         gate: Gate,
         /// The word's byte address.
-        addr: u64,
+        addr: ByteAddr,
     },
     /// On an entry word, a domain's execute-read and its call gate into PD 0 disagree.
     #[error("{pd}'s entry word {addr:#x}: execute-read {held}, gate {gated}")]
@@ -164,7 +164,7 @@ pub enum PolicyInvariantError {
         /// The domain.
         pd: PdId,
         /// The entry word's byte address.
-        addr: u64,
+        addr: ByteAddr,
         /// Whether it holds execute-read there.
         held: bool,
         /// Whether its table has the call gate there.
@@ -178,7 +178,7 @@ pub enum PolicyInvariantError {
         /// What it holds.
         perm: Perm,
         /// The first such word's byte address.
-        addr: u64,
+        addr: ByteAddr,
         /// The word's owner.
         owner: PdId,
     },
@@ -188,7 +188,7 @@ pub enum PolicyInvariantError {
         /// The holder.
         pd: PdId,
         /// The word's byte address.
-        addr: u64,
+        addr: ByteAddr,
         /// The grantor.
         grantor: PdId,
     },
@@ -200,7 +200,7 @@ pub enum PolicyInvariantError {
         /// The grantor.
         grantor: PdId,
         /// The word's byte address.
-        addr: u64,
+        addr: ByteAddr,
     },
     /// A grantor passed on a grant it may not pass on.
     #[error("{grantor} granted {pd} at {addr:#x} without a transitive grant")]
@@ -210,7 +210,7 @@ pub enum PolicyInvariantError {
         /// The grantor.
         grantor: PdId,
         /// The word's byte address.
-        addr: u64,
+        addr: ByteAddr,
     },
     /// A holder holds more than its grantor.
     #[error("{pd} holds {perm} at {addr:#x} but its grantor {grantor} holds only {held}")]
@@ -220,7 +220,7 @@ pub enum PolicyInvariantError {
         /// What it holds.
         perm: Perm,
         /// The word's byte address.
-        addr: u64,
+        addr: ByteAddr,
         /// The grantor.
         grantor: PdId,
         /// What the grantor holds.
@@ -232,7 +232,7 @@ pub enum PolicyInvariantError {
         /// The holder.
         pd: PdId,
         /// The word's byte address.
-        addr: u64,
+        addr: ByteAddr,
         /// The domain holding no grant.
         at: PdId,
     },
@@ -242,7 +242,7 @@ pub enum PolicyInvariantError {
         /// The holder.
         pd: PdId,
         /// The word's byte address.
-        addr: u64,
+        addr: ByteAddr,
     },
 }
 
@@ -267,7 +267,7 @@ impl Supervisor {
         // invariant `check_invariants` checks).
         for pd in self.tree.ids() {
             for r in self.regions.iter() {
-                self.perm_runs(pd, r.start, r.end).hash(&mut h);
+                self.perm_runs(pd, r.start.0, r.end.0).hash(&mut h);
             }
             self.machine
                 .epochs(pd)
@@ -323,7 +323,9 @@ impl Supervisor {
         self.check_holdings()?;
         for (a, b, ()) in self.sealed.iter().chain(self.global.iter()) {
             if let Some((g, _)) = self.regions.gaps(a, b).first() {
-                return Err(PolicyInvariantError::UnallocatedMark { addr: g * 4 });
+                return Err(PolicyInvariantError::UnallocatedMark {
+                    addr: ByteAddr(g * 4),
+                });
             }
         }
         self.check_stacks()?;
@@ -350,8 +352,8 @@ impl Supervisor {
                         return Err(PolicyInvariantError::HoldsUnowned {
                             pd,
                             perm: p,
-                            start: a * 4,
-                            end: b * 4,
+                            start: ByteAddr(a * 4),
+                            end: ByteAddr(b * 4),
                         });
                     };
                     if owner == pd {
@@ -362,7 +364,10 @@ impl Supervisor {
                 if p == Perm::ReadWrite
                     && let Some((s, _, ())) = self.sealed.overlapping(r.start().0, r.end().0).next()
                 {
-                    return Err(PolicyInvariantError::WritableSealed { pd, addr: s * 4 });
+                    return Err(PolicyInvariantError::WritableSealed {
+                        pd,
+                        addr: ByteAddr(s * 4),
+                    });
                 }
             }
         }
@@ -397,35 +402,35 @@ impl Supervisor {
     /// entry words, a domain has a call gate into PD 0 exactly where it holds execute-read.
     fn check_gates(&self) -> Result<()> {
         let pd0 = self.machine.gates(PdId::SUPERVISOR);
-        if pd0 != [(SUPERVISOR_RETURN / 4, Gate::Return)] {
+        if pd0 != [(SUPERVISOR_RETURN.word(), Gate::Return)] {
             return Err(PolicyInvariantError::SupervisorGates { gates: pd0 });
         }
-        let (elo, ehi) = (ENTRY_BASE / 4, (ENTRY_BASE + ENTRY_LEN) / 4);
+        let (elo, ehi) = (ENTRY_WORDS.start().0, ENTRY_WORDS.end().0);
         let entry_gate = Gate::Call {
             dest: PdId::SUPERVISOR,
         };
         for pd in self.tree.ids() {
             for (w, g) in self.machine.gates(pd) {
-                let ok = if (elo..ehi).contains(&w) {
+                let ok = if (elo..ehi).contains(&w.0) {
                     g == entry_gate
                 } else {
-                    matches!(self.regions.at(w), Some(r) if r.kind == RegionKind::Heap)
+                    matches!(self.regions.at(w.0), Some(r) if r.kind == RegionKind::Heap)
                 };
                 if !ok {
                     return Err(PolicyInvariantError::StrayGate {
                         pd,
                         gate: g,
-                        addr: w * 4,
+                        addr: w.byte(),
                     });
                 }
             }
             for w in elo..ehi {
-                let held = self.machine.perm(pd, w * 4) == Perm::ExecuteRead;
-                let gated = self.machine.gate(pd, w * 4) == Some(entry_gate);
+                let held = self.machine.perm(pd, ByteAddr(w * 4)) == Perm::ExecuteRead;
+                let gated = self.machine.gate(pd, ByteAddr(w * 4)) == Some(entry_gate);
                 if held != gated {
                     return Err(PolicyInvariantError::EntryGate {
                         pd,
-                        addr: w * 4,
+                        addr: ByteAddr(w * 4),
                         held,
                         gated,
                     });
@@ -443,7 +448,7 @@ impl Supervisor {
             return Err(PolicyInvariantError::NoGrant {
                 pd,
                 perm: p,
-                addr: g * 4,
+                addr: ByteAddr(g * 4),
                 owner,
             });
         }
@@ -454,7 +459,7 @@ impl Supervisor {
             if !self.tree.contains(g.grantor) {
                 return Err(PolicyInvariantError::DeadGrantor {
                     pd,
-                    addr: c * 4,
+                    addr: ByteAddr(c * 4),
                     grantor: g.grantor,
                 });
             }
@@ -465,7 +470,7 @@ impl Supervisor {
                 return Err(PolicyInvariantError::GrantorHoldsNothing {
                     pd,
                     grantor: g.grantor,
-                    addr: c * 4,
+                    addr: ByteAddr(c * 4),
                 });
             }
             for (e, f, gg) in gm.overlapping(c, d) {
@@ -473,7 +478,7 @@ impl Supervisor {
                     return Err(PolicyInvariantError::NotTransitive {
                         pd,
                         grantor: g.grantor,
-                        addr: e * 4,
+                        addr: ByteAddr(e * 4),
                     });
                 }
                 for (x, _, q) in self.perm_runs(g.grantor, e, f) {
@@ -481,7 +486,7 @@ impl Supervisor {
                         return Err(PolicyInvariantError::GrantorHoldsLess {
                             pd,
                             perm: p,
-                            addr: x * 4,
+                            addr: ByteAddr(x * 4),
                             grantor: g.grantor,
                             held: q,
                         });
@@ -492,7 +497,7 @@ impl Supervisor {
                 return Err(PolicyInvariantError::GrantorHoldsNothing {
                     pd,
                     grantor: g.grantor,
-                    addr: x * 4,
+                    addr: ByteAddr(x * 4),
                 });
             }
         }
@@ -506,14 +511,17 @@ impl Supervisor {
                     None => {
                         return Err(PolicyInvariantError::ChainBreaks {
                             pd,
-                            addr: c * 4,
+                            addr: ByteAddr(c * 4),
                             at: q,
                         });
                     }
                 }
                 steps += 1;
                 if steps > self.tree.len() + 1 {
-                    return Err(PolicyInvariantError::GrantCycle { pd, addr: c * 4 });
+                    return Err(PolicyInvariantError::GrantCycle {
+                        pd,
+                        addr: ByteAddr(c * 4),
+                    });
                 }
             }
         }

@@ -15,7 +15,7 @@
 //!    ([`SupervisorError::NotOwner`] or [`SupervisorError::NotPermitted`]); a word failing
 //!    several reports the earliest of these.
 
-use mmp_domains::{Access, PdId, Perm, RangeError};
+use mmp_domains::{Access, ByteAddr, PdId, Perm, RangeError, WordAddr, WordRange};
 
 use mmp_machine::{Fault, MachineError};
 
@@ -83,21 +83,27 @@ impl SupervisorCall {
 
     /// Byte address of this call's entry word: one word per call from [`ENTRY_BASE`].
     #[must_use]
-    pub const fn entry_addr(self) -> u64 {
-        ENTRY_BASE + 4 * self as u64
+    pub const fn entry_addr(self) -> ByteAddr {
+        ByteAddr(ENTRY_BASE.0 + 4 * self as u64)
     }
 }
 
 /// First byte of the supervisor's entry points.
-pub const ENTRY_BASE: u64 = 0x1000;
+pub const ENTRY_BASE: ByteAddr = ByteAddr(0x1000);
 /// Bytes of entry points (one word per [`SupervisorCall`]).
 pub const ENTRY_LEN: u64 = 4 * SupervisorCall::ALL.len() as u64;
+/// The entry points' words.
+pub const ENTRY_WORDS: WordRange =
+    match WordRange::new(ENTRY_BASE.word().0, ENTRY_BASE.word().0 + ENTRY_LEN / 4) {
+        Some(r) => r,
+        None => panic!("there are entry points"),
+    };
 /// PD 0's return gate: the word after the entry points.
-pub const SUPERVISOR_RETURN: u64 = ENTRY_BASE + ENTRY_LEN;
+pub const SUPERVISOR_RETURN: ByteAddr = ByteAddr(ENTRY_BASE.0 + ENTRY_LEN);
 /// The supervisor's own region, `[0, SUPERVISOR_REGION_END)`: the null page and the entry
 /// points. PD 0 owns it; it can be granted with `set_perm` (entry permission) but never freed,
 /// chowned, exported, sealed or tracked.
-pub const SUPERVISOR_REGION_END: u64 = 0x2000;
+pub const SUPERVISOR_REGION_END: ByteAddr = ByteAddr(0x2000);
 
 /// What a region of memory is, which decides who may manage it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -215,7 +221,7 @@ pub enum SupervisorError {
         /// The call.
         call: SupervisorCall,
         /// The entry word's byte address.
-        entry: u64,
+        entry: ByteAddr,
     },
     /// The byte range is malformed (zero length, wraps, or beyond the address width).
     #[error(transparent)]
@@ -224,7 +230,7 @@ pub enum SupervisorError {
     #[error("address {addr:#x} is not aligned to {align} bytes")]
     Unaligned {
         /// The address given.
-        addr: u64,
+        addr: ByteAddr,
         /// The alignment required.
         align: u64,
     },
@@ -274,7 +280,7 @@ pub enum SupervisorError {
         /// The caller.
         pd: PdId,
         /// Byte address of the first unallocated word.
-        addr: u64,
+        addr: ByteAddr,
     },
     /// `free` without a length was given an address that is not a region's first byte.
     #[error("{addr:#x} is not the start of a region (caller {pd})")]
@@ -282,7 +288,7 @@ pub enum SupervisorError {
         /// The caller.
         pd: PdId,
         /// The address given.
-        addr: u64,
+        addr: ByteAddr,
     },
     /// The word belongs to the supervisor's own region, or is a stack where only heap memory
     /// may be given.
@@ -291,7 +297,7 @@ pub enum SupervisorError {
         /// The caller.
         pd: PdId,
         /// Byte address of the first reserved word.
-        addr: u64,
+        addr: ByteAddr,
     },
     /// The word is sealed: no set_perm, chown or free of it succeeds.
     #[error("{addr:#x} is sealed (caller {pd})")]
@@ -299,7 +305,7 @@ pub enum SupervisorError {
         /// The caller.
         pd: PdId,
         /// Byte address of the first sealed word.
-        addr: u64,
+        addr: ByteAddr,
     },
     /// The caller does not own the word.
     #[error("{pd} does not own {addr:#x} (its owner is {owner})")]
@@ -307,7 +313,7 @@ pub enum SupervisorError {
         /// The caller.
         pd: PdId,
         /// Byte address of the first word not owned.
-        addr: u64,
+        addr: ByteAddr,
         /// Its owner.
         owner: PdId,
     },
@@ -322,7 +328,7 @@ pub enum SupervisorError {
         /// The domain whose permission it tried to set.
         target: PdId,
         /// Byte address of the first word refused.
-        addr: u64,
+        addr: ByteAddr,
         /// What the caller holds there.
         held: Perm,
         /// What it tried to give.
@@ -332,11 +338,11 @@ pub enum SupervisorError {
     #[error("placing {len:#x} bytes at {addr:#x} overlaps the region at {existing:#x}")]
     Overlap {
         /// The placement.
-        addr: u64,
+        addr: ByteAddr,
         /// The length.
         len: u64,
         /// First byte of the region it overlaps.
-        existing: u64,
+        existing: ByteAddr,
     },
     /// No free block is large enough.
     #[error("no free block of {len:#x} bytes is left in the address space")]
@@ -356,13 +362,13 @@ pub enum SupervisorError {
         /// The CPU.
         cpu: usize,
         /// Byte address of the first word outside the active stack.
-        addr: u64,
+        addr: ByteAddr,
     },
     /// The address is not the start of a stack segment.
     #[error("{addr:#x} is not the start of a stack segment")]
     NotAStack {
         /// The address given.
-        addr: u64,
+        addr: ByteAddr,
     },
     /// Only the stack's creator (its thread manager) may do this.
     #[error("{pd} did not create the stack at {addr:#x} ({creator} did)")]
@@ -370,7 +376,7 @@ pub enum SupervisorError {
         /// The caller.
         pd: PdId,
         /// The stack.
-        addr: u64,
+        addr: ByteAddr,
         /// Its creator.
         creator: PdId,
     },
@@ -378,11 +384,11 @@ pub enum SupervisorError {
     #[error("frame base {fb:#x} is outside the stack ({base:#x}, {end:#x}]")]
     BadFrameBase {
         /// The frame base given.
-        fb: u64,
+        fb: ByteAddr,
         /// The stack's first byte.
-        base: u64,
+        base: ByteAddr,
         /// The stack's end.
-        end: u64,
+        end: ByteAddr,
     },
     /// A call gate placed by a domain must enter that domain: only the owner of the target
     /// code may make a call gate into it, and the gate runs the code as its owner.
@@ -391,7 +397,7 @@ pub enum SupervisorError {
         /// The caller.
         pd: PdId,
         /// The gate word.
-        addr: u64,
+        addr: ByteAddr,
         /// The destination asked for.
         dest: PdId,
     },
@@ -409,13 +415,13 @@ pub enum SupervisorError {
         /// The domain checked.
         pd: PdId,
         /// The range's first byte.
-        addr: u64,
+        addr: ByteAddr,
         /// Its length.
         len: u64,
         /// The access.
         access: Access,
         /// Byte address of the first word that refuses it.
-        first_bad: u64,
+        first_bad: ByteAddr,
         /// What the domain holds there.
         held: Perm,
     },
@@ -428,9 +434,9 @@ pub enum SupervisorError {
         /// The domain whose table would grow.
         pd: PdId,
         /// First word of the write that did not fit.
-        start: u64,
+        start: WordAddr,
         /// Its end word.
-        end: u64,
+        end: WordAddr,
         /// The cap.
         cap: usize,
     },

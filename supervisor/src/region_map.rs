@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use mmp_domains::{AddrWidth, PdId};
+use mmp_domains::{AddrWidth, ByteAddr, PdId, WordAddr};
 
 use crate::buddy::Buddy;
 use crate::invariants::PolicyInvariantError;
@@ -14,9 +14,9 @@ use crate::policy::{RegionKind, SUPERVISOR_REGION_END, SupervisorError};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Region {
     /// First word.
-    pub start: u64,
+    pub start: WordAddr,
     /// End word (exclusive).
-    pub end: u64,
+    pub end: WordAddr,
     /// The owner.
     pub owner: PdId,
     /// Heap, stack or the supervisor's own.
@@ -37,14 +37,14 @@ impl RegionMap {
     /// The map of a fresh supervisor: the supervisor's own region, owned by PD 0.
     pub(crate) fn new(width: AddrWidth) -> RegionMap {
         let mut buddy = Buddy::new(u32::from(width.bits()));
-        let reserved = buddy.reserve(0, SUPERVISOR_REGION_END);
+        let reserved = buddy.reserve(0, SUPERVISOR_REGION_END.0);
         debug_assert!(reserved);
         let mut regions = BTreeMap::new();
         regions.insert(
             0,
             Region {
-                start: 0,
-                end: SUPERVISOR_REGION_END / 4,
+                start: WordAddr(0),
+                end: SUPERVISOR_REGION_END.word(),
                 owner: PdId::SUPERVISOR,
                 kind: RegionKind::Supervisor,
             },
@@ -62,7 +62,7 @@ impl RegionMap {
             .range(..=w)
             .next_back()
             .map(|(_, r)| *r)
-            .filter(|r| w < r.end)
+            .filter(|r| w < r.end.0)
     }
 
     /// Every region, ascending.
@@ -76,8 +76,8 @@ impl RegionMap {
         self.regions
             .range(first..b)
             .map(|(_, r)| r)
-            .filter(|r| r.end > a)
-            .map(|r| (r.start.max(a), r.end.min(b), r.owner))
+            .filter(|r| r.end.0 > a)
+            .map(|r| (r.start.0.max(a), r.end.0.min(b), r.owner))
             .collect()
     }
 
@@ -136,16 +136,16 @@ impl RegionMap {
             .next_back()
             .map_or(lo, |(&s, _)| s);
         for r in self.regions.range(first..hi).map(|(_, r)| r) {
-            if r.end <= w {
+            if r.end.0 <= w {
                 continue;
             }
-            if r.start > w {
+            if r.start.0 > w {
                 return Err(SupervisorError::NotAllocated {
                     pd: caller,
-                    addr: w * 4,
+                    addr: ByteAddr(w * 4),
                 });
             }
-            let (a, b) = (w.max(r.start), hi.min(r.end));
+            let (a, b) = (w.max(r.start.0), hi.min(r.end.0));
             if let Some((_, e)) = check(a, b, r) {
                 return Err(e);
             }
@@ -157,7 +157,7 @@ impl RegionMap {
         if w < hi {
             return Err(SupervisorError::NotAllocated {
                 pd: caller,
-                addr: w * 4,
+                addr: ByteAddr(w * 4),
             });
         }
         Ok(())
@@ -182,19 +182,19 @@ impl RegionMap {
 
     /// Adds a region over words the buddy allocator has just reserved.
     pub(crate) fn insert(&mut self, region: Region) {
-        self.regions.insert(region.start, region);
+        self.regions.insert(region.start.0, region);
     }
 
     /// Splits the region holding word `w` so that a region starts at `w` (if `w` is inside
     /// one).
     pub(crate) fn split_at(&mut self, w: u64) {
         if let Some((&s, r)) = self.regions.range(..w).next_back()
-            && r.end > w
+            && r.end.0 > w
         {
             let mut right = *r;
-            right.start = w;
+            right.start = WordAddr(w);
             if let Some(left) = self.regions.get_mut(&s) {
-                left.end = w;
+                left.end = WordAddr(w);
             }
             self.regions.insert(w, right);
         }
@@ -246,10 +246,11 @@ impl RegionMap {
 
     /// Whether `base` is the first byte of a stack segment that reaches `fb` (`fb` inside
     /// `(base, end]` when `strict`, else `fb <= end`).
-    pub(crate) fn is_stack_at(&self, base: u64, fb: u64, strict: bool) -> bool {
-        matches!(self.at(base / 4), Some(r) if r.start * 4 == base
+    pub(crate) fn is_stack_at(&self, base: ByteAddr, fb: ByteAddr, strict: bool) -> bool {
+        let (base, fb) = (base.0, fb.0);
+        matches!(self.at(base / 4), Some(r) if r.start.0 * 4 == base
             && matches!(r.kind, RegionKind::Stack { .. })
-            && fb <= r.end * 4 && (!strict || fb > base))
+            && fb <= r.end.0 * 4 && (!strict || fb > base))
     }
 
     /// Checks the map: regions non-empty, disjoint and inside the width, owned (and, for
@@ -267,7 +268,11 @@ impl RegionMap {
         let mut prev_end = 0;
         let mut used = Vec::new();
         for (&s, r) in &self.regions {
-            if s != r.start || r.start >= r.end || r.end > width_words || r.start < prev_end {
+            if s != r.start.0
+                || r.start.0 >= r.end.0
+                || r.end.0 > width_words
+                || r.start.0 < prev_end
+            {
                 return Err(PolicyInvariantError::BadRegion { region: *r });
             }
             if !alive(r.owner) {
@@ -278,10 +283,10 @@ impl RegionMap {
             {
                 return Err(PolicyInvariantError::BadStackRegion { region: *r });
             }
-            prev_end = r.end;
+            prev_end = r.end.0;
             match used.last_mut() {
-                Some((_, e)) if *e == r.start * 4 => *e = r.end * 4,
-                _ => used.push((r.start * 4, r.end * 4)),
+                Some((_, e)) if *e == r.start.0 * 4 => *e = r.end.0 * 4,
+                _ => used.push((r.start.0 * 4, r.end.0 * 4)),
             }
         }
         let mut free = self.buddy.free_ranges();
@@ -290,12 +295,15 @@ impl RegionMap {
         let mut at = 0;
         for (a, b) in free {
             if a != at {
-                return Err(PolicyInvariantError::BuddyDisagrees { at, next: a });
+                return Err(PolicyInvariantError::BuddyDisagrees {
+                    at: ByteAddr(at),
+                    next: ByteAddr(a),
+                });
             }
             at = b;
         }
         if at != self.width.byte_limit() {
-            return Err(PolicyInvariantError::BuddyEnd { at });
+            return Err(PolicyInvariantError::BuddyEnd { at: ByteAddr(at) });
         }
         Ok(())
     }

@@ -1,6 +1,6 @@
 //! Memory: `mmp_alloc`, `mmp_free`, `mmp_mem_chown` and the global read-only export.
 
-use mmp_domains::{PdId, Perm, RangeError, WordRange};
+use mmp_domains::{ByteAddr, PdId, Perm, RangeError, WordAddr, WordRange};
 
 use crate::policy::{Grant, RegionKind, SupervisorCall, SupervisorError};
 use crate::region_map::Region;
@@ -21,9 +21,10 @@ impl Supervisor {
         &mut self,
         cpu: usize,
         n_bytes: u64,
-        placement: Option<u64>,
+        placement: Option<ByteAddr>,
         stack: bool,
-    ) -> Result<u64> {
+    ) -> Result<ByteAddr> {
+        let placement = placement.map(|p| p.0);
         let caller = self.caller(cpu, SupervisorCall::Alloc)?;
         if n_bytes == 0 {
             return Err(RangeError::ZeroLength {
@@ -41,13 +42,16 @@ impl Supervisor {
             Some(addr) => {
                 self.width().word_range(addr, len)?;
                 if addr % 4 != 0 {
-                    return Err(SupervisorError::Unaligned { addr, align: 4 });
+                    return Err(SupervisorError::Unaligned {
+                        addr: ByteAddr(addr),
+                        align: 4,
+                    });
                 }
                 let (lo, hi) = (addr / 4, (addr + len) / 4);
                 if let Some(&(s, _, _)) = self.regions.pieces(lo, hi).first() {
-                    let existing = self.regions.at(s).map_or(s, |r| r.start) * 4;
+                    let existing = ByteAddr(self.regions.at(s).map_or(s, |r| r.start.0) * 4);
                     return Err(SupervisorError::Overlap {
-                        addr,
+                        addr: ByteAddr(addr),
                         len,
                         existing,
                     });
@@ -75,12 +79,12 @@ impl Supervisor {
             return Err(e);
         }
         self.regions.insert(Region {
-            start: lo,
-            end: hi,
+            start: WordAddr(lo),
+            end: WordAddr(hi),
             owner,
             kind,
         });
-        Ok(base)
+        Ok(ByteAddr(base))
     }
 
     /// `mmp_free`: frees the whole region starting at `addr` (`len` `None`), or every word
@@ -93,19 +97,26 @@ impl Supervisor {
     /// Preamble; [`SupervisorError::Range`]; [`SupervisorError::NotAllocated`] (also a double
     /// free); [`SupervisorError::NotRegionStart`]; then per word: `Reserved`, `Sealed`,
     /// `NotOwner`; [`SupervisorError::OutOfTableMemory`].
-    pub fn free(&mut self, cpu: usize, addr: u64, len: Option<u64>) -> Result<()> {
+    pub fn free(&mut self, cpu: usize, addr: ByteAddr, len: Option<u64>) -> Result<()> {
+        let addr = addr.0;
         let caller = self.caller(cpu, SupervisorCall::Free)?;
         let (lo, hi) = match len {
             Some(len) => self.words(addr, len)?,
             None => {
                 let r = self
-                    .region_at(addr)
+                    .region_at(ByteAddr(addr))
                     .filter(|_| addr < self.width().byte_limit())
-                    .ok_or(SupervisorError::NotAllocated { pd: caller, addr })?;
-                if r.start * 4 != addr {
-                    return Err(SupervisorError::NotRegionStart { pd: caller, addr });
+                    .ok_or(SupervisorError::NotAllocated {
+                        pd: caller,
+                        addr: ByteAddr(addr),
+                    })?;
+                if r.start.0 * 4 != addr {
+                    return Err(SupervisorError::NotRegionStart {
+                        pd: caller,
+                        addr: ByteAddr(addr),
+                    });
                 }
-                (r.start, r.end)
+                (r.start.0, r.end.0)
             }
         };
         self.regions.scan(caller, lo, hi, |a, b, r| {
@@ -153,7 +164,8 @@ impl Supervisor {
     /// Preamble; [`SupervisorError::Range`]; [`SupervisorError::SupervisorTarget`],
     /// [`SupervisorError::UnknownPd`]; per word `NotAllocated`, `Reserved` (stacks and the
     /// supervisor's region), `Sealed`, `NotOwner`; [`SupervisorError::OutOfTableMemory`].
-    pub fn mem_chown(&mut self, cpu: usize, addr: u64, len: u64, pd: PdId) -> Result<()> {
+    pub fn mem_chown(&mut self, cpu: usize, addr: ByteAddr, len: u64, pd: PdId) -> Result<()> {
+        let addr = addr.0;
         let caller = self.caller(cpu, SupervisorCall::MemChown)?;
         let (lo, hi) = self.words(addr, len)?;
         self.target(pd, SupervisorCall::MemChown)?;
@@ -184,7 +196,8 @@ impl Supervisor {
     /// # Errors
     /// Preamble; [`SupervisorError::Range`]; per word `NotAllocated`, `Reserved`,
     /// `NotOwner`; [`SupervisorError::OutOfTableMemory`].
-    pub fn export_read_only(&mut self, cpu: usize, addr: u64, len: u64) -> Result<()> {
+    pub fn export_read_only(&mut self, cpu: usize, addr: ByteAddr, len: u64) -> Result<()> {
+        let addr = addr.0;
         let caller = self.caller(cpu, SupervisorCall::ExportReadOnly)?;
         let (lo, hi) = self.words(addr, len)?;
         self.owned_scan(caller, lo, hi)?;

@@ -1,7 +1,7 @@
 //! Sealing and write tracking: `seal` (a permanent downgrade to read-only for every
 //! domain), `track` and `take_dirty` (word-granular dirty marks).
 
-use mmp_domains::{Perm, WordRange};
+use mmp_domains::{ByteAddr, Perm, WordAddr, WordRange};
 
 use crate::policy::SupervisorCall;
 use crate::supervisor::{Plan, Result, Supervisor};
@@ -13,7 +13,8 @@ impl Supervisor {
     /// # Errors
     /// Preamble; [`SupervisorError::Range`]; per word `NotAllocated`, `Reserved`,
     /// `NotOwner`; [`SupervisorError::OutOfTableMemory`].
-    pub fn seal(&mut self, cpu: usize, addr: u64, len: u64) -> Result<()> {
+    pub fn seal(&mut self, cpu: usize, addr: ByteAddr, len: u64) -> Result<()> {
+        let addr = addr.0;
         let caller = self.caller(cpu, SupervisorCall::Seal)?;
         let (lo, hi) = self.words(addr, len)?;
         self.owned_scan(caller, lo, hi)?;
@@ -36,7 +37,8 @@ impl Supervisor {
     /// # Errors
     /// Preamble; [`SupervisorError::Range`]; per word `NotAllocated`, `Reserved`,
     /// `NotOwner`.
-    pub fn track(&mut self, cpu: usize, addr: u64, len: u64, on: bool) -> Result<()> {
+    pub fn track(&mut self, cpu: usize, addr: ByteAddr, len: u64, on: bool) -> Result<()> {
+        let addr = addr.0;
         let caller = self.caller(cpu, SupervisorCall::Track)?;
         let (lo, hi) = self.words(addr, len)?;
         self.owned_scan(caller, lo, hi)?;
@@ -51,10 +53,12 @@ impl Supervisor {
     ///
     /// # Errors
     /// As [`Supervisor::track`].
-    pub fn take_dirty(&mut self, cpu: usize, addr: u64, len: u64) -> Result<Vec<u64>> {
+    pub fn take_dirty(&mut self, cpu: usize, addr: ByteAddr, len: u64) -> Result<Vec<ByteAddr>> {
+        let addr = addr.0;
         let caller = self.caller(cpu, SupervisorCall::TakeDirty)?;
         let (lo, hi) = self.words(addr, len)?;
         self.owned_scan(caller, lo, hi)?;
-        Ok(WordRange::new(lo, hi).map_or_else(Vec::new, |r| self.machine.take_dirty(r)))
+        let words = WordRange::new(lo, hi).map_or_else(Vec::new, |r| self.machine.take_dirty(r));
+        Ok(words.into_iter().map(WordAddr::byte).collect())
     }
 }

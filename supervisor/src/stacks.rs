@@ -1,7 +1,7 @@
 //! Stacks: `mmp_supr_set_perm` on the stack active on a CPU, and `mmp_set_stack`, which
 //! makes a stack active and loads the CPU's frame registers.
 
-use mmp_domains::{PdId, Perm};
+use mmp_domains::{ByteAddr, PdId, Perm};
 use mmp_gates::{ArgWindow, FrameRegs};
 
 use crate::policy::{Grant, RegionKind, SupervisorCall, SupervisorError};
@@ -19,36 +19,40 @@ impl Supervisor {
     pub fn supr_set_perm(
         &mut self,
         cpu: usize,
-        addr: u64,
+        addr: ByteAddr,
         len: u64,
         perm: Perm,
         exclusive: bool,
         pd: PdId,
     ) -> Result<()> {
+        let addr = addr.0;
         let caller = self.caller(cpu, SupervisorCall::SuprSetPerm)?;
         let (lo, hi) = self.words(addr, len)?;
         self.target(pd, SupervisorCall::SuprSetPerm)?;
         let s = self.stacks[cpu].ok_or(SupervisorError::NoActiveStack { cpu })?;
         let r = self
             .regions
-            .at(s.base / 4)
+            .at(s.base.word().0)
             .ok_or(SupervisorError::NoActiveStack { cpu })?;
-        let outside = if lo < r.start {
+        let outside = if lo < r.start.0 {
             Some(lo)
-        } else if hi > r.end {
-            Some(r.end.max(lo))
+        } else if hi > r.end.0 {
+            Some(r.end.0.max(lo))
         } else {
             None
         };
         let sealed = self.sealed.overlapping(lo, hi).next().map(|(s, _, ())| s);
         match (outside, sealed) {
             (Some(o), s) if s.is_none_or(|s| o <= s) => {
-                return Err(SupervisorError::StackNotActive { cpu, addr: o * 4 });
+                return Err(SupervisorError::StackNotActive {
+                    cpu,
+                    addr: ByteAddr(o * 4),
+                });
             }
             (_, Some(s)) => {
                 return Err(SupervisorError::Sealed {
                     pd: caller,
-                    addr: s * 4,
+                    addr: ByteAddr(s * 4),
                 });
             }
             _ => {}
@@ -85,7 +89,15 @@ impl Supervisor {
     /// Preamble; [`SupervisorError::NoSuchCpu`] for `on_cpu`; [`SupervisorError::NotAStack`];
     /// [`SupervisorError::NotStackCreator`]; [`SupervisorError::Unaligned`];
     /// [`SupervisorError::BadFrameBase`]; [`SupervisorError::CallsInProgress`].
-    pub fn set_stack(&mut self, cpu: usize, stack: u64, on_cpu: usize, fb: u64) -> Result<()> {
+    pub fn set_stack(
+        &mut self,
+        cpu: usize,
+        stack: ByteAddr,
+        on_cpu: usize,
+        fb: ByteAddr,
+    ) -> Result<()> {
+        let stack = stack.0;
+        let fb = fb.0;
         let caller = self.caller(cpu, SupervisorCall::SetStack)?;
         if on_cpu >= self.cfg.machine.cpus {
             return Err(SupervisorError::NoSuchCpu {
@@ -94,27 +106,34 @@ impl Supervisor {
             });
         }
         let r = self
-            .region_at(stack)
-            .filter(|r| r.start * 4 == stack && stack < self.width().byte_limit())
-            .ok_or(SupervisorError::NotAStack { addr: stack })?;
+            .region_at(ByteAddr(stack))
+            .filter(|r| r.start.0 * 4 == stack && stack < self.width().byte_limit())
+            .ok_or(SupervisorError::NotAStack {
+                addr: ByteAddr(stack),
+            })?;
         let RegionKind::Stack { creator } = r.kind else {
-            return Err(SupervisorError::NotAStack { addr: stack });
+            return Err(SupervisorError::NotAStack {
+                addr: ByteAddr(stack),
+            });
         };
         if creator != caller && !caller.is_supervisor() {
             return Err(SupervisorError::NotStackCreator {
                 pd: caller,
-                addr: stack,
+                addr: ByteAddr(stack),
                 creator,
             });
         }
         if fb % 4 != 0 {
-            return Err(SupervisorError::Unaligned { addr: fb, align: 4 });
+            return Err(SupervisorError::Unaligned {
+                addr: ByteAddr(fb),
+                align: 4,
+            });
         }
-        if fb <= r.start * 4 || fb > r.end * 4 {
+        if fb <= r.start.0 * 4 || fb > r.end.0 * 4 {
             return Err(SupervisorError::BadFrameBase {
-                fb,
-                base: r.start * 4,
-                end: r.end * 4,
+                fb: ByteAddr(fb),
+                base: ByteAddr(r.start.0 * 4),
+                end: ByteAddr(r.end.0 * 4),
             });
         }
         let depth = self.machine.call_stack(on_cpu)?.depth();
@@ -124,12 +143,15 @@ impl Supervisor {
         self.machine.set_frame_regs(
             on_cpu,
             FrameRegs {
-                fb,
-                sl: stack,
+                fb: ByteAddr(fb),
+                sl: ByteAddr(stack),
                 args: ArgWindow::NONE,
             },
         )?;
-        self.stacks[on_cpu] = Some(ActiveStack { base: stack, fb });
+        self.stacks[on_cpu] = Some(ActiveStack {
+            base: ByteAddr(stack),
+            fb: ByteAddr(fb),
+        });
         Ok(())
     }
 }

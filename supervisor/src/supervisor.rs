@@ -9,14 +9,14 @@
 use std::collections::HashMap;
 
 use mmp_domains::table::runs;
-use mmp_domains::{AddrWidth, PdId, Perm, WordRange};
+use mmp_domains::{AddrWidth, ByteAddr, PdId, Perm, WordRange};
 use mmp_gates::Gate;
 use mmp_machine::{Fault, Machine, MachineConfig, SegMap, TableWrite};
 
 use crate::grant_map::GrantMap;
 use crate::policy::{
-    ENTRY_BASE, ENTRY_LEN, FaultPolicy, FaultRecord, Grant, RegionKind, Resolution,
-    SUPERVISOR_RETURN, SupervisorCall, SupervisorError,
+    ENTRY_WORDS, FaultPolicy, FaultRecord, Grant, RegionKind, Resolution, SUPERVISOR_RETURN,
+    SupervisorCall, SupervisorError,
 };
 use crate::region_map::{Region, RegionMap};
 use crate::tree::DomainTree;
@@ -50,9 +50,9 @@ impl Default for SupervisorConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ActiveStack {
     /// First byte of the stack segment (its stack id).
-    pub base: u64,
+    pub base: ByteAddr,
     /// The frame base the thread started with.
-    pub fb: u64,
+    pub fb: ByteAddr,
 }
 
 /// The changes a call will make, computed before any is made.
@@ -183,7 +183,8 @@ impl Supervisor {
 
     /// The region holding byte `addr`.
     #[must_use]
-    pub fn region_at(&self, addr: u64) -> Option<Region> {
+    pub fn region_at(&self, addr: ByteAddr) -> Option<Region> {
+        let addr = addr.0;
         self.regions.at(addr / 4)
     }
 
@@ -195,37 +196,46 @@ impl Supervisor {
 
     /// The owner of the word holding byte `addr`.
     #[must_use]
-    pub fn owner(&self, addr: u64) -> Option<PdId> {
-        self.region_at(addr).map(|r| r.owner)
+    pub fn owner(&self, addr: ByteAddr) -> Option<PdId> {
+        let addr = addr.0;
+        self.region_at(ByteAddr(addr)).map(|r| r.owner)
     }
 
     /// How `pd` holds the word at `addr`, if by a grant.
     #[must_use]
-    pub fn grant(&self, pd: PdId, addr: u64) -> Option<Grant> {
+    pub fn grant(&self, pd: PdId, addr: ByteAddr) -> Option<Grant> {
+        let addr = addr.0;
         self.grants.get(pd, addr / 4)
     }
 
-    /// The words `pd` holds by grants, as `(first word, end word, grant)` runs, ascending.
+    /// The words `pd` holds by grants, as runs of words with one grant each, ascending.
     #[must_use]
-    pub fn grants_held(&self, pd: PdId) -> Vec<(u64, u64, Grant)> {
-        self.grants.of(pd).iter().collect()
+    pub fn grants_held(&self, pd: PdId) -> Vec<(WordRange, Grant)> {
+        self.grants
+            .of(pd)
+            .iter()
+            .filter_map(|(a, b, g)| Some((WordRange::new(a, b)?, g)))
+            .collect()
     }
 
     /// `pd`'s permission on the word holding byte `addr` (from its table).
     #[must_use]
-    pub fn perm(&self, pd: PdId, addr: u64) -> Perm {
-        self.machine.perm(pd, addr)
+    pub fn perm(&self, pd: PdId, addr: ByteAddr) -> Perm {
+        let addr = addr.0;
+        self.machine.perm(pd, ByteAddr(addr))
     }
 
     /// Whether the word holding byte `addr` is sealed.
     #[must_use]
-    pub fn is_sealed(&self, addr: u64) -> bool {
+    pub fn is_sealed(&self, addr: ByteAddr) -> bool {
+        let addr = addr.0;
         self.sealed.get(addr / 4).is_some()
     }
 
     /// Whether the word holding byte `addr` is exported read-only to every domain.
     #[must_use]
-    pub fn is_global(&self, addr: u64) -> bool {
+    pub fn is_global(&self, addr: ByteAddr) -> bool {
+        let addr = addr.0;
         self.global.get(addr / 4).is_some()
     }
 
@@ -308,7 +318,7 @@ impl Supervisor {
                 s,
                 SupervisorError::Sealed {
                     pd: caller,
-                    addr: s * 4,
+                    addr: ByteAddr(s * 4),
                 },
             )
         })
@@ -331,7 +341,7 @@ impl Supervisor {
             a,
             SupervisorError::Reserved {
                 pd: caller,
-                addr: a * 4,
+                addr: ByteAddr(a * 4),
             },
         ))
     }
@@ -342,7 +352,7 @@ impl Supervisor {
             a,
             SupervisorError::NotOwner {
                 pd: caller,
-                addr: a * 4,
+                addr: ByteAddr(a * 4),
                 owner: r.owner,
             },
         ))
@@ -377,14 +387,14 @@ impl Supervisor {
     /// were applied: a domain has a call gate into PD 0 on an entry word exactly where it
     /// holds execute-read there.
     pub(crate) fn sync_entry_gates(&mut self, writes: &[TableWrite]) {
-        let (elo, ehi) = (ENTRY_BASE / 4, (ENTRY_BASE + ENTRY_LEN) / 4);
+        let (elo, ehi) = (ENTRY_WORDS.start().0, ENTRY_WORDS.end().0);
         for w in writes {
             let (lo, hi) = (w.range.start().0.max(elo), w.range.end().0.min(ehi));
             for word in lo..hi {
                 let gate = (w.perm == Perm::ExecuteRead).then_some(Gate::Call {
                     dest: PdId::SUPERVISOR,
                 });
-                let placed = self.machine.set_gate(w.pd, word * 4, gate);
+                let placed = self.machine.set_gate(w.pd, ByteAddr(word * 4), gate);
                 debug_assert!(placed.is_ok(), "the write just succeeded for this domain");
             }
         }

@@ -1,7 +1,7 @@
 //! The supervisor's rules one at a time (the differential proptest in `policy.rs` covers their
 //! combinations against the reference model).
 
-use mmp_domains::{Access, PdKind, Perm};
+use mmp_domains::{Access, ByteAddr, PdKind, Perm};
 use mmp_supervisor::{
     FaultAction, FaultKind, FaultPolicy, MachineConfig, Resolution, Supervisor, SupervisorConfig,
     SupervisorError,
@@ -86,9 +86,9 @@ fn report_policy_records_reads_writes_and_fetches_apart() {
     let k = sup.alloc_pd(A, PdKind::Kernel).unwrap();
     sup.set_fault_policy(A, k, FaultPolicy::Report).unwrap();
     sup.switch(A, k).unwrap();
-    assert_eq!(sup.load(A, 0x10_0000, 4), Ok(0));
-    assert_eq!(sup.store(A, 0x10_0000, 4, 9), Ok(()));
-    assert_eq!(sup.fetch(A, 0x10_0000, 4), Ok(0));
+    assert_eq!(sup.load(A, ByteAddr(0x10_0000), 4), Ok(0));
+    assert_eq!(sup.store(A, ByteAddr(0x10_0000), 4, 9), Ok(()));
+    assert_eq!(sup.fetch(A, ByteAddr(0x10_0000), 4), Ok(0));
     let kinds: Vec<Access> = sup.faults().iter().map(|f| f.fault.access).collect();
     assert_eq!(kinds, [Access::Read, Access::Write, Access::Execute]);
     assert!(
@@ -104,7 +104,7 @@ fn report_policy_records_reads_writes_and_fetches_apart() {
                 ))
     );
     assert_eq!(
-        sup.machine().memory().read(0x10_0000, 4),
+        sup.machine().memory().read(ByteAddr(0x10_0000), 4),
         0,
         "a blocked store wrote"
     );
@@ -126,12 +126,12 @@ fn write_tracking_is_word_granular_and_take_clears() {
         sup.take_dirty(A, r, 4096).unwrap(),
         vec![r, r + 20, r + 28, r + 32]
     );
-    assert_eq!(sup.take_dirty(A, r, 4096).unwrap(), Vec::<u64>::new());
+    assert_eq!(sup.take_dirty(A, r, 4096).unwrap(), Vec::<ByteAddr>::new());
     sup.store(A, r + 4, 4, 1).unwrap();
     assert_eq!(sup.take_dirty(A, r, 8).unwrap(), vec![r + 4]);
     sup.track(A, r, 64, false).unwrap();
     sup.store(A, r + 4, 4, 1).unwrap();
-    assert_eq!(sup.take_dirty(A, r, 64).unwrap(), Vec::<u64>::new());
+    assert_eq!(sup.take_dirty(A, r, 64).unwrap(), Vec::<ByteAddr>::new());
 }
 
 #[test]

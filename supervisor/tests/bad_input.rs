@@ -2,7 +2,7 @@
 //! was wrong, and the supervisor's state digest (tables, epochs, ownership, grants, domains,
 //! stacks, tracking, memory) is exactly what it was before.
 
-use mmp_domains::{PdId, PdKind, Perm, RangeError};
+use mmp_domains::{ByteAddr, PdId, PdKind, Perm, RangeError};
 use mmp_supervisor::{MachineConfig, Supervisor, SupervisorConfig, SupervisorError};
 
 /// A supervisor with PD 0 on CPU 1, kernel domain `k` on CPU 0 owning a 4 KiB region `r`,
@@ -11,7 +11,7 @@ struct Env {
     sup: Supervisor,
     k: PdId,
     u: PdId,
-    r: u64,
+    r: ByteAddr,
 }
 
 const K: usize = 0;
@@ -55,7 +55,7 @@ fn zero_length() {
     refused(
         &mut e,
         |e| e.sup.set_perm(K, r, 0, Perm::ReadOnly, u, false),
-        |err| matches!(err, SupervisorError::Range(RangeError::ZeroLength { addr }) if *addr == r),
+        |err| matches!(err, SupervisorError::Range(RangeError::ZeroLength { addr }) if *addr == r.0),
     );
     refused(
         &mut e,
@@ -72,12 +72,12 @@ fn wrapping_range() {
         |e| e.sup.set_perm(K, r, u64::MAX, Perm::ReadOnly, u, false),
         |err| {
             matches!(err, SupervisorError::Range(RangeError::Wraps { addr, len })
-                if *addr == r && *len == u64::MAX)
+                if *addr == r.0 && *len == u64::MAX)
         },
     );
     refused(
         &mut e,
-        |e| e.sup.free(K, u64::MAX - 3, Some(8)),
+        |e| e.sup.free(K, ByteAddr(u64::MAX - 3), Some(8)),
         |err| matches!(err, SupervisorError::Range(RangeError::Wraps { .. })),
     );
 }
@@ -89,7 +89,7 @@ fn address_beyond_the_width() {
         &mut e,
         |e| {
             e.sup
-                .set_perm(K, 0xffff_fff0, 0x100, Perm::ReadOnly, u, false)
+                .set_perm(K, ByteAddr(0xffff_fff0), 0x100, Perm::ReadOnly, u, false)
         },
         |err| {
             matches!(err, SupervisorError::Range(RangeError::BeyondWidth { addr, len, bits: 32 })
@@ -98,7 +98,7 @@ fn address_beyond_the_width() {
     );
     refused(
         &mut e,
-        |e| e.sup.alloc(K, 64, Some(1 << 40), false),
+        |e| e.sup.alloc(K, 64, Some(ByteAddr(1 << 40)), false),
         |err| matches!(err, SupervisorError::Range(RangeError::BeyondWidth { .. })),
     );
 }

@@ -1,7 +1,7 @@
 //! The supervisor's side of gates: who may place them, the entry points as gates into PD 0,
 //! stacks and frame registers, and exclusive frames.
 
-use mmp_domains::{PdKind, Perm};
+use mmp_domains::{ByteAddr, PdKind, Perm};
 use mmp_gates::{ArgWindow, Gate};
 use mmp_supervisor::policy::{ENTRY_BASE, SUPERVISOR_RETURN, SupervisorCall};
 use mmp_supervisor::{FaultKind, Supervisor, SupervisorConfig, SupervisorError};
@@ -14,8 +14,8 @@ struct World {
     sup: Supervisor,
     k: mmp_domains::PdId,
     m: mmp_domains::PdId,
-    code: u64,
-    stack: u64,
+    code: ByteAddr,
+    stack: ByteAddr,
 }
 
 const FB: u64 = 0x800;
@@ -77,10 +77,10 @@ fn only_the_owner_of_code_may_make_a_call_gate_into_it() {
     ));
     // The gate works, and counts.
     assert_eq!(
-        sup.call(CPU, code, 0x10, sup_sp(&sup), ArgWindow::NONE),
+        sup.call(CPU, code, ByteAddr(0x10), sup_sp(&sup), ArgWindow::NONE),
         Ok(k)
     );
-    assert_eq!(sup.ret(CPU, code + 0x40, 0x10), Ok(m));
+    assert_eq!(sup.ret(CPU, code + 0x40, ByteAddr(0x10)), Ok(m));
     assert_eq!(sup.machine().crossing_totals().pair(m, k), 1);
     sup.check_invariants().unwrap();
     // Freeing the code removes every gate on it.
@@ -91,7 +91,7 @@ fn only_the_owner_of_code_may_make_a_call_gate_into_it() {
     sup.check_invariants().unwrap();
 }
 
-fn sup_sp(sup: &Supervisor) -> u64 {
+fn sup_sp(sup: &Supervisor) -> ByteAddr {
     sup.machine().frame_regs(CPU).unwrap().fb - 16
 }
 
@@ -128,8 +128,11 @@ fn the_supervisors_entry_points_are_call_gates_into_pd0() {
     assert_eq!(sup.gate(pd0, SUPERVISOR_RETURN), Some(Gate::Return));
     // A call to the entry word crosses into PD 0; PD 0's return gate comes back.
     let sp = sup_sp(&sup);
-    assert_eq!(sup.call(CPU, entry, 0x20, sp, ArgWindow::NONE), Ok(pd0));
-    assert_eq!(sup.ret(CPU, SUPERVISOR_RETURN, 0x20), Ok(k));
+    assert_eq!(
+        sup.call(CPU, entry, ByteAddr(0x20), sp, ArgWindow::NONE),
+        Ok(pd0)
+    );
+    assert_eq!(sup.ret(CPU, SUPERVISOR_RETURN, ByteAddr(0x20)), Ok(k));
     assert_eq!(sup.machine().crossing_totals().pair(k, pd0), 1);
     // Revoking M's entry permission removes its gate: the entry word is then just a word
     // it may not execute.
@@ -138,7 +141,7 @@ fn the_supervisors_entry_points_are_call_gates_into_pd0() {
     assert_eq!(sup.gate(m, entry), None);
     sup.switch(CPU, m).unwrap();
     let e = sup
-        .call(CPU, entry, 0x20, sup_sp(&sup), ArgWindow::NONE)
+        .call(CPU, entry, ByteAddr(0x20), sup_sp(&sup), ArgWindow::NONE)
         .unwrap_err();
     assert!(matches!(e.fault.kind, FaultKind::NoPermission { .. }));
     sup.check_invariants().unwrap();
@@ -168,7 +171,7 @@ fn set_stack_loads_the_frame_registers_and_waits_for_calls_to_return() {
     sup.set_gate(CPU, m, code, Some(Gate::Call { dest: k }))
         .unwrap();
     sup.switch(CPU, m).unwrap();
-    sup.call(CPU, code, 0x10, stack + 0x700, ArgWindow::NONE)
+    sup.call(CPU, code, ByteAddr(0x10), stack + 0x700, ArgWindow::NONE)
         .unwrap();
     sup.switch(CPU, mmp_domains::PdId::SUPERVISOR).unwrap();
     assert_eq!(
@@ -178,7 +181,7 @@ fn set_stack_loads_the_frame_registers_and_waits_for_calls_to_return() {
     // Freeing the active stack ends the thread: registers and call stack are cleared.
     sup.free(CPU, stack, None).unwrap();
     assert_eq!(sup.machine().call_stack(CPU).unwrap().depth(), 0);
-    assert_eq!(sup.machine().frame_regs(CPU).unwrap().fb, 0);
+    assert_eq!(sup.machine().frame_regs(CPU).unwrap().fb, ByteAddr(0));
     sup.check_invariants().unwrap();
 }
 
@@ -200,7 +203,7 @@ fn a_callee_takes_its_frame_exclusively_with_supr_set_perm() {
     sup.set_gate(CPU, m, code, Some(Gate::Call { dest: k }))
         .unwrap();
     sup.switch(CPU, m).unwrap();
-    sup.call(CPU, code, 0x10, frame + 0x40, ArgWindow::NONE)
+    sup.call(CPU, code, ByteAddr(0x10), frame + 0x40, ArgWindow::NONE)
         .unwrap();
     // K, now running below the new frame base, takes the frame for itself alone.
     sup.supr_set_perm(CPU, frame, 0x40, Perm::ReadWrite, true, k)
