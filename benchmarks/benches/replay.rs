@@ -13,6 +13,7 @@ use std::io::Cursor;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use mmp_benchmarks::replay::{Replay, ReplayConfig};
 use mmp_benchmarks::synth::memref_trace;
+use mmp_benchmarks::tally::Key;
 use mmp_benchmarks::trace::binary::{BinaryReader, BinaryWriter, EventSink};
 use mmp_benchmarks::trace::{Event, MemKind, TraceError, TraceWidth};
 
@@ -29,7 +30,7 @@ impl EventSink for Count {
     }
 
     fn other(&mut self, e: Event) -> Result<(), TraceError> {
-        self.1 += e.kind_index() as u64;
+        self.1 += e.kind().index() as u64;
         Ok(())
     }
 }

@@ -15,5 +15,6 @@ pub mod plot;
 pub mod replay;
 pub mod rng;
 pub mod synth;
+pub mod tally;
 pub mod trace;
 pub mod workloads;

@@ -116,13 +116,21 @@ pub enum Access {
     Execute,
 }
 
-impl fmt::Display for Access {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Access {
+    /// Its name: `read`, `write` or `execute`.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
             Access::Read => "read",
             Access::Write => "write",
             Access::Execute => "execute",
-        })
+        }
+    }
+}
+
+impl fmt::Display for Access {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 

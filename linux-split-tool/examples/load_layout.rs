@@ -66,12 +66,10 @@ fn main() -> ExitCode {
     };
     let mut formats = Vec::new();
     for a in &args[1..] {
-        formats.push(match a.as_str() {
-            "mlpt" => TableFormat::Mlpt,
-            "sst" => TableFormat::Sst,
-            "flat" => TableFormat::Flat,
-            other => {
-                eprintln!("load_layout: unknown table format {other:?} (mlpt, sst, flat)");
+        formats.push(match a.parse::<TableFormat>() {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("load_layout: {e}");
                 return ExitCode::from(2);
             }
         });

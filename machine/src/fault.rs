@@ -50,6 +50,26 @@ pub enum FaultKind {
     },
 }
 
+impl FaultKind {
+    /// The kind's short snake_case name, without its details: the one name reports and
+    /// counters use.
+    #[must_use]
+    pub const fn name(&self) -> &'static str {
+        match self {
+            FaultKind::NoPermission { .. } => "no_permission",
+            FaultKind::OutOfRange => "out_of_range",
+            FaultKind::BadSize => "bad_size",
+            FaultKind::NoSuchCpu => "no_such_cpu",
+            FaultKind::Gate => "gate",
+            FaultKind::ReturnMismatch { .. } => "return_mismatch",
+            FaultKind::StackOverflow => "stack_overflow",
+            FaultKind::StackUnderflow => "stack_underflow",
+            FaultKind::FrameOrder { .. } => "frame_order",
+            FaultKind::ArgExport { .. } => "arg_export",
+        }
+    }
+}
+
 impl std::fmt::Display for FaultKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match *self {

@@ -21,21 +21,11 @@ use mmp_benchmarks::trace::{Event, EventSource, TraceError, TraceWidth, text};
 use mmp_domains::TableFormat;
 use mmp_plb::{PlbConfig, Replacement};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Table {
-    Flat,
-    Mlpt,
-    Sst,
-}
-
-impl Table {
-    fn format(self) -> TableFormat {
-        match self {
-            Table::Flat => TableFormat::Flat,
-            Table::Mlpt => TableFormat::Mlpt,
-            Table::Sst => TableFormat::Sst,
-        }
-    }
+/// Parses a table format by the name `mmp-domains` gives it (so the names live in one place).
+fn table_format() -> impl clap::builder::TypedValueParser<Value = TableFormat> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(TableFormat::ALL.map(TableFormat::name))
+        .try_map(|s| s.parse::<TableFormat>())
 }
 
 /// Replay a trace on the MMP model (no TRACE: the synthetic boot trace of the MMP paper).
@@ -91,8 +81,8 @@ const MEMREF_EVENTS: usize = 10_000_000;
 #[derive(Debug, Args)]
 struct MachineArgs {
     /// Permissions-table format.
-    #[arg(long, value_enum, default_value_t = Table::Mlpt)]
-    table: Table,
+    #[arg(long, value_parser = table_format(), default_value = "mlpt")]
+    table: TableFormat,
     /// PLB entries per CPU (0: no PLB).
     #[arg(long, default_value_t = 64)]
     plb_entries: usize,
@@ -118,8 +108,8 @@ enum Command {
         #[arg(long, value_delimiter = ',', default_values_t = [0usize, 1, 4, 16, 64, 256, 1024])]
         entries: Vec<usize>,
         /// Table formats to try.
-        #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Table::Flat, Table::Mlpt, Table::Sst])]
-        tables: Vec<Table>,
+        #[arg(long, value_parser = table_format(), value_delimiter = ',', default_values = ["flat", "mlpt", "sst"])]
+        tables: Vec<TableFormat>,
         /// Ways of each PLB (capped at its entry count).
         #[arg(long, default_value_t = 4)]
         plb_ways: usize,
@@ -400,7 +390,7 @@ fn plots(dir: &Path, r: &Report) -> Result<(), String> {
 /// What a sweep varies, and what it keeps.
 struct Grid<'a> {
     entries: &'a [usize],
-    tables: &'a [Table],
+    tables: &'a [TableFormat],
     ways: usize,
     cpus: usize,
     layout: Option<&'a mmp_split::Layout>,
@@ -427,7 +417,7 @@ fn sweep(input: &Input, grid: &Grid<'_>, out: &Path, quiet: bool) -> Result<(), 
         let mut tb = 0;
         for &n in entries {
             let cfg = ReplayConfig {
-                format: t.format(),
+                format: t,
                 plb: plb(n, ways),
                 cpus,
             };
@@ -549,7 +539,7 @@ fn run(cli: Cli) -> Result<(), String> {
         None => {
             let m = &cli.machine;
             let cfg = ReplayConfig {
-                format: m.table.format(),
+                format: m.table,
                 plb: PlbConfig {
                     entries: m.plb_entries,
                     ways: m.plb_ways,

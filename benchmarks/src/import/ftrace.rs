@@ -53,7 +53,9 @@
 
 use std::collections::HashMap;
 
-use super::{LineParser, Out, all_digits, importer, is_decimal, strip_trailing_comment};
+use super::{
+    Format, LineParser, Out, all_digits, importer, is_decimal, never, strip_trailing_comment,
+};
 use crate::trace::{DomainNo, Event, MemKind, TraceWidth};
 
 /// The core kernel's domain name (always domain 1).
@@ -209,6 +211,34 @@ fn parse_function_line(line: &str) -> Result<Option<FunctionLine<'_>>, String> {
         callee,
         caller,
     }))
+}
+
+/// The `function` tracer's output: its `# tracer: function` header, or a line of its shape.
+pub(super) const FUNCTION: Format = Format {
+    name: "ftrace",
+    magic: never,
+    header: |t| tracer(t) == Some("function"),
+    sniff: sniff_function,
+    sniff_rank: 4,
+    open: |r| Ok(Box::new(FtraceReader::new(r))),
+};
+
+/// The `function_graph` tracer's output: its header, or a line of its shape.
+pub(super) const GRAPH: Format = Format {
+    name: "ftrace-graph",
+    magic: never,
+    header: |t| tracer(t) == Some("function_graph"),
+    sniff: sniff_graph,
+    sniff_rank: 3,
+    open: |r| Ok(Box::new(FtraceGraphReader::new(r))),
+};
+
+/// The tracer a `# tracer: NAME` header line names.
+fn tracer(t: &str) -> Option<&str> {
+    t.strip_prefix('#')?
+        .trim()
+        .strip_prefix("tracer:")
+        .map(str::trim)
 }
 
 /// Whether `line` looks like a `function` tracer line.

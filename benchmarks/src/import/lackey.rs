@@ -21,7 +21,7 @@ use std::collections::HashSet;
 
 use mmp_domains::Perm;
 
-use super::{LineParser, Out, all_digits, importer};
+use super::{Format, LineParser, Out, all_digits, importer, never};
 use crate::trace::{Event, MemKind, TraceWidth};
 
 /// The one domain's name.
@@ -69,6 +69,16 @@ fn parse_line(line: &str) -> Result<Option<(MemKind, u64, u32)>, String> {
     }
     Ok(Some((kind, addr, size)))
 }
+
+/// Valgrind lackey's output: no header, known by its banner or its lines' shape.
+pub(super) const FORMAT: Format = Format {
+    name: "lackey",
+    magic: never,
+    header: never,
+    sniff,
+    sniff_rank: 1,
+    open: |r| Ok(Box::new(LackeyReader::new(r))),
+};
 
 /// Whether `line` looks like a lackey line (a reference or the `==PID==` banner).
 pub(super) fn sniff(line: &str) -> bool {

@@ -29,7 +29,7 @@
 
 use std::collections::HashMap;
 
-use super::{LineParser, Out, all_digits, importer};
+use super::{Format, LineParser, Out, all_digits, importer, never};
 use crate::trace::{DomainNo, Event, TraceWidth};
 
 /// The main program's domain name, for lines without `obj->`.
@@ -156,6 +156,16 @@ fn parse_line(line: &str) -> Result<Option<(u64, Op<'_>)>, String> {
         },
     )))
 }
+
+/// `ltrace -f -T -i` output: no header, known by its lines' shape.
+pub(super) const FORMAT: Format = Format {
+    name: "ltrace",
+    magic: never,
+    header: never,
+    sniff,
+    sniff_rank: 5,
+    open: |r| Ok(Box::new(LtraceReader::new(r))),
+};
 
 /// Whether `line` looks like an ltrace call line (with its PID).
 pub(super) fn sniff(line: &str) -> bool {

@@ -8,7 +8,9 @@
 //! - [`lackey::LackeyReader`]: Valgrind's lackey with `--trace-mem=yes`.
 //!
 //! [`open`] and [`from_reader`] pick the reader for an input, by [`detect`]ing its format
-//! unless one is named.
+//! unless one is named. Each format is one line of [`InputFormat`]'s list, naming the
+//! `Format` (name, detection hooks, reader) its module defines: adding an importer is
+//! adding its module and that line.
 //!
 //! # The shared mapping
 //! - Domains are numbered 1, 2, ... in order of first appearance; a [`Event::Domain`] comes
@@ -46,51 +48,112 @@ use crate::trace::{DomainNo, Event, EventSource, Place, TraceError, TraceWidth};
 /// How many bytes of an input [`detect`] looks at (the first 64 KiB).
 pub const DETECT_BYTES: usize = 64 * 1024;
 
-/// The formats an input can be read in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum InputFormat {
+/// How one input format is recognised and read. Each importer's module defines the
+/// `Format` of what it reads beside its reader, and [`InputFormat`]'s list names them all, so
+/// adding an importer is its module and one line there.
+#[derive(Clone, Copy)]
+pub(crate) struct Format {
+    /// Its name on the command line.
+    pub(crate) name: &'static str,
+    /// Whether an input's first bytes carry the format's magic number.
+    pub(crate) magic: fn(&[u8]) -> bool,
+    /// Whether a line (trimmed) is a header that names the format outright.
+    pub(crate) header: fn(&str) -> bool,
+    /// Whether a data line has the format's shape.
+    pub(crate) sniff: fn(&str) -> bool,
+    /// Where [`detect`] tries `sniff` among the formats: lower first, since a line of one
+    /// format can look like another's (ftrace's `function` lines hold no marker that
+    /// `function_graph` lines lack).
+    pub(crate) sniff_rank: u8,
+    /// The reader of an input in the format.
+    pub(crate) open: fn(Input) -> Result<Reader, TraceError>,
+}
+
+/// An input, as a format's reader takes it.
+pub(crate) type Input = Box<dyn BufRead + Send>;
+/// A reader of some format.
+pub(crate) type Reader = Box<dyn EventSource + Send>;
+
+/// A format hook that never matches.
+pub(crate) fn never<T: ?Sized>(_: &T) -> bool {
+    false
+}
+
+/// Defines [`InputFormat`] and its list from one table: variant, docs and the importer's
+/// [`Format`].
+macro_rules! input_formats {
+    ($( $(#[$doc:meta])* $variant:ident => $format:expr ),* $(,)?) => {
+        /// The formats an input can be read in.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum InputFormat {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl InputFormat {
+            /// How many formats there are.
+            pub const COUNT: usize = [$(stringify!($variant)),*].len();
+
+            /// Every format, in the order their names are listed.
+            pub const ALL: [InputFormat; InputFormat::COUNT] = [$(InputFormat::$variant),*];
+
+            /// How the format is recognised and read.
+            pub(crate) const fn format(self) -> &'static Format {
+                match self {
+                    $( InputFormat::$variant => &$format, )*
+                }
+            }
+        }
+    };
+}
+
+input_formats! {
     /// The mmp binary trace format ([`crate::trace::binary`]).
-    Binary,
+    Binary => BINARY,
     /// The mmp text form ([`crate::trace::text`]).
-    Text,
+    Text => TEXT,
     /// The kernel's `function` tracer ([`ftrace::FtraceReader`]).
-    Ftrace,
+    Ftrace => ftrace::FUNCTION,
     /// The kernel's `function_graph` tracer ([`ftrace::FtraceGraphReader`]).
-    FtraceGraph,
+    FtraceGraph => ftrace::GRAPH,
     /// `uftrace replay` ([`uftrace::UftraceReader`]).
-    Uftrace,
+    Uftrace => uftrace::FORMAT,
     /// `ltrace -f -T -i` ([`ltrace::LtraceReader`]).
-    Ltrace,
+    Ltrace => ltrace::FORMAT,
     /// Valgrind lackey `--trace-mem=yes` ([`lackey::LackeyReader`]).
-    Lackey,
+    Lackey => lackey::FORMAT,
 }
 
 impl InputFormat {
-    /// Every format, in the order their names are listed.
-    pub const ALL: [InputFormat; 7] = [
-        InputFormat::Binary,
-        InputFormat::Text,
-        InputFormat::Ftrace,
-        InputFormat::FtraceGraph,
-        InputFormat::Uftrace,
-        InputFormat::Ltrace,
-        InputFormat::Lackey,
-    ];
-
     /// Its name on the command line.
     #[must_use]
     pub const fn name(self) -> &'static str {
-        match self {
-            InputFormat::Binary => "binary",
-            InputFormat::Text => "text",
-            InputFormat::Ftrace => "ftrace",
-            InputFormat::FtraceGraph => "ftrace-graph",
-            InputFormat::Uftrace => "uftrace",
-            InputFormat::Ltrace => "ltrace",
-            InputFormat::Lackey => "lackey",
-        }
+        self.format().name
     }
 }
+
+/// Our binary format: known by its magic number.
+const BINARY: Format = Format {
+    name: "binary",
+    magic: is_binary,
+    header: never,
+    sniff: never,
+    sniff_rank: u8::MAX,
+    open: |r| Ok(Box::new(BinaryReader::new(r)?)),
+};
+
+/// Our text form: its `mmp-trace` header, or a line that starts with an event keyword.
+const TEXT: Format = Format {
+    name: "text",
+    magic: never,
+    header: |t| t.starts_with(TEXT_HEADER),
+    sniff: |l| {
+        l.split_whitespace()
+            .next()
+            .is_some_and(|first| TEXT_KEYWORDS.contains(&first))
+    },
+    sniff_rank: 0,
+    open: |r| Ok(Box::new(TextReader::new(r)?)),
+};
 
 /// The names of all formats, comma separated.
 fn format_names() -> String {
@@ -140,8 +203,8 @@ const DETECT_LINES: usize = 200;
 /// `PID [0x..] obj->f(`, lackey's `==PID==` banner or `I  hex,size`).
 #[must_use]
 pub fn detect(head: &[u8]) -> Option<InputFormat> {
-    if is_binary(head) {
-        return Some(InputFormat::Binary);
+    if let Some(&f) = InputFormat::ALL.iter().find(|f| (f.format().magic)(head)) {
+        return Some(f);
     }
     let head = &head[..head.len().min(DETECT_BYTES)];
     let text = String::from_utf8_lossy(head);
@@ -152,23 +215,12 @@ pub fn detect(head: &[u8]) -> Option<InputFormat> {
     // Headers first: they name the format outright.
     for l in &lines {
         let t = l.trim();
-        if t.starts_with(TEXT_HEADER) {
-            return Some(InputFormat::Text);
-        }
-        if let Some(rest) = t.strip_prefix('#') {
-            let rest = rest.trim();
-            if let Some(tracer) = rest.strip_prefix("tracer:") {
-                match tracer.trim() {
-                    "function_graph" => return Some(InputFormat::FtraceGraph),
-                    "function" => return Some(InputFormat::Ftrace),
-                    _ => {}
-                }
-            }
-            if rest.starts_with("DURATION") && rest.contains("TID") {
-                return Some(InputFormat::Uftrace);
-            }
+        if let Some(&f) = InputFormat::ALL.iter().find(|f| (f.format().header)(t)) {
+            return Some(f);
         }
     }
+    let mut by_rank: Vec<InputFormat> = InputFormat::ALL.to_vec();
+    by_rank.sort_by_key(|f| f.format().sniff_rank);
     lines
         .iter()
         .filter(|l| {
@@ -176,31 +228,7 @@ pub fn detect(head: &[u8]) -> Option<InputFormat> {
             !t.is_empty() && !t.starts_with('#')
         })
         .take(DETECT_LINES)
-        .find_map(|l| sniff_line(l))
-}
-
-/// The format one line has the shape of.
-fn sniff_line(l: &str) -> Option<InputFormat> {
-    let first = l.split_whitespace().next()?;
-    if TEXT_KEYWORDS.contains(&first) {
-        return Some(InputFormat::Text);
-    }
-    if lackey::sniff(l) {
-        return Some(InputFormat::Lackey);
-    }
-    if uftrace::sniff(l) {
-        return Some(InputFormat::Uftrace);
-    }
-    if ftrace::sniff_graph(l) {
-        return Some(InputFormat::FtraceGraph);
-    }
-    if ftrace::sniff_function(l) {
-        return Some(InputFormat::Ftrace);
-    }
-    if ltrace::sniff(l) {
-        return Some(InputFormat::Ltrace);
-    }
-    None
+        .find_map(|l| by_rank.iter().copied().find(|f| (f.format().sniff)(l)))
 }
 
 /// Opens `path` and returns the reader of its `format`, or of the format [`detect`] finds in
@@ -274,15 +302,7 @@ fn make<R: BufRead + Send + 'static>(
     input: R,
     format: InputFormat,
 ) -> Result<Box<dyn EventSource + Send>, TraceError> {
-    Ok(match format {
-        InputFormat::Binary => Box::new(BinaryReader::new(input)?),
-        InputFormat::Text => Box::new(TextReader::new(input)?),
-        InputFormat::Ftrace => Box::new(ftrace::FtraceReader::new(input)),
-        InputFormat::FtraceGraph => Box::new(ftrace::FtraceGraphReader::new(input)),
-        InputFormat::Uftrace => Box::new(uftrace::UftraceReader::new(input)),
-        InputFormat::Ltrace => Box::new(ltrace::LtraceReader::new(input)),
-        InputFormat::Lackey => Box::new(lackey::LackeyReader::new(input)),
-    })
+    (format.format().open)(Box::new(input))
 }
 
 // ---------------------------------------------------------------------------------------

@@ -21,7 +21,9 @@
 
 use std::collections::HashMap;
 
-use super::{LineParser, Out, all_digits, importer, is_decimal, strip_trailing_comment};
+use super::{
+    Format, LineParser, Out, all_digits, importer, is_decimal, never, strip_trailing_comment,
+};
 use crate::trace::{Event, TraceWidth};
 
 /// The main program's domain name (always domain 1).
@@ -134,6 +136,20 @@ fn parse_line(line: &str) -> Result<Option<(u64, Op<'_>)>, String> {
         },
     )))
 }
+
+/// `uftrace replay` output: its `# DURATION ... TID` header, or a line of its shape.
+pub(super) const FORMAT: Format = Format {
+    name: "uftrace",
+    magic: never,
+    header: |t| {
+        t.strip_prefix('#')
+            .map(str::trim)
+            .is_some_and(|r| r.starts_with("DURATION") && r.contains("TID"))
+    },
+    sniff,
+    sniff_rank: 2,
+    open: |r| Ok(Box::new(UftraceReader::new(r))),
+};
 
 /// Whether `line` looks like a `uftrace replay` line (with its `[TID]` column).
 pub(super) fn sniff(line: &str) -> bool {

@@ -12,7 +12,7 @@
 //! | 16..24 | payload length in bytes |
 //! | 24..32 | payload checksum ([`checksum`]) |
 //! | 32..40 | events in all |
-//! | 40..128 | events of each kind, in [`EVENT_KINDS`] order (11 counts) |
+//! | 40..128 | events of each kind, in [`EventKind`] order (11 counts) |
 //!
 //! Each event is a tag byte and its fields. The tag's low 4 bits are the kind: 0 domain,
 //! 1 function, 2 grant, 3 cpu, 4 load, 5 store, 6 modify, 7 fetch, 8 call, 9 return,
@@ -30,7 +30,8 @@ use std::io::{Read, Seek, SeekFrom, Write};
 
 use mmp_domains::Perm;
 
-use super::{EVENT_KINDS, Event, EventSource, MemKind, Place, TraceError, TraceWidth};
+use super::{Event, EventKind, EventSource, KindCounts, MemKind, Place, TraceError, TraceWidth};
+use crate::tally::Key;
 
 /// The magic bytes.
 pub const MAGIC: [u8; 8] = *b"MMPTRACE";
@@ -143,7 +144,7 @@ pub struct BinaryWriter<W: Write + Seek> {
     buf: Vec<u8>,
     sum: Checksum,
     payload: u64,
-    counts: [u64; 11],
+    counts: KindCounts,
     last_data: u64,
     last_fetch: u64,
 }
@@ -164,7 +165,7 @@ impl<W: Write + Seek> BinaryWriter<W> {
             buf: Vec::with_capacity(2 * BLOCK),
             sum: Checksum::default(),
             payload: 0,
-            counts: [0; 11],
+            counts: KindCounts::default(),
             last_data: 0,
             last_fetch: 0,
         })
@@ -261,7 +262,7 @@ impl<W: Write + Seek> BinaryWriter<W> {
                 put_varint(b, *count);
             }
         }
-        self.counts[e.kind_index()] += 1;
+        self.counts[e.kind()] += 1;
         if self.buf.len() >= BLOCK {
             self.sum.update(&self.buf[..BLOCK]);
             self.out.write_all(&self.buf[..BLOCK])?;
@@ -286,8 +287,9 @@ impl<W: Write + Seek> BinaryWriter<W> {
         h[10] = self.width.bits();
         h[16..24].copy_from_slice(&self.payload.to_le_bytes());
         h[24..32].copy_from_slice(&self.sum.value().to_le_bytes());
-        h[32..40].copy_from_slice(&self.counts.iter().sum::<u64>().to_le_bytes());
-        for (i, c) in self.counts.iter().enumerate() {
+        h[32..40].copy_from_slice(&self.counts.total().to_le_bytes());
+        for (k, c) in self.counts.iter() {
+            let i = k.index();
             h[40 + 8 * i..48 + 8 * i].copy_from_slice(&c.to_le_bytes());
         }
         let end = self.out.stream_position()?;
@@ -310,8 +312,8 @@ pub struct Header {
     pub checksum: u64,
     /// Events in all.
     pub events: u64,
-    /// Events of each kind, in [`EVENT_KINDS`] order.
-    pub counts: [u64; 11],
+    /// Events of each kind.
+    pub counts: KindCounts,
 }
 
 /// Where [`BinaryReader::for_each`] sends events.
@@ -352,7 +354,7 @@ pub struct BinaryReader<R> {
     /// Payload offset of `buf[0]`.
     base: u64,
     sum: Checksum,
-    counts: [u64; 11],
+    counts: KindCounts,
     last_data: u64,
     last_fetch: u64,
     done: bool,
@@ -407,9 +409,9 @@ impl<R: Read> BinaryReader<R> {
             message: "address width must be 32 or 48".into(),
             text: format!("{}", h[10]),
         })?;
-        let mut counts = [0; 11];
-        for (i, c) in counts.iter_mut().enumerate() {
-            *c = u64_at(40 + 8 * i);
+        let mut counts = KindCounts::default();
+        for &k in EventKind::ALL {
+            counts[k] = u64_at(40 + 8 * k.index());
         }
         let header = Header {
             width,
@@ -427,7 +429,7 @@ impl<R: Read> BinaryReader<R> {
             read: 0,
             base: 0,
             sum: Checksum::default(),
-            counts: [0; 11],
+            counts: KindCounts::default(),
             last_data: 0,
             last_fetch: 0,
             done: false,
@@ -560,20 +562,18 @@ impl<R: Read> BinaryReader<R> {
                 found,
             });
         }
-        if self.counts != self.header.counts {
-            let (i, (h, f)) = self
-                .header
-                .counts
-                .iter()
-                .zip(&self.counts)
-                .enumerate()
-                .find(|(_, (h, f))| h != f)
-                .unwrap_or((0, (&0, &0)));
+        if let Some((kind, h)) = self
+            .header
+            .counts
+            .iter()
+            .find(|&(k, h)| h != self.counts[k])
+        {
             return Err(TraceError::Parse {
                 place: self.place(),
                 message: format!(
-                    "the header counts {h} {} events, the payload holds {f}",
-                    EVENT_KINDS[i]
+                    "the header counts {h} {} events, the payload holds {}",
+                    kind.name(),
+                    self.counts[kind]
                 ),
                 text: String::new(),
             });
@@ -649,7 +649,7 @@ impl<R: Read> BinaryReader<R> {
             self.pos = pos;
             self.last_data = last_data;
             self.last_fetch = last_fetch;
-            self.counts[4] += n;
+            self.counts[EventKind::Mem] += n;
             sink.position(HEADER_LEN as u64 + self.base + self.pos as u64);
             match self.read_event()? {
                 Some(Event::Mem { kind, addr, size }) => sink.mem(kind, addr, size),
@@ -699,7 +699,7 @@ impl<R: Read> BinaryReader<R> {
                 };
                 let addr = last.wrapping_add(d as u64);
                 *last = addr;
-                self.counts[4] += 1;
+                self.counts[EventKind::Mem] += 1;
                 return Ok(Some(Event::Mem { kind, addr, size }));
             }
             _ if tag >> 4 != 0 => return Err(self.bad(start, "unknown event tag")),
@@ -756,7 +756,7 @@ impl<R: Read> BinaryReader<R> {
             },
             _ => return Err(self.bad(start, "unknown event tag")),
         };
-        self.counts[e.kind_index()] += 1;
+        self.counts[e.kind()] += 1;
         Ok(Some(e))
     }
 }
@@ -847,7 +847,7 @@ mod tests {
         let bytes = encode(&ev);
         let r = BinaryReader::new(&bytes[..]).unwrap();
         assert_eq!(r.header().events, ev.len() as u64);
-        assert_eq!(r.header().counts[4], 100_000);
+        assert_eq!(r.header().counts[EventKind::Mem], 100_000);
         assert_eq!(r.header().width, TraceWidth::Bits48);
         assert_eq!(decode(&bytes).unwrap(), ev);
         // Compact: a memory reference is a few bytes.

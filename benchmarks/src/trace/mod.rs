@@ -24,6 +24,8 @@ pub mod text;
 
 use mmp_domains::Perm;
 
+use crate::tally::{Key, Tally};
+
 /// A trace domain number: 1 and up (0 is the supervisor, which traces do not name).
 pub type DomainNo = u32;
 
@@ -121,27 +123,105 @@ pub enum Event {
     },
 }
 
-/// The event kinds, in their binary-format order (the header counts each).
-pub const EVENT_KINDS: [&str; 11] = [
-    "domain", "function", "grant", "cpu", "mem", "call", "return", "switch", "syscall", "insns",
-    "reserved",
-];
+/// The kind of an [`Event`], in the binary format's order (its header counts each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    /// [`Event::Domain`].
+    Domain,
+    /// [`Event::Function`].
+    Function,
+    /// [`Event::Grant`].
+    Grant,
+    /// [`Event::Cpu`].
+    Cpu,
+    /// [`Event::Mem`].
+    Mem,
+    /// [`Event::Call`].
+    Call,
+    /// [`Event::Return`].
+    Return,
+    /// [`Event::Switch`].
+    Switch,
+    /// [`Event::Syscall`].
+    Syscall,
+    /// [`Event::Insns`].
+    Insns,
+    /// A header slot kept for a future kind; no event has it.
+    Reserved,
+}
+
+impl EventKind {
+    /// The kinds events have (all but [`EventKind::Reserved`]).
+    pub const EVENTS: [EventKind; 10] = [
+        EventKind::Domain,
+        EventKind::Function,
+        EventKind::Grant,
+        EventKind::Cpu,
+        EventKind::Mem,
+        EventKind::Call,
+        EventKind::Return,
+        EventKind::Switch,
+        EventKind::Syscall,
+        EventKind::Insns,
+    ];
+}
+
+impl Key for EventKind {
+    const ALL: &'static [EventKind] = &[
+        EventKind::Domain,
+        EventKind::Function,
+        EventKind::Grant,
+        EventKind::Cpu,
+        EventKind::Mem,
+        EventKind::Call,
+        EventKind::Return,
+        EventKind::Switch,
+        EventKind::Syscall,
+        EventKind::Insns,
+        EventKind::Reserved,
+    ];
+
+    #[inline]
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            EventKind::Domain => "domain",
+            EventKind::Function => "function",
+            EventKind::Grant => "grant",
+            EventKind::Cpu => "cpu",
+            EventKind::Mem => "mem",
+            EventKind::Call => "call",
+            EventKind::Return => "return",
+            EventKind::Switch => "switch",
+            EventKind::Syscall => "syscall",
+            EventKind::Insns => "insns",
+            EventKind::Reserved => "reserved",
+        }
+    }
+}
+
+/// Events counted by kind.
+pub type KindCounts = Tally<EventKind>;
 
 impl Event {
-    /// The index of its kind in [`EVENT_KINDS`].
+    /// Its kind.
     #[must_use]
-    pub const fn kind_index(&self) -> usize {
+    #[inline]
+    pub const fn kind(&self) -> EventKind {
         match self {
-            Event::Domain { .. } => 0,
-            Event::Function { .. } => 1,
-            Event::Grant { .. } => 2,
-            Event::Cpu { .. } => 3,
-            Event::Mem { .. } => 4,
-            Event::Call { .. } => 5,
-            Event::Return => 6,
-            Event::Switch { .. } => 7,
-            Event::Syscall { .. } => 8,
-            Event::Insns { .. } => 9,
+            Event::Domain { .. } => EventKind::Domain,
+            Event::Function { .. } => EventKind::Function,
+            Event::Grant { .. } => EventKind::Grant,
+            Event::Cpu { .. } => EventKind::Cpu,
+            Event::Mem { .. } => EventKind::Mem,
+            Event::Call { .. } => EventKind::Call,
+            Event::Return => EventKind::Return,
+            Event::Switch { .. } => EventKind::Switch,
+            Event::Syscall { .. } => EventKind::Syscall,
+            Event::Insns { .. } => EventKind::Insns,
         }
     }
 }

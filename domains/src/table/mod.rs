@@ -100,17 +100,19 @@ impl TableFormat {
     }
 }
 
+/// A table format name that is none of [`TableFormat::ALL`]'s.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown table format {0:?} (expected one of: {names})", names = TableFormat::ALL.map(TableFormat::name).join(", "))]
+pub struct UnknownTableFormat(pub String);
+
 impl std::str::FromStr for TableFormat {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "flat" => Ok(TableFormat::Flat),
-            "mlpt" => Ok(TableFormat::Mlpt),
-            "sst" => Ok(TableFormat::Sst),
-            _ => Err(format!(
-                "unknown table format {s:?} (expected flat, mlpt or sst)"
-            )),
-        }
+    type Err = UnknownTableFormat;
+    /// The format [`TableFormat::name`] calls `s`.
+    fn from_str(s: &str) -> Result<Self, UnknownTableFormat> {
+        TableFormat::ALL
+            .into_iter()
+            .find(|f| f.name() == s)
+            .ok_or_else(|| UnknownTableFormat(s.to_string()))
     }
 }
 

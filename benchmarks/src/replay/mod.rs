@@ -29,16 +29,26 @@
 //! A crossing is a call or return that changes the running domain; switches are counted
 //! apart.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use mmp_domains::{Access, AddrWidth, ByteAddr, PdId, PdKind, Perm, PermTable, TableFormat};
 use mmp_gates::{ArgWindow, FrameRegs, Gate};
 use mmp_machine::{AccessError, Fault, FaultKind, Machine, MachineConfig, MachineError};
-use mmp_plb::{PlbConfig, PlbStats};
-use serde::Serialize;
+use mmp_plb::PlbConfig;
 
-use crate::trace::{DomainNo, Event, EventSource, MemKind, TraceError, TraceWidth};
+mod report;
+
+use report::ratio;
+pub use report::{
+    Between, ConfigReport, CrossingPair, DomainBytes, DomainCrossings, FaultReport, GapBucket,
+    PlbReport, Report,
+};
+
+use crate::tally::Key;
+use crate::trace::{
+    DomainNo, Event, EventKind, EventSource, KindCounts, MemKind, TraceError, TraceWidth,
+};
 
 /// Frames each CPU's cross-domain call stack holds.
 pub const CALL_STACK_FRAMES: usize = 4096;
@@ -161,39 +171,27 @@ struct DomainState {
     pd: PdId,
 }
 
-/// Fault kinds the report counts apart.
-const FAULT_NAMES: [&str; 13] = [
-    "no_permission_read",
-    "no_permission_write",
-    "no_permission_execute",
-    "out_of_range",
-    "bad_size",
-    "gate",
-    "return_mismatch",
-    "stack_overflow",
-    "stack_underflow",
-    "frame_order",
-    "arg_export",
-    "no_such_cpu",
-    "unknown_domain",
-];
+/// How the report counts a fault apart: the machine's name for its kind and, for a
+/// permission fault, the access refused (`no_permission_write`, `gate`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct FaultClass {
+    kind: &'static str,
+    access: Option<&'static str>,
+}
 
-fn fault_index(f: &Fault) -> usize {
-    match f.kind {
-        FaultKind::NoPermission { .. } => match f.access {
-            Access::Read => 0,
-            Access::Write => 1,
-            Access::Execute => 2,
-        },
-        FaultKind::OutOfRange => 3,
-        FaultKind::BadSize => 4,
-        FaultKind::Gate => 5,
-        FaultKind::ReturnMismatch { .. } => 6,
-        FaultKind::StackOverflow => 7,
-        FaultKind::StackUnderflow => 8,
-        FaultKind::FrameOrder { .. } => 9,
-        FaultKind::ArgExport { .. } => 10,
-        FaultKind::NoSuchCpu => 11,
+impl FaultClass {
+    fn of(f: &Fault) -> FaultClass {
+        FaultClass {
+            kind: f.kind.name(),
+            access: matches!(f.kind, FaultKind::NoPermission { .. }).then(|| f.access.name()),
+        }
+    }
+
+    fn name(self) -> String {
+        match self.access {
+            Some(a) => format!("{}_{a}", self.kind),
+            None => self.kind.to_string(),
+        }
     }
 }
 
@@ -220,7 +218,7 @@ pub struct Replay {
     open: Vec<Vec<Open>>,
     cpu: usize,
     events: u64,
-    kinds: [u64; 11],
+    kinds: KindCounts,
     accesses: u64,
     instructions: u64,
     crossings: u64,
@@ -229,7 +227,7 @@ pub struct Replay {
     pairs: HashMap<(u32, u32), u64>,
     gap_insns: u64,
     gaps: [u64; GAP_BUCKETS],
-    faults: [u64; 13],
+    faults: BTreeMap<FaultClass, u64>,
     fault_samples: Vec<String>,
     seconds: f64,
 }
@@ -298,7 +296,7 @@ impl Replay {
             open: vec![Vec::new(); cfg.cpus],
             cpu: 0,
             events: 0,
-            kinds: [0; 11],
+            kinds: KindCounts::default(),
             accesses: 0,
             instructions: 0,
             crossings: 0,
@@ -307,7 +305,7 @@ impl Replay {
             pairs: HashMap::new(),
             gap_insns: 0,
             gaps: [0; GAP_BUCKETS],
-            faults: [0; 13],
+            faults: BTreeMap::new(),
             fault_samples: Vec::new(),
             seconds: 0.0,
         })
@@ -351,7 +349,7 @@ impl Replay {
 
     #[cold]
     fn fault(&mut self, f: &Fault) {
-        self.faults[fault_index(f)] += 1;
+        *self.faults.entry(FaultClass::of(f)).or_default() += 1;
         if self.fault_samples.len() < FAULT_SAMPLES {
             self.fault_samples
                 .push(format!("event {}: {f}", self.events));
@@ -635,7 +633,7 @@ impl Replay {
             }
             _ => self.step_other(e)?,
         }
-        self.kinds[e.kind_index()] += 1;
+        self.kinds[e.kind()] += 1;
         self.events += 1;
         Ok(())
     }
@@ -802,23 +800,18 @@ impl Replay {
                     .map_or(0, PermTable::footprint_bytes),
             })
             .collect();
-        let mut faults = std::collections::BTreeMap::new();
-        for (i, &n) in self.faults.iter().enumerate() {
-            if n > 0 {
-                faults.insert(FAULT_NAMES[i].to_string(), n);
-            }
-        }
+        let faults: BTreeMap<String, u64> =
+            self.faults.iter().map(|(c, &n)| (c.name(), n)).collect();
         // The binary fast path counts memory references only as events.
         let mut kinds = self.kinds;
-        kinds[4] = 0;
-        kinds[4] = self.events - kinds.iter().sum::<u64>();
+        kinds[EventKind::Mem] = 0;
+        kinds[EventKind::Mem] = self.events - kinds.total();
         let last = self.gaps.iter().rposition(|&c| c > 0).map_or(0, |i| i + 1);
         Report {
             events: self.events,
-            events_by_kind: crate::trace::EVENT_KINDS[..10]
+            events_by_kind: EventKind::EVENTS
                 .iter()
-                .zip(kinds)
-                .map(|(k, n)| ((*k).to_string(), n))
+                .map(|&k| (k.name().to_string(), kinds[k]))
                 .collect(),
             instructions: self.instructions,
             accesses: self.accesses,
@@ -843,17 +836,12 @@ impl Replay {
             table_bytes: table_bytes_per_domain.iter().map(|d| d.bytes as u64).sum(),
             table_bytes_per_domain,
             faults: FaultReport {
-                total: self.faults.iter().sum(),
+                total: self.faults.values().sum(),
                 by_kind: faults,
                 samples: self.fault_samples.clone(),
             },
             config: ConfigReport {
-                table: match self.cfg.format {
-                    TableFormat::Flat => "flat",
-                    TableFormat::Mlpt => "mlpt",
-                    TableFormat::Sst => "sst",
-                }
-                .to_string(),
+                table: self.cfg.format.name().to_string(),
                 plb_entries: self.cfg.plb.entries,
                 plb_ways: self.cfg.plb.ways,
                 cpus: self.cfg.cpus,
@@ -874,161 +862,4 @@ impl Replay {
             .and_then(Option::as_ref)
             .map_or_else(|| "supervisor".to_string(), |d| d.name.clone())
     }
-}
-
-fn ratio(a: u64, b: u64) -> f64 {
-    if b == 0 { 0.0 } else { a as f64 / b as f64 }
-}
-
-/// Crossings from one domain to another.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct CrossingPair {
-    /// The domain left.
-    pub from: String,
-    /// The domain entered.
-    pub to: String,
-    /// How many times.
-    pub count: u64,
-}
-
-/// The crossings to or from one domain.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DomainCrossings {
-    /// The domain.
-    pub domain: String,
-    /// Crossings into or out of it.
-    pub crossings: u64,
-    /// Its share of all crossings.
-    pub share: f64,
-}
-
-/// One domain's table footprint.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DomainBytes {
-    /// The domain.
-    pub domain: String,
-    /// Bytes of its permissions table.
-    pub bytes: usize,
-}
-
-/// One bucket of the gaps between crossings.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct GapBucket {
-    /// Gaps of fewer instructions than this (and at least half of it).
-    pub below: u64,
-    /// How many.
-    pub count: u64,
-}
-
-/// What happens between crossings.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Between {
-    /// Instructions per crossing.
-    pub mean_instructions: f64,
-    /// Events per crossing.
-    pub mean_events: f64,
-    /// Instructions between consecutive crossings, in log2 buckets.
-    pub histogram: Vec<GapBucket>,
-}
-
-/// The PLB counters, all CPUs together.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PlbReport {
-    /// Probes answered by the entry array or a sidecar.
-    pub hits: u64,
-    /// Of those, by a sidecar register.
-    pub sidecar_hits: u64,
-    /// Probes that walked the table.
-    pub misses: u64,
-    /// Hits over all probes.
-    pub hit_rate: f64,
-    /// Entries written.
-    pub fills: u64,
-    /// Valid entries replaced.
-    pub evictions: u64,
-    /// Entries dropped as stale.
-    pub invalidations: u64,
-}
-
-impl From<PlbStats> for PlbReport {
-    fn from(s: PlbStats) -> Self {
-        PlbReport {
-            hits: s.hits + s.sidecar_hits,
-            sidecar_hits: s.sidecar_hits,
-            misses: s.misses,
-            hit_rate: s.hit_rate(),
-            fills: s.fills,
-            evictions: s.evictions,
-            invalidations: s.invalidations,
-        }
-    }
-}
-
-/// The faults, by kind.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct FaultReport {
-    /// All faults.
-    pub total: u64,
-    /// By kind (only kinds that occurred).
-    pub by_kind: std::collections::BTreeMap<String, u64>,
-    /// The first few, described.
-    pub samples: Vec<String>,
-}
-
-/// The configuration replayed on.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ConfigReport {
-    /// `flat`, `mlpt` or `sst`.
-    pub table: String,
-    /// PLB entries per CPU.
-    pub plb_entries: usize,
-    /// PLB ways.
-    pub plb_ways: usize,
-    /// CPUs.
-    pub cpus: usize,
-    /// Address width in bits.
-    pub width: u8,
-}
-
-/// What a replay measured. Serialises to the `--json` object.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Report {
-    /// Events replayed.
-    pub events: u64,
-    /// Events by kind.
-    pub events_by_kind: std::collections::BTreeMap<String, u64>,
-    /// Instructions the trace counted.
-    pub instructions: u64,
-    /// Permission checks made (a modify is two; a large reference one per piece).
-    pub accesses: u64,
-    /// Calls and returns that changed the running domain.
-    pub crossings: u64,
-    /// Domain switches by the scheduler.
-    pub switches: u64,
-    /// Supervisor calls.
-    pub syscalls: u64,
-    /// Crossings per (from, to) pair, most frequent first.
-    pub crossing_pairs: Vec<CrossingPair>,
-    /// Crossings to or from each domain.
-    pub crossings_by_domain: Vec<DomainCrossings>,
-    /// Instructions and events between crossings.
-    pub between_crossings: Between,
-    /// The PLB.
-    pub plb: PlbReport,
-    /// Table memory references the PLB misses cost.
-    pub table_refs: u64,
-    /// Table references per checked access.
-    pub table_refs_per_access: f64,
-    /// Bytes of every domain's permissions table.
-    pub table_bytes: u64,
-    /// Per domain.
-    pub table_bytes_per_domain: Vec<DomainBytes>,
-    /// Faults.
-    pub faults: FaultReport,
-    /// What it ran on.
-    pub config: ConfigReport,
-    /// Seconds spent replaying.
-    pub seconds: f64,
-    /// Events per second.
-    pub events_per_sec: f64,
 }

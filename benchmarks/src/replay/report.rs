@@ -1,0 +1,162 @@
+//! What a replay reports: the [`Report`] and its parts, as `mmp-replay` prints them (a human
+//! table) and serialises them (`--json`).
+
+use mmp_plb::PlbStats;
+use serde::Serialize;
+
+pub(crate) fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 { 0.0 } else { a as f64 / b as f64 }
+}
+
+/// Crossings from one domain to another.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CrossingPair {
+    /// The domain left.
+    pub from: String,
+    /// The domain entered.
+    pub to: String,
+    /// How many times.
+    pub count: u64,
+}
+
+/// The crossings to or from one domain.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DomainCrossings {
+    /// The domain.
+    pub domain: String,
+    /// Crossings into or out of it.
+    pub crossings: u64,
+    /// Its share of all crossings.
+    pub share: f64,
+}
+
+/// One domain's table footprint.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DomainBytes {
+    /// The domain.
+    pub domain: String,
+    /// Bytes of its permissions table.
+    pub bytes: usize,
+}
+
+/// One bucket of the gaps between crossings.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GapBucket {
+    /// Gaps of fewer instructions than this (and at least half of it).
+    pub below: u64,
+    /// How many.
+    pub count: u64,
+}
+
+/// What happens between crossings.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Between {
+    /// Instructions per crossing.
+    pub mean_instructions: f64,
+    /// Events per crossing.
+    pub mean_events: f64,
+    /// Instructions between consecutive crossings, in log2 buckets.
+    pub histogram: Vec<GapBucket>,
+}
+
+/// The PLB counters, all CPUs together.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlbReport {
+    /// Probes answered by the entry array or a sidecar.
+    pub hits: u64,
+    /// Of those, by a sidecar register.
+    pub sidecar_hits: u64,
+    /// Probes that walked the table.
+    pub misses: u64,
+    /// Hits over all probes.
+    pub hit_rate: f64,
+    /// Entries written.
+    pub fills: u64,
+    /// Valid entries replaced.
+    pub evictions: u64,
+    /// Entries dropped as stale.
+    pub invalidations: u64,
+}
+
+impl From<PlbStats> for PlbReport {
+    fn from(s: PlbStats) -> Self {
+        PlbReport {
+            hits: s.hits + s.sidecar_hits,
+            sidecar_hits: s.sidecar_hits,
+            misses: s.misses,
+            hit_rate: s.hit_rate(),
+            fills: s.fills,
+            evictions: s.evictions,
+            invalidations: s.invalidations,
+        }
+    }
+}
+
+/// The faults, by kind.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FaultReport {
+    /// All faults.
+    pub total: u64,
+    /// By kind (only kinds that occurred).
+    pub by_kind: std::collections::BTreeMap<String, u64>,
+    /// The first few, described.
+    pub samples: Vec<String>,
+}
+
+/// The configuration replayed on.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConfigReport {
+    /// `flat`, `mlpt` or `sst`.
+    pub table: String,
+    /// PLB entries per CPU.
+    pub plb_entries: usize,
+    /// PLB ways.
+    pub plb_ways: usize,
+    /// CPUs.
+    pub cpus: usize,
+    /// Address width in bits.
+    pub width: u8,
+}
+
+/// What a replay measured. Serialises to the `--json` object.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    /// Events replayed.
+    pub events: u64,
+    /// Events by kind.
+    pub events_by_kind: std::collections::BTreeMap<String, u64>,
+    /// Instructions the trace counted.
+    pub instructions: u64,
+    /// Permission checks made (a modify is two; a large reference one per piece).
+    pub accesses: u64,
+    /// Calls and returns that changed the running domain.
+    pub crossings: u64,
+    /// Domain switches by the scheduler.
+    pub switches: u64,
+    /// Supervisor calls.
+    pub syscalls: u64,
+    /// Crossings per (from, to) pair, most frequent first.
+    pub crossing_pairs: Vec<CrossingPair>,
+    /// Crossings to or from each domain.
+    pub crossings_by_domain: Vec<DomainCrossings>,
+    /// Instructions and events between crossings.
+    pub between_crossings: Between,
+    /// The PLB.
+    pub plb: PlbReport,
+    /// Table memory references the PLB misses cost.
+    pub table_refs: u64,
+    /// Table references per checked access.
+    pub table_refs_per_access: f64,
+    /// Bytes of every domain's permissions table.
+    pub table_bytes: u64,
+    /// Per domain.
+    pub table_bytes_per_domain: Vec<DomainBytes>,
+    /// Faults.
+    pub faults: FaultReport,
+    /// What it ran on.
+    pub config: ConfigReport,
+    /// Seconds spent replaying.
+    pub seconds: f64,
+    /// Events per second.
+    pub events_per_sec: f64,
+}
