@@ -148,10 +148,8 @@ impl Machine {
         self.tracked
             .check_invariants()
             .map_err(MachineInvariantError::Tracked)?;
-        if let Some(&word) = self.dirty.iter().find(|&&w| self.tracked.get(w).is_none()) {
-            return Err(MachineInvariantError::DirtyUntracked {
-                word: WordAddr(word),
-            });
+        if let Some(word) = self.dirty.iter().find(|w| self.tracked.get(w.0).is_none()) {
+            return Err(MachineInvariantError::DirtyUntracked { word });
         }
         Ok(())
     }

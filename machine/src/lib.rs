@@ -26,6 +26,7 @@
 //! - `tracking`: which words' stores are recorded, and their dirty marks;
 //! - [`fault`]: [`Fault`], [`FaultKind`], [`MachineError`], [`AccessError`];
 //! - [`memory`]: sparse simulated memory; [`segmap`]: the word-range map tracking uses;
+//!   [`wordset`]: the bit set of dirty words;
 //! - `invariants`: [`Machine::check_invariants`].
 
 mod check;
@@ -37,6 +38,7 @@ pub mod segmap;
 mod tables;
 mod tracking;
 mod transfer;
+pub mod wordset;
 
 pub use check::{DATA_SIDECAR, FETCH_SIDECAR};
 pub use fault::{AccessError, Fault, FaultKind, MachineError};
@@ -46,3 +48,4 @@ pub use memory::Memory;
 pub use mmp_gates::{ArgWindow, CallStack, CrossingStats, Frame, FrameRegs, Gate};
 pub use segmap::{SegMap, SegMapInvariantError};
 pub use tables::TableWrite;
+pub use wordset::WordSet;

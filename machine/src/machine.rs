@@ -2,8 +2,6 @@
 //! frame registers), the per-domain slots (table, epochs, gate records), creating,
 //! destroying and switching domains, and the counters a client reads back.
 
-use std::collections::BTreeSet;
-
 use mmp_domains::{AddrWidth, ByteAddr, PdId, PdKind, Table, TableFormat};
 use mmp_gates::{CallStack, CrossingStats, FrameRegs, GateTable};
 use mmp_plb::{Epochs, Plb, PlbConfig, PlbConfigError, PlbStats};
@@ -12,6 +10,7 @@ use slab::Slab;
 use crate::fault::MachineError;
 use crate::memory::Memory;
 use crate::segmap::SegMap;
+use crate::wordset::WordSet;
 
 /// The shape of a machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,7 +103,7 @@ pub struct Machine {
     /// Words whose writes are recorded.
     pub(crate) tracked: SegMap<()>,
     /// Tracked words written since they were last taken.
-    pub(crate) dirty: BTreeSet<u64>,
+    pub(crate) dirty: WordSet,
 }
 
 impl Machine {
@@ -161,7 +160,7 @@ impl Machine {
             generations: vec![1],
             memory: Memory::new(),
             tracked: SegMap::new(),
-            dirty: BTreeSet::new(),
+            dirty: WordSet::new(),
         })
     }
 

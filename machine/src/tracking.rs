@@ -1,12 +1,11 @@
 //! Write tracking: the words whose stores are recorded, and the dirty marks stores leave
 //! on them until they are taken.
 
-use std::collections::BTreeSet;
-
 use mmp_domains::{ByteAddr, WordAddr, WordRange};
 
 use crate::machine::Machine;
 use crate::segmap::SegMap;
+use crate::wordset::WordSet;
 
 impl Machine {
     /// Records the tracked words a store of `size` bytes at `addr` wrote (out of line: most
@@ -17,7 +16,7 @@ impl Machine {
         let addr = addr.0;
         for w in addr / 4..=(addr + size - 1) / 4 {
             if self.tracked.get(w).is_some() {
-                self.dirty.insert(w);
+                self.dirty.insert(WordAddr(w));
             }
         }
     }
@@ -28,10 +27,7 @@ impl Machine {
         let (lo, hi) = (range.start().0, range.end().0);
         self.tracked.set(lo, hi, on.then_some(()));
         if !on {
-            let gone: Vec<u64> = self.dirty.range(lo..hi).copied().collect();
-            for w in gone {
-                self.dirty.remove(&w);
-            }
+            self.dirty.take_range(range);
         }
     }
 
@@ -41,23 +37,15 @@ impl Machine {
         &self.tracked
     }
 
-    /// Every dirty word (written by a store since its last take), ascending.
+    /// Every dirty word: written by a store since its last take.
     #[must_use]
-    pub fn dirty(&self) -> &BTreeSet<u64> {
+    pub fn dirty(&self) -> &WordSet {
         &self.dirty
     }
 
     /// Returns the tracked words of `range` written since they were last taken, ascending,
     /// and clears their marks in the same step.
     pub fn take_dirty(&mut self, range: WordRange) -> Vec<WordAddr> {
-        let words: Vec<u64> = self
-            .dirty
-            .range(range.start().0..range.end().0)
-            .copied()
-            .collect();
-        for w in &words {
-            self.dirty.remove(w);
-        }
-        words.into_iter().map(WordAddr).collect()
+        self.dirty.take_range(range)
     }
 }

@@ -1,8 +1,9 @@
 //! The reference model of the supervisor's policy: slow and obviously correct.
 //!
-//! Everything is kept per word in one map (allocated words only): the region the word belongs
-//! to, its owner, whether it is sealed, exported, tracked or dirty, and for every domain
-//! holding it, the permission and the grant it holds it by. Each call walks its words one by
+//! Everything is kept per word: in one map (allocated words only), the region the word
+//! belongs to, its owner, and for every domain holding it, the permission and the grant it
+//! holds it by; in four bit sets ([`WordSet`]), whether it is sealed, exported, tracked or
+//! dirty. Each call walks its words one by
 //! one, in address order, applying the rules of `mmp_supervisor` literally, so it is the
 //! oracle the fast [`Supervisor`](mmp_supervisor::Supervisor) is tested against. It
 //! implements the same [`Mmp`] trait, so one generic step drives both. It has no table
@@ -15,10 +16,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use mmp_domains::{Access, AddrWidth, ByteAddr, PdId, PdKind, Perm, RangeError};
+use mmp_domains::{Access, AddrWidth, ByteAddr, PdId, PdKind, Perm, RangeError, WordAddr};
 
 use mmp_gates::{ArgWindow, Frame, FrameRegs, Gate};
-use mmp_machine::{CALL_STACK_FRAMES, Fault, FaultKind};
+use mmp_machine::{CALL_STACK_FRAMES, Fault, FaultKind, WordSet};
 use mmp_supervisor::policy::{
     ENTRY_WORDS, FaultAction, FaultPolicy, FaultRecord, FaultReport, Grant, RegionKind,
     SUPERVISOR_REGION_END, SUPERVISOR_RETURN, SupervisorCall, SupervisorError,
@@ -45,14 +46,6 @@ pub struct Word {
     pub owner: PdId,
     /// The region's kind.
     pub kind: RegionKind,
-    /// Sealed.
-    pub sealed: bool,
-    /// Exported read-only to all.
-    pub global: bool,
-    /// Writes are tracked.
-    pub tracked: bool,
-    /// Written since last taken.
-    pub dirty: bool,
     /// Who holds what.
     pub held: BTreeMap<PdId, Held>,
     /// Gates placed on the word, per domain whose table holds them (the entry points' gates
@@ -82,6 +75,14 @@ pub struct Model {
     pub ever: BTreeSet<PdId>,
     /// Allocated words.
     pub words: BTreeMap<u64, Word>,
+    /// Sealed words.
+    pub sealed: WordSet,
+    /// Words exported read-only to all.
+    pub global: WordSet,
+    /// Words whose writes are tracked.
+    pub tracked: WordSet,
+    /// Tracked words written since last taken.
+    pub dirty: WordSet,
     /// Active stacks per CPU: (base byte, frame base).
     pub stacks: Vec<Option<(u64, u64)>>,
     /// Faults recorded.
@@ -109,6 +110,10 @@ impl Model {
             pds: BTreeMap::new(),
             ever: BTreeSet::new(),
             words: BTreeMap::new(),
+            sealed: WordSet::new(),
+            global: WordSet::new(),
+            tracked: WordSet::new(),
+            dirty: WordSet::new(),
             stacks: vec![None; cpus],
             faults: Vec::new(),
             memory: BTreeMap::new(),
@@ -132,10 +137,6 @@ impl Model {
             region,
             owner,
             kind,
-            sealed: false,
-            global: false,
-            tracked: false,
-            dirty: false,
             held: BTreeMap::new(),
             gates: BTreeMap::new(),
         }
@@ -257,8 +258,8 @@ impl Model {
         }
     }
 
-    fn sealed(caller: PdId, w: u64, x: &Word) -> Result<()> {
-        if x.sealed {
+    fn check_sealed(&self, caller: PdId, w: u64) -> Result<()> {
+        if self.sealed.contains(WordAddr(w)) {
             return Err(SupervisorError::Sealed {
                 pd: caller,
                 addr: ByteAddr(w * 4),
@@ -363,10 +364,9 @@ impl Model {
             },
         );
         let globals: Vec<(u64, PdId)> = self
-            .words
+            .global
             .iter()
-            .filter(|(_, x)| x.global)
-            .map(|(&w, x)| (w, x.owner))
+            .filter_map(|w| Some((w.0, self.words.get(&w.0)?.owner)))
             .collect();
         for (w, owner) in globals {
             let g = Grant {
@@ -646,7 +646,7 @@ impl Model {
         };
         self.each_word(caller, lo, hi, |w, x| {
             Self::reserved(caller, w, x, false)?;
-            Self::sealed(caller, w, x)?;
+            self.check_sealed(caller, w)?;
             match x.kind {
                 RegionKind::Stack { creator } if creator == caller => Ok(()),
                 _ => Self::owner(caller, w, x),
@@ -658,6 +658,14 @@ impl Model {
         }
         for w in lo..hi {
             self.words.remove(&w);
+            for flags in [
+                &mut self.sealed,
+                &mut self.global,
+                &mut self.tracked,
+                &mut self.dirty,
+            ] {
+                flags.remove(WordAddr(w));
+            }
         }
         for cpu in 0..self.stacks.len() {
             if let Some((base, fb)) = self.stacks[cpu]
@@ -692,7 +700,7 @@ impl Model {
         let (lo, hi) = self.range(addr, len)?;
         self.target(pd, SupervisorCall::SetPerm)?;
         self.each_word(caller, lo, hi, |w, x| {
-            Self::sealed(caller, w, x)?;
+            self.check_sealed(caller, w)?;
             if x.owner == caller {
                 return Ok(());
             }
@@ -759,7 +767,7 @@ impl Model {
         self.target(pd, SupervisorCall::MemChown)?;
         self.each_word(caller, lo, hi, |w, x| {
             Self::reserved(caller, w, x, true)?;
-            Self::sealed(caller, w, x)?;
+            self.check_sealed(caller, w)?;
             Self::owner(caller, w, x)
         })?;
         if pd == caller {
@@ -806,7 +814,7 @@ impl Model {
                     self.hold(w, pd, Perm::ReadOnly, Some(g));
                 }
             }
-            self.words.get_mut(&w).expect("checked").global = true;
+            self.global.insert(WordAddr(w));
         }
         Ok(())
     }
@@ -836,7 +844,7 @@ impl Model {
                     addr: ByteAddr(w * 4),
                 });
             }
-            Self::sealed(caller, w, &self.words[&w])?;
+            self.check_sealed(caller, w)?;
         }
         let others: Vec<PdId> = self.pds.keys().copied().filter(|&q| q != pd).collect();
         for w in lo..hi {
@@ -957,8 +965,8 @@ impl Model {
         let (lo, hi) = self.range(addr, len)?;
         self.owned_words(caller, lo, hi)?;
         for w in lo..hi {
+            self.sealed.insert(WordAddr(w));
             let x = self.words.get_mut(&w).expect("checked");
-            x.sealed = true;
             for h in x.held.values_mut() {
                 if h.perm == Perm::ReadWrite {
                     h.perm = Perm::ReadOnly;
@@ -977,10 +985,11 @@ impl Model {
         let (lo, hi) = self.range(addr, len)?;
         self.owned_words(caller, lo, hi)?;
         for w in lo..hi {
-            let x = self.words.get_mut(&w).expect("checked");
-            x.tracked = on;
-            if !on {
-                x.dirty = false;
+            if on {
+                self.tracked.insert(WordAddr(w));
+            } else {
+                self.tracked.remove(WordAddr(w));
+                self.dirty.remove(WordAddr(w));
             }
         }
         Ok(())
@@ -996,10 +1005,8 @@ impl Model {
         self.owned_words(caller, lo, hi)?;
         let mut out = Vec::new();
         for w in lo..hi {
-            let x = self.words.get_mut(&w).expect("checked");
-            if x.dirty {
+            if self.dirty.remove(WordAddr(w)) {
                 out.push(w * 4);
-                x.dirty = false;
             }
         }
         Ok(out)
@@ -1033,7 +1040,7 @@ impl Model {
         }
         self.each_word(caller, lo, hi, |w, x| {
             Self::reserved(caller, w, x, true)?;
-            Self::sealed(caller, w, x)?;
+            self.check_sealed(caller, w)?;
             if caller.is_supervisor() {
                 Ok(())
             } else {
@@ -1139,10 +1146,8 @@ impl Model {
                 let a = addr + i;
                 if access == Access::Write {
                     self.memory.insert(a, (value >> (8 * i)) as u8);
-                    if let Some(x) = self.words.get_mut(&(a / 4))
-                        && x.tracked
-                    {
-                        x.dirty = true;
+                    if self.tracked.contains(WordAddr(a / 4)) {
+                        self.dirty.insert(WordAddr(a / 4));
                     }
                 } else {
                     v |= u64::from(self.memory.get(&a).copied().unwrap_or(0)) << (8 * i);

@@ -22,7 +22,7 @@
 //! one byte string: the fuzz target `supervisor_ops` calls it, and so do ordinary tests.
 
 use arbitrary::{Arbitrary, Unstructured};
-use mmp_domains::{Access, AddrWidth, ByteAddr, PdId, PdKind, Perm, TableFormat};
+use mmp_domains::{Access, AddrWidth, ByteAddr, PdId, PdKind, Perm, TableFormat, WordAddr};
 use mmp_gates::{ArgWindow, Gate};
 use mmp_machine::MachineConfig;
 use mmp_plb::PlbConfig;
@@ -1459,11 +1459,16 @@ impl Harness {
             self.sup.is_sealed(ByteAddr(addr)),
             self.sup.is_global(ByteAddr(addr)),
             m.tracked().get(w).is_some(),
-            m.dirty().contains(&w),
+            m.dirty().contains(WordAddr(w)),
         );
-        let mflags = here.map_or((false, false, false, false), |x| {
-            (x.sealed, x.global, x.tracked, x.dirty)
-        });
+        let mw = WordAddr(w);
+        let model = &self.model;
+        let mflags = (
+            model.sealed.contains(mw),
+            model.global.contains(mw),
+            model.tracked.contains(mw),
+            model.dirty.contains(mw),
+        );
         if flags != mflags {
             return Err(format!("word {addr:#x}: flags {flags:?} vs {mflags:?}"));
         }
