@@ -1,6 +1,6 @@
 //! `cargo bench -p mmp-benchmarks --bench supervisor`: the cost of the supervisor's
-//! `set_perm`, policy checks included (MISSION.md section 8: an aligned 1 GiB range in
-//! O(blocks), under 100 us; a small grant under 200 ns).
+//! `set_perm`, policy checks included (the targets: an aligned 1 GiB range in O(blocks),
+//! under 100 us; a small grant under 200 ns).
 //!
 //! - `set_perm_1gib`: the owner of an aligned 1 GiB region sets another domain's permission on
 //!   all of it, alternating read-only and read-write so every call changes the table;

@@ -1,4 +1,5 @@
-//! Table memory: the footprint targets of MISSION.md and the issue, and that memory comes
+//! Table memory: the footprint targets (an aligned or unaligned 1 GiB region in under
+//! 1 KiB of MLPT, a per-object layout within 2 bits a word plus 1%), and that memory comes
 //! back when a range returns to uniform.
 
 use mmp_domains::{AddrWidth, Mlpt, Perm, PermTable, Sst, Table, TableFormat, WordAddr};

@@ -421,8 +421,8 @@ pub fn layout(split: &[ModuleSplit], kernel_addr: impl Fn(&str) -> Option<u64>) 
     }
 }
 
-/// One module's line of the report (the `--json` shape of the issue: the counts are
-/// flattened into the line).
+/// One module's line of the report (the `--json` shape: the counts are flattened into the
+/// line).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ReportLine {
     /// The module.

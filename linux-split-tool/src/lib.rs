@@ -10,7 +10,7 @@
 //! [`mod@decompress`] turns `.ko.xz` and `.ko.zst` files into ELF bytes; [`module`] reads one
 //! module's ELF file (name, `depends`, imports, exports, and each defined symbol's kind and
 //! size); [`mod@resolve`] resolves each module's imports to the core kernel or the module
-//! exporting them and counts them by the rules; [`mod@layout`] builds the versioned
+//! exporting them and counts them by its rules; [`mod@layout`] builds the versioned
 //! layout JSON and the report and reads a layout back ([`Layout::from_json`]), and the
 //! `mmp-split` binary runs it all over files and directories. [`mod@load`] loads a layout
 //! into an `mmp_machine` machine ([`Layout::load`]), the bare hardware with no policy,: a kernel domain per module, call

@@ -1,5 +1,4 @@
-//! Resolving each module's imports to their exporters and counting them by the issue's
-//! rules:
+//! Resolving each module's imports to their exporters and counting them, by these rules:
 //! - imported = the module's undefined symbols, each resolved to its exporter: by
 //!   `Module.symvers` first, then by the exports of the other modules given, then by the core
 //!   kernel's `System.map`;

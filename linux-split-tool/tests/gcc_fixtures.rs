@@ -349,7 +349,7 @@ fn class_of_elf_type(t: Option<&String>) -> Class {
     }
 }
 
-/// The counts the tools imply, by the rules.
+/// The counts the tools imply, by the split rules (`mmp_split::resolve`).
 fn oracle(views: &BTreeMap<String, ToolView>, system_map: &str) -> Oracle {
     let letters: BTreeMap<&str, char> = system_map
         .lines()

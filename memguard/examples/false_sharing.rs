@@ -57,11 +57,10 @@ fn run_once<P: MemoryProtection>(backend: P, rounds: u64) -> Result<Outcome, Mem
         }
     }
     let elapsed = start.elapsed();
-    g.check_invariants()
-        .map_err(|what| MemGuardError::Backend {
-            backend: "check",
-            what,
-        })?;
+    g.check_invariants().map_err(|e| MemGuardError::Backend {
+        backend: "check",
+        what: e.to_string(),
+    })?;
     let c = g.counters();
     Ok(Outcome {
         counters: c,

@@ -22,7 +22,7 @@ pub mod supervised;
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 pub mod page_real;
 
-pub use portable::{Counters, MemGuard, Term, TermId, Violation};
+pub use portable::{Counters, MemGuard, MemGuardInvariantError, Term, TermId, Violation};
 pub use protection::{
     BackendStats, MemGuardError, MemoryProtection, WriteFault, check_range, check_write,
 };

@@ -363,11 +363,12 @@ impl<P: MemoryProtection> MemGuard<P> {
         }
     }
 
-    /// Checks that each granule's holder count is the number of active terms touching it.
+    /// Checks that each granule's holder count is the number of active terms touching it,
+    /// and that every fault the backend took was classified.
     ///
     /// # Errors
-    /// A description of the first mismatch.
-    pub fn check_invariants(&self) -> Result<(), String> {
+    /// The first mismatch.
+    pub fn check_invariants(&self) -> Result<(), MemGuardInvariantError> {
         let mut want: BTreeMap<u64, u32> = BTreeMap::new();
         for t in self.terms.values().filter(|t| self.active(t)) {
             let (a, b) = self.granules(t);
@@ -376,18 +377,38 @@ impl<P: MemoryProtection> MemGuard<P> {
             }
         }
         if want != self.holders {
-            return Err(format!(
-                "granule holders {:?}, expected {want:?}",
-                self.holders
-            ));
+            return Err(MemGuardInvariantError::Holders {
+                found: self.holders.clone(),
+                expected: want,
+            });
         }
         if self.counters.faults != self.backend.stats().faults {
-            return Err(format!(
-                "{} faults classified, the backend took {}",
-                self.counters.faults,
-                self.backend.stats().faults
-            ));
+            return Err(MemGuardInvariantError::Faults {
+                classified: self.counters.faults,
+                taken: self.backend.stats().faults,
+            });
         }
         Ok(())
     }
+}
+
+/// A broken invariant of the portable level.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MemGuardInvariantError {
+    /// The granules' holder counts are not the active terms touching them.
+    #[error("granule holders {found:?}, expected {expected:?}")]
+    Holders {
+        /// Holders kept, by granule.
+        found: BTreeMap<u64, u32>,
+        /// Holders the active terms imply.
+        expected: BTreeMap<u64, u32>,
+    },
+    /// Faults the backend took were not all classified.
+    #[error("{classified} faults classified, the backend took {taken}")]
+    Faults {
+        /// Faults the portable level classified.
+        classified: u64,
+        /// Faults the backend took.
+        taken: u64,
+    },
 }

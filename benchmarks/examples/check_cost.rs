@@ -1,0 +1,84 @@
+//! The machine's access check, hit and miss, for an instruction count under callgrind.
+//!
+//! `scripts/callgrind-check.sh` runs this under `valgrind --tool=callgrind` and divides the
+//! instructions spent inside [`sweep`] by the checks it made. The
+//! machines, layout and streams are those of the `check` bench: `hit` is `plb_hit_seq`
+//! (sequential loads, a warm 1,024-entry PLB), `miss` is `walk_random` (random loads, an MLPT
+//! and a 16-entry PLB, so nearly every load misses and walks). Instruction counts repeat
+//! exactly from run to run, so they compare code versions where wall-clock time is noise.
+//!
+//! ```sh
+//! cargo run --release -p mmp-benchmarks --example check_cost -- 20
+//! ```
+
+use std::hint::black_box;
+
+use mmp_benchmarks::workloads::{STREAM_LEN, mixed_layout, random_words, sequential_words};
+use mmp_domains::{Access, AddrWidth, ByteAddr, PdKind, TableFormat};
+use mmp_machine::{Machine, MachineConfig};
+use mmp_plb::{PlbConfig, Replacement};
+
+fn machine(entries: usize, ways: usize) -> Machine {
+    let cfg = MachineConfig {
+        cpus: 1,
+        width: AddrWidth::Bits32,
+        format: TableFormat::Mlpt,
+        plb: PlbConfig {
+            entries,
+            ways,
+            replacement: Replacement::Lru,
+            sidecars: 2,
+        },
+        max_pds: 16,
+    };
+    let mut m = Machine::new(cfg).expect("valid config");
+    let pd = m.create_pd(PdKind::Kernel).expect("room");
+    for (r, p) in mixed_layout(1) {
+        m.set_perm(pd, r.start().byte(), r.len_words() * 4, p)
+            .expect("layout fits");
+    }
+    m.switch_pd(0, pd).expect("live");
+    m
+}
+
+/// Checks every word of `words` as a 4-byte load; how many passed. The only function
+/// callgrind counts.
+#[inline(never)]
+fn sweep(m: &mut Machine, words: &[u64]) -> usize {
+    words
+        .iter()
+        .filter(|&&w| m.check(0, ByteAddr(w * 4), 4, Access::Read).is_ok())
+        .count()
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let usage = "usage: check_cost hit|miss [SWEEPS]";
+    let mode = args.next().expect(usage);
+    let sweeps: usize = args.next().map_or(Ok(20), |s| s.parse()).expect(usage);
+    let (mut m, words) = match mode.as_str() {
+        "hit" => (machine(1024, 4), sequential_words()),
+        "miss" => (machine(16, 4), random_words(2)),
+        _ => panic!("{usage}"),
+    };
+    // One sweep outside the counted ones warms the PLB.
+    black_box(
+        words
+            .iter()
+            .filter(|&&w| m.check(0, ByteAddr(w * 4), 4, Access::Read).is_ok())
+            .count(),
+    );
+    let before = m.plb_stats(0).expect("cpu 0");
+    let mut passed = 0;
+    for _ in 0..sweeps {
+        passed += sweep(&mut m, black_box(&words));
+    }
+    let s = m.plb_stats(0).expect("cpu 0");
+    let probes =
+        (s.hits + s.sidecar_hits + s.misses) - (before.hits + before.sidecar_hits + before.misses);
+    println!(
+        "{mode}: {} checks, {passed} allowed, PLB hit rate {:.4}",
+        sweeps * STREAM_LEN,
+        1.0 - (s.misses - before.misses) as f64 / probes as f64
+    );
+}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Instructions per access check on a PLB hit and on a PLB miss, counted by callgrind, which
+# repeats exactly from run to run (wall-clock time on this kind of machine does not). Runs
+# benchmarks/examples/check_cost.rs, the `check` bench's plb_hit_seq and walk_random streams,
+# and divides the instructions inside its sweep by the checks it made.
+#   bash scripts/callgrind-check.sh [SWEEPS]      (default 20; needs valgrind)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+sweeps="${1:-20}"
+command -v valgrind >/dev/null || { echo "callgrind-check: valgrind is not installed"; exit 1; }
+cargo build --release -q -p mmp-benchmarks --example check_cost
+bin=target/release/examples/check_cost
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+for mode in hit miss; do
+    said=$(valgrind --tool=callgrind --callgrind-out-file="$out" \
+        --toggle-collect='*check_cost::sweep*' "$bin" "$mode" "$sweeps" 2>/dev/null)
+    total=$(grep -E '^(summary|totals):' "$out" | tail -1 | awk '{print $2}')
+    checks=$(echo "$said" | awk '{print $2}')
+    awk -v m="$mode" -v t="$total" -v n="$checks" \
+        'BEGIN { printf "%s: %d instructions over %d checks = %.2f a check\n", m, t, n, t / n }'
+done
