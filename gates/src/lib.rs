@@ -16,8 +16,8 @@
 //!   access to `[sl, fb)`, and the [`ArgWindow`] a cross-domain call exports above `fb`;
 //! - [`CrossingStats`]: crossings per (caller, callee) pair and per gate.
 //!
-//! The machine (`mmp-supervisor`'s `Machine::call`, `ret`, `jump`) runs transfers on these
-//! pieces; the supervisor decides who may place a gate.
+//! The machine (`mmp-machine`'s `Machine::call`, `ret`, `jump`) runs transfers on these
+//! pieces; the supervisor above it decides who may place a gate.
 
 use std::collections::{BTreeMap, HashMap};
 

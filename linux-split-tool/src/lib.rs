@@ -3,7 +3,9 @@
 //! The MMP kernel paper puts the core kernel in PD 1 and every module in a domain of its own,
 //! with call gates for the functions a module imports and grants for the data it uses. This
 //! crate reads those facts from a real kernel's module ELF files and symbol maps and writes a
-//! domain layout the supervisor can load. It is a client of `mmp-supervisor`.
+//! domain layout a machine can load. It is a client of the hardware model, `mmp-machine`:
+//! a layout is a set of table writes and gate records, made directly, with no policy in
+//! between.
 //!
 //! The parts: [`symbols`] reads `System.map` (or a `vmlinux` ELF's
 //! symbol table) and `Module.symvers`;
@@ -13,8 +15,7 @@
 //! exporting them and counts them by its rules; [`mod@layout`] builds the versioned
 //! layout JSON and the report and reads a layout back ([`Layout::from_json`]), and the
 //! `mmp-split` binary runs it all over files and directories. [`mod@load`] loads a layout
-//! into an `mmp_machine` machine ([`Layout::load`]), the bare hardware with no policy,: a kernel domain per module, call
-//! gates and grants, with module symbols placed in synthetic regions; `mmp-replay --layout`
+//! into a machine ([`Layout::load`]): a kernel domain per module, call gates and grants, with module symbols placed in synthetic regions; `mmp-replay --layout`
 //! replays traces on it. `scripts/debian-kernel.sh` fetches a real distribution kernel's
 //! module tree, `Module.symvers` and (with `--real-system-map`) its `System.map` to run on.
 

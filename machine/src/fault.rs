@@ -18,7 +18,7 @@ pub enum FaultKind {
     OutOfRange,
     /// The size is not 1, 2, 4 or 8 bytes.
     BadSize,
-    /// The CPU does not exist (reported by [`Machine::check_via`]; `load`, `store` and
+    /// The CPU does not exist (reported by [`Machine::check`](crate::Machine::check); `load`, `store` and
     /// `fetch` report [`MachineError::NoSuchCpu`] instead).
     NoSuchCpu,
     /// A misused gate: a jump onto a call gate (a call gate is entered by a call), or a call

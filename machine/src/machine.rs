@@ -89,7 +89,7 @@ pub(crate) struct GateCpu {
 /// [`Machine::set_call_stack_capacity`]).
 pub const CALL_STACK_FRAMES: usize = 64;
 
-/// The machine. See the [module docs](self).
+/// The machine. See the [crate docs](crate).
 #[derive(Debug)]
 pub struct Machine {
     pub(crate) cfg: MachineConfig,

@@ -3,7 +3,7 @@
 //! In MMP every load, store and fetch is checked against the running domain's permissions
 //! table; the protection lookaside buffer (PLB) caches those answers per CPU, keyed by
 //! (protection domain, address range), so that most checks never walk the table. This crate
-//! sits on `mmp-domains` and below the supervisor.
+//! sits on `mmp-domains`, beside `mmp-gates`, below `mmp-machine`, which gives each CPU one.
 //!
 //! **Entries.** A PLB entry is filled from a table lookup's [`Cover`]: an entry filled from an
 //! upper-level table entry covers its whole aligned block (its tag has don't-care low bits),

@@ -48,7 +48,7 @@
 //! - **Entry points.** PDs that PD 0 creates get transitive execute-read on every entry point,
 //!   so they may pass call permission on to the domains they create; others get none. Each
 //!   entry word is also a call gate into PD 0 in exactly the tables that hold execute-read
-//!   there, and PD 0's table has a return gate at [`SUPERVISOR_RETURN`].
+//!   there, and PD 0's table has a return gate at [`SUPERVISOR_RETURN`](policy::SUPERVISOR_RETURN).
 //! - **Gates** ([`Supervisor::set_gate`]): only the owner of a heap word may place or remove
 //!   a gate on it, in any domain's table, and a call gate it places must enter the owner
 //!   itself (PD 0 may place any). Gates go when their word is freed or changes owner.

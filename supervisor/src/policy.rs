@@ -1,6 +1,6 @@
 //! The supervisor's policy vocabulary: calls, region kinds, grants, fault policies and the
 //! typed errors every `mmp_*` call can return. Shared by the [`Supervisor`](crate::Supervisor)
-//! and its reference model ([`crate::model`]), which must agree on every one of them.
+//! and its reference model (`mmp-oracle`), which must agree on every one of them.
 //!
 //! # Order of checks
 //! A call that could fail for several reasons reports the first in this order, so the fast

@@ -11,8 +11,8 @@ impl Supervisor {
     /// domain, permanently. Sealing sealed words again is allowed and changes nothing.
     ///
     /// # Errors
-    /// Preamble; [`SupervisorError::Range`]; per word `NotAllocated`, `Reserved`,
-    /// `NotOwner`; [`SupervisorError::OutOfTableMemory`].
+    /// Preamble; [`SupervisorError::Range`](crate::SupervisorError::Range); per word `NotAllocated`, `Reserved`,
+    /// `NotOwner`; [`SupervisorError::OutOfTableMemory`](crate::SupervisorError::OutOfTableMemory).
     pub fn seal(&mut self, cpu: usize, addr: ByteAddr, len: u64) -> Result<()> {
         let addr = addr.0;
         let caller = self.caller(cpu, SupervisorCall::Seal)?;
@@ -35,7 +35,7 @@ impl Supervisor {
     /// Stopping forgets the words' dirty marks.
     ///
     /// # Errors
-    /// Preamble; [`SupervisorError::Range`]; per word `NotAllocated`, `Reserved`,
+    /// Preamble; [`SupervisorError::Range`](crate::SupervisorError::Range); per word `NotAllocated`, `Reserved`,
     /// `NotOwner`.
     pub fn track(&mut self, cpu: usize, addr: ByteAddr, len: u64, on: bool) -> Result<()> {
         let addr = addr.0;
