@@ -26,7 +26,6 @@ impl Supervisor {
         len: u64,
         access: Access,
     ) -> Result<()> {
-        let addr = addr.0;
         self.caller(cpu, SupervisorCall::AccessOk)?;
         let (lo, hi) = self.words(addr, len)?;
         if !self.pd_exists(pd) {
@@ -42,7 +41,7 @@ impl Supervisor {
         {
             Some((w, _, held)) => Err(SupervisorError::Denied {
                 pd,
-                addr: ByteAddr(addr),
+                addr,
                 len,
                 access,
                 first_bad: ByteAddr(w * 4),
@@ -64,10 +63,9 @@ impl Supervisor {
         addr: ByteAddr,
         size: u64,
     ) -> std::result::Result<u64, FaultReport> {
-        let addr = addr.0;
-        match self.machine.load(cpu, ByteAddr(addr), size) {
+        match self.machine.load(cpu, addr, size) {
             Ok(v) => Ok(v),
-            Err(e) => self.access_fault(cpu, addr, size, Access::Read, 0, e),
+            Err(e) => self.access_fault(cpu, addr.0, size, Access::Read, 0, e),
         }
     }
 
@@ -82,10 +80,9 @@ impl Supervisor {
         addr: ByteAddr,
         size: u64,
     ) -> std::result::Result<u64, FaultReport> {
-        let addr = addr.0;
-        match self.machine.fetch(cpu, ByteAddr(addr), size) {
+        match self.machine.fetch(cpu, addr, size) {
             Ok(v) => Ok(v),
-            Err(e) => self.access_fault(cpu, addr, size, Access::Execute, 0, e),
+            Err(e) => self.access_fault(cpu, addr.0, size, Access::Execute, 0, e),
         }
     }
 
@@ -102,11 +99,10 @@ impl Supervisor {
         size: u64,
         value: u64,
     ) -> std::result::Result<(), FaultReport> {
-        let addr = addr.0;
-        match self.machine.store(cpu, ByteAddr(addr), size, value) {
+        match self.machine.store(cpu, addr, size, value) {
             Ok(()) => Ok(()),
             Err(e) => self
-                .access_fault(cpu, addr, size, Access::Write, value, e)
+                .access_fault(cpu, addr.0, size, Access::Write, value, e)
                 .map(|_| ()),
         }
     }
@@ -255,21 +251,10 @@ impl Supervisor {
         sp: ByteAddr,
         args: ArgWindow,
     ) -> std::result::Result<PdId, FaultReport> {
-        let target = target.0;
-        let ret_addr = ret_addr.0;
-        let sp = sp.0;
         self.handled(
             cpu,
-            (target, 4, Access::Execute),
-            |m| {
-                m.call_export(
-                    cpu,
-                    ByteAddr(target),
-                    ByteAddr(ret_addr),
-                    ByteAddr(sp),
-                    args,
-                )
-            },
+            (target.0, 4, Access::Execute),
+            |m| m.call_export(cpu, target, ret_addr, sp, args),
             |s| s.machine.running(cpu).unwrap_or(PdId::SUPERVISOR),
         )
     }
@@ -285,12 +270,10 @@ impl Supervisor {
         at: ByteAddr,
         to: ByteAddr,
     ) -> std::result::Result<PdId, FaultReport> {
-        let at = at.0;
-        let to = to.0;
         self.handled(
             cpu,
-            (at, 4, Access::Execute),
-            |m| m.ret(cpu, ByteAddr(at), ByteAddr(to)),
+            (at.0, 4, Access::Execute),
+            |m| m.ret(cpu, at, to),
             |s| s.machine.running(cpu).unwrap_or(PdId::SUPERVISOR),
         )
     }
@@ -301,11 +284,10 @@ impl Supervisor {
     /// # Errors
     /// A [`FaultReport`], as for [`Supervisor::load`].
     pub fn jump(&mut self, cpu: usize, target: ByteAddr) -> std::result::Result<(), FaultReport> {
-        let target = target.0;
         self.handled(
             cpu,
-            (target, 4, Access::Execute),
-            |m| m.jump(cpu, ByteAddr(target)),
+            (target.0, 4, Access::Execute),
+            |m| m.jump(cpu, target),
             |_| (),
         )
     }

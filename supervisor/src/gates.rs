@@ -29,13 +29,9 @@ impl Supervisor {
         addr: ByteAddr,
         gate: Option<Gate>,
     ) -> Result<()> {
-        let addr = addr.0;
         let caller = self.caller(cpu, SupervisorCall::SetGate)?;
-        if addr % 4 != 0 {
-            return Err(SupervisorError::Unaligned {
-                addr: ByteAddr(addr),
-                align: 4,
-            });
+        if !addr.is_word_aligned() {
+            return Err(SupervisorError::Unaligned { addr, align: 4 });
         }
         let (lo, hi) = self.words(addr, 4)?;
         self.target(pd, SupervisorCall::SetGate)?;
@@ -46,7 +42,7 @@ impl Supervisor {
             if !caller.is_supervisor() && dest != caller {
                 return Err(SupervisorError::GateDestination {
                     pd: caller,
-                    addr: ByteAddr(addr),
+                    addr,
                     dest,
                 });
             }
@@ -62,14 +58,13 @@ impl Supervisor {
                 },
             ])
         })?;
-        self.machine.set_gate(pd, ByteAddr(addr), gate)?;
+        self.machine.set_gate(pd, addr, gate)?;
         Ok(())
     }
 
     /// The gate on the word at `addr` in `pd`'s table (PD 0's table holds its return gate).
     #[must_use]
     pub fn gate(&self, pd: PdId, addr: ByteAddr) -> Option<Gate> {
-        let addr = addr.0;
-        self.machine.gate(pd, ByteAddr(addr))
+        self.machine.gate(pd, addr)
     }
 }

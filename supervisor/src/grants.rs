@@ -25,7 +25,6 @@ impl Supervisor {
         pd: PdId,
         transitive: bool,
     ) -> Result<()> {
-        let addr = addr.0;
         let caller = self.caller(cpu, SupervisorCall::SetPerm)?;
         let (lo, hi) = self.words(addr, len)?;
         self.target(pd, SupervisorCall::SetPerm)?;

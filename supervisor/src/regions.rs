@@ -24,40 +24,34 @@ impl Supervisor {
         placement: Option<ByteAddr>,
         stack: bool,
     ) -> Result<ByteAddr> {
-        let placement = placement.map(|p| p.0);
         let caller = self.caller(cpu, SupervisorCall::Alloc)?;
+        let at = placement.unwrap_or_default().0;
         if n_bytes == 0 {
-            return Err(RangeError::ZeroLength {
-                addr: placement.unwrap_or(0),
-            }
-            .into());
+            return Err(RangeError::ZeroLength { addr: at }.into());
         }
         let len = n_bytes
             .checked_next_multiple_of(4)
             .ok_or(RangeError::Wraps {
-                addr: placement.unwrap_or(0),
+                addr: at,
                 len: n_bytes,
             })?;
         let base = match placement {
             Some(addr) => {
-                self.width().word_range(addr, len)?;
-                if addr % 4 != 0 {
-                    return Err(SupervisorError::Unaligned {
-                        addr: ByteAddr(addr),
-                        align: 4,
-                    });
+                let words = self.width().word_range(addr.0, len)?;
+                if !addr.is_word_aligned() {
+                    return Err(SupervisorError::Unaligned { addr, align: 4 });
                 }
-                let (lo, hi) = (addr / 4, (addr + len) / 4);
+                let (lo, hi) = (words.start().0, words.end().0);
                 if let Some(&(s, _, _)) = self.regions.pieces(lo, hi).first() {
-                    let existing = ByteAddr(self.regions.at(s).map_or(s, |r| r.start.0) * 4);
+                    let existing = self.regions.at(s).map_or(WordAddr(s), |r| r.start).byte();
                     return Err(SupervisorError::Overlap {
-                        addr: ByteAddr(addr),
+                        addr,
                         len,
                         existing,
                     });
                 }
-                self.regions.reserve(addr, len);
-                addr
+                self.regions.reserve(addr.0, len);
+                addr.0
             }
             None => self
                 .regions
@@ -98,23 +92,16 @@ impl Supervisor {
     /// free); [`SupervisorError::NotRegionStart`]; then per word: `Reserved`, `Sealed`,
     /// `NotOwner`; [`SupervisorError::OutOfTableMemory`].
     pub fn free(&mut self, cpu: usize, addr: ByteAddr, len: Option<u64>) -> Result<()> {
-        let addr = addr.0;
         let caller = self.caller(cpu, SupervisorCall::Free)?;
         let (lo, hi) = match len {
             Some(len) => self.words(addr, len)?,
             None => {
                 let r = self
-                    .region_at(ByteAddr(addr))
-                    .filter(|_| addr < self.width().byte_limit())
-                    .ok_or(SupervisorError::NotAllocated {
-                        pd: caller,
-                        addr: ByteAddr(addr),
-                    })?;
-                if r.start.0 * 4 != addr {
-                    return Err(SupervisorError::NotRegionStart {
-                        pd: caller,
-                        addr: ByteAddr(addr),
-                    });
+                    .region_at(addr)
+                    .filter(|_| addr.0 < self.width().byte_limit())
+                    .ok_or(SupervisorError::NotAllocated { pd: caller, addr })?;
+                if r.start.0 * 4 != addr.0 {
+                    return Err(SupervisorError::NotRegionStart { pd: caller, addr });
                 }
                 (r.start.0, r.end.0)
             }
@@ -165,7 +152,6 @@ impl Supervisor {
     /// [`SupervisorError::UnknownPd`]; per word `NotAllocated`, `Reserved` (stacks and the
     /// supervisor's region), `Sealed`, `NotOwner`; [`SupervisorError::OutOfTableMemory`].
     pub fn mem_chown(&mut self, cpu: usize, addr: ByteAddr, len: u64, pd: PdId) -> Result<()> {
-        let addr = addr.0;
         let caller = self.caller(cpu, SupervisorCall::MemChown)?;
         let (lo, hi) = self.words(addr, len)?;
         self.target(pd, SupervisorCall::MemChown)?;
@@ -197,7 +183,6 @@ impl Supervisor {
     /// Preamble; [`SupervisorError::Range`]; per word `NotAllocated`, `Reserved`,
     /// `NotOwner`; [`SupervisorError::OutOfTableMemory`].
     pub fn export_read_only(&mut self, cpu: usize, addr: ByteAddr, len: u64) -> Result<()> {
-        let addr = addr.0;
         let caller = self.caller(cpu, SupervisorCall::ExportReadOnly)?;
         let (lo, hi) = self.words(addr, len)?;
         self.owned_scan(caller, lo, hi)?;

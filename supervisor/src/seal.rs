@@ -14,7 +14,6 @@ impl Supervisor {
     /// Preamble; [`SupervisorError::Range`](crate::SupervisorError::Range); per word `NotAllocated`, `Reserved`,
     /// `NotOwner`; [`SupervisorError::OutOfTableMemory`](crate::SupervisorError::OutOfTableMemory).
     pub fn seal(&mut self, cpu: usize, addr: ByteAddr, len: u64) -> Result<()> {
-        let addr = addr.0;
         let caller = self.caller(cpu, SupervisorCall::Seal)?;
         let (lo, hi) = self.words(addr, len)?;
         self.owned_scan(caller, lo, hi)?;
@@ -38,7 +37,6 @@ impl Supervisor {
     /// Preamble; [`SupervisorError::Range`](crate::SupervisorError::Range); per word `NotAllocated`, `Reserved`,
     /// `NotOwner`.
     pub fn track(&mut self, cpu: usize, addr: ByteAddr, len: u64, on: bool) -> Result<()> {
-        let addr = addr.0;
         let caller = self.caller(cpu, SupervisorCall::Track)?;
         let (lo, hi) = self.words(addr, len)?;
         self.owned_scan(caller, lo, hi)?;
@@ -54,7 +52,6 @@ impl Supervisor {
     /// # Errors
     /// As [`Supervisor::track`].
     pub fn take_dirty(&mut self, cpu: usize, addr: ByteAddr, len: u64) -> Result<Vec<ByteAddr>> {
-        let addr = addr.0;
         let caller = self.caller(cpu, SupervisorCall::TakeDirty)?;
         let (lo, hi) = self.words(addr, len)?;
         self.owned_scan(caller, lo, hi)?;

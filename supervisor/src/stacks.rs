@@ -25,7 +25,6 @@ impl Supervisor {
         exclusive: bool,
         pd: PdId,
     ) -> Result<()> {
-        let addr = addr.0;
         let caller = self.caller(cpu, SupervisorCall::SuprSetPerm)?;
         let (lo, hi) = self.words(addr, len)?;
         self.target(pd, SupervisorCall::SuprSetPerm)?;
@@ -96,8 +95,6 @@ impl Supervisor {
         on_cpu: usize,
         fb: ByteAddr,
     ) -> Result<()> {
-        let stack = stack.0;
-        let fb = fb.0;
         let caller = self.caller(cpu, SupervisorCall::SetStack)?;
         if on_cpu >= self.cfg.machine.cpus {
             return Err(SupervisorError::NoSuchCpu {
@@ -106,32 +103,25 @@ impl Supervisor {
             });
         }
         let r = self
-            .region_at(ByteAddr(stack))
-            .filter(|r| r.start.0 * 4 == stack && stack < self.width().byte_limit())
-            .ok_or(SupervisorError::NotAStack {
-                addr: ByteAddr(stack),
-            })?;
+            .region_at(stack)
+            .filter(|r| r.start.byte() == stack && stack.0 < self.width().byte_limit())
+            .ok_or(SupervisorError::NotAStack { addr: stack })?;
         let RegionKind::Stack { creator } = r.kind else {
-            return Err(SupervisorError::NotAStack {
-                addr: ByteAddr(stack),
-            });
+            return Err(SupervisorError::NotAStack { addr: stack });
         };
         if creator != caller && !caller.is_supervisor() {
             return Err(SupervisorError::NotStackCreator {
                 pd: caller,
-                addr: ByteAddr(stack),
+                addr: stack,
                 creator,
             });
         }
-        if fb % 4 != 0 {
-            return Err(SupervisorError::Unaligned {
-                addr: ByteAddr(fb),
-                align: 4,
-            });
+        if !fb.is_word_aligned() {
+            return Err(SupervisorError::Unaligned { addr: fb, align: 4 });
         }
-        if fb <= r.start.0 * 4 || fb > r.end.0 * 4 {
+        if fb <= r.start.byte() || fb > r.end.byte() {
             return Err(SupervisorError::BadFrameBase {
-                fb: ByteAddr(fb),
+                fb,
                 base: ByteAddr(r.start.0 * 4),
                 end: ByteAddr(r.end.0 * 4),
             });
@@ -143,15 +133,12 @@ impl Supervisor {
         self.machine.set_frame_regs(
             on_cpu,
             FrameRegs {
-                fb: ByteAddr(fb),
-                sl: ByteAddr(stack),
+                fb,
+                sl: stack,
                 args: ArgWindow::NONE,
             },
         )?;
-        self.stacks[on_cpu] = Some(ActiveStack {
-            base: ByteAddr(stack),
-            fb: ByteAddr(fb),
-        });
+        self.stacks[on_cpu] = Some(ActiveStack { base: stack, fb });
         Ok(())
     }
 }

@@ -184,8 +184,7 @@ impl Supervisor {
     /// The region holding byte `addr`.
     #[must_use]
     pub fn region_at(&self, addr: ByteAddr) -> Option<Region> {
-        let addr = addr.0;
-        self.regions.at(addr / 4)
+        self.regions.at(addr.word().0)
     }
 
     /// Every region, ascending.
@@ -197,15 +196,13 @@ impl Supervisor {
     /// The owner of the word holding byte `addr`.
     #[must_use]
     pub fn owner(&self, addr: ByteAddr) -> Option<PdId> {
-        let addr = addr.0;
-        self.region_at(ByteAddr(addr)).map(|r| r.owner)
+        self.region_at(addr).map(|r| r.owner)
     }
 
     /// How `pd` holds the word at `addr`, if by a grant.
     #[must_use]
     pub fn grant(&self, pd: PdId, addr: ByteAddr) -> Option<Grant> {
-        let addr = addr.0;
-        self.grants.get(pd, addr / 4)
+        self.grants.get(pd, addr.word().0)
     }
 
     /// The words `pd` holds by grants, as runs of words with one grant each, ascending.
@@ -221,22 +218,19 @@ impl Supervisor {
     /// `pd`'s permission on the word holding byte `addr` (from its table).
     #[must_use]
     pub fn perm(&self, pd: PdId, addr: ByteAddr) -> Perm {
-        let addr = addr.0;
-        self.machine.perm(pd, ByteAddr(addr))
+        self.machine.perm(pd, addr)
     }
 
     /// Whether the word holding byte `addr` is sealed.
     #[must_use]
     pub fn is_sealed(&self, addr: ByteAddr) -> bool {
-        let addr = addr.0;
-        self.sealed.get(addr / 4).is_some()
+        self.sealed.get(addr.word().0).is_some()
     }
 
     /// Whether the word holding byte `addr` is exported read-only to every domain.
     #[must_use]
     pub fn is_global(&self, addr: ByteAddr) -> bool {
-        let addr = addr.0;
-        self.global.get(addr / 4).is_some()
+        self.global.get(addr.word().0).is_some()
     }
 
     /// The stack active on `cpu`.
@@ -290,8 +284,8 @@ impl Supervisor {
     }
 
     /// The words `[lo, hi)` a byte range touches.
-    pub(crate) fn words(&self, addr: u64, len: u64) -> Result<(u64, u64)> {
-        let r = self.width().word_range(addr, len)?;
+    pub(crate) fn words(&self, addr: ByteAddr, len: u64) -> Result<(u64, u64)> {
+        let r = self.width().word_range(addr.0, len)?;
         Ok((r.start().0, r.end().0))
     }
 
