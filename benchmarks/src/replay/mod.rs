@@ -809,9 +809,8 @@ impl Replay {
         let last = self.gaps.iter().rposition(|&c| c > 0).map_or(0, |i| i + 1);
         Report {
             events: self.events,
-            events_by_kind: EventKind::EVENTS
-                .iter()
-                .map(|&k| (k.name().to_string(), kinds[k]))
+            events_by_kind: EventKind::events()
+                .map(|k| (k.name().to_string(), kinds[k]))
                 .collect(),
             instructions: self.instructions,
             accesses: self.accesses,

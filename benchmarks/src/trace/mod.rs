@@ -151,19 +151,13 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    /// The kinds events have (all but [`EventKind::Reserved`]).
-    pub const EVENTS: [EventKind; 10] = [
-        EventKind::Domain,
-        EventKind::Function,
-        EventKind::Grant,
-        EventKind::Cpu,
-        EventKind::Mem,
-        EventKind::Call,
-        EventKind::Return,
-        EventKind::Switch,
-        EventKind::Syscall,
-        EventKind::Insns,
-    ];
+    /// The kinds events have (all but [`EventKind::Reserved`]), in order.
+    pub fn events() -> impl Iterator<Item = EventKind> {
+        EventKind::ALL
+            .iter()
+            .copied()
+            .filter(|&k| k != EventKind::Reserved)
+    }
 }
 
 impl Key for EventKind {
