@@ -5,8 +5,9 @@
 //! hardware-defined part of that picture, with no I/O and no policy: typed addresses
 //! ([`addr`]), the four permission values ([`Perm`]), protection-domain ids ([`PdId`]), and the
 //! permissions table itself ([`table`]) in three interchangeable formats (flat bitmap, MMP's
-//! multi-level table, sorted segments). The PLB and gates crates sit on it; the memory
-//! supervisor above them decides who may change a table.
+//! multi-level table, sorted segments). The PLB and gates crates sit on it, `mmp-machine`
+//! joins them into the hardware, and the memory supervisor above that decides who may change
+//! a table.
 //!
 //! [`oracle`] holds the reference table and the differential checker that every other
 //! crate's tests use.
