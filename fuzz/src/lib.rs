@@ -1,0 +1,24 @@
+//! What the fuzz targets share.
+
+use mmp_benchmarks::import::{self, InputFormat};
+
+/// Most events a target reads from one input: far more than a few kilobytes can hold, so
+/// reaching it means a reader produced events from nothing (a finding, as a panic).
+pub const MAX_EVENTS: usize = 10_000_000;
+
+/// Reads `data` in `format` (detected when `None`) to its end or its first error.
+///
+/// # Panics
+/// If the reader yields more than [`MAX_EVENTS`] events.
+pub fn read_all(data: &[u8], format: Option<InputFormat>) {
+    let Ok(mut r) = import::from_reader(std::io::Cursor::new(data.to_vec()), format) else {
+        return;
+    };
+    for _ in 0..MAX_EVENTS {
+        match r.next_event() {
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => return,
+        }
+    }
+    panic!("{MAX_EVENTS} events from {} bytes", data.len());
+}

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Builds the seed corpora of the fuzz targets into fuzz/seeds/<target>/ (ignored by git) from
+# the repo's own test data: the importers' real tool output (benchmarks/tests/data), the same
+# converted to our binary and text forms, modules compiled from fuzz/seed-sources with gcc (and
+# xz/zstd copies when those tools are present), the symbol files there, and a layout the split
+# tool writes from them. Needs gcc; run by scripts/fuzz.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+seeds=fuzz/seeds
+rm -rf "$seeds"
+mkdir -p "$seeds"
+data=benchmarks/tests/data
+cargo build -q --bin mmp-replay --bin mmp-split
+bin=target/debug
+
+seed() { mkdir -p "$seeds/$1"; cp "$2" "$seeds/$1/${3:-$(basename "$2")}"; }
+
+for f in "$data"/*.txt; do seed import_detect "$f"; done
+for f in "$data"/ftrace_function*.txt; do seed import_ftrace "$f"; done
+for f in "$data"/ftrace_graph*.txt; do seed import_ftrace_graph "$f"; done
+for f in "$data"/uftrace*.txt; do seed import_uftrace "$f"; done
+for f in "$data"/ltrace*.txt; do seed import_ltrace "$f"; done
+for f in "$data"/lackey*.txt; do seed import_lackey "$f"; done
+mkdir -p "$seeds/trace_binary" "$seeds/trace_text"
+for f in "$data"/*.txt; do
+    name=$(basename "$f" .txt)
+    "$bin/mmp-replay" convert "$f" -o "$seeds/trace_binary/$name.mmpt" >/dev/null 2>&1 || true
+    "$bin/mmp-replay" convert --text "$f" -o "$seeds/trace_text/$name.txt" >/dev/null 2>&1 || true
+done
+cp "$seeds"/trace_binary/* "$seeds"/trace_text/* "$seeds/import_detect/" 2>/dev/null || true
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$work/mods" "$seeds/split_module" "$seeds/split_symbols" "$seeds/split_layout"
+for c in fuzz/seed-sources/*.c; do
+    name=$(basename "$c" .c)
+    gcc -c -O1 -fno-pic -fno-asynchronous-unwind-tables -o "$work/mods/$name.ko" "$c"
+    cp "$work/mods/$name.ko" "$seeds/split_module/"
+    cp "$work/mods/$name.ko" "$seeds/split_symbols/$name.elf"
+    if command -v xz >/dev/null; then
+        xz --check=crc32 --lzma2=dict=1MiB -c "$work/mods/$name.ko" > "$seeds/split_module/$name.ko.xz"
+    fi
+    if command -v zstd >/dev/null; then
+        zstd -q -c "$work/mods/$name.ko" > "$seeds/split_module/$name.ko.zst"
+    fi
+done
+cp fuzz/seed-sources/System.map fuzz/seed-sources/Module.symvers "$seeds/split_symbols/"
+"$bin/mmp-split" --system-map fuzz/seed-sources/System.map --out "$seeds/split_layout/layout.json" \
+    "$work/mods" >/dev/null 2>&1 || true
+echo "seeds in $root/$seeds: $(find "$seeds" -type f | wc -l) files"
