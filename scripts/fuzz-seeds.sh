@@ -19,7 +19,12 @@ seed() { mkdir -p "$seeds/$1"; cp "$2" "$seeds/$1/${3:-$(basename "$2")}"; }
 for f in "$data"/*.txt; do seed import_detect "$f"; done
 for f in "$data"/ftrace_function*.txt; do seed import_ftrace "$f"; done
 for f in "$data"/ftrace_graph*.txt; do seed import_ftrace_graph "$f"; done
-for f in "$data"/uftrace*.txt; do seed import_uftrace "$f"; done
+for f in "$data"/uftrace*.txt "$data"/crossings/*.uftrace.txt; do seed import_uftrace "$f"; done
+# a recording's symbols, a NUL, then its output
+for s in "$data"/crossings/*.symbols.txt; do
+    p=$(basename "$s" .symbols.txt)
+    { cat "$s"; printf '\0'; cat "$data/crossings/$p.uftrace.txt"; } > "$seeds/import_uftrace/$p.with-symbols"
+done
 for f in "$data"/ltrace*.txt; do seed import_ltrace "$f"; done
 for f in "$data"/lackey*.txt; do seed import_lackey "$f"; done
 mkdir -p "$seeds/trace_binary" "$seeds/trace_text"
@@ -29,6 +34,13 @@ for f in "$data"/*.txt; do
     "$bin/mmp-replay" convert --text "$f" -o "$seeds/trace_text/$name.txt" >/dev/null 2>&1 || true
 done
 cp "$seeds"/trace_binary/* "$seeds"/trace_text/* "$seeds/import_detect/" 2>/dev/null || true
+# trace_replay: a byte picking the table format, then a trace in any form
+mkdir -p "$seeds/trace_replay"
+for f in "$seeds"/trace_text/*.txt "$seeds"/trace_binary/*.mmpt "$data"/*.txt; do
+    for b in 0 1 2; do
+        { printf "\\x0$b"; cat "$f"; } > "$seeds/trace_replay/$b-$(basename "$f")"
+    done
+done
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

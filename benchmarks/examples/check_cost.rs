@@ -30,6 +30,7 @@ fn machine(entries: usize, ways: usize) -> Machine {
             sidecars: 2,
         },
         max_pds: 16,
+        table_growth_cap: None,
     };
     let mut m = Machine::new(cfg).expect("valid config");
     let pd = m.create_pd(PdKind::Kernel).expect("room");

@@ -267,3 +267,128 @@ fn replay_and_sweep_take_a_split_layout() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("foo.txt"));
 }
+
+/// `(args, exit status, what stderr says)`: the table of bad inputs a user can hand
+/// `mmp-replay`. Each fails with its status and a message naming what is wrong, never a
+/// panic or a backtrace.
+#[test]
+fn bad_inputs_table() {
+    let dir = scratch("bad");
+    std::fs::create_dir_all(&dir).unwrap();
+    let at = |n: &str| dir.join(n).to_str().unwrap().to_string();
+    let lackey = data("lackey.txt");
+    let text = std::fs::read(&lackey).unwrap();
+    std::fs::write(at("empty.txt"), b"").unwrap();
+    let mut xz = Vec::new();
+    {
+        use std::io::Write;
+        let mut w =
+            lzma_rust2::XzWriter::new(&mut xz, lzma_rust2::XzOptions::with_preset(1)).unwrap();
+        w.write_all(&text).unwrap();
+        w.finish().unwrap();
+    }
+    std::fs::write(at("trace.xz"), &xz[..xz.len() / 2]).unwrap();
+    let zst = ruzstd::encoding::compress_to_vec(
+        text.as_slice(),
+        ruzstd::encoding::CompressionLevel::Fastest,
+    );
+    std::fs::write(at("trace.zst"), &zst[..zst.len() / 2]).unwrap();
+    std::fs::write(at("symbols.txt"), "program main\nlibc.so.6\n").unwrap();
+    std::fs::write(
+        at("huge_grant.txt"),
+        "mmp-trace 1 width 48\ndomain 1 a\ngrant 1 0x4 0xff0000000000 rw\n",
+    )
+    .unwrap();
+    let file_as_dir = at("empty.txt/out");
+    let missing = at("missing.txt");
+    let empty = at("empty.txt");
+    let uftrace = data("uftrace_replay.txt");
+    #[rustfmt::skip]
+    let table: &[(&[&str], i32, &str)] = &[
+        (&[&missing], 1, "missing.txt: No such file or directory"),
+        (&[dir.to_str().unwrap()], 1, "Is a directory"),
+        (&[&empty], 1, "cannot tell the trace format of an empty input"),
+        (&["--input-format", "ltrace", &lackey], 1, "line 1: expected `obj->name(args) = value`"),
+        (&["--input-format", "binary", &lackey], 1, "byte 0: bad magic"),
+        (&["--input-format", "pcap", &lackey], 2, "unknown format `pcap`"),
+        (&[&at("trace.xz")], 1, "corrupt or truncated xz stream"),
+        (&[&at("trace.zst")], 1, "corrupt or truncated zstd stream"),
+        (&["--table", "hashed"], 2, "invalid value 'hashed' for '--table <TABLE>'"),
+        (&["--synthetic", "nope"], 2, "invalid value 'nope' for '--synthetic <SYNTHETIC>'"),
+        (&["--plb-entries", "many"], 2, "invalid value 'many' for '--plb-entries <PLB_ENTRIES>'"),
+        (&["--plb-ways", "3"], 1, "64 PLB entries cannot be split into sets of 3 ways"),
+        (&["--cpus", "0"], 1, "a machine needs at least one CPU"),
+        (&["--table", "flat", &at("huge_grant.txt")], 1, "event 1: grant at 0x4 (length 0xff0000000000) for domain 1"),
+        (&["--table", "flat", "--table-growth-cap", "lots", &at("huge_grant.txt")], 2, "invalid value 'lots'"),
+        (&["--layout", &missing], 1, "missing.txt: No such file or directory"),
+        (&["--layout", &empty], 1, "empty.txt: layout JSON, line 1"),
+        (&["--uftrace-symbols", &at("symbols.txt"), &uftrace], 1, "symbols.txt: line 2: expected `OBJECT SYMBOL`"),
+        (&["--plot", &file_as_dir], 1, "empty.txt/out: Not a directory"),
+        (&["convert", &lackey, "-o", &file_as_dir], 1, "empty.txt/out: Not a directory"),
+        (&["convert", &missing, "-o", &at("out.mmpt")], 1, "missing.txt: No such file or directory"),
+        (&["sweep", "-q", "--entries", "0,x"], 2, "invalid value 'x' for '--entries <ENTRIES>'"),
+        (&["sweep", "-q", "--entries", "4", "--tables", "flat", "--out", &file_as_dir, &lackey], 1, "empty.txt/out: Not a directory"),
+        (&["--frobnicate"], 2, "unexpected argument '--frobnicate'"),
+    ];
+    for (args, status, needle) in table {
+        let out = Command::new(BIN)
+            .args(*args)
+            .env("RUST_BACKTRACE", "1")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(*status), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(
+            !err.contains("panicked") && !err.contains("backtrace"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+/// Every real tool sample in `tests/data` replays with no parse error, plain and compressed,
+/// uftrace with and without the recording's symbols.
+#[test]
+fn real_tool_samples_replay_plain_and_compressed() {
+    for sample in [
+        "ftrace_function.txt",
+        "ftrace_graph.txt",
+        "uftrace_replay.txt",
+        "uftrace_exit.txt",
+        "ltrace.txt",
+        "ltrace_threads.txt",
+        "ltrace_unnamed.txt",
+        "lackey.txt",
+        "crossings/threads.uftrace.txt",
+        "crossings/sqlopen.uftrace.txt.xz",
+    ] {
+        let v = json(&["--json", &data(sample)]);
+        assert!(v["events"].as_u64().unwrap() > 0, "{sample}");
+    }
+    let with = json(&[
+        "--json",
+        "--uftrace-symbols",
+        &data("crossings/sqlopen.symbols.txt.xz"),
+        &data("crossings/sqlopen.uftrace.txt.xz"),
+    ]);
+    let without = json(&["--json", &data("crossings/sqlopen.uftrace.txt.xz")]);
+    // libc's `free`, which uftrace leaves unattributed, is a crossing only with the symbols
+    assert!(
+        with["crossings"].as_u64() > without["crossings"].as_u64(),
+        "{with} {without}"
+    );
+    let xz = scratch("uftrace_exit.txt.zst");
+    let text = std::fs::read(data("uftrace_exit.txt")).unwrap();
+    std::fs::write(
+        &xz,
+        ruzstd::encoding::compress_to_vec(
+            text.as_slice(),
+            ruzstd::encoding::CompressionLevel::Fastest,
+        ),
+    )
+    .unwrap();
+    assert_eq!(
+        untimed(json(&["--json", xz.to_str().unwrap()])),
+        untimed(json(&["--json", &data("uftrace_exit.txt")]))
+    );
+}

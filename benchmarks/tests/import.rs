@@ -4,7 +4,8 @@ use std::collections::{HashMap, HashSet};
 use std::io::Cursor;
 use std::path::PathBuf;
 
-use mmp_benchmarks::import::{self, InputFormat};
+use mmp_benchmarks::import::uftrace::Symbols;
+use mmp_benchmarks::import::{self, InputFormat, ReadOptions};
 use mmp_benchmarks::trace::binary::BinaryWriter;
 use mmp_benchmarks::trace::{Event, EventSource, MemKind, TraceError, TraceWidth};
 use mmp_domains::Perm;
@@ -333,7 +334,8 @@ fn uftrace_sample() {
         func(2, 3, "memset"),
         call(2, 3),
         RET,
-        // `free();` has no `@lib`: the program's
+        // `free();` has no `@lib` (and no line named `free@lib` before): it stays in its
+        // caller's object, the program
         func(1, 3, "free"),
         call(1, 3),
         RET,
@@ -412,6 +414,146 @@ fn uftrace_threads_and_limits() {
         .unwrap_err()
         .to_string();
     assert!(e.starts_with("line 65: more than 64"), "{e}");
+}
+
+#[test]
+fn uftrace_trailer_of_a_program_that_exits_inside_functions() {
+    // Real `uftrace replay` of `exiter.c`, which calls `exit` four calls deep: an event line
+    // (`/* linux:task-exit */`) and then the trailer listing the calls left open.
+    let text = text_of("uftrace_exit.txt");
+    assert!(text.contains("uftrace stopped tracing with remaining functions"));
+    assert!(text.contains("/* linux:task-exit */"));
+    let ev = events("uftrace_exit.txt", InputFormat::Uftrace);
+    let body = text.split("uftrace stopped").next().unwrap();
+    let leaves = body.lines().filter(|l| l.ends_with("();")).count() as u64;
+    let opens = body.lines().filter(|l| l.ends_with("() {")).count() as u64;
+    let closes = body
+        .lines()
+        .filter(|l| l.ends_with(" */") && l.contains("} /*"))
+        .count() as u64;
+    let per_cpu = check_rules(&ev);
+    assert_eq!(per_cpu.len(), 1, "one thread");
+    assert_eq!(per_cpu[&0], (leaves + opens, leaves + closes));
+    // the four calls the trailer lists (`[3] exit` .. `[0] main`) stay open
+    assert_eq!(opens - closes, 4);
+    // nothing of the trailer became a function
+    for name in ["task", "exit", "leave", "work", "main"] {
+        let n = count(
+            &ev,
+            |e| matches!(e, Event::Function { name: f, .. } if f == name),
+        );
+        assert!(n <= 1, "{name} declared {n} times");
+    }
+    assert_eq!(import::detect(text.as_bytes()), Some(InputFormat::Uftrace));
+}
+
+#[test]
+fn uftrace_symbols_name_the_object_of_unattributed_calls() {
+    let t = "\
+# DURATION     TID     FUNCTION
+            [    7] | main() {
+            [    7] |   sqlite3_open@libsqlite3.so() {
+   1.000 us [    7] |     sqlite3_initialize();
+   1.000 us [    7] |     free();
+   2.000 us [    7] |   } /* sqlite3_open */
+   1.000 us [    7] |   free();
+   9.000 us [    7] | } /* main */
+";
+    let symbols = Symbols::parse(
+        "# OBJECT SYMBOL\n\
+         program main\n\
+         libsqlite3.so sqlite3_open\n\
+         libsqlite3.so sqlite3_initialize\n\
+         libc.so.6 free\n",
+    )
+    .unwrap();
+    assert_eq!(symbols.resolve("program", "free"), Some("libc.so.6"));
+    assert_eq!(symbols.resolve("libsqlite3.so", "main"), Some("program"));
+    assert_eq!(symbols.resolve("program", "nowhere"), None);
+    let read = |symbols: Option<Symbols>| {
+        let options = ReadOptions {
+            uftrace_symbols: symbols,
+        };
+        let mut src = import::from_reader_with(
+            Cursor::new(t.to_string()),
+            Some(InputFormat::Uftrace),
+            &options,
+        )
+        .unwrap();
+        drain(&mut *src)
+    };
+    let domain_of = |ev: &[Event], name: &str| {
+        ev.iter()
+            .find_map(|e| match e {
+                Event::Function {
+                    name: f, domain, ..
+                } if f == name => Some(*domain),
+                _ => None,
+            })
+            .unwrap()
+    };
+    // Without symbols: `sqlite3_initialize` and the first `free` stay in SQLite (their
+    // caller's object), so the program's `free` is SQLite's function too.
+    let ev = read(None);
+    check_rules(&ev);
+    assert_eq!(domain_of(&ev, "sqlite3_initialize"), 2);
+    assert_eq!(domain_of(&ev, "free"), 2);
+    assert_eq!(count(&ev, |e| matches!(e, Event::Domain { .. })), 2);
+    // With them: `free` is libc's, a third domain.
+    let ev = read(Some(symbols));
+    check_rules(&ev);
+    assert_eq!(domain_of(&ev, "sqlite3_initialize"), 2);
+    assert_eq!(domain_of(&ev, "free"), 3);
+    assert!(ev.contains(&dom(3, "libc.so.6")));
+    // A line that is not `OBJECT SYMBOL` is an error naming it.
+    let e = Symbols::parse("program main\nlibc.so.6\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("line 2: expected `OBJECT SYMBOL`"), "{e}");
+    let e = Symbols::parse("a b c\n").unwrap_err().to_string();
+    assert!(e.starts_with("line 1:"), "{e}");
+}
+
+#[test]
+fn ltrace_unnamed_calls_sample() {
+    // Real `ltrace -f -T -i -e '*'` of hello.c: glibc's calls ltrace cannot name
+    // (`libc.so.6->(0x7f.., 0, ..) = 0`), unfinished calls, and `+++ exited`.
+    let text = text_of("ltrace_unnamed.txt");
+    let unnamed = text.lines().filter(|l| l.contains("->(")).count() as u64;
+    assert!(unnamed >= 10, "{unnamed} unnamed calls");
+    let ev = events("ltrace_unnamed.txt", InputFormat::Ltrace);
+    let calls = text.lines().filter(|l| l.contains("->")).count() as u64;
+    let complete = text
+        .lines()
+        .filter(|l| l.contains("->") && !l.contains("<unfinished ...>"))
+        .count() as u64;
+    let per_cpu = check_rules(&ev);
+    assert_eq!(per_cpu.len(), 1);
+    // A return per complete call; the two unfinished calls (`hello->malloc`, `printf`) are
+    // forgotten when `libc.so.6`, not on the stack [hello, ?], starts calling, so their
+    // `resumed` lines are skipped (see `ltrace_unwinds_and_switches`).
+    assert_eq!(calls - complete, 2);
+    assert_eq!(per_cpu[&0], (calls, complete));
+    // the unnamed calls are one function, `(unnamed)`, called from libc.so.6: libc's own
+    let libc = ev
+        .iter()
+        .find_map(|e| match e {
+            Event::Domain { no, name } if name == "libc.so.6" => Some(*no),
+            _ => None,
+        })
+        .unwrap();
+    let unnamed_fn: Vec<_> = ev
+        .iter()
+        .filter_map(|e| match e {
+            Event::Function { name, domain, addr } if name == "(unnamed)" => Some((*domain, *addr)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(unnamed_fn.len(), 1);
+    assert_eq!(unnamed_fn[0].0, libc);
+    let target = unnamed_fn[0].1;
+    assert_eq!(count(&ev, |e| *e == Event::Call { target }) as u64, unnamed);
+    assert_eq!(import::detect(text.as_bytes()), Some(InputFormat::Ltrace));
 }
 
 #[test]

@@ -189,6 +189,7 @@ fn every_table_format_and_plb_shape_gives_the_same_verdicts() {
                     ..PlbConfig::default()
                 },
                 cpus: 2,
+                ..ReplayConfig::default()
             };
             let mut src = BootTrace::new(5)
                 .take(200_000)

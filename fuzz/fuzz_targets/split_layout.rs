@@ -1,6 +1,7 @@
 //! `split_layout`: arbitrary bytes as a layout JSON, and every layout that parses loaded
-//! into a 48-bit machine. A layout the machine refuses is an error, never a panic, and a
-//! loaded one leaves the machine's invariants whole.
+//! into a 48-bit machine of a table format picked by the input's length, with the tables'
+//! growth capped. A layout the machine refuses is an error, never a panic (nor a huge grant
+//! allocated), and a loaded one leaves the machine's invariants whole.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -17,8 +18,9 @@ fuzz_target!(|data: &[u8]| {
     };
     let cfg = MachineConfig {
         width: AddrWidth::Bits48,
-        format: TableFormat::Mlpt,
+        format: TableFormat::ALL[data.len() % TableFormat::ALL.len()],
         max_pds: 1024,
+        table_growth_cap: Some(64 << 20),
         ..MachineConfig::default()
     };
     let Ok(mut m) = Machine::new(cfg) else {

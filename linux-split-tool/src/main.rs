@@ -5,7 +5,9 @@
 //! where each PATH is a module file (`.ko`, `.ko.xz`, `.ko.zst`) or a directory searched
 //! recursively for them. Prints the report (a table, or with `--json` one JSON object) and
 //! with `--out` writes the domain layout. A module that cannot be read is reported on stderr
-//! by file name; the others are still processed, and the exit code is 1.
+//! by file name (as is a directory with no module files under it); the others are still
+//! processed, and the exit code is 1. A bad symbol file (`--system-map`, `--vmlinux`,
+//! `--symvers`) or an unwritable `--out` is exit code 2; bad arguments are clap's exit code 2.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -122,7 +124,14 @@ fn main() -> ExitCode {
     let mut files = Vec::new();
     let mut errors = Vec::new();
     for p in &args.paths {
+        let before = files.len();
         collect(p, &mut files, &mut errors);
+        if files.len() == before && p.is_dir() {
+            errors.push(format!(
+                "{}: no module files (.ko, .ko.xz, .ko.zst) under it",
+                p.display()
+            ));
+        }
     }
     let bar = ProgressBar::new(files.len() as u64);
     if std::io::stderr().is_terminal() {
@@ -139,6 +148,9 @@ fn main() -> ExitCode {
         let parsed = std::fs::read(f)
             .map_err(|e| format!("{name}: {e}"))
             .and_then(|bytes| {
+                if bytes.is_empty() {
+                    return Err(format!("{name}: an empty file, not a module"));
+                }
                 let elf = decompress(&name, &bytes, MAX_MODULE_BYTES).map_err(|e| e.to_string())?;
                 parse_module(&name, &elf).map_err(|e| e.to_string())
             });

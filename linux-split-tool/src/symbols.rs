@@ -31,16 +31,52 @@ impl SymbolKind {
     }
 }
 
-/// A malformed line of an input file.
+/// A malformed line of an input file, or a file that is wrong as a whole.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}:{line}: {what}")]
+#[error("{file}{}: {what}", at_line(*.line))]
 pub struct ParseError {
     /// The file (as the caller named it).
     pub file: String,
-    /// The line, from 1.
+    /// The line, from 1; 0 when the whole file is wrong (not ELF, no symbols).
     pub line: usize,
     /// What is wrong with it.
     pub what: String,
+}
+
+/// `:N` for line `N`, nothing for line 0 (the whole file).
+fn at_line(line: usize) -> String {
+    if line == 0 {
+        String::new()
+    } else {
+        format!(":{line}")
+    }
+}
+
+/// At most the first 80 characters of a line, for an error message.
+fn shorten(line: &str) -> String {
+    match line.char_indices().nth(80) {
+        Some((i, _)) => format!("{:?}...", &line[..i]),
+        None => format!("{line:?}"),
+    }
+}
+
+/// The checks every text input gets: a NUL byte means binary data, not the text asked for.
+fn text_line(line: &str, what: &str) -> Result<(), String> {
+    if line.contains('\0') {
+        Err(format!("binary data, not {what}"))
+    } else {
+        Ok(())
+    }
+}
+
+/// No symbols at all: an empty file or one of blank lines, which would silently resolve
+/// nothing.
+fn no_symbols(file: &str, hint: &str) -> ParseError {
+    ParseError {
+        file: file.to_string(),
+        line: 0,
+        what: format!("no symbols in it ({hint})"),
+    }
 }
 
 /// One symbol of `System.map`.
@@ -69,8 +105,8 @@ impl SystemMap {
     /// are skipped. The first definition of a name wins (local symbols repeat).
     ///
     /// # Errors
-    /// [`ParseError`] for a line without three fields, a bad address, or a type that is not
-    /// one letter.
+    /// [`ParseError`] for a line without three fields, a bad address, a type that is not
+    /// one letter, or binary data; and (line 0) for a file with no symbols.
     pub fn parse(file: &str, text: &str) -> Result<SystemMap, ParseError> {
         let mut map = SystemMap::default();
         for (i, line) in text.lines().enumerate() {
@@ -79,12 +115,16 @@ impl SystemMap {
                 line: i + 1,
                 what,
             };
+            text_line(line, "a text System.map").map_err(err)?;
             let mut f = line.split_whitespace();
             let (Some(a), Some(t), Some(name)) = (f.next(), f.next(), f.next()) else {
                 if line.trim().is_empty() {
                     continue;
                 }
-                return Err(err(format!("expected `ADDRESS TYPE NAME`, found {line:?}")));
+                return Err(err(format!(
+                    "expected `ADDRESS TYPE NAME`, found {}",
+                    shorten(line)
+                )));
             };
             let addr =
                 u64::from_str_radix(a, 16).map_err(|e| err(format!("bad address {a:?}: {e}")))?;
@@ -98,6 +138,9 @@ impl SystemMap {
                 kind: SymbolKind::from_nm_letter(c),
             });
         }
+        if map.by_name.is_empty() {
+            return Err(no_symbols(file, "an empty file?"));
+        }
         map.addrs.sort_unstable();
         map.addrs.dedup();
         Ok(map)
@@ -108,7 +151,8 @@ impl SystemMap {
     /// (read-only when their section is not writable); sizes are the symbol table's.
     ///
     /// # Errors
-    /// [`ParseError`] (line 0) naming `file` when the bytes are not a readable ELF file.
+    /// [`ParseError`] (line 0) naming `file` when the bytes are not a readable ELF file or
+    /// it has no symbols.
     pub fn from_elf(file: &str, bytes: &[u8]) -> Result<SystemMap, ParseError> {
         use object::{Object, ObjectSection, ObjectSymbol, SectionFlags};
         let err = |what: String| ParseError {
@@ -149,6 +193,9 @@ impl SystemMap {
                     .insert(name.to_string(), MapSymbol { addr, kind });
                 map.sizes.insert(name.to_string(), sym.size());
             }
+        }
+        if map.by_name.is_empty() {
+            return Err(no_symbols(file, "a stripped ELF file?"));
         }
         map.addrs.sort_unstable();
         map.addrs.dedup();
@@ -218,7 +265,8 @@ impl Symvers {
     /// lines (the field order of kernels since 5.10). Blank lines are skipped.
     ///
     /// # Errors
-    /// [`ParseError`] for a line with fewer than four fields or a CRC that is not hex.
+    /// [`ParseError`] for a line with fewer than four fields, a CRC that is not hex, or
+    /// binary data; and (line 0) for a file with no exports.
     pub fn parse(file: &str, text: &str) -> Result<Symvers, ParseError> {
         let mut s = Symvers::default();
         for (i, line) in text.lines().enumerate() {
@@ -230,10 +278,12 @@ impl Symvers {
                 line: i + 1,
                 what,
             };
+            text_line(line, "a text Module.symvers").map_err(err)?;
             let f: Vec<&str> = line.split('\t').collect();
             if f.len() < 4 {
                 return Err(err(format!(
-                    "expected `CRC\\tNAME\\tMODULE\\tEXPORT_TYPE`, found {line:?}"
+                    "expected `CRC\\tNAME\\tMODULE\\tEXPORT_TYPE`, found {}",
+                    shorten(line)
                 )));
             }
             let crc = f[0].trim_start_matches("0x");
@@ -247,6 +297,9 @@ impl Symvers {
                     export_type: f[3].to_string(),
                 },
             );
+        }
+        if s.by_name.is_empty() {
+            return Err(no_symbols(file, "an empty file?"));
         }
         Ok(s)
     }

@@ -2,7 +2,7 @@
 //! frame registers), the per-domain slots (table, epochs, gate records), creating,
 //! destroying and switching domains, and the counters a client reads back.
 
-use mmp_domains::{AddrWidth, ByteAddr, PdId, PdKind, Table, TableFormat};
+use mmp_domains::{AddrWidth, ByteAddr, PdId, PdKind, PermTable, Table, TableFormat};
 use mmp_gates::{CallStack, CrossingStats, FrameRegs, GateTable};
 use mmp_plb::{Epochs, Plb, PlbConfig, PlbConfigError, PlbStats};
 use slab::Slab;
@@ -25,10 +25,16 @@ pub struct MachineConfig {
     pub plb: PlbConfig,
     /// Most protection domains alive at once, PD 0 included.
     pub max_pds: usize,
+    /// Most bytes table writes may add to all domains' tables together, beyond the
+    /// footprint each table has when empty (`None`: no limit). A write that could take them
+    /// past it, counting the worst case its table format admits, fails with
+    /// [`MachineError::OutOfTableMemory`] and changes nothing; so a huge range given by
+    /// untrusted input (a trace's grant, a layout's) is refused before anything is allocated.
+    pub table_growth_cap: Option<usize>,
 }
 
 impl Default for MachineConfig {
-    /// One CPU, 32-bit, MLPT tables, the default PLB, 4,096 domains.
+    /// One CPU, 32-bit, MLPT tables, the default PLB, 4,096 domains, no table memory cap.
     fn default() -> Self {
         MachineConfig {
             cpus: 1,
@@ -36,6 +42,7 @@ impl Default for MachineConfig {
             format: TableFormat::Mlpt,
             plb: PlbConfig::default(),
             max_pds: 4096,
+            table_growth_cap: None,
         }
     }
 }
@@ -104,6 +111,9 @@ pub struct Machine {
     pub(crate) tracked: SegMap<()>,
     /// Tracked words written since they were last taken.
     pub(crate) dirty: WordSet,
+    /// The footprint of an empty table of the machine's format and width (every domain's
+    /// table starts so), learnt when the first domain is created.
+    pub(crate) empty_table_bytes: usize,
 }
 
 impl Machine {
@@ -161,6 +171,7 @@ impl Machine {
             memory: Memory::new(),
             tracked: SegMap::new(),
             dirty: WordSet::new(),
+            empty_table_bytes: 0,
         })
     }
 
@@ -226,9 +237,11 @@ impl Machine {
                 max: self.cfg.max_pds,
             })?;
         self.generations[key] += 1;
+        let table = Table::new(self.cfg.format, self.cfg.width);
+        self.empty_table_bytes = table.footprint_bytes();
         self.pds.insert(PdSlot {
             id,
-            table: Table::new(self.cfg.format, self.cfg.width),
+            table,
             epochs: Epochs::default(),
             gates: GateTable::new(),
         });

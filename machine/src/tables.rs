@@ -30,7 +30,9 @@ impl Machine {
     ///
     /// # Errors
     /// [`MachineError::UnknownPd`], [`MachineError::Supervisor`], or
-    /// [`MachineError::Table`] for a bad range or the table's memory cap; nothing changes.
+    /// [`MachineError::Table`] for a bad range or the table's memory cap;
+    /// [`MachineError::OutOfTableMemory`] past [`MachineConfig::table_growth_cap`](crate::MachineConfig::table_growth_cap). Nothing
+    /// changes.
     pub fn set_perm(
         &mut self,
         pd: PdId,
@@ -46,6 +48,9 @@ impl Machine {
                 pd,
                 source: e.into(),
             })?;
+        if self.cfg.table_growth_cap.is_some() {
+            return self.apply_writes(&[TableWrite { pd, range, perm }], None);
+        }
         let slot = &mut self.pds[k];
         let c = change(&slot.table, range, perm);
         slot.table
@@ -91,12 +96,21 @@ impl Machine {
             .sum()
     }
 
+    /// The cap on [`Machine::table_bytes`] that [`MachineConfig::table_growth_cap`](crate::MachineConfig::table_growth_cap) sets now:
+    /// the growth allowed on top of the live tables' empty footprints.
+    fn growth_cap_total(&self) -> Option<usize> {
+        let live = self.pds.len() - 1; // not PD 0
+        self.cfg
+            .table_growth_cap
+            .map(|g| g.saturating_add(live.saturating_mul(self.empty_table_bytes)))
+    }
+
     /// Applies a batch of table writes, in order, as one step: either all of them take effect
     /// (and every domain that lost an access has its epoch advanced, so no PLB allows the old
     /// permission afterwards), or none does and every table and epoch is exactly as before.
     ///
-    /// With `cap`, the batch fails if a write could take the total of all tables' footprints
-    /// over `cap` bytes (each write is checked against the room left, in the worst case its
+    /// With `cap` (or [`MachineConfig::table_growth_cap`](crate::MachineConfig::table_growth_cap), whichever is tighter), the batch
+    /// fails if a write could take the total of all tables' footprints over `cap` bytes (each write is checked against the room left, in the worst case its
     /// table format admits, so the check is conservative).
     ///
     /// # Errors
@@ -119,18 +133,23 @@ impl Machine {
                     source: e.into(),
                 })?;
         }
+        let cap = match (cap, self.growth_cap_total()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let mut old_epochs: Vec<(usize, Epochs)> = Vec::new();
         let mut undo: Vec<(usize, Vec<(WordRange, Perm)>)> = Vec::new();
         let total0 = if cap.is_some() { self.table_bytes() } else { 0 };
         let mut total = total0;
-        for (w, &k) in writes.iter().zip(&keys) {
+        for (i, (w, &k)) in writes.iter().zip(&keys).enumerate() {
             if !old_epochs.iter().any(|&(j, _)| j == k) {
                 old_epochs.push((k, self.pds[k].epochs));
             }
             let slot = &mut self.pds[k];
             // Without a cap no write can fail (the ranges are checked above), so there is
-            // nothing to undo and no need to log the old contents.
-            let logged = cap.is_some() || slot.table.cap().is_some();
+            // nothing to undo and no need to log the old contents; nor for the last write
+            // (a table write that fails changes nothing, and none comes after it).
+            let logged = (cap.is_some() || slot.table.cap().is_some()) && i + 1 < writes.len();
             let before = if logged {
                 runs(&slot.table, w.range)
             } else {

@@ -110,6 +110,7 @@ fn run(format: TableFormat, plb: PlbConfig, ops: &[Op]) -> Result<(), TestCaseEr
         format,
         plb,
         max_pds: 16,
+        table_growth_cap: None,
     };
     let mut m = Machine::new(cfg).unwrap();
     // Domain 3 in the ops is PD 0, the supervisor.
@@ -469,6 +470,66 @@ fn a_batch_over_the_memory_cap_changes_no_table_and_no_epoch() {
         m.apply_writes(&writes, None).unwrap();
         assert!(m.store(0, ByteAddr(0x10000), 4, 1).is_err(), "{format:?}");
         assert_eq!(m.perm(b, ByteAddr(0x20000)), Perm::ReadOnly, "{format:?}");
+        m.check_invariants().unwrap();
+    }
+}
+
+#[test]
+fn a_write_past_the_growth_cap_is_refused_before_anything_is_allocated() {
+    // A 48-bit range of 2^40 words: a flat table would need 2^37 bytes of bitmap for it.
+    for format in TableFormat::ALL {
+        let mut m = Machine::new(MachineConfig {
+            format,
+            width: AddrWidth::Bits48,
+            table_growth_cap: Some(1 << 20),
+            ..MachineConfig::default()
+        })
+        .unwrap();
+        let a = m.create_pd(PdKind::Kernel).unwrap();
+        let b = m.create_pd(PdKind::Kernel).unwrap();
+        m.set_perm(a, ByteAddr(0x1000), 64, Perm::ReadWrite)
+            .unwrap();
+        let before = m.table_bytes();
+        let epochs = m.epochs(a).unwrap();
+        let huge = m.set_perm(a, ByteAddr(0x4), 1 << 42, Perm::ReadOnly);
+        match format {
+            // one flat chunk per 4 MiB: far past the cap, refused
+            TableFormat::Flat => {
+                let err = huge.unwrap_err();
+                assert!(
+                    matches!(err, MachineError::OutOfTableMemory { pd, .. } if pd == a),
+                    "{err:?}"
+                );
+                assert!(err.to_string().contains("over the cap"), "{err}");
+                assert_eq!(m.table_bytes(), before);
+                assert_eq!(m.epochs(a).unwrap(), epochs);
+                assert_eq!(m.perm(a, ByteAddr(0x1000)), Perm::ReadWrite);
+                assert_eq!(m.perm(a, ByteAddr(0x10_0000)), Perm::None);
+            }
+            // the run-length formats hold a huge uniform range in a few entries
+            _ => {
+                huge.unwrap();
+                assert_eq!(m.perm(a, ByteAddr(0x10_0000)), Perm::ReadOnly);
+            }
+        }
+        m.check_invariants().unwrap();
+        // Word-granular writes fill the cap in every format; the cap counts growth on top
+        // of the empty tables, so a second domain's table does not use up the first's room.
+        let mut refused = None;
+        for i in 0..(1u64 << 20) {
+            let at = 0x100_0000 + (4 << 20) * i + 8;
+            if let Err(e) = m.set_perm(b, ByteAddr(at), 4, Perm::ReadOnly) {
+                refused = Some((i, e));
+                break;
+            }
+        }
+        let (i, e) = refused.expect("the cap is reached");
+        assert!(i > 0, "{format:?}: the first write already refused");
+        assert!(matches!(e, MachineError::OutOfTableMemory { .. }), "{e:?}");
+        assert_eq!(
+            m.perm(b, ByteAddr(0x100_0000 + (4 << 20) * i + 8)),
+            Perm::None
+        );
         m.check_invariants().unwrap();
     }
 }

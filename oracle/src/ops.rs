@@ -749,6 +749,7 @@ impl Harness {
                 format: shape.format,
                 plb,
                 max_pds,
+                table_growth_cap: None,
             },
             table_memory_cap: None,
         };

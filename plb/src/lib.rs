@@ -705,8 +705,15 @@ impl Change {
     }
 }
 
+/// Ranges longer than this many words are walked by the table's runs
+/// ([`PermTable::runs`]) rather than by lookups.
+const LONG_RANGE_WORDS: u64 = 1 << 16;
+
 /// How setting `range` to `perm` would change `table`; walks the table by its covers, so a
-/// large uniform range costs one lookup per block, and stops once both are known.
+/// large uniform range costs one lookup per block, and stops once both are known. A long
+/// range is walked by the table's runs instead, whose cost follows what the table holds, not
+/// the range's length (a flat table's lookups cover 16 words, so a 48-bit range would take
+/// 2^40 of them).
 #[must_use]
 pub fn change<T: PermTable + ?Sized>(table: &T, range: WordRange, perm: Perm) -> Change {
     let mut c = Change::default();
@@ -715,6 +722,14 @@ pub fn change<T: PermTable + ?Sized>(table: &T, range: WordRange, perm: Perm) ->
         c.widens |= !held.includes(perm);
         c.narrows && c.widens
     };
+    if range.len_words() > LONG_RANGE_WORDS {
+        for (_, held) in table.runs(range) {
+            if note(held) {
+                break;
+            }
+        }
+        return c;
+    }
     let (mut w, end) = (range.start().0, range.end().0);
     while w < end {
         let l = table.lookup(WordAddr(w));

@@ -3,7 +3,7 @@
 //!
 //! With no arguments it replays the embedded default, a synthetic trace of the MMP kernel
 //! paper's boot experiment. `mmp-replay TRACE` replays a file in any supported format
-//! (detected, or `--input-format`). `sweep` replays over a grid of PLB sizes and table
+//! (detected, or `--input-format`; plain, xz or zstd). `sweep` replays over a grid of PLB sizes and table
 //! formats; `convert` writes our binary (or text) format.
 
 use std::io::{IsTerminal, Write};
@@ -14,7 +14,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mmp_benchmarks::import::{self, InputFormat};
 use mmp_benchmarks::plot;
-use mmp_benchmarks::replay::{Replay, ReplayConfig, Report};
+use mmp_benchmarks::replay::{DEFAULT_TABLE_GROWTH_CAP, Replay, ReplayConfig, Report};
 use mmp_benchmarks::synth::{BOOT_CHANGES, BootTrace, DEFAULT_SEED, memref_trace};
 use mmp_benchmarks::trace::binary::{BinaryReader, BinaryWriter};
 use mmp_benchmarks::trace::{Event, EventSource, TraceError, TraceWidth, text};
@@ -52,7 +52,8 @@ struct Cli {
 #[derive(Debug, Args)]
 struct Input {
     /// The trace: our binary or text form, ftrace (function or function_graph), uftrace
-    /// replay, ltrace -f -T -i, or Valgrind lackey output. Omitted: the embedded default.
+    /// replay, ltrace -f -T -i, or Valgrind lackey output; plain or xz- or zstd-compressed.
+    /// Omitted: the embedded default.
     trace: Option<PathBuf>,
     /// The trace's format (detected when omitted).
     #[arg(long, value_parser = parse_format)]
@@ -63,6 +64,32 @@ struct Input {
     /// Seed of the synthetic trace.
     #[arg(long, default_value_t = DEFAULT_SEED)]
     seed: u64,
+    /// For a uftrace trace: the recording's symbols (`OBJECT SYMBOL` lines, as
+    /// scripts/uftrace-symbols.sh writes them; plain, xz or zstd), which name the object of
+    /// each call uftrace leaves unattributed.
+    #[arg(long, value_name = "FILE")]
+    uftrace_symbols: Option<PathBuf>,
+}
+
+impl Input {
+    /// What the trace's reader is given beyond the trace.
+    fn read_options(&self) -> Result<import::ReadOptions, String> {
+        let uftrace_symbols = match &self.uftrace_symbols {
+            Some(p) => {
+                let mut text = String::new();
+                open_input(p)?
+                    .0
+                    .read_to_string(&mut text)
+                    .map_err(|e| format!("{}: {e}", p.display()))?;
+                Some(
+                    import::uftrace::Symbols::parse(&text)
+                        .map_err(|e| format!("{}: {e}", p.display()))?,
+                )
+            }
+            None => None,
+        };
+        Ok(import::ReadOptions { uftrace_symbols })
+    }
 }
 
 /// The synthetic traces.
@@ -96,6 +123,21 @@ struct MachineArgs {
     /// layout derived from the trace (trace domains are matched by name).
     #[arg(long, value_name = "LAYOUT.json")]
     layout: Option<PathBuf>,
+    /// Most MiB the trace's and the layout's grants may add to the permissions tables (0: no
+    /// limit); a grant past it is an error.
+    #[arg(long, value_name = "MIB", default_value_t = DEFAULT_TABLE_GROWTH_CAP >> 20)]
+    table_growth_cap: usize,
+}
+
+impl MachineArgs {
+    fn table_growth_cap(&self) -> Option<usize> {
+        growth_cap(self.table_growth_cap)
+    }
+}
+
+/// A cap in MiB as bytes (0: none).
+fn growth_cap(mib: usize) -> Option<usize> {
+    (mib != 0).then(|| mib.saturating_mul(1 << 20))
 }
 
 #[derive(Debug, Subcommand)]
@@ -122,6 +164,9 @@ enum Command {
         /// A domain layout from `mmp-split --out`, used at every grid point.
         #[arg(long, value_name = "LAYOUT.json")]
         layout: Option<PathBuf>,
+        /// Most MiB the grants may add to the tables at each grid point (0: no limit).
+        #[arg(long, value_name = "MIB", default_value_t = DEFAULT_TABLE_GROWTH_CAP >> 20)]
+        table_growth_cap: usize,
         /// No progress bar.
         #[arg(long, short)]
         quiet: bool,
@@ -183,26 +228,99 @@ fn open(input: &Input) -> Result<(Source, u64, String), String> {
             format!("synthetic memory references (seed {:#x})", input.seed),
         )),
         Some(p) => {
-            let len = std::fs::metadata(p)
-                .map_err(|e| format!("{}: {e}", p.display()))?
-                .len();
-            let src =
-                import::open(p, input.input_format).map_err(|e| format!("{}: {e}", p.display()))?;
-            Ok((src, len, p.display().to_string()))
+            let name = p.display().to_string();
+            let (file, _, len) = open_trace(p, input.input_format)?;
+            let src = import::from_reader_with(file, input.input_format, &input.read_options()?)
+                .map_err(|e| format!("{name}: {e}"))?;
+            Ok((src, len, name))
         }
     }
 }
 
-/// Whether the trace at `p` is in our binary format (as given, or detected).
-fn is_binary(p: &Path, given: Option<InputFormat>) -> Result<bool, String> {
-    if let Some(f) = given {
-        return Ok(f == InputFormat::Binary);
+/// The file at `p`, opened once (so a pipe or a FIFO works) and decompressed if it is xz or
+/// zstd (told by its first bytes, not its name), and its length (0 when it has none or is
+/// compressed).
+fn open_input(p: &Path) -> Result<(Box<dyn std::io::Read + Send>, u64), String> {
+    use std::io::Read;
+    let name = p.display();
+    let mut file = std::fs::File::open(p).map_err(|e| format!("{name}: {e}"))?;
+    let len = file.metadata().map_or(0, |m| m.len());
+    let magic = head(&mut file, 8).map_err(|e| format!("{name}: {e}"))?;
+    let compression = mmp_split::detect(&magic);
+    let raw = std::io::Cursor::new(magic).chain(file);
+    Ok(match compression {
+        mmp_split::Compression::None => (Box::new(raw), len),
+        // the progress bar counts decompressed bytes, of a length not known in advance
+        mmp_split::Compression::Xz => (
+            Box::new(Decoded {
+                inner: lzma_rust2::XzReader::new(raw, true),
+                what: "xz",
+                at: 0,
+            }),
+            0,
+        ),
+        mmp_split::Compression::Zstd => (
+            Box::new(Decoded {
+                inner: ruzstd::decoding::StreamingDecoder::new(raw)
+                    .map_err(|e| format!("{name}: corrupt or truncated zstd stream: {e}"))?,
+                what: "zstd",
+                at: 0,
+            }),
+            0,
+        ),
+    })
+}
+
+/// Up to `n` bytes read from the front of `r`, to be put back.
+fn head(r: &mut impl std::io::Read, n: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(n as usize);
+    r.take(n).read_to_end(&mut head)?;
+    Ok(head)
+}
+
+/// The trace file at `p` (see [`open_input`]): its first bytes read ahead and put back in
+/// front, whether it is in our binary format (as given, or by its magic), and its length.
+fn open_trace(
+    p: &Path,
+    given: Option<InputFormat>,
+) -> Result<(impl std::io::BufRead + Send + 'static, bool, u64), String> {
+    use std::io::Read;
+    let (mut input, len) = open_input(p)?;
+    let head = head(&mut input, 8).map_err(|e| format!("{}: {e}", p.display()))?;
+    let binary = match given {
+        Some(f) => f == InputFormat::Binary,
+        None => mmp_benchmarks::trace::binary::is_binary(&head),
+    };
+    let input = std::io::BufReader::with_capacity(1 << 16, std::io::Cursor::new(head).chain(input));
+    Ok((input, binary, len))
+}
+
+/// A decompressor whose errors say what failed and where: "corrupt or truncated xz stream
+/// after N decompressed bytes".
+struct Decoded<R> {
+    inner: R,
+    what: &'static str,
+    at: u64,
+}
+
+impl<R: std::io::Read> std::io::Read for Decoded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self.inner.read(buf) {
+            Ok(n) => {
+                self.at += n as u64;
+                Ok(n)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Err(e),
+            Err(e) => Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "corrupt or truncated {} stream after {} decompressed bytes: {e}",
+                    self.what, self.at
+                ),
+            )),
+        }
     }
-    let mut head = [0u8; 8];
-    let mut file = std::fs::File::open(p).map_err(|e| format!("{}: {e}", p.display()))?;
-    let n =
-        std::io::Read::read(&mut file, &mut head).map_err(|e| format!("{}: {e}", p.display()))?;
-    Ok(mmp_benchmarks::trace::binary::is_binary(&head[..n]))
 }
 
 fn progress(len: u64, quiet: bool) -> ProgressBar {
@@ -251,18 +369,23 @@ fn replay_one(
     layout: Option<&mmp_split::Layout>,
     quiet: bool,
 ) -> Result<(Report, String), String> {
-    if let Some(p) = &input.trace
-        && is_binary(p, input.input_format)?
-    {
-        // Our binary format takes the reader's fast path.
+    if let Some(p) = &input.trace {
         let name = p.display().to_string();
-        let file = std::fs::File::open(p).map_err(|e| format!("{name}: {e}"))?;
-        let mut src = BinaryReader::new(std::io::BufReader::with_capacity(1 << 16, file))
+        let (file, binary, len) = open_trace(p, input.input_format)?;
+        let pb = progress(len, quiet);
+        if binary {
+            // Our binary format takes the reader's fast path.
+            let mut src = BinaryReader::new(file).map_err(|e| format!("{name}: {e}"))?;
+            let mut r = engine(cfg, src.width(), layout)?;
+            let res = r.run_binary_with(&mut src, |pos| pb.set_position(pos));
+            pb.finish_and_clear();
+            res.map_err(|e| format!("{name}: {e}"))?;
+            return Ok((r.report(), name));
+        }
+        let mut src = import::from_reader_with(file, input.input_format, &input.read_options()?)
             .map_err(|e| format!("{name}: {e}"))?;
         let mut r = engine(cfg, src.width(), layout)?;
-        let len = std::fs::metadata(p).map_or(0, |m| m.len());
-        let pb = progress(len, quiet);
-        let res = r.run_binary_with(&mut src, |pos| pb.set_position(pos));
+        let res = r.run(src.as_mut(), |pos| pb.set_position(pos));
         pb.finish_and_clear();
         res.map_err(|e| format!("{name}: {e}"))?;
         return Ok((r.report(), name));
@@ -394,6 +517,7 @@ struct Grid<'a> {
     ways: usize,
     cpus: usize,
     layout: Option<&'a mmp_split::Layout>,
+    table_growth_cap: Option<usize>,
 }
 
 fn sweep(input: &Input, grid: &Grid<'_>, out: &Path, quiet: bool) -> Result<(), String> {
@@ -403,6 +527,7 @@ fn sweep(input: &Input, grid: &Grid<'_>, out: &Path, quiet: bool) -> Result<(), 
         ways,
         cpus,
         layout,
+        table_growth_cap,
     } = *grid;
     std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
     let mut csv = String::from(
@@ -420,6 +545,7 @@ fn sweep(input: &Input, grid: &Grid<'_>, out: &Path, quiet: bool) -> Result<(), 
                 format: t,
                 plb: plb(n, ways),
                 cpus,
+                table_growth_cap,
             };
             let (r, _) = replay_one(input, cfg, layout, quiet)?;
             let line = format!(
@@ -519,6 +645,7 @@ fn run(cli: Cli) -> Result<(), String> {
             cpus,
             out,
             layout,
+            table_growth_cap,
             quiet,
         }) => {
             let layout = layout.as_deref().map(read_layout).transpose()?;
@@ -528,6 +655,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 ways: plb_ways,
                 cpus,
                 layout: layout.as_ref(),
+                table_growth_cap: growth_cap(table_growth_cap),
             };
             sweep(&input, &grid, &out, quiet)
         }
@@ -547,6 +675,7 @@ fn run(cli: Cli) -> Result<(), String> {
                     sidecars: 2,
                 },
                 cpus: m.cpus,
+                table_growth_cap: m.table_growth_cap(),
             };
             let layout = m.layout.as_deref().map(read_layout).transpose()?;
             let (r, name) = replay_one(&cli.input, cfg, layout.as_ref(), cli.quiet || cli.json)?;

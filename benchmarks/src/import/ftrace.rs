@@ -220,7 +220,7 @@ pub(super) const FUNCTION: Format = Format {
     header: |t| tracer(t) == Some("function"),
     sniff: sniff_function,
     sniff_rank: 4,
-    open: |r| Ok(Box::new(FtraceReader::new(r))),
+    open: |r, _| Ok(Box::new(FtraceReader::new(r))),
 };
 
 /// The `function_graph` tracer's output: its header, or a line of its shape.
@@ -230,7 +230,7 @@ pub(super) const GRAPH: Format = Format {
     header: |t| tracer(t) == Some("function_graph"),
     sniff: sniff_graph,
     sniff_rank: 3,
-    open: |r| Ok(Box::new(FtraceGraphReader::new(r))),
+    open: |r, _| Ok(Box::new(FtraceGraphReader::new(r))),
 };
 
 /// The tracer a `# tracer: NAME` header line names.

@@ -77,7 +77,7 @@ pub(super) const FORMAT: Format = Format {
     header: never,
     sniff,
     sniff_rank: 1,
-    open: |r| Ok(Box::new(LackeyReader::new(r))),
+    open: |r, _| Ok(Box::new(LackeyReader::new(r))),
 };
 
 /// Whether `line` looks like a lackey line (a reference or the `==PID==` banner).

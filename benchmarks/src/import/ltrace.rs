@@ -11,7 +11,8 @@
 //! a line without `obj->` is called from the main program, domain `program`. ltrace does not
 //! print which library the callee is in, so the callee's domain is the library named after
 //! `@` when the name is written `name@lib`, and otherwise one domain named `?` (an unknown
-//! library) holds every such callee.
+//! library) holds every such callee. A call ltrace cannot name (`libc.so.6->(0x7f.., 0) = 0`,
+//! frequent inside glibc) is a call of the function [`UNNAMED`] in the caller's own domain.
 //!
 //! Each PID keeps a stack: the domain running at its base, then one frame (the callee's
 //! domain and name) per open call. For a call line from object `C`:
@@ -36,6 +37,9 @@ use crate::trace::{DomainNo, Event, TraceWidth};
 pub const PROGRAM: &str = "program";
 /// The domain of callees whose library is unknown.
 pub const UNKNOWN_LIBRARY: &str = "?";
+/// The name given a call ltrace prints without one (`libc.so.6->(args)`); it stays in the
+/// caller's domain.
+pub const UNNAMED: &str = "(unnamed)";
 
 /// Reads `ltrace` output. See the [module docs](self).
 #[derive(Debug)]
@@ -116,14 +120,15 @@ fn parse_line(line: &str) -> Result<Option<(u64, Op<'_>)>, String> {
     if s.starts_with("+++") || s.starts_with("---") {
         return Ok(None);
     }
-    if let Some(r) = s.strip_prefix("<... ") {
+    if let Some(r) = s.strip_prefix("<...") {
         let (name, _) = r
-            .split_once(" resumed>")
+            .split_once("resumed>")
             .ok_or("expected `<... name resumed>`")?;
         let name = name.trim();
-        if !is_word(name) {
+        if !name.is_empty() && !is_word(name) {
             return Err("bad name in `<... name resumed>`".into());
         }
+        let name = if name.is_empty() { UNNAMED } else { name };
         return Ok(Some((pid, Op::Resumed(name))));
     }
     let open = s.find('(').ok_or("expected `obj->name(args) = value`")?;
@@ -139,9 +144,15 @@ fn parse_line(line: &str) -> Result<Option<(u64, Op<'_>)>, String> {
         Some((n, l)) => (n, Some(l)),
         None => (callee, None),
     };
-    if name.is_empty() || caller.is_some_and(str::is_empty) || lib.is_some_and(str::is_empty) {
+    // `obj->(args)`: a call ltrace cannot name (common inside glibc): the unnamed function.
+    let unnamed = name.is_empty() && lib.is_none() && caller.is_some_and(|c| !c.is_empty());
+    if (name.is_empty() && !unnamed)
+        || caller.is_some_and(str::is_empty)
+        || lib.is_some_and(str::is_empty)
+    {
         return Err("bad name: expected `obj->name` or `obj->name@lib`".into());
     }
+    let name = if unnamed { UNNAMED } else { name };
     if caller.is_none() && name.starts_with("SYS_") {
         return Ok(None);
     }
@@ -164,7 +175,7 @@ pub(super) const FORMAT: Format = Format {
     header: never,
     sniff,
     sniff_rank: 5,
-    open: |r| Ok(Box::new(LtraceReader::new(r))),
+    open: |r, _| Ok(Box::new(LtraceReader::new(r))),
 };
 
 /// Whether `line` looks like an ltrace call line (with its PID).
@@ -201,7 +212,13 @@ impl LineParser for LtraceParser {
                 returned,
             } => {
                 let dc = out.domain(caller.unwrap_or(PROGRAM))?;
-                let de = out.domain(lib.unwrap_or(UNKNOWN_LIBRARY))?;
+                // An unnamed callee stays in the caller's object (ltrace names every call
+                // that leaves it through a PLT it resolved).
+                let de = match lib {
+                    Some(lib) => out.domain(lib)?,
+                    None if name == UNNAMED => dc,
+                    None => out.domain(UNKNOWN_LIBRARY)?,
+                };
                 let target = out.function(de, name)?;
                 out.enter(pid)?;
                 let stack = self.stacks.entry(pid).or_default();

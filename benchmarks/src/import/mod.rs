@@ -66,7 +66,15 @@ pub(crate) struct Format {
     /// `function_graph` lines lack).
     pub(crate) sniff_rank: u8,
     /// The reader of an input in the format.
-    pub(crate) open: fn(Input) -> Result<Reader, TraceError>,
+    pub(crate) open: fn(Input, &ReadOptions) -> Result<Reader, TraceError>,
+}
+
+/// What a reader may be given beyond its input.
+#[derive(Debug, Clone, Default)]
+pub struct ReadOptions {
+    /// The recording's symbols, for the calls `uftrace replay` leaves unattributed (see
+    /// [`uftrace::Symbols`]); other formats ignore them.
+    pub uftrace_symbols: Option<uftrace::Symbols>,
 }
 
 /// An input, as a format's reader takes it.
@@ -138,7 +146,7 @@ const BINARY: Format = Format {
     header: never,
     sniff: never,
     sniff_rank: u8::MAX,
-    open: |r| Ok(Box::new(BinaryReader::new(r)?)),
+    open: |r, _| Ok(Box::new(BinaryReader::new(r)?)),
 };
 
 /// Our text form: its `mmp-trace` header, or a line that starts with an event keyword.
@@ -152,7 +160,7 @@ const TEXT: Format = Format {
             .is_some_and(|first| TEXT_KEYWORDS.contains(&first))
     },
     sniff_rank: 0,
-    open: |r| Ok(Box::new(TextReader::new(r)?)),
+    open: |r, _| Ok(Box::new(TextReader::new(r)?)),
 };
 
 /// The names of all formats, comma separated.
@@ -247,7 +255,12 @@ pub fn open(
         place: Place::Byte(0),
         source: std::io::Error::new(e.kind(), format!("{shown}: {e}")),
     })?;
-    reader_for(std::io::BufReader::new(file), format, &shown)
+    reader_for(
+        std::io::BufReader::new(file),
+        format,
+        Some(&shown),
+        &ReadOptions::default(),
+    )
 }
 
 /// The reader of `input` in `format`, or in the format [`detect`] finds in its first 64 KiB
@@ -259,16 +272,33 @@ pub fn from_reader<R: BufRead + Send + 'static>(
     input: R,
     format: Option<InputFormat>,
 ) -> Result<Box<dyn EventSource + Send>, TraceError> {
-    reader_for(input, format, "input")
+    reader_for(input, format, None, &ReadOptions::default())
+}
+
+/// [`from_reader`] with [`ReadOptions`].
+///
+/// # Errors
+/// As [`from_reader`]'s.
+pub fn from_reader_with<R: BufRead + Send + 'static>(
+    input: R,
+    format: Option<InputFormat>,
+    options: &ReadOptions,
+) -> Result<Box<dyn EventSource + Send>, TraceError> {
+    reader_for(input, format, None, options)
 }
 
 fn reader_for<R: BufRead + Send + 'static>(
     mut input: R,
     format: Option<InputFormat>,
-    name: &str,
+    name: Option<&str>,
+    options: &ReadOptions,
 ) -> Result<Box<dyn EventSource + Send>, TraceError> {
+    let named = |what: &dyn std::fmt::Display| match name {
+        Some(n) => format!("{n}: {what}"),
+        None => what.to_string(),
+    };
     if let Some(f) = format {
-        return make(input, f);
+        return make(input, f, options);
     }
     let mut head = Vec::new();
     (&mut input)
@@ -276,33 +306,34 @@ fn reader_for<R: BufRead + Send + 'static>(
         .read_to_end(&mut head)
         .map_err(|e| TraceError::Io {
             place: Place::Byte(0),
-            source: std::io::Error::new(e.kind(), format!("{name}: {e}")),
+            source: std::io::Error::new(e.kind(), named(&e)),
         })?;
     let Some(f) = detect(&head) else {
         let first = String::from_utf8_lossy(&head);
         let first = first.lines().next().unwrap_or("");
         return Err(TraceError::Parse {
             place: Place::Line(1),
-            message: format!(
-                "{name}: cannot tell the trace format{}; name one of: {}",
+            message: named(&format_args!(
+                "cannot tell the trace format{}; name one of: {}",
                 if head.is_empty() {
                     " of an empty input"
                 } else {
                     ""
                 },
                 format_names()
-            ),
+            )),
             text: shorten(first).into_owned(),
         });
     };
-    make(Cursor::new(head).chain(input), f)
+    make(Cursor::new(head).chain(input), f, options)
 }
 
 fn make<R: BufRead + Send + 'static>(
     input: R,
     format: InputFormat,
+    options: &ReadOptions,
 ) -> Result<Box<dyn EventSource + Send>, TraceError> {
-    (format.format().open)(Box::new(input))
+    (format.format().open)(Box::new(input), options)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -327,6 +358,8 @@ pub const fn function_addr(d: DomainNo, k: u32) -> u64 {
 struct Out {
     queue: VecDeque<Event>,
     domains: HashMap<String, DomainNo>,
+    /// Each domain's name (index `d - 1`).
+    names: Vec<String>,
     /// Each domain's functions (index `d - 1`): name to address.
     functions: Vec<HashMap<String, u64>>,
     cpus: HashMap<u64, u32>,
@@ -351,11 +384,18 @@ impl Out {
         self.functions.push(HashMap::new());
         let no = DomainNo::try_from(self.functions.len()).map_err(|_| "too many domains")?;
         self.domains.insert(name.to_string(), no);
+        self.names.push(name.to_string());
         self.push(Event::Domain {
             no,
             name: name.to_string(),
         });
         Ok(no)
+    }
+
+    /// The name of domain `d`, if declared.
+    fn domain_name(&self, d: DomainNo) -> Option<&str> {
+        let i = usize::try_from(d).ok()?.checked_sub(1)?;
+        self.names.get(i).map(String::as_str)
     }
 
     /// The address of function `name` of domain `d`, declaring it when first seen.

@@ -9,22 +9,34 @@
 //!    0.832 us [ 16914] |     malloc@libc.so.6();
 //!    3.056 us [ 16914] |   } /* work */
 //! ```
-//! A name without `@lib` is the main program's, domain 1 `program` (declared up front); a
-//! name `f@lib` is library `lib`'s (`libc.so.6`, ...), a domain of its own. Each thread (TID)
-//! is a replay CPU, on which `program` runs at the start: a [`Event::Switch`] to it comes
-//! before the thread's first event. `f() {` is a [`Event::Call`] (the call stays open),
-//! `f();` a call and a [`Event::Return`], `}` a return when the thread has an open call (else
-//! it closes a call made before the trace started, and is skipped). Comment lines
-//! (`/* linux:schedule */`, ...) are skipped; the duration may be blank; without a `[TID]`
-//! column every line is one thread's. Arguments (`-A`) and return values (`-R`) are
-//! ignored.
+//! A name `f@lib` is library `lib`'s (`libc.so.6`, ...), a domain of its own; the main
+//! program is domain 1, `program` (declared up front), where every thread starts. A name
+//! without `@lib` is a call uftrace did not attribute to a library: the program's own
+//! functions, a library's calls to its own functions (through its PLT, or static ones), and
+//! some calls into other libraries (uftrace drops the library of a symbol it knows by an
+//! alias: glibc's `free`, ...). Its object is, in order: the library an earlier line named
+//! the same function with (`f@lib`); with [`Symbols`] (the recording's dynamic symbols), the
+//! caller's own object if it defines the function, else the first object that does; else the
+//! caller's. So a library calling its own exports is no crossing, and with the symbols an
+//! unattributed call into another library is one (the tests measure both against the dynamic
+//! linker's bindings).
+//!
+//! Each thread (TID) is a replay CPU, on which `program` runs at the start: a
+//! [`Event::Switch`] to it comes before the thread's first event. `f() {` is a
+//! [`Event::Call`] (the call stays open), `f();` a call and a [`Event::Return`], `}` a return
+//! when the thread has an open call (else it closes a call made before the trace started, and
+//! is skipped). Comment and event lines (`/* linux:schedule */`, `/* linux:task-exit */`) are
+//! skipped; the duration may be blank; without a `[TID]` column every line is one thread's.
+//! Arguments (`-A`) and return values (`-R`) are ignored. The trailer uftrace prints when a
+//! program exits inside functions (`uftrace stopped tracing with remaining functions`, a rule
+//! of `=`, `task: N`, and `[k] name` lines) ends the trace: the calls it lists stay open.
 
 use std::collections::HashMap;
 
 use super::{
     Format, LineParser, Out, all_digits, importer, is_decimal, never, strip_trailing_comment,
 };
-use crate::trace::{Event, TraceWidth};
+use crate::trace::{DomainNo, Event, Place, TraceError, TraceWidth};
 
 /// The main program's domain name (always domain 1).
 pub const PROGRAM: &str = "program";
@@ -148,7 +160,12 @@ pub(super) const FORMAT: Format = Format {
     },
     sniff,
     sniff_rank: 2,
-    open: |r| Ok(Box::new(UftraceReader::new(r))),
+    open: |r, options| {
+        Ok(match &options.uftrace_symbols {
+            Some(symbols) => Box::new(UftraceReader::with_symbols(r, symbols.clone())),
+            None => Box::new(UftraceReader::new(r)),
+        })
+    },
 };
 
 /// Whether `line` looks like a `uftrace replay` line (with its `[TID]` column).
@@ -158,10 +175,93 @@ pub(super) fn sniff(line: &str) -> bool {
         && matches!(parse_line(line), Ok(Some(_)))
 }
 
-/// The line parser: each started thread's open calls.
+/// The first line of the trailer `uftrace replay` prints when the program exits inside
+/// functions.
+const TRAILER: &str = "uftrace stopped tracing with remaining functions";
+
+/// Which object defines each function, for the calls uftrace leaves unattributed: the
+/// defined dynamic symbols of the program and of each library a recording loaded, one
+/// `OBJECT SYMBOL` pair a line, objects named as `uftrace replay --libname` names them
+/// (`libc.so.6`, `libsqlite3.so.0.8.6`) and the program as `program`, in load order (the
+/// program first). `scripts/uftrace-symbols.sh DATA_DIR` writes it from a uftrace recording;
+/// `mmp-replay --uftrace-symbols FILE` reads it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Symbols {
+    objects: Vec<String>,
+    /// Each symbol's defining objects (indices into `objects`), in load order.
+    defined: HashMap<String, Vec<usize>>,
+}
+
+impl Symbols {
+    /// Parses the `OBJECT SYMBOL` lines (blank lines and `#` comments skipped).
+    ///
+    /// # Errors
+    /// [`TraceError::Parse`] naming the line that is not two words.
+    pub fn parse(text: &str) -> Result<Symbols, TraceError> {
+        let mut s = Symbols::default();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        for (i, line) in text.lines().enumerate() {
+            let t = line.trim();
+            if t.is_empty() || t.starts_with('#') {
+                continue;
+            }
+            let mut words = t.split_whitespace();
+            let (Some(object), Some(symbol), None) = (words.next(), words.next(), words.next())
+            else {
+                return Err(TraceError::Parse {
+                    place: Place::Line(i as u64 + 1),
+                    message: "expected `OBJECT SYMBOL`".into(),
+                    text: super::shorten(t).into_owned(),
+                });
+            };
+            let o = *index.entry(object.to_string()).or_insert_with(|| {
+                s.objects.push(object.to_string());
+                s.objects.len() - 1
+            });
+            let by = s.defined.entry(symbol.to_string()).or_default();
+            if !by.contains(&o) {
+                by.push(o);
+            }
+        }
+        Ok(s)
+    }
+
+    /// The object that defines `symbol` for a call from `caller`: `caller` itself if it
+    /// defines it, else the first object in load order that does; `None` if none does.
+    #[must_use]
+    pub fn resolve<'a>(&'a self, caller: &str, symbol: &str) -> Option<&'a str> {
+        let by = self.defined.get(symbol)?;
+        by.iter()
+            .map(|&o| self.objects[o].as_str())
+            .find(|&o| o == caller)
+            .or_else(|| by.first().map(|&o| self.objects[o].as_str()))
+    }
+}
+
+impl<R: std::io::BufRead> UftraceReader<R> {
+    /// A reader of `input` that resolves the calls uftrace leaves unattributed with
+    /// `symbols` (see [`Symbols`]).
+    pub fn with_symbols(input: R, symbols: Symbols) -> Self {
+        UftraceReader(super::Driver::new(
+            input,
+            UftraceParser {
+                symbols: Some(symbols),
+                ..UftraceParser::default()
+            },
+            TraceWidth::Bits32,
+        ))
+    }
+}
+
+/// The line parser: each started thread's stack of domains (its open calls' callees, over
+/// `program`), the library each function was last named with, the symbols given, and
+/// whether the trailer began.
 #[derive(Debug, Default)]
 struct UftraceParser {
-    depth: HashMap<u64, u64>,
+    stacks: HashMap<u64, Vec<DomainNo>>,
+    library_of: HashMap<String, DomainNo>,
+    symbols: Option<Symbols>,
+    trailer: bool,
 }
 
 impl LineParser for UftraceParser {
@@ -170,31 +270,60 @@ impl LineParser for UftraceParser {
     }
 
     fn line(&mut self, line: &str, out: &mut Out) -> Result<(), String> {
+        if self.trailer || line.trim() == TRAILER {
+            self.trailer = true;
+            return Ok(());
+        }
         let Some((tid, op)) = parse_line(line)? else {
             return Ok(());
         };
-        let leaf = matches!(op, Op::Leaf(..));
         match op {
             Op::Enter(name, lib) | Op::Leaf(name, lib) => {
-                let d = out.domain(lib.unwrap_or(PROGRAM))?;
+                // A thread starts in `program`.
+                let caller = self
+                    .stacks
+                    .get(&tid)
+                    .and_then(|s| s.last().copied())
+                    .unwrap_or(1);
+                let d = match lib {
+                    Some(lib) => {
+                        let d = out.domain(lib)?;
+                        if self.library_of.get(name) != Some(&d) {
+                            self.library_of.insert(name.to_string(), d);
+                        }
+                        d
+                    }
+                    None => match self.library_of.get(name) {
+                        Some(&d) => d,
+                        None => {
+                            let by = self.symbols.as_ref().and_then(|s| {
+                                s.resolve(out.domain_name(caller).unwrap_or(PROGRAM), name)
+                            });
+                            match by {
+                                Some(object) => out.domain(object)?,
+                                None => caller,
+                            }
+                        }
+                    },
+                };
                 let target = out.function(d, name)?;
                 out.enter(tid)?;
-                let depth = self.depth.entry(tid).or_insert_with(|| {
+                let stack = self.stacks.entry(tid).or_insert_with(|| {
                     out.push(Event::Switch { domain: 1 });
-                    0
+                    vec![1]
                 });
                 out.push(Event::Call { target });
-                if leaf {
+                if matches!(op, Op::Leaf(..)) {
                     out.push(Event::Return);
                 } else {
-                    *depth += 1;
+                    stack.push(d);
                 }
             }
             Op::Exit => {
-                if let Some(depth) = self.depth.get_mut(&tid).filter(|d| **d > 0) {
+                if let Some(stack) = self.stacks.get_mut(&tid).filter(|s| s.len() > 1) {
                     out.enter(tid)?;
                     out.push(Event::Return);
-                    *depth -= 1;
+                    stack.pop();
                 }
             }
         }

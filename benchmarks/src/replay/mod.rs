@@ -75,15 +75,24 @@ pub struct ReplayConfig {
     pub plb: PlbConfig,
     /// CPUs (a trace's `cpu` events must name one of them).
     pub cpus: usize,
+    /// Most bytes the trace's (and the layout's) grants may add to the tables
+    /// ([`MachineConfig::table_growth_cap`]): a grant past it is an error, not an
+    /// allocation.
+    pub table_growth_cap: Option<usize>,
 }
 
+/// The default [`ReplayConfig::table_growth_cap`]: 4 GiB.
+pub const DEFAULT_TABLE_GROWTH_CAP: usize = 4 << 30;
+
 impl Default for ReplayConfig {
-    /// MLPT tables, the default PLB (64 entries, 4-way, LRU, two sidecars), 4 CPUs.
+    /// MLPT tables, the default PLB (64 entries, 4-way, LRU, two sidecars), 4 CPUs, tables
+    /// that may grow by [`DEFAULT_TABLE_GROWTH_CAP`].
     fn default() -> Self {
         ReplayConfig {
             format: TableFormat::Mlpt,
             plb: PlbConfig::default(),
             cpus: 4,
+            table_growth_cap: Some(DEFAULT_TABLE_GROWTH_CAP),
         }
     }
 }
@@ -271,6 +280,7 @@ impl Replay {
             format: cfg.format,
             plb: cfg.plb,
             max_pds,
+            table_growth_cap: cfg.table_growth_cap,
         };
         let err = ReplayError::Config;
         let limit = mcfg.width.byte_limit();
