@@ -243,3 +243,38 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+    /// The same over large ranges in both widths (values high in the MLPT, whole flat
+    /// chunks, long SST segments), against the per-lookup walk every format agrees on.
+    #[test]
+    fn runs_of_large_ranges_match_the_lookup_walk(
+        sets in proptest::collection::vec((0u64..1 << 24, 1u64..1 << 21, 0u64..4), 1..12),
+        from in 0u64..1 << 23,
+        len in 1u64..1 << 19,
+        wide in any::<bool>(),
+    ) {
+        let width = if wide { AddrWidth::Bits48 } else { AddrWidth::Bits32 };
+        for format in TableFormat::ALL {
+            let mut t = Table::new(format, width);
+            for &(w, n, p) in &sets {
+                t.set(mmp_domains::WordRange::new(w, w + n).unwrap(), Perm::from_bits(p)).unwrap();
+            }
+            let range = mmp_domains::WordRange::new(from, from + len).unwrap();
+            let fast = t.runs(range);
+            let mut walk: Vec<(mmp_domains::WordRange, Perm)> = Vec::new();
+            let mut w = from;
+            while w < from + len {
+                let p = t.perm(WordAddr(w));
+                match walk.last_mut() {
+                    Some((r, q)) if *q == p => *r = mmp_domains::WordRange::new(r.start().0, w + 1).unwrap(),
+                    _ => walk.push((mmp_domains::WordRange::new(w, w + 1).unwrap(), p)),
+                }
+                w += 1;
+            }
+            prop_assert_eq!(fast, walk, "{:?} {:?}", format, width);
+        }
+    }
+}

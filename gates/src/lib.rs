@@ -21,7 +21,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use mmp_domains::{ByteAddr, PdId, WordAddr};
+use mmp_domains::{ByteAddr, PdId, WordAddr, WordRange};
 
 /// What a gate word does when control reaches it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -79,6 +79,13 @@ impl GateTable {
             self.gates.remove(w);
         }
         doomed.len()
+    }
+
+    /// The gates on the words of `range`, by word, ascending.
+    pub fn range(&self, range: WordRange) -> impl Iterator<Item = (WordAddr, Gate)> + '_ {
+        self.gates
+            .range(range.start().0..range.end().0)
+            .map(|(&w, &g)| (WordAddr(w), g))
     }
 
     /// Every gate, by word, ascending.

@@ -47,7 +47,7 @@ impl Default for MachineConfig {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct PdSlot {
     pub(crate) id: PdId,
     pub(crate) table: Table,
@@ -57,7 +57,7 @@ pub(crate) struct PdSlot {
 }
 
 /// One CPU: its PD register and PLB.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Cpu {
     pub(crate) pd: PdId,
     /// Slab key of `pd` (unused while `pd` is PD 0).
@@ -84,7 +84,7 @@ impl Cpu {
 }
 
 /// One CPU's gate state, kept apart from [`Cpu`] so the check path's data stays compact.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct GateCpu {
     /// The cross-domain call stack.
     pub(crate) stack: CallStack,
@@ -96,8 +96,9 @@ pub(crate) struct GateCpu {
 /// [`Machine::set_call_stack_capacity`]).
 pub const CALL_STACK_FRAMES: usize = 64;
 
-/// The machine. See the [crate docs](crate).
-#[derive(Debug)]
+/// The machine. See the [crate docs](crate). A clone is a snapshot of its whole state
+/// (tables, PLBs, call stacks, memory, counters) that goes on independently.
+#[derive(Debug, Clone)]
 pub struct Machine {
     pub(crate) cfg: MachineConfig,
     pub(crate) cpus: Vec<Cpu>,

@@ -266,6 +266,15 @@ impl Machine {
             .and_then(|k| self.pds[k].gates.get(addr.word()))
     }
 
+    /// `pd`'s gate records on the words of `range`, by word, ascending (empty for an unknown
+    /// domain).
+    #[must_use]
+    pub fn gates_in(&self, pd: PdId, range: WordRange) -> Vec<(WordAddr, Gate)> {
+        self.key_of(pd)
+            .map(|k| self.pds[k].gates.range(range).collect())
+            .unwrap_or_default()
+    }
+
     /// `pd`'s gate records, by word, ascending (empty for an unknown domain).
     #[must_use]
     pub fn gates(&self, pd: PdId) -> Vec<(WordAddr, Gate)> {

@@ -26,6 +26,8 @@ use mmp_supervisor::policy::{
 };
 use mmp_supervisor::{AccessResult, CallResult, Mmp};
 
+use crate::words::Words;
+
 type Result<T> = std::result::Result<T, SupervisorError>;
 
 /// A domain's hold on a word: its permission, and the grant behind it (`None` for the owner).
@@ -47,10 +49,113 @@ pub struct Word {
     /// The region's kind.
     pub kind: RegionKind,
     /// Who holds what.
-    pub held: BTreeMap<PdId, Held>,
+    pub held: VecMap<Held>,
     /// Gates placed on the word, per domain whose table holds them (the entry points' gates
     /// are not kept here: they follow the entry permission, see [`Model::gate`]).
-    pub gates: BTreeMap<PdId, Gate>,
+    pub gates: VecMap<Gate>,
+}
+
+/// A map from domains to `V` as a vector sorted by domain: a word is held by a few domains
+/// at most, so this is the compact (and cheap to copy) form of a `BTreeMap<PdId, V>`, with
+/// the same operations and the same ascending order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VecMap<V>(Vec<(PdId, V)>);
+
+impl<V> Default for VecMap<V> {
+    fn default() -> Self {
+        VecMap(Vec::new())
+    }
+}
+
+impl<V> VecMap<V> {
+    /// The empty map.
+    #[must_use]
+    pub const fn new() -> Self {
+        VecMap(Vec::new())
+    }
+
+    fn find(&self, k: PdId) -> std::result::Result<usize, usize> {
+        self.0.binary_search_by_key(&k, |&(q, _)| q)
+    }
+
+    /// The value of `k`.
+    #[must_use]
+    pub fn get(&self, k: &PdId) -> Option<&V> {
+        self.find(*k).ok().map(|i| &self.0[i].1)
+    }
+
+    /// Whether `k` has a value.
+    #[must_use]
+    pub fn contains_key(&self, k: &PdId) -> bool {
+        self.find(*k).is_ok()
+    }
+
+    /// Sets `k`'s value; returns the old one.
+    pub fn insert(&mut self, k: PdId, v: V) -> Option<V> {
+        match self.find(k) {
+            Ok(i) => Some(std::mem::replace(&mut self.0[i].1, v)),
+            Err(i) => {
+                self.0.insert(i, (k, v));
+                None
+            }
+        }
+    }
+
+    /// Removes `k`; returns its value.
+    pub fn remove(&mut self, k: &PdId) -> Option<V> {
+        self.find(*k).ok().map(|i| self.0.remove(i).1)
+    }
+
+    /// Keeps the entries `f` accepts.
+    pub fn retain(&mut self, mut f: impl FnMut(&PdId, &mut V) -> bool) {
+        self.0.retain_mut(|(k, v)| f(k, v));
+    }
+
+    /// Removes every entry.
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    /// Whether there are no entries.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The entries, ascending.
+    pub fn iter(&self) -> impl Iterator<Item = (&PdId, &V)> + '_ {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+
+    /// The entries, ascending, values mutable.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&PdId, &mut V)> + '_ {
+        self.0.iter_mut().map(|(k, v)| (&*k, v))
+    }
+
+    /// The values, ascending by key, mutable.
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut V> + '_ {
+        self.0.iter_mut().map(|(_, v)| v)
+    }
+}
+
+impl<'a, V> IntoIterator for &'a VecMap<V> {
+    type Item = (&'a PdId, &'a V);
+    type IntoIter =
+        std::iter::Map<std::slice::Iter<'a, (PdId, V)>, fn(&'a (PdId, V)) -> (&'a PdId, &'a V)>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+}
+
+impl<'a, V> IntoIterator for &'a mut VecMap<V> {
+    type Item = (&'a PdId, &'a mut V);
+    type IntoIter = std::iter::Map<
+        std::slice::IterMut<'a, (PdId, V)>,
+        fn(&'a mut (PdId, V)) -> (&'a PdId, &'a mut V),
+    >;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter_mut().map(|(k, v)| (&*k, v))
+    }
 }
 
 /// A domain in the model.
@@ -74,7 +179,7 @@ pub struct Model {
     /// Every id ever handed out (ids are never reused).
     pub ever: BTreeSet<PdId>,
     /// Allocated words.
-    pub words: BTreeMap<u64, Word>,
+    pub words: Words,
     /// Sealed words.
     pub sealed: WordSet,
     /// Words exported read-only to all.
@@ -109,7 +214,7 @@ impl Model {
             running: vec![PdId::SUPERVISOR; cpus],
             pds: BTreeMap::new(),
             ever: BTreeSet::new(),
-            words: BTreeMap::new(),
+            words: Words::new(),
             sealed: WordSet::new(),
             global: WordSet::new(),
             tracked: WordSet::new(),
@@ -137,8 +242,8 @@ impl Model {
             region,
             owner,
             kind,
-            held: BTreeMap::new(),
-            gates: BTreeMap::new(),
+            held: VecMap::new(),
+            gates: VecMap::new(),
         }
     }
 
@@ -426,7 +531,7 @@ impl Model {
 
     fn destroy(&mut self, doomed: &[PdId], top: PdId) {
         let heir = self.pds[&top].parent;
-        let all: Vec<u64> = self.words.keys().copied().collect();
+        let all: Vec<u64> = self.words.keys().collect();
         for &w in &all {
             // Phase 1: grants the doomed made as holders are revoked, recursively.
             let owner = self.words[&w].owner;
@@ -540,12 +645,12 @@ impl Model {
         };
         let mut at = 0;
         let mut it = self.words.keys().peekable();
-        while let Some(&w) = it.next() {
+        while let Some(w) = it.next() {
             if w * 4 > at {
                 consider(at, w * 4);
             }
             let mut end = w + 1;
-            while it.peek().is_some_and(|&&v| v == end) {
+            while it.peek().is_some_and(|&v| v == end) {
                 it.next();
                 end += 1;
             }

@@ -85,3 +85,29 @@ fn fuzz_logic_runs_on_short_inputs() {
         }
     }
 }
+
+/// The fuzz target skips checking the prelude (a fixed sequence per shape) and forks each
+/// input's harness from one that ran it; here every shape's prelude gets every check after
+/// every operation, and a fork goes on exactly as the harness it was copied from.
+#[test]
+fn every_shapes_prelude_passes_every_check_and_forks_go_on_alike() {
+    use mmp_oracle::ops::{Checks, Harness};
+    for sel in 0..=255u8 {
+        let mut h = Harness::with_checks(shape(sel), Checks::THOROUGH);
+        h.prelude()
+            .unwrap_or_else(|e| panic!("shape {sel}'s prelude: {e}"));
+        h.finish().unwrap();
+        if sel % 16 != 0 {
+            continue;
+        }
+        let mut copy = h.fork().expect("no fault handlers");
+        assert_eq!(copy.sup.digest(), h.sup.digest());
+        let data: Vec<u8> = (0..3000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 ^ sel)
+            .collect();
+        h.run_ops(&data, 150).unwrap();
+        copy.run_ops(&data, 150).unwrap();
+        assert_eq!(copy.sup.digest(), h.sup.digest(), "shape {sel}");
+        assert_eq!((copy.ops, copy.failed), (h.ops, h.failed), "shape {sel}");
+    }
+}

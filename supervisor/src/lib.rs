@@ -67,6 +67,7 @@ mod gates;
 mod grant_map;
 mod grants;
 mod invariants;
+pub mod planted;
 pub mod policy;
 mod region_map;
 mod regions;

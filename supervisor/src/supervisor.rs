@@ -140,6 +140,28 @@ impl Supervisor {
         self.cfg
     }
 
+    /// A copy of the whole supervisor and its machine, which goes on independently (to fork
+    /// experiments from one state); `None` while a fault handler is installed, since a
+    /// handler is a closure and cannot be copied.
+    #[must_use]
+    pub fn snapshot(&self) -> Option<Supervisor> {
+        if !self.handlers.is_empty() {
+            return None;
+        }
+        Some(Supervisor {
+            cfg: self.cfg,
+            machine: self.machine.clone(),
+            tree: self.tree.clone(),
+            regions: self.regions.clone(),
+            grants: self.grants.clone(),
+            sealed: self.sealed.clone(),
+            global: self.global.clone(),
+            stacks: self.stacks.clone(),
+            faults: self.faults.clone(),
+            handlers: HashMap::new(),
+        })
+    }
+
     /// Changes the cap on all tables' memory together (the embedding program's privilege).
     /// Tables already over a new cap keep their contents; updates that could grow them fail.
     pub fn set_table_memory_cap(&mut self, cap: Option<usize>) {
@@ -205,6 +227,29 @@ impl Supervisor {
         self.grants.get(pd, addr.word().0)
     }
 
+    /// The words of `range` that `pd` holds by grants, as runs of words with one grant each
+    /// (cut to the range), ascending.
+    #[must_use]
+    pub fn grants_in(&self, pd: PdId, range: WordRange) -> Vec<(WordRange, Grant)> {
+        let (lo, hi) = (range.start().0, range.end().0);
+        self.grants
+            .of(pd)
+            .overlapping(lo, hi)
+            .filter_map(|(a, b, g)| Some((WordRange::new(a.max(lo), b.min(hi))?, g)))
+            .collect()
+    }
+
+    /// The regions that overlap words `range`, ascending (whole, not cut).
+    #[must_use]
+    pub fn regions_in(&self, range: WordRange) -> Vec<Region> {
+        let (lo, hi) = (range.start().0, range.end().0);
+        self.regions
+            .iter()
+            .filter(|r| r.start.0 < hi && lo < r.end.0)
+            .copied()
+            .collect()
+    }
+
     /// The words `pd` holds by grants, as runs of words with one grant each, ascending.
     #[must_use]
     pub fn grants_held(&self, pd: PdId) -> Vec<(WordRange, Grant)> {
@@ -225,6 +270,18 @@ impl Supervisor {
     #[must_use]
     pub fn is_sealed(&self, addr: ByteAddr) -> bool {
         self.sealed.get(addr.word().0).is_some()
+    }
+
+    /// Every sealed word, as runs of word indices.
+    #[must_use]
+    pub fn sealed_words(&self) -> &SegMap<()> {
+        &self.sealed
+    }
+
+    /// Every word exported read-only to every domain, as runs of word indices.
+    #[must_use]
+    pub fn exported_words(&self) -> &SegMap<()> {
+        &self.global
     }
 
     /// Whether the word holding byte `addr` is exported read-only to every domain.

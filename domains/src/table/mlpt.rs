@@ -26,7 +26,7 @@
 
 use super::{
     Cover, InvariantError, Lookup, PermTable, TableError, TableFormat, VECTOR_WORDS,
-    aligned_block_within, cap_check, fill_2bit,
+    aligned_block_within, cap_check, fill_2bit, push_run,
 };
 use crate::addr::{AddrWidth, WordAddr, WordRange};
 use crate::perm::Perm;
@@ -547,6 +547,60 @@ impl Mlpt {
         Lookup { perm, refs, cover }
     }
 
+    /// Appends the runs of words `[lo, hi)` below entry `e` of level `l` (its block at
+    /// `base`) to `out`, merged: a value entry gives its runs whole, a pointer is followed,
+    /// and a leaf's uniform 32-word groups are taken at once.
+    fn entry_runs(
+        &self,
+        l: usize,
+        e: u64,
+        base: u64,
+        (lo, hi): (u64, u64),
+        out: &mut Vec<(WordRange, Perm)>,
+    ) {
+        let size = self.size(l);
+        let (a, b) = (lo.max(base), hi.min(base + size));
+        if !is_pointer(e) && e >> BOUNDS_AT == 0 {
+            // A uniform value: one run, nothing to decode.
+            push_run(out, a, b, Self::run_perm(e, 0));
+            return;
+        }
+        if !is_pointer(e) {
+            let r = self.value_runs(l, e);
+            for k in 0..r.n {
+                let (s, t) = (base + r.start[k], base + r.end_of(k, size));
+                if s.max(a) < t.min(b) {
+                    push_run(out, s.max(a), t.min(b), r.perm[k]);
+                }
+            }
+            return;
+        }
+        let idx = (e >> 1) as usize;
+        let d = &self.pool.data[..];
+        if l + 1 == self.levels {
+            const LOW: u64 = 0x5555_5555_5555_5555;
+            let mut w = a;
+            while w < b {
+                let off = w - base;
+                let word = d[idx + (off / 32) as usize];
+                let group_end = base + (off / 32 + 1) * 32;
+                if off % 32 == 0 && group_end <= b && word == LOW * (word & 3) {
+                    push_run(out, w, group_end, Perm::from_bits(word));
+                    w = group_end;
+                } else {
+                    push_run(out, w, w + 1, Perm::from_bits(word >> (2 * (off % 32))));
+                    w += 1;
+                }
+            }
+            return;
+        }
+        let cs = self.shift[l + 1];
+        for i in (a - base) >> cs..=((b - 1 - base) >> cs) {
+            let child = d[idx + i as usize];
+            self.entry_runs(l + 1, child, base + (i << cs), (lo, hi), out);
+        }
+    }
+
     /// Appends the runs below entry `e` of level `l` (block at `base`) to `out`; `false` if
     /// they do not fit. Slow; for invariant checks.
     fn collect_runs<const N: usize>(&self, l: usize, e: u64, base: u64, out: &mut Runs<N>) -> bool {
@@ -691,6 +745,25 @@ impl PermTable for Mlpt {
             l += 1;
             e = d[idx + ((w >> self.shift[l]) & self.mask[l]) as usize];
         }
+    }
+
+    /// Walks the tree: a value entry's runs are taken whole, and only the nodes under the
+    /// range are visited.
+    fn runs(&self, range: WordRange) -> Vec<(WordRange, Perm)> {
+        let mut out = Vec::new();
+        let (lo, end) = (range.start().0, range.end().0);
+        let hi = end.min(self.width.word_limit());
+        if lo < hi {
+            let s0 = self.shift[0];
+            for i in lo >> s0..=((hi - 1) >> s0) {
+                let e = self.pool.data[i as usize];
+                self.entry_runs(0, e, i << s0, (lo, hi), &mut out);
+            }
+        }
+        if hi.max(lo) < end {
+            push_run(&mut out, hi.max(lo), end, Perm::None);
+        }
+        out
     }
 
     /// The same walk as [`lookup`](PermTable::lookup), without working out the cover. A

@@ -1,0 +1,206 @@
+//! The model's map of allocated words: a map from word index to [`Word`] with the
+//! operations of a `BTreeMap<u64, Word>` (the same ascending order), stored in chunks of 64
+//! words shared copy-on-write. Copying a model (a harness forks one per fuzz input) then
+//! costs a pointer per chunk, and a call that changes a word copies only that word's chunk.
+//! It is a container, not a policy: every rule stays per word in [`Model`](crate::model::Model).
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::Arc;
+
+use crate::model::Word;
+
+/// log2 of the words in a chunk.
+const SHIFT: u32 = 6;
+/// Words in a chunk.
+const CHUNK: u64 = 1 << SHIFT;
+
+type Chunk = [Option<Word>; CHUNK as usize];
+
+/// Allocated words by index. See the [module docs](self).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Words {
+    /// Chunks by `index >> SHIFT`; a chunk with no word is removed.
+    chunks: BTreeMap<u64, Arc<Chunk>>,
+    len: usize,
+}
+
+fn split(w: u64) -> (u64, usize) {
+    (w >> SHIFT, (w & (CHUNK - 1)) as usize)
+}
+
+impl Words {
+    /// No words.
+    #[must_use]
+    pub fn new() -> Words {
+        Words::default()
+    }
+
+    /// How many words there are.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are none.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Word `w`.
+    #[must_use]
+    pub fn get(&self, w: &u64) -> Option<&Word> {
+        let (c, i) = split(*w);
+        self.chunks.get(&c).and_then(|ch| ch[i].as_ref())
+    }
+
+    /// Word `w`, to change (its chunk copied first if shared).
+    pub fn get_mut(&mut self, w: &u64) -> Option<&mut Word> {
+        let (c, i) = split(*w);
+        let ch = self.chunks.get_mut(&c)?;
+        ch[i].as_ref()?;
+        Arc::make_mut(ch)[i].as_mut()
+    }
+
+    /// Sets word `w`; returns the word it replaces.
+    pub fn insert(&mut self, w: u64, x: Word) -> Option<Word> {
+        let (c, i) = split(w);
+        let ch = self
+            .chunks
+            .entry(c)
+            .or_insert_with(|| Arc::new(std::array::from_fn(|_| None)));
+        let old = Arc::make_mut(ch)[i].replace(x);
+        if old.is_none() {
+            self.len += 1;
+        }
+        old
+    }
+
+    /// Removes word `w`; returns it.
+    pub fn remove(&mut self, w: &u64) -> Option<Word> {
+        let (c, i) = split(*w);
+        let ch = self.chunks.get_mut(&c)?;
+        ch[i].as_ref()?;
+        let old = Arc::make_mut(ch)[i].take();
+        self.len -= 1;
+        if ch.iter().all(Option::is_none) {
+            self.chunks.remove(&c);
+        }
+        old
+    }
+
+    /// The words in `range`, ascending.
+    pub fn range(&self, range: Range<u64>) -> impl Iterator<Item = (u64, &Word)> + '_ {
+        let (lo, hi) = (range.start, range.end);
+        let chunks = if lo < hi {
+            self.chunks.range(lo >> SHIFT..=(hi - 1) >> SHIFT)
+        } else {
+            self.chunks.range(1..1)
+        };
+        chunks
+            .flat_map(|(&c, ch)| {
+                ch.iter()
+                    .enumerate()
+                    .filter_map(move |(i, x)| Some(((c << SHIFT) + i as u64, x.as_ref()?)))
+            })
+            .filter(move |&(w, _)| lo <= w && w < hi)
+    }
+
+    /// Every word, ascending.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, &Word)> + '_ {
+        self.range(0..u64::MAX)
+    }
+
+    /// Every word's index, ascending.
+    pub fn keys(&self) -> impl Iterator<Item = u64> + '_ {
+        self.iter().map(|(w, _)| w)
+    }
+
+    /// The lowest word's index.
+    #[must_use]
+    pub fn first(&self) -> Option<u64> {
+        self.keys().next()
+    }
+
+    /// The highest word's index.
+    #[must_use]
+    pub fn last(&self) -> Option<u64> {
+        let (&c, ch) = self.chunks.iter().next_back()?;
+        let i = ch.iter().rposition(Option::is_some)?;
+        Some((c << SHIFT) + i as u64)
+    }
+}
+
+impl std::ops::Index<&u64> for Words {
+    type Output = Word;
+
+    /// # Panics
+    /// If word `w` is not allocated.
+    fn index(&self, w: &u64) -> &Word {
+        self.get(w).expect("an allocated word")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::VecMap;
+    use mmp_domains::PdId;
+    use mmp_supervisor::policy::RegionKind;
+
+    fn word(n: u64) -> Word {
+        Word {
+            region: (n, n + 1),
+            owner: PdId::SUPERVISOR,
+            kind: RegionKind::Heap,
+            held: VecMap::new(),
+            gates: VecMap::new(),
+        }
+    }
+
+    /// Against a `BTreeMap<u64, Word>`: the same contents and order after any sequence of
+    /// inserts and removes, and a copy unaffected by changes to the original.
+    #[test]
+    fn behaves_as_a_btreemap_and_copies_are_independent() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut words = Words::new();
+        let mut oracle: BTreeMap<u64, Word> = BTreeMap::new();
+        let mut copy = None;
+        for step in 0..20_000 {
+            let w = next() % 1000 + if next() % 4 == 0 { 1 << 40 } else { 0 };
+            if next() % 3 == 0 {
+                assert_eq!(words.remove(&w), oracle.remove(&w));
+            } else {
+                let n = next() % 50;
+                assert_eq!(words.insert(w, word(n)), oracle.insert(w, word(n)));
+            }
+            if let Some(x) = words.get_mut(&w) {
+                x.region.1 += 1;
+                oracle.get_mut(&w).unwrap().region.1 += 1;
+            }
+            if step == 10_000 {
+                copy = Some((words.clone(), oracle.clone()));
+            }
+            assert_eq!(words.len(), oracle.len());
+        }
+        let all: Vec<(u64, &Word)> = words.iter().collect();
+        let want: Vec<(u64, &Word)> = oracle.iter().map(|(&w, x)| (w, x)).collect();
+        assert_eq!(all, want);
+        let some: Vec<u64> = words.range(100..700).map(|(w, _)| w).collect();
+        let want: Vec<u64> = oracle.range(100..700).map(|(&w, _)| w).collect();
+        assert_eq!(some, want);
+        assert_eq!(words.first(), oracle.keys().next().copied());
+        assert_eq!(words.last(), oracle.keys().next_back().copied());
+        let (words, oracle) = copy.unwrap();
+        let all: Vec<(u64, &Word)> = words.iter().collect();
+        let want: Vec<(u64, &Word)> = oracle.iter().map(|(&w, x)| (w, x)).collect();
+        assert_eq!(all, want, "the copy kept its contents");
+    }
+}
