@@ -17,8 +17,11 @@ bin=target/debug
 seed() { mkdir -p "$seeds/$1"; cp "$2" "$seeds/$1/${3:-$(basename "$2")}"; }
 
 for f in "$data"/*.txt; do seed import_detect "$f"; done
-for f in "$data"/ftrace_function*.txt; do seed import_ftrace "$f"; done
-for f in "$data"/ftrace_graph*.txt; do seed import_ftrace_graph "$f"; done
+for f in "$data"/ftrace-real/*.txt; do seed import_detect "$f"; done
+for f in "$data"/ftrace_function*.txt "$data"/ftrace-real/ftrace_{function,lost,pipe,stack}*.txt; do
+    seed import_ftrace "$f"
+done
+for f in "$data"/ftrace_graph*.txt "$data"/ftrace-real/ftrace_graph*.txt; do seed import_ftrace_graph "$f"; done
 for f in "$data"/uftrace*.txt "$data"/crossings/*.uftrace.txt; do seed import_uftrace "$f"; done
 # a recording's symbols, a NUL, then its output
 for s in "$data"/crossings/*.symbols.txt; do

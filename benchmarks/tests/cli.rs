@@ -358,9 +358,18 @@ fn real_tool_samples_replay_plain_and_compressed() {
         "ltrace.txt",
         "ltrace_threads.txt",
         "ltrace_unnamed.txt",
+        "ltrace_fork.txt",
         "lackey.txt",
+        "lackey_fork.txt",
         "crossings/threads.uftrace.txt",
         "crossings/sqlopen.uftrace.txt.xz",
+        "ftrace-real/ftrace_function_real.txt",
+        "ftrace-real/ftrace_function_symoff_real.txt",
+        "ftrace-real/ftrace_graph_real.txt",
+        "ftrace-real/ftrace_graph_proc_real.txt",
+        "ftrace-real/ftrace_lost_real.txt",
+        "ftrace-real/ftrace_pipe_lost_real.txt",
+        "ftrace-real/ftrace_stack_real.txt",
     ] {
         let v = json(&["--json", &data(sample)]);
         assert!(v["events"].as_u64().unwrap() > 0, "{sample}");

@@ -556,6 +556,112 @@ fn ltrace_unnamed_calls_sample() {
     assert_eq!(import::detect(text.as_bytes()), Some(InputFormat::Ltrace));
 }
 
+/// Real ftrace output of a Debian kernel under QEMU (`tests/data/ftrace-real/README.md`).
+fn ftrace_real(name: &str) -> (String, Vec<Event>, InputFormat) {
+    let path = format!("ftrace-real/{name}");
+    let text = text_of(&path);
+    let format = import::detect(text.as_bytes()).expect("detected");
+    let ev = events(&path, format);
+    (text, ev, format)
+}
+
+#[test]
+fn real_ftrace_function_samples_import_every_entry() {
+    // Every `func <-parent` line is a call (into another domain) or a fetch (within one);
+    // headers, `##### CPU N buffer started ####`, `CPU:N [LOST ...]`, `<stack trace>`,
+    // ` => ` frames and `tracing_mark_write:` lines are not calls.
+    for (name, modules) in [
+        ("ftrace_function_real.txt", false),
+        ("ftrace_function_symoff_real.txt", true),
+        ("ftrace_lost_real.txt", false),
+        ("ftrace_pipe_lost_real.txt", false),
+        ("ftrace_stack_real.txt", false),
+    ] {
+        let (text, ev, format) = ftrace_real(name);
+        assert_eq!(format, InputFormat::Ftrace, "{name}");
+        let entries = text.lines().filter(|l| l.contains(" <-")).count();
+        let calls = count(&ev, |e| matches!(e, Event::Call { .. }));
+        let fetches = count(&ev, |e| {
+            matches!(
+                e,
+                Event::Mem {
+                    kind: MemKind::Fetch,
+                    ..
+                }
+            )
+        });
+        assert_eq!(calls + fetches, entries, "{name}");
+        check_rules(&ev);
+        let loop_domain = ev
+            .iter()
+            .any(|e| matches!(e, Event::Domain { name, .. } if name == "loop"));
+        assert_eq!(loop_domain, modules, "{name}: the loop module as a domain");
+    }
+    let text = text_of("ftrace-real/ftrace_lost_real.txt");
+    assert!(text.contains("CPU:0 [LOST EVENTS]") && text.contains("##### CPU 1 buffer started"));
+    let text = text_of("ftrace-real/ftrace_stack_real.txt");
+    assert!(text.contains("<stack trace>") && text.contains("tracing_mark_write: "));
+}
+
+#[test]
+fn real_ftrace_graph_samples_import_every_call() {
+    // `f() {` and `f();` are calls, `f();` and `}` returns (a `}` whose call was made before
+    // the trace started, on that CPU, is skipped); task-switch blocks, `/* marker */`
+    // comments and overhead marks (`+ ! # * $`) are not.
+    for name in ["ftrace_graph_real.txt", "ftrace_graph_proc_real.txt"] {
+        let (text, ev, format) = ftrace_real(name);
+        assert_eq!(format, InputFormat::FtraceGraph, "{name}");
+        let body = |l: &&str| !l.starts_with('#') && l.contains('|');
+        let func = |l: &str| l.rsplit('|').next().unwrap_or("").trim().to_string();
+        let opens = text
+            .lines()
+            .filter(body)
+            .filter(|l| func(l).ends_with(") {"))
+            .count();
+        let leaves = text
+            .lines()
+            .filter(body)
+            .filter(|l| func(l).ends_with(");"))
+            .count();
+        let closes = text
+            .lines()
+            .filter(body)
+            .filter(|l| func(l).starts_with('}'))
+            .count();
+        let calls = count(&ev, |e| matches!(e, Event::Call { .. }));
+        let returns = count(&ev, |e| *e == RET);
+        assert_eq!(calls, opens + leaves, "{name}");
+        assert!(
+            returns >= leaves && returns <= leaves + closes,
+            "{name}: {returns} returns"
+        );
+        check_rules(&ev);
+    }
+    // The loop module's calls are a domain of their own; in the other sample its functions
+    // appear only in closes of calls made before the trace began (`} /* loop_process_work
+    // [loop] */`), which are skipped.
+    let (_, ev, _) = ftrace_real("ftrace_graph_real.txt");
+    assert!(ev.contains(&dom(2, "loop")));
+    assert!(
+        ev.iter().any(
+            |e| matches!(e, Event::Function { name, domain: 2, .. } if name == "lo_complete_rq")
+        )
+    );
+}
+
+#[test]
+fn a_tracer_that_records_no_calls_is_refused_with_the_reason() {
+    let text = text_of("ftrace-real/ftrace_nop_real.txt");
+    let e = import::from_reader(Cursor::new(text), None)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        e.contains("ftrace's `nop` tracer records no function calls"),
+        "{e}"
+    );
+}
+
 #[test]
 fn ltrace_sample() {
     let ev = events("ltrace.txt", InputFormat::Ltrace);
@@ -688,6 +794,51 @@ fn ltrace_unwinds_and_switches() {
     let ev = events_of(t, InputFormat::Ltrace).unwrap();
     assert_eq!(count(&ev, |e| *e == RET), 2);
     check_rules(&ev);
+}
+
+#[test]
+fn real_ltrace_of_a_fork_with_signals_and_exits() {
+    // `ltrace -f -T -i` of forker.c: the child's `<... fork resumed>` (no call of its own to
+    // close), `_exit` unfinished for good, the parent's `waitpid` with `<no return ...>`,
+    // `+++ exited (status 3) +++`, `--- SIGCHLD (Child exited) ---`.
+    let text = text_of("ltrace_fork.txt");
+    for kind in [
+        "--- SIGCHLD",
+        "+++ exited (status 3) +++",
+        "<no return ...>",
+    ] {
+        assert!(text.contains(kind), "{kind}");
+    }
+    let ev = events("ltrace_fork.txt", InputFormat::Ltrace);
+    let per_cpu = check_rules(&ev);
+    // calls: fork, _exit, waitpid, printf; returns: fork, waitpid (resumed), printf
+    let calls: u64 = per_cpu.values().map(|c| c.0).sum();
+    let returns: u64 = per_cpu.values().map(|c| c.1).sum();
+    assert_eq!((calls, returns), (4, 3));
+    assert_eq!(per_cpu.len(), 2, "parent and child");
+}
+
+#[test]
+fn real_lackey_of_a_fork_with_messages_mid_trace() {
+    // Valgrind lackey of forker.c: the banner, both processes' references in one log, and
+    // the child's exit summary (`==PID== Counted 1 call to main()`, ...) mid-trace. Cut from
+    // the real log: its first 200 lines, 121 around the child's summary, the last 40.
+    let text = text_of("lackey_fork.txt");
+    let pids: HashSet<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("=="))
+        .filter_map(|l| l.split_once("=="))
+        .map(|(p, _)| p)
+        .collect();
+    assert_eq!(pids.len(), 2, "two processes' messages");
+    let ev = events("lackey_fork.txt", InputFormat::Lackey);
+    let lines = |p: &str| text.lines().filter(|l| l.starts_with(p)).count();
+    let kinds = |k: MemKind| count(&ev, |e| matches!(e, Event::Mem { kind, .. } if *kind == k));
+    assert_eq!(kinds(MemKind::Fetch), lines("I "));
+    assert_eq!(kinds(MemKind::Load), lines(" L "));
+    assert_eq!(kinds(MemKind::Store), lines(" S "));
+    assert_eq!(kinds(MemKind::Modify), lines(" M "));
+    assert!(lines("I ") > 100);
 }
 
 #[test]

@@ -389,6 +389,9 @@ impl Model {
         if pd.is_supervisor() {
             return;
         }
+        if perm == Perm::None && !self.words.get(&w).is_some_and(|x| x.held.contains_key(&pd)) {
+            return; // nothing to remove (and the word map copies only what is written)
+        }
         if let Some(x) = self.words.get_mut(&w) {
             if perm == Perm::None {
                 x.held.remove(&pd);
@@ -568,13 +571,21 @@ impl Model {
                 // Gates on code whose ownership passes are removed.
                 x.gates.clear();
             }
-            let x = self.words.get_mut(&w).expect("allocated");
-            x.held.retain(|q, _| !doomed.contains(q));
-            x.gates.retain(|q, _| !doomed.contains(q));
-            if let RegionKind::Stack { creator } = x.kind
-                && doomed.contains(&creator)
-            {
-                x.kind = RegionKind::Stack { creator: heir };
+            // Phase 3: the doomed hold nothing and have no gates; their stacks pass too.
+            // (Only a word that changes is written: the word map copies what is written.)
+            let x = &self.words[&w];
+            let touched = x.held.iter().any(|(q, _)| doomed.contains(q))
+                || x.gates.iter().any(|(q, _)| doomed.contains(q))
+                || matches!(x.kind, RegionKind::Stack { creator } if doomed.contains(&creator));
+            if touched {
+                let x = self.words.get_mut(&w).expect("allocated");
+                x.held.retain(|q, _| !doomed.contains(q));
+                x.gates.retain(|q, _| !doomed.contains(q));
+                if let RegionKind::Stack { creator } = x.kind
+                    && doomed.contains(&creator)
+                {
+                    x.kind = RegionKind::Stack { creator: heir };
+                }
             }
         }
         for d in doomed {

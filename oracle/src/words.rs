@@ -98,13 +98,16 @@ impl Words {
         } else {
             self.chunks.range(1..1)
         };
-        chunks
-            .flat_map(|(&c, ch)| {
-                ch.iter()
-                    .enumerate()
-                    .filter_map(move |(i, x)| Some(((c << SHIFT) + i as u64, x.as_ref()?)))
-            })
-            .filter(move |&(w, _)| lo <= w && w < hi)
+        chunks.flat_map(move |(&c, ch)| {
+            // The chunk's slots inside the range (the chunk overlaps it).
+            let base = c << SHIFT;
+            let a = lo.saturating_sub(base).min(CHUNK) as usize;
+            let b = (hi - base).min(CHUNK) as usize;
+            ch[a..b]
+                .iter()
+                .enumerate()
+                .filter_map(move |(i, x)| Some((base + (a + i) as u64, x.as_ref()?)))
+        })
     }
 
     /// Every word, ascending.
@@ -129,6 +132,57 @@ impl Words {
         let (&c, ch) = self.chunks.iter().next_back()?;
         let i = ch.iter().rposition(Option::is_some)?;
         Some((c << SHIFT) + i as u64)
+    }
+}
+
+impl Words {
+    /// The word ranges `[lo, hi)` that may differ between `self` and `before`, an earlier
+    /// copy of it: every chunk that is not the very one `before` shares (copy-on-write means
+    /// an unchanged chunk is still shared), merged where adjacent. A superset of the words
+    /// that changed, found in time proportional to the chunks.
+    #[must_use]
+    pub fn changed_since(&self, before: &Words) -> Vec<(u64, u64)> {
+        let mut out: Vec<(u64, u64)> = Vec::new();
+        let mut note = |c: u64| {
+            let (lo, hi) = (c << SHIFT, (c + 1) << SHIFT);
+            match out.last_mut() {
+                Some(last) if last.1 == lo => last.1 = hi,
+                _ => out.push((lo, hi)),
+            }
+        };
+        let (mut a, mut b) = (
+            self.chunks.iter().peekable(),
+            before.chunks.iter().peekable(),
+        );
+        loop {
+            match (a.peek(), b.peek()) {
+                (None, None) => break,
+                (Some(&(&c, _)), None) => {
+                    note(c);
+                    a.next();
+                }
+                (None, Some(&(&c, _))) => {
+                    note(c);
+                    b.next();
+                }
+                (Some(&(&c, x)), Some(&(&d, y))) => {
+                    if c < d {
+                        note(c);
+                        a.next();
+                    } else if d < c {
+                        note(d);
+                        b.next();
+                    } else {
+                        if !Arc::ptr_eq(x, y) {
+                            note(c);
+                        }
+                        a.next();
+                        b.next();
+                    }
+                }
+            }
+        }
+        out
     }
 }
 
@@ -198,6 +252,23 @@ mod tests {
         assert_eq!(some, want);
         assert_eq!(words.first(), oracle.keys().next().copied());
         assert_eq!(words.last(), oracle.keys().next_back().copied());
+        // What changed since a copy: every word that differs lies in a reported range.
+        let before = words.clone();
+        let mut after = words.clone();
+        assert!(after.changed_since(&before).is_empty());
+        after.insert(5, word(1));
+        after.remove(&(1 << 40));
+        if let Some(x) = after.get_mut(&700) {
+            x.region.0 += 1;
+        }
+        let changed = after.changed_since(&before);
+        for w in [5, 1 << 40, 700] {
+            assert!(
+                changed.iter().any(|&(lo, hi)| lo <= w && w < hi),
+                "{w} not in {changed:?}"
+            );
+        }
+        assert!(changed.len() <= 3, "{changed:?}");
         let (words, oracle) = copy.unwrap();
         let all: Vec<(u64, &Word)> = words.iter().collect();
         let want: Vec<(u64, &Word)> = oracle.iter().map(|(&w, x)| (w, x)).collect();

@@ -1,7 +1,7 @@
 //! Policy bugs planted on purpose, to show that the differential fuzz target
 //! (`supervisor_ops`) still finds what it should: `scripts/fuzz-planted.sh` builds the target
 //! with the `planted-bugs` feature and fuzzes with each bug switched on in turn. Without the
-//! feature [`plant`] does not exist and every planted branch is a constant `false` that
+//! feature `plant` does not exist and every planted branch is a constant `false` that
 //! compiles away; nothing here is reachable in a normal build.
 
 /// A bug the supervisor can be built to have.

@@ -234,7 +234,7 @@ pub(super) const GRAPH: Format = Format {
 };
 
 /// The tracer a `# tracer: NAME` header line names.
-fn tracer(t: &str) -> Option<&str> {
+pub(super) fn tracer(t: &str) -> Option<&str> {
     t.strip_prefix('#')?
         .trim()
         .strip_prefix("tracer:")

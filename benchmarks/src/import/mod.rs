@@ -311,9 +311,13 @@ fn reader_for<R: BufRead + Send + 'static>(
     let Some(f) = detect(&head) else {
         let first = String::from_utf8_lossy(&head);
         let first = first.lines().next().unwrap_or("");
-        return Err(TraceError::Parse {
-            place: Place::Line(1),
-            message: named(&format_args!(
+        let message = match ftrace::tracer(first) {
+            // ftrace's output of a tracer that records no function calls (`nop`, `wakeup`)
+            Some(t) => format!(
+                "ftrace's `{t}` tracer records no function calls: record with the `function` \
+                 or `function_graph` tracer"
+            ),
+            None => format!(
                 "cannot tell the trace format{}; name one of: {}",
                 if head.is_empty() {
                     " of an empty input"
@@ -321,7 +325,11 @@ fn reader_for<R: BufRead + Send + 'static>(
                     ""
                 },
                 format_names()
-            )),
+            ),
+        };
+        return Err(TraceError::Parse {
+            place: Place::Line(1),
+            message: named(&message),
             text: shorten(first).into_owned(),
         });
     };

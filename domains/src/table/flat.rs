@@ -9,7 +9,7 @@
 
 use super::{
     Cover, InvariantError, Lookup, PermTable, TableError, TableFormat, cap_check, fill_2bit,
-    push_run,
+    push_run, runs_2bit,
 };
 use crate::addr::{AddrWidth, WordAddr, WordRange};
 use crate::perm::Perm;
@@ -155,22 +155,10 @@ impl PermTable for Flat {
                 w = cs;
             }
             let hi = (cs + chunk_words).min(end);
-            while w < hi {
-                let word = self.slot(w).map_or(0, |i| self.bits[i]);
-                let group_end = (w / WORDS_PER_U64 + 1) * WORDS_PER_U64;
-                let uniform = word == 0x5555_5555_5555_5555u64 * (word & 3);
-                if uniform && w % WORDS_PER_U64 == 0 && group_end <= hi {
-                    push_run(&mut out, w, group_end, Perm::from_bits(word));
-                    w = group_end;
-                } else {
-                    let stop = group_end.min(hi);
-                    for x in w..stop {
-                        let p = Perm::from_bits(word >> (2 * (x % WORDS_PER_U64)));
-                        push_run(&mut out, x, x + 1, p);
-                    }
-                    w = stop;
-                }
+            if let Some(i) = self.slot(cs) {
+                runs_2bit(&self.bits[i..i + self.chunk_u64s()], cs, (w, hi), &mut out);
             }
+            w = hi;
         }
         if w < end {
             push_run(&mut out, w, end, Perm::None);

@@ -26,7 +26,7 @@
 
 use super::{
     Cover, InvariantError, Lookup, PermTable, TableError, TableFormat, VECTOR_WORDS,
-    aligned_block_within, cap_check, fill_2bit, push_run,
+    aligned_block_within, cap_check, fill_2bit, push_run, runs_2bit,
 };
 use crate::addr::{AddrWidth, WordAddr, WordRange};
 use crate::perm::Perm;
@@ -578,20 +578,8 @@ impl Mlpt {
         let idx = (e >> 1) as usize;
         let d = &self.pool.data[..];
         if l + 1 == self.levels {
-            const LOW: u64 = 0x5555_5555_5555_5555;
-            let mut w = a;
-            while w < b {
-                let off = w - base;
-                let word = d[idx + (off / 32) as usize];
-                let group_end = base + (off / 32 + 1) * 32;
-                if off % 32 == 0 && group_end <= b && word == LOW * (word & 3) {
-                    push_run(out, w, group_end, Perm::from_bits(word));
-                    w = group_end;
-                } else {
-                    push_run(out, w, w + 1, Perm::from_bits(word >> (2 * (off % 32))));
-                    w += 1;
-                }
-            }
+            let leaf = &d[idx..idx + (size / 32) as usize];
+            runs_2bit(leaf, base, (a, b), out);
             return;
         }
         let cs = self.shift[l + 1];

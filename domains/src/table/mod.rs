@@ -283,6 +283,46 @@ pub fn runs<T: PermTable + ?Sized>(t: &T, range: WordRange) -> Vec<(WordRange, P
     t.runs(range)
 }
 
+/// Appends the runs of words `[lo, hi)` of a 2-bit-per-word array (word `base` in the low
+/// bits of `bits[0]`, as the flat table's chunks and the MLPT's leaves keep them) to `out`,
+/// merged: a stretch of uniform 32-word groups is one step, and inside a mixed group only
+/// the changes are pushed.
+pub(crate) fn runs_2bit(
+    bits: &[u64],
+    base: u64,
+    (lo, hi): (u64, u64),
+    out: &mut Vec<(WordRange, Perm)>,
+) {
+    const LOW: u64 = 0x5555_5555_5555_5555;
+    let mut w = lo;
+    while w < hi {
+        let k = ((w - base) / 32) as usize;
+        let x = bits[k];
+        let group = base + k as u64 * 32;
+        let group_end = (group + 32).min(hi);
+        if x == LOW * (x & 3) {
+            let (mut end, mut j) = (group_end, k + 1);
+            while end < hi && j < bits.len() && bits[j] == x {
+                end = (end + 32).min(hi);
+                j += 1;
+            }
+            push_run(out, w, end, Perm::from_bits(x));
+            w = end;
+            continue;
+        }
+        let (mut start, mut held) = (w, (x >> (2 * (w - group))) & 3);
+        for v in w + 1..group_end {
+            let p = (x >> (2 * (v - group))) & 3;
+            if p != held {
+                push_run(out, start, v, Perm::from_bits(held));
+                (start, held) = (v, p);
+            }
+        }
+        push_run(out, start, group_end, Perm::from_bits(held));
+        w = group_end;
+    }
+}
+
 /// Appends the run `[lo, hi)` of `p` to `out`, merging it with the last run if they touch and
 /// agree.
 pub(crate) fn push_run(out: &mut Vec<(WordRange, Perm)>, lo: u64, hi: u64, p: Perm) {
