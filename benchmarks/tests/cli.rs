@@ -401,3 +401,23 @@ fn real_tool_samples_replay_plain_and_compressed() {
         untimed(json(&["--json", &data("uftrace_exit.txt")]))
     );
 }
+
+/// Inputs the fuzz targets found (`tests/data/regressions/README.md`), each refused with its
+/// place instead of what it did before.
+#[test]
+fn fuzz_findings_stay_fixed() {
+    let out = run(&[
+        "-q",
+        "--table",
+        "sst",
+        "--cpus",
+        "2",
+        &data("regressions/huge-access.mmpt"),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("byte 879: memory reference of 2147204373 bytes"),
+        "{err}"
+    );
+}

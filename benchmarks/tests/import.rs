@@ -984,6 +984,16 @@ fn garbage_lines_are_errors_naming_the_line() {
 }
 
 #[test]
+fn a_memory_reference_over_the_size_cap_is_an_error_naming_its_line() {
+    let t = "domain 1 k\nswitch 1\nload 0x10 4096\nload 0x10 4097\n";
+    let e = events_of(t, InputFormat::Text).unwrap_err().to_string();
+    assert!(e.starts_with("line 4: size must be 1 to 4096"), "{e}");
+    let t = "==1== Lackey\nI  0401ab70,3\n L 0401ab70,4097\n";
+    let e = events_of(t, InputFormat::Lackey).unwrap_err().to_string();
+    assert!(e.starts_with("line 3: size 4097 over 4096"), "{e}");
+}
+
+#[test]
 fn the_256th_domain_is_an_error() {
     let mut t = String::from("# tracer: function\n");
     for m in 1..=255 {

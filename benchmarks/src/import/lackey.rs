@@ -22,7 +22,7 @@ use std::collections::HashSet;
 use mmp_domains::Perm;
 
 use super::{Format, LineParser, Out, all_digits, importer, never};
-use crate::trace::{Event, MemKind, TraceWidth};
+use crate::trace::{Event, MAX_MEM_SIZE, MemKind, TraceWidth};
 
 /// The one domain's name.
 pub const PROGRAM: &str = "program";
@@ -57,7 +57,11 @@ fn parse_line(line: &str) -> Result<Option<(MemKind, u64, u32)>, String> {
         return Err(bad());
     }
     let addr = u64::from_str_radix(a, 16).map_err(|_| "address above 2^48".to_string())?;
-    let size: u32 = s.parse().map_err(|_| "size too large".to_string())?;
+    let size: u32 = s
+        .parse()
+        .ok()
+        .filter(|&n| n <= MAX_MEM_SIZE)
+        .ok_or_else(|| format!("size {s} over {MAX_MEM_SIZE}"))?;
     if size == 0 {
         return Err("size 0".into());
     }

@@ -30,7 +30,9 @@ use std::io::{Read, Seek, SeekFrom, Write};
 
 use mmp_domains::Perm;
 
-use super::{Event, EventKind, EventSource, KindCounts, MemKind, Place, TraceError, TraceWidth};
+use super::{
+    Event, EventKind, EventSource, KindCounts, MAX_MEM_SIZE, MemKind, Place, TraceError, TraceWidth,
+};
 use crate::tally::Key;
 
 /// The magic bytes.
@@ -175,7 +177,7 @@ impl<W: Write + Seek> BinaryWriter<W> {
     ///
     /// # Errors
     /// The writer's error; `InvalidInput` for a name longer than [`MAX_NAME`] or a memory
-    /// reference of size 0.
+    /// reference of size 0 or over [`MAX_MEM_SIZE`].
     pub fn write(&mut self, e: &Event) -> std::io::Result<()> {
         let b = &mut self.buf;
         let name = |b: &mut Vec<u8>, s: &str| -> std::io::Result<()> {
@@ -222,7 +224,7 @@ impl<W: Write + Seek> BinaryWriter<W> {
                 put_varint(b, u64::from(*cpu));
             }
             Event::Mem { kind, addr, size } => {
-                if *size == 0 {
+                if *size == 0 || *size > MAX_MEM_SIZE {
                     return Err(std::io::Error::new(
                         std::io::ErrorKind::InvalidInput,
                         "memory reference of 0 bytes",
@@ -685,8 +687,16 @@ impl<R: Read> BinaryReader<R> {
                         let s = self.varint(start)?;
                         u32::try_from(s)
                             .ok()
-                            .filter(|&s| s >= 16)
-                            .ok_or_else(|| self.bad(start, "bad memory reference size"))?
+                            .filter(|&s| (16..=MAX_MEM_SIZE).contains(&s))
+                            .ok_or_else(|| {
+                                self.bad(
+                                    start,
+                                    &format!(
+                                        "memory reference of {s} bytes (16 to {MAX_MEM_SIZE} \
+                                         take a size varint)"
+                                    ),
+                                )
+                            })?
                     }
                     s => u32::from(s),
                 };

@@ -55,6 +55,12 @@ impl MemKind {
     }
 }
 
+/// The largest memory reference a trace may hold, in bytes: a page, above any one access a
+/// CPU makes (a cache line, a vector register, an AVX-512 `xsave` area of 2.7 KiB; a
+/// `rep movs` is one reference per element), and small enough that replaying one (a check
+/// per 8 bytes) stays cheap. Every reader refuses a larger size where the trace declares it.
+pub const MAX_MEM_SIZE: u32 = 4096;
+
 /// One trace event. See the [module docs](self).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -96,7 +102,7 @@ pub enum Event {
         kind: MemKind,
         /// First byte.
         addr: u64,
-        /// Bytes (1 and up).
+        /// Bytes (1 to [`MAX_MEM_SIZE`]; every reader refuses more).
         size: u32,
     },
     /// A call to `target` by the running domain.

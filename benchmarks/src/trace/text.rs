@@ -21,8 +21,8 @@ use std::io::{BufRead, Write};
 
 use super::lines::{Lines, shorten};
 use super::{
-    DomainNo, Event, EventSource, MemKind, Place, TraceError, TraceWidth, perm_from_keyword,
-    perm_keyword,
+    DomainNo, Event, EventSource, MAX_MEM_SIZE, MemKind, Place, TraceError, TraceWidth,
+    perm_from_keyword, perm_keyword,
 };
 
 /// The text form's first-line keyword.
@@ -131,8 +131,8 @@ impl<R: BufRead> TextReader<R> {
             let size = num(2, "a size")?;
             let size = u32::try_from(size)
                 .ok()
-                .filter(|&s| s > 0)
-                .ok_or_else(|| self.err("size must be 1 and up"))?;
+                .filter(|&s| (1..=MAX_MEM_SIZE).contains(&s))
+                .ok_or_else(|| self.err(format!("size must be 1 to {MAX_MEM_SIZE}")))?;
             Ok(Event::Mem {
                 kind,
                 addr: num(1, "an address")?,
