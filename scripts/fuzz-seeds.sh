@@ -61,6 +61,10 @@ for c in fuzz/seed-sources/*.c; do
     fi
 done
 cp fuzz/seed-sources/System.map fuzz/seed-sources/Module.symvers "$seeds/split_symbols/"
+# kallsyms and /proc/modules lines of the real kernel run, and the run's split layout.
+cp linux-split-tool/tests/data/kallsyms-excerpt.txt linux-split-tool/tests/data/proc-modules.txt \
+    "$seeds/split_symbols/"
+xz -dc benchmarks/data/kernel/layout.json.xz > "$seeds/split_layout/kernel-layout.json"
 "$bin/mmp-split" --system-map fuzz/seed-sources/System.map --out "$seeds/split_layout/layout.json" \
     "$work/mods" >/dev/null 2>&1 || true
 echo "seeds in $root/$seeds: $(find "$seeds" -type f | wc -l) files"

@@ -5,7 +5,8 @@
 //! says what the hardware saw; the `supervisor` and `memguard` benches use the layers above
 //! as dev-dependencies. [`trace`] holds the event model, our binary format and text form;
 //! [`import`] reads other tools' traces (ftrace, uftrace, ltrace, Valgrind lackey), one
-//! registered format each; [`synth`] generates the MMP kernel paper's boot trace
+//! registered format each; [`kernel`] holds the embedded real-kernel trace and layout;
+//! [`synth`] generates the MMP kernel paper's boot trace
 //! and a coarse-layout memory workload; [`replay`] drives the machine from any of them and
 //! reports crossings, PLB behaviour, table references and footprints, and faults; [`plot`]
 //! draws the SVGs of `mmp-replay`; [`tally`] counts by enum. The workloads the criterion benches in `benches/` share
@@ -14,6 +15,7 @@
 
 pub mod baseline;
 pub mod import;
+pub mod kernel;
 pub mod plot;
 pub mod replay;
 pub mod rng;

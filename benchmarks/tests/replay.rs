@@ -306,17 +306,103 @@ fn a_split_layout_decides_which_crossings_are_allowed() {
     r.run(&mut src, |_| {}).unwrap();
     r.machine().check_invariants().unwrap();
     let rep = r.report();
-    // foo -> printk through the layout's gate and back; kmalloc is not imported.
-    assert_eq!(rep.crossings, 2, "{:?}", rep.faults);
-    assert_eq!(rep.faults.by_kind.get("no_permission_execute"), Some(&1));
+    // foo -> printk through the layout's gate and back; kmalloc is not imported: a policy
+    // gap, followed into vmlinux and back as the traced system did.
+    assert_eq!(rep.crossings, 4, "{:?}", rep.faults);
+    assert_eq!(rep.cross_domain_calls, 2);
+    assert_eq!(rep.policy_gap_calls, 1);
+    assert_eq!(rep.policy_gaps.len(), 1);
+    let g = &rep.policy_gaps[0];
+    assert_eq!(
+        (g.from.as_str(), g.to.as_str(), g.count),
+        ("foo", "vmlinux", 1)
+    );
+    assert_eq!(g.symbols[0].symbol, "kmalloc");
     // jiffies is granted read-only: the load passes, the store faults.
     assert_eq!(rep.faults.by_kind.get("no_permission_write"), Some(&1));
-    assert_eq!(rep.faults.total, 2);
+    assert_eq!(rep.faults.total, 1);
     assert_eq!(rep.config.width, 48);
+    assert!(rep.unmatched_domains.is_empty());
 
     // The layout derived from the trace alone gates every function.
     let mut src = TextReader::new(FOO_TRACE.as_bytes()).unwrap();
     let d = replay(&mut src, ReplayConfig::default());
     assert_eq!(d.crossings, 4);
     assert_eq!(d.faults.by_kind.get("no_permission_execute"), None);
+}
+
+/// A layout whose `printk` is not word aligned (as `_printk` is in Debian's 6.1 kernel), and a
+/// trace that calls it, fetches functions the layout places, makes a call no gate allows and
+/// then runs in the callee, and names a domain the layout lacks.
+const UNALIGNED_LAYOUT: &str = r#"{"format":"mmp-split-layout","version":2,
+ "domains":[{"pd":1,"name":"vmlinux","core":true,"depends":[]},
+            {"pd":2,"name":"foo","core":false,"depends":[]}],
+ "gates":[{"from":"foo","to":"vmlinux","symbol":"printk","addr":"0xffffffff81000102"}],
+ "grants":[{"holder":"foo","owner":"vmlinux","symbol":"jiffies","bytes":8,"read_only":true,
+            "addr":"0xffffffff82000000"}],
+ "unclassified":[],
+ "entries":[{"owner":"foo","symbol":"foo_open","via":"data","addr":null}]}"#;
+
+const EACH_EVENT_TRACE: &str = "\
+domain 1 vmlinux
+domain 2 foo
+domain 3 bar
+function 0x1000010 1 printk
+function 0x1000014 1 kmalloc
+function 0x2000010 2 foo_open
+function 0x2000014 2 foo_helper
+function 0x3000010 3 bar_fn
+switch 1
+fetch 0x1000010 4
+call 0x2000010
+fetch 0x2000010 4
+call 0x1000010
+fetch 0x1000010 4
+return
+call 0x1000014
+fetch 0x1000014 4
+call 0x2000014
+fetch 0x2000014 4
+return
+return
+load 0xffff82000000 8
+return
+fetch 0x1000014 4
+call 0x3000010
+return
+";
+
+#[test]
+fn a_layout_replay_judges_each_event_on_its_own_terms() {
+    let layout = mmp_split::Layout::from_json(UNALIGNED_LAYOUT).unwrap();
+    let mut r = Replay::with_layout(ReplayConfig::default(), &layout).unwrap();
+    let mut src = TextReader::new(EACH_EVENT_TRACE.as_bytes()).unwrap();
+    r.run(&mut src, |_| {}).unwrap();
+    r.machine().check_invariants().unwrap();
+    let rep = r.report();
+    // Fetches of placed functions are made at the layout's addresses (vmlinux fetching
+    // printk, foo fetching foo_open), the unaligned printk is entered through its gate and
+    // fetched by its owner, and after the refused call to kmalloc the replay runs in
+    // vmlinux: its fetch of kmalloc passes, and its call of foo_helper is judged as
+    // vmlinux's (another gap), whose return lands back in vmlinux, and the return from
+    // kmalloc back in foo, which may load jiffies.
+    assert_eq!(rep.faults.total, 0, "{:?}", rep.faults);
+    // vmlinux -> foo_open (entry point), foo -> printk (gate), foo -> kmalloc (gap),
+    // vmlinux -> foo_helper (gap), vmlinux -> bar_fn (bar is not in the layout: a gap).
+    assert_eq!(rep.cross_domain_calls, 5);
+    assert_eq!(rep.policy_gap_calls, 3);
+    let pairs: Vec<(&str, &str, u64)> = rep
+        .policy_gaps
+        .iter()
+        .map(|g| (g.from.as_str(), g.to.as_str(), g.count))
+        .collect();
+    assert_eq!(
+        pairs,
+        vec![
+            ("foo", "vmlinux", 1),
+            ("vmlinux", "bar", 1),
+            ("vmlinux", "foo", 1)
+        ]
+    );
+    assert_eq!(rep.unmatched_domains, vec!["bar".to_string()]);
 }

@@ -1,22 +1,28 @@
 //! The domain layout and the report, as versioned JSON.
 //!
-//! # Layout schema (`format` = `"mmp-split-layout"`, `version` = 1)
+//! # Layout schema (`format` = `"mmp-split-layout"`, `version` = 2)
 //! ```text
 //! {
-//!   "format": "mmp-split-layout", "version": 1,
+//!   "format": "mmp-split-layout", "version": 2,
 //!   "domains": [{"pd": 1, "name": "vmlinux", "core": true, "depends": []},
 //!               {"pd": 2, "name": MODULE, "core": false, "depends": [MODULE, ...]}, ...],
 //!   "gates":   [{"from": MODULE, "to": EXPORTER, "symbol": NAME, "addr": HEX or null}, ...],
 //!   "grants":  [{"holder": MODULE, "owner": EXPORTER, "symbol": NAME, "bytes": N or null,
 //!                "read_only": BOOL, "addr": HEX or null}, ...],
-//!   "unclassified": [{"module": MODULE, "symbol": NAME, "exporter": EXPORTER or null}, ...]
+//!   "unclassified": [{"module": MODULE, "symbol": NAME, "exporter": EXPORTER or null}, ...],
+//!   "entries": [{"owner": DOMAIN, "symbol": NAME, "via": "module"|"data"|"code"|"tail_call",
+//!                "addr": HEX or null}, ...]
 //! }
 //! ```
+//! Version 1 (no `entries`) is read too, as a layout with no entry points.
 //! PD 1 is the core kernel (`vmlinux`); modules follow in name order from PD 2. Each
 //! imported function is a call gate from the importing module into its exporter's domain;
 //! each imported data object is a grant of its size to the importer (read-only for
-//! read-only data). Addresses are known for core-kernel symbols (from `System.map`); module
-//! symbols have none until the modules are placed.
+//! read-only data). Each entry point (a function some module points at, see
+//! [`crate::module`]) is a call gate into its owner that every other domain may use.
+//! Addresses are known for core-kernel symbols (from `System.map` or kallsyms) and, with a
+//! running kernel's kallsyms, for the loaded modules' symbols; other module symbols have
+//! none until the modules are placed.
 //!
 //! # Reading a layout back
 //! [`Layout::from_json`] parses the JSON and [`Layout::validate`]s it: the format and version
@@ -31,13 +37,16 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
+use crate::module::EntryVia;
 use crate::resolve::{Counts, Exporter, ModuleSplit, totals};
 use crate::symbols::SymbolKind;
 
 /// The layout's format name.
 pub const FORMAT: &str = "mmp-split-layout";
-/// The layout's schema version.
-pub const VERSION: u32 = 1;
+/// The layout's schema version (written; version 1, without entry points, is read too).
+pub const VERSION: u32 = 2;
+/// The oldest schema version read.
+pub const MIN_VERSION: u32 = 1;
 /// The core kernel's domain name.
 pub const CORE: &str = "vmlinux";
 
@@ -95,6 +104,19 @@ pub struct Unclassified {
     pub exporter: Option<String>,
 }
 
+/// An entry point: every domain but `owner` may call `symbol` through a call gate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryPoint {
+    /// The function's domain.
+    pub owner: String,
+    /// The function.
+    pub symbol: String,
+    /// How it became an entry point.
+    pub via: EntryVia,
+    /// Its address, `0x…`, when known.
+    pub addr: Option<String>,
+}
+
 /// The domain layout. See the [module docs](self) for the schema.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Layout {
@@ -110,6 +132,9 @@ pub struct Layout {
     pub grants: Vec<GrantEntry>,
     /// Imports counted apart.
     pub unclassified: Vec<Unclassified>,
+    /// Entry points (none in a version 1 layout).
+    #[serde(default)]
+    pub entries: Vec<EntryPoint>,
 }
 
 /// A gate or a grant: which list an entry is in.
@@ -119,6 +144,8 @@ pub enum EntryKind {
     Gate,
     /// The `grants` list.
     Grant,
+    /// The `entries` list.
+    Entry,
 }
 
 impl std::fmt::Display for EntryKind {
@@ -126,6 +153,7 @@ impl std::fmt::Display for EntryKind {
         f.write_str(match self {
             EntryKind::Gate => "gate",
             EntryKind::Grant => "grant",
+            EntryKind::Entry => "entry",
         })
     }
 }
@@ -151,8 +179,8 @@ pub enum LayoutError {
         /// The format found.
         found: String,
     },
-    /// `version` is not [`VERSION`].
-    #[error("layout version is {found}, not {VERSION}")]
+    /// `version` is not [`MIN_VERSION`] to [`VERSION`].
+    #[error("layout version is {found}, not {MIN_VERSION} to {VERSION}")]
     WrongVersion {
         /// The version found.
         found: u64,
@@ -253,7 +281,10 @@ impl Layout {
         if let Some(found) = header.format.filter(|f| f != FORMAT) {
             return Err(LayoutError::WrongFormat { found });
         }
-        if let Some(found) = header.version.filter(|&v| v != u64::from(VERSION)) {
+        if let Some(found) = header
+            .version
+            .filter(|&v| !(u64::from(MIN_VERSION)..=u64::from(VERSION)).contains(&v))
+        {
             return Err(LayoutError::WrongVersion { found });
         }
         let layout: Layout = serde_json::from_str(text).map_err(|e| json_error(&e))?;
@@ -273,7 +304,7 @@ impl Layout {
                 found: self.format.clone(),
             });
         }
-        if self.version != VERSION {
+        if !(MIN_VERSION..=VERSION).contains(&self.version) {
             return Err(LayoutError::WrongVersion {
                 found: u64::from(self.version),
             });
@@ -352,6 +383,15 @@ impl Layout {
                 g.addr.as_deref(),
             )?;
         }
+        for (i, e) in self.entries.iter().enumerate() {
+            check(
+                EntryKind::Entry,
+                i,
+                &e.symbol,
+                [("owner", &e.owner), ("owner", &e.owner)],
+                e.addr.as_deref(),
+            )?;
+        }
         Ok(())
     }
 }
@@ -364,9 +404,21 @@ fn exporter_name(e: &Exporter) -> String {
 }
 
 /// Builds the layout from resolved modules. `kernel_addr` gives a core-kernel symbol's
-/// address (from `System.map`).
+/// address (from `System.map` or kallsyms), `module_addr` a module symbol's (module, symbol;
+/// from a running kernel's kallsyms).
 #[must_use]
-pub fn layout(split: &[ModuleSplit], kernel_addr: impl Fn(&str) -> Option<u64>) -> Layout {
+pub fn layout(
+    split: &[ModuleSplit],
+    kernel_addr: impl Fn(&str) -> Option<u64>,
+    module_addr: impl Fn(&str, &str) -> Option<u64>,
+) -> Layout {
+    let addr_of = |e: &Exporter, name: &str| {
+        match e {
+            Exporter::Kernel => kernel_addr(name),
+            Exporter::Module(m) => module_addr(m, name),
+        }
+        .map(|a| format!("{a:#x}"))
+    };
     let mut domains = vec![Domain {
         pd: 1,
         name: CORE.into(),
@@ -376,6 +428,8 @@ pub fn layout(split: &[ModuleSplit], kernel_addr: impl Fn(&str) -> Option<u64>) 
     let mut gates = Vec::new();
     let mut grants = Vec::new();
     let mut unclassified = Vec::new();
+    let by_name: std::collections::HashMap<&str, &ModuleSplit> =
+        split.iter().map(|m| (m.name.as_str(), m)).collect();
     for (i, m) in split.iter().enumerate() {
         domains.push(Domain {
             pd: u32::try_from(i + 2).unwrap_or(u32::MAX),
@@ -384,17 +438,31 @@ pub fn layout(split: &[ModuleSplit], kernel_addr: impl Fn(&str) -> Option<u64>) 
             depends: m.depends.clone(),
         });
         for imp in &m.imports {
-            let addr = match imp.exporter {
-                Some(Exporter::Kernel) => kernel_addr(&imp.name).map(|a| format!("{a:#x}")),
-                _ => None,
-            };
+            let addr = imp.exporter.as_ref().and_then(|e| addr_of(e, &imp.name));
             match (&imp.exporter, imp.kind) {
-                (Some(e), SymbolKind::Function) => gates.push(GateEntry {
-                    from: m.name.clone(),
-                    to: exporter_name(e),
-                    symbol: imp.name.clone(),
-                    addr,
-                }),
+                (Some(e), SymbolKind::Function) => {
+                    gates.push(GateEntry {
+                        from: m.name.clone(),
+                        to: exporter_name(e),
+                        symbol: imp.name.clone(),
+                        addr,
+                    });
+                    // What the export tail-calls is reached through its gate too.
+                    if let Exporter::Module(x) = e
+                        && let Some(tails) = by_name
+                            .get(x.as_str())
+                            .and_then(|xs| xs.export_tails.get(&imp.name))
+                    {
+                        for t in tails {
+                            gates.push(GateEntry {
+                                from: m.name.clone(),
+                                to: x.clone(),
+                                symbol: t.clone(),
+                                addr: addr_of(e, t),
+                            });
+                        }
+                    }
+                }
                 (Some(e), SymbolKind::Data { read_only }) => grants.push(GrantEntry {
                     holder: m.name.clone(),
                     owner: exporter_name(e),
@@ -411,6 +479,43 @@ pub fn layout(split: &[ModuleSplit], kernel_addr: impl Fn(&str) -> Option<u64>) 
             }
         }
     }
+    // Entry points: each module's own, then the functions modules point at in their
+    // exporters, each (owner, symbol) once.
+    let mut entries = Vec::new();
+    let mut seen: HashSet<(String, String)> = HashSet::new();
+    for m in split {
+        let own = Exporter::Module(m.name.clone());
+        for (name, via) in &m.entries {
+            if seen.insert((m.name.clone(), name.clone())) {
+                entries.push(EntryPoint {
+                    owner: m.name.clone(),
+                    symbol: name.clone(),
+                    via: *via,
+                    addr: addr_of(&own, name),
+                });
+            }
+        }
+    }
+    for m in split {
+        for (name, via) in &m.pointer_imports {
+            let Ok(i) = m.imports.binary_search_by(|i| i.name.as_str().cmp(name)) else {
+                continue;
+            };
+            let imp = &m.imports[i];
+            let (Some(e), SymbolKind::Function) = (&imp.exporter, imp.kind) else {
+                continue;
+            };
+            let owner = exporter_name(e);
+            if seen.insert((owner.clone(), name.clone())) {
+                entries.push(EntryPoint {
+                    owner,
+                    symbol: name.clone(),
+                    via: *via,
+                    addr: addr_of(e, name),
+                });
+            }
+        }
+    }
     Layout {
         format: FORMAT.to_string(),
         version: VERSION,
@@ -418,6 +523,7 @@ pub fn layout(split: &[ModuleSplit], kernel_addr: impl Fn(&str) -> Option<u64>) 
         gates,
         grants,
         unclassified,
+        entries,
     }
 }
 
@@ -488,15 +594,26 @@ impl Report {
     #[must_use]
     pub fn table(&self) -> String {
         let mut s = format!(
-            "{:<24} {:>7} {:>7} {:>7} {:>7} {:>7} {:>12} {:>9}\n",
-            "module", "imp fn", "imp dat", "imp ?", "exp fn", "exp dat", "kernel B", "share"
+            "{:<24} {:>7} {:>7} {:>7} {:>7} {:>7} {:>12} {:>9}  {:>5} {:>5} {:>5} {:>5}\n",
+            "module",
+            "imp fn",
+            "imp dat",
+            "imp ?",
+            "exp fn",
+            "exp dat",
+            "kernel B",
+            "share",
+            "e:mod",
+            "e:dat",
+            "e:cod",
+            "e:jmp"
         );
         for m in &self.modules {
             let share = m
                 .kernel_data_share
                 .map_or_else(|| "-".to_string(), |x| format!("{:.4}%", 100.0 * x));
             s += &format!(
-                "{:<24} {:>7} {:>7} {:>7} {:>7} {:>7} {:>12} {:>9}\n",
+                "{:<24} {:>7} {:>7} {:>7} {:>7} {:>7} {:>12} {:>9}  {:>5} {:>5} {:>5} {:>5}\n",
                 m.name,
                 m.counts.imported_functions,
                 m.counts.imported_data,
@@ -504,12 +621,17 @@ impl Report {
                 m.counts.exported_functions,
                 m.counts.exported_data,
                 m.counts.kernel_data_bytes,
-                share
+                share,
+                m.counts.entries_module,
+                m.counts.entries_data,
+                m.counts.entries_code,
+                m.counts.entries_tail_call
             );
         }
         let t = &self.totals;
         s += &format!(
-            "{:<24} {:>7} {:>7} {:>7} {:>7} {:>7} {:>12}\n{} modules, {} could not be read\n",
+            "{:<24} {:>7} {:>7} {:>7} {:>7} {:>7} {:>12} {:>9}  {:>5} {:>5} {:>5} {:>5}\n\
+             {} modules, {} could not be read; entry points (e:): by this_module, data, code, tail call\n",
             "total",
             t.counts.imported_functions,
             t.counts.imported_data,
@@ -517,6 +639,11 @@ impl Report {
             t.counts.exported_functions,
             t.counts.exported_data,
             t.counts.kernel_data_bytes,
+            "",
+            t.counts.entries_module,
+            t.counts.entries_data,
+            t.counts.entries_code,
+            t.counts.entries_tail_call,
             t.modules,
             t.failed
         );

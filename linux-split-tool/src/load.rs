@@ -16,8 +16,8 @@
 //!   place them), so loading places them. The module domain with layout PD `p` gets a
 //!   synthetic 16 MiB region at [`MODULE_REGION_BASE`]` + (p << 24)` (all of them lie below
 //!   `0x8000_0000_0000`, apart from the kernel half). In it, each distinct function of the
-//!   module that some gate targets gets the next 4-byte word, in the order the gates first
-//!   name them, from the region's start; then each distinct data object of the module that
+//!   module that some gate or entry point targets gets the next 4-byte word, in the order
+//!   the gates and then the entry points first name them, from the region's start; then each distinct data object of the module that
 //!   some grant names gets the next 8-byte-aligned run of its size (the largest `bytes` its
 //!   grants give; unknown: 8 bytes), in the order the grants first name them. A region that
 //!   overflows is [`LoadError::RegionFull`].
@@ -29,10 +29,12 @@
 //!   of its entries is recorded in [`Loaded::skipped`] ([`SkipReason::NoAddress`]).
 //!
 //! # What is written
-//! 1. Every function with an address: its owner gets [`Perm::ExecuteRead`] on the word
-//!    holding it (a word the owner may run).
+//! 1. Every function with an address: its owner gets [`Perm::ExecuteRead`] on the words
+//!    holding its first 4 bytes (one word, or two for an entry that is not word aligned,
+//!    such as `_printk`'s); a gate lies on the word holding the entry.
 //! 2. Every gate: a call gate, [`Gate::Call`] into the exporter's domain, on that word in the
-//!    importer's table. Only importers get gates.
+//!    importer's table. Every entry point: a call gate into its owner on that word in every
+//!    other domain's table (a function pointer can travel anywhere).
 //! 3. Every grant: the holder gets [`Perm::ReadOnly`] (`read_only`) or [`Perm::ReadWrite`] on
 //!    every word of `[addr, addr + bytes)` (`bytes` unknown: 8). A grant of 0 bytes is not
 //!    loaded and is recorded in [`Loaded::skipped`] ([`SkipReason::ZeroSize`]). A grant
@@ -207,6 +209,8 @@ pub struct Loaded {
     pub data: HashMap<(String, String), Placed>,
     /// Gate entries loaded (each places a call gate; duplicates place the same one).
     pub gates: usize,
+    /// Entry points loaded (each a call gate in every other domain).
+    pub entries: usize,
     /// Grant entries loaded.
     pub grants: usize,
     /// Entries not loaded, gates first, each list in order.
@@ -258,6 +262,8 @@ struct Plan<'a> {
     data: Syms<'a>,
     /// (importer, address, exporter).
     gates: Vec<(usize, u64, usize)>,
+    /// (address, owner): a gate into the owner in every other domain.
+    entries: Vec<(u64, usize)>,
     /// (holder, address, bytes, permission).
     grants: Vec<(usize, u64, u64, Perm)>,
     skipped: Vec<Skipped>,
@@ -266,13 +272,21 @@ struct Plan<'a> {
 /// Collects the distinct symbols named by a list's entries, with the first address given
 /// (checked canonical, mapped, and compared with later ones) and the largest size.
 fn collect<'a>(
-    kind: EntryKind,
-    entries: impl Iterator<Item = (&'a str, &'a str, Option<&'a str>, Option<u64>)>,
+    entries: impl Iterator<
+        Item = (
+            EntryKind,
+            usize,
+            &'a str,
+            &'a str,
+            Option<&'a str>,
+            Option<u64>,
+        ),
+    >,
     index_of: &HashMap<&str, usize>,
 ) -> Result<(Syms<'a>, HashMap<Key<'a>, usize>), LoadError> {
     let mut syms: Syms<'a> = Vec::new();
     let mut at: HashMap<Key<'a>, usize> = HashMap::new();
-    for (index, (owner, symbol, addr, bytes)) in entries.enumerate() {
+    for (kind, index, owner, symbol, addr, bytes) in entries {
         let addr = match addr {
             Some(text) => {
                 let raw = parse_hex(text).ok_or_else(|| LayoutError::BadAddress {
@@ -299,13 +313,13 @@ fn collect<'a>(
                 symbol: symbol.to_string(),
                 role: match kind {
                     EntryKind::Gate => "to",
-                    EntryKind::Grant => "owner",
+                    EntryKind::Grant | EntryKind::Entry => "owner",
                 },
                 name: owner.to_string(),
             })?;
         // A zero-size grant is skipped; it neither places nor sizes its object.
         let size = match (kind, bytes) {
-            (EntryKind::Gate, _) => Some(FUNCTION_BYTES),
+            (EntryKind::Gate | EntryKind::Entry, _) => Some(FUNCTION_BYTES),
             (EntryKind::Grant, Some(0)) => None,
             (EntryKind::Grant, b) => Some(b.unwrap_or(UNKNOWN_DATA_BYTES)),
         };
@@ -386,17 +400,20 @@ impl Layout {
             .enumerate()
             .map(|(i, d)| (d.name.as_str(), i))
             .collect();
-        let (mut functions, fn_at) = collect(
-            EntryKind::Gate,
-            self.gates
-                .iter()
-                .map(|g| (g.to.as_str(), g.symbol.as_str(), g.addr.as_deref(), None)),
-            &index_of,
-        )?;
+        let gates = self.gates.iter().enumerate().map(|(i, g)| {
+            let (to, sym, addr) = (g.to.as_str(), g.symbol.as_str(), g.addr.as_deref());
+            (EntryKind::Gate, i, to, sym, addr, None)
+        });
+        let entries = self.entries.iter().enumerate().map(|(i, e)| {
+            let (owner, sym, addr) = (e.owner.as_str(), e.symbol.as_str(), e.addr.as_deref());
+            (EntryKind::Entry, i, owner, sym, addr, None)
+        });
+        let (mut functions, fn_at) = collect(gates.chain(entries), &index_of)?;
         let (mut data, data_at) = collect(
-            EntryKind::Grant,
-            self.grants.iter().map(|g| {
+            self.grants.iter().enumerate().map(|(i, g)| {
                 (
+                    EntryKind::Grant,
+                    i,
                     g.owner.as_str(),
                     g.symbol.as_str(),
                     g.addr.as_deref(),
@@ -430,6 +447,20 @@ impl Layout {
                     kind: EntryKind::Gate,
                     index,
                     symbol: g.symbol.clone(),
+                    reason: SkipReason::NoAddress,
+                }),
+            }
+        }
+        for (index, e) in self.entries.iter().enumerate() {
+            let sym = fn_at
+                .get(&(e.owner.as_str(), e.symbol.as_str()))
+                .map(|&i| functions[i].1);
+            match sym.and_then(|s| s.addr.map(|a| (a, s.owner))) {
+                Some((a, owner)) => plan.entries.push((a, owner)),
+                None => plan.skipped.push(Skipped {
+                    kind: EntryKind::Entry,
+                    index,
+                    symbol: e.symbol.clone(),
                     reason: SkipReason::NoAddress,
                 }),
             }
@@ -548,6 +579,7 @@ impl Layout {
             functions: placed(&plan.functions),
             data: placed(&plan.data),
             gates: plan.gates.len(),
+            entries: plan.entries.len(),
             grants: plan.grants.len(),
             skipped: plan.skipped,
         })
@@ -573,14 +605,26 @@ impl Layout {
         let pd = |i: usize| created[i].ok_or_else(|| fail(i)(MachineError::Supervisor));
         for &(_, s) in &plan.functions {
             if let Some(a) = s.addr {
+                // The words holding the function's first 4 bytes (two when the entry is
+                // not word aligned).
+                let start = a & !3;
+                let end = (a + FUNCTION_BYTES).next_multiple_of(4);
                 machine
                     .set_perm(
                         pd(s.owner)?,
-                        ByteAddr(a & !3),
-                        FUNCTION_BYTES,
+                        ByteAddr(start),
+                        end - start,
                         Perm::ExecuteRead,
                     )
                     .map_err(fail(s.owner))?;
+            }
+        }
+        for &(addr, owner) in &plan.entries {
+            let gate = Gate::Call { dest: pd(owner)? };
+            for from in (0..self.domains.len()).filter(|&d| d != owner) {
+                machine
+                    .set_gate(pd(from)?, ByteAddr(addr), Some(gate))
+                    .map_err(fail(from))?;
             }
         }
         for &(from, addr, to) in &plan.gates {

@@ -1,7 +1,8 @@
 //! `mmp-split`: split a kernel's modules into protection domains.
 //!
-//! `mmp-split [--system-map FILE | --vmlinux FILE] [--symvers FILE] [--out LAYOUT.json] [--json]
-//! PATH...`
+//! `mmp-split [--system-map FILE | --vmlinux FILE] [--kallsyms FILE [--proc-modules FILE]]
+//! [--symvers FILE]
+//! [--out LAYOUT.json] [--json] PATH...`
 //! where each PATH is a module file (`.ko`, `.ko.xz`, `.ko.zst`) or a directory searched
 //! recursively for them. Prints the report (a table, or with `--json` one JSON object) and
 //! with `--out` writes the domain layout. A module that cannot be read is reported on stderr
@@ -16,7 +17,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mmp_split::{
-    MAX_MODULE_BYTES, Symvers, SystemMap, decompress, layout, parse_module, report, resolve,
+    Kallsyms, MAX_MODULE_BYTES, ProcModules, Symvers, SystemMap, decompress, layout, parse_module,
+    report, resolve,
 };
 
 /// Split a Linux kernel's modules into MMP protection domains.
@@ -29,6 +31,15 @@ struct Args {
     /// The core kernel's symbols from its `vmlinux` ELF (instead of `System.map`).
     #[arg(long, value_name = "FILE")]
     vmlinux: Option<PathBuf>,
+    /// A running kernel's `/proc/kallsyms` (read as root): the core kernel's symbols (unless
+    /// `--system-map` or `--vmlinux` gives them) and the loaded modules' real addresses.
+    #[arg(long, value_name = "FILE")]
+    kallsyms: Option<PathBuf>,
+    /// A running kernel's `/proc/modules` (read as root, with `--kallsyms` from the same
+    /// run): module symbols kallsyms lists outside their module's memory (freed init code)
+    /// get no address.
+    #[arg(long, value_name = "FILE", requires = "kallsyms")]
+    proc_modules: Option<PathBuf>,
     /// `Module.symvers` (who exports what).
     #[arg(long, value_name = "FILE")]
     symvers: Option<PathBuf>,
@@ -109,6 +120,33 @@ fn main() -> ExitCode {
     } else {
         None
     };
+    let kallsyms = match &args.kallsyms {
+        Some(p) => match read_text(p)
+            .and_then(|t| Kallsyms::parse(&p.display().to_string(), &t).map_err(|e| e.to_string()))
+        {
+            Ok(k) => Some(k),
+            Err(e) => {
+                eprintln!("mmp-split: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
+    let mut kallsyms = kallsyms;
+    if let (Some(k), Some(p)) = (kallsyms.as_mut(), &args.proc_modules) {
+        match read_text(p).and_then(|t| {
+            ProcModules::parse(&p.display().to_string(), &t).map_err(|e| e.to_string())
+        }) {
+            Ok(pm) => {
+                k.retain_loaded(&pm);
+            }
+            Err(e) => {
+                eprintln!("mmp-split: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let map = map.or_else(|| kallsyms.as_ref().map(|k| k.core.clone()));
     let symvers = match &args.symvers {
         Some(p) => match read_text(p)
             .and_then(|t| Symvers::parse(&p.display().to_string(), &t).map_err(|e| e.to_string()))
@@ -182,9 +220,11 @@ fn main() -> ExitCode {
         print!("{}", rep.table());
     }
     if let Some(out) = &args.out {
-        let l = layout(&split, |n| {
-            map.as_ref().and_then(|m| m.get(n)).map(|s| s.addr)
-        });
+        let l = layout(
+            &split,
+            |n| map.as_ref().and_then(|m| m.get(n)).map(|s| s.addr),
+            |m, n| kallsyms.as_ref().and_then(|k| k.module_symbol(m, n)),
+        );
         let written = serde_json::to_string_pretty(&l)
             .map_err(|e| e.to_string())
             .and_then(|s| std::fs::write(out, s + "\n").map_err(|e| e.to_string()));

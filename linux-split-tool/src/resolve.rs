@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::module::{ModuleInfo, name_from_path};
+use crate::module::{EntryVia, ModuleInfo, name_from_path};
 use crate::symbols::{SymbolKind, Symvers, SystemMap};
 
 /// Who provides a symbol.
@@ -46,6 +46,13 @@ pub struct ModuleSplit {
     pub imports: Vec<Import>,
     /// Every export with its kind, sorted by name.
     pub exports: Vec<(String, SymbolKind)>,
+    /// The module's own entry points, sorted by name (see [`crate::module`]).
+    pub entries: Vec<(String, EntryVia)>,
+    /// Imported symbols the module points at, sorted by name: entry points of their
+    /// exporters when they are functions.
+    pub pointer_imports: Vec<(String, EntryVia)>,
+    /// Exported functions' tail-call targets (see [`ModuleInfo::export_tails`]).
+    pub export_tails: BTreeMap<String, Vec<String>>,
 }
 
 /// Counts of one module (or the totals).
@@ -63,6 +70,14 @@ pub struct Counts {
     pub exported_data: usize,
     /// Bytes of core-kernel data imported (the grants the module gets in the kernel).
     pub kernel_data_bytes: u64,
+    /// Own entry points by `.gnu.linkonce.this_module` (init and exit).
+    pub entries_module: usize,
+    /// Own entry points stored in data.
+    pub entries_data: usize,
+    /// Own entry points whose address code takes.
+    pub entries_code: usize,
+    /// Own entry points reached by tail calls from entry points.
+    pub entries_tail_call: usize,
 }
 
 impl Counts {
@@ -73,6 +88,16 @@ impl Counts {
         self.exported_functions += o.exported_functions;
         self.exported_data += o.exported_data;
         self.kernel_data_bytes += o.kernel_data_bytes;
+        self.entries_module += o.entries_module;
+        self.entries_data += o.entries_data;
+        self.entries_code += o.entries_code;
+        self.entries_tail_call += o.entries_tail_call;
+    }
+
+    /// All own entry points.
+    #[must_use]
+    pub fn entries(&self) -> usize {
+        self.entries_module + self.entries_data + self.entries_code + self.entries_tail_call
     }
 }
 
@@ -91,6 +116,14 @@ impl ModuleSplit {
                     }
                 }
                 SymbolKind::Unclassified => c.imported_unclassified += 1,
+            }
+        }
+        for (_, via) in &self.entries {
+            match via {
+                EntryVia::Module => c.entries_module += 1,
+                EntryVia::Data => c.entries_data += 1,
+                EntryVia::Code => c.entries_code += 1,
+                EntryVia::TailCall => c.entries_tail_call += 1,
             }
         }
         for (_, k) in &self.exports {
@@ -190,6 +223,17 @@ pub fn resolve(
                 depends: m.depends.clone(),
                 imports,
                 exports,
+                entries: m
+                    .entry_points
+                    .iter()
+                    .map(|(n, v)| (n.clone(), *v))
+                    .collect(),
+                pointer_imports: m
+                    .pointer_imports
+                    .iter()
+                    .map(|(n, v)| (n.clone(), *v))
+                    .collect(),
+                export_tails: m.export_tails.clone(),
             }
         })
         .collect();
@@ -222,6 +266,7 @@ mod tests {
                 .iter()
                 .map(|&(n, kind, size)| (n.to_string(), Defined { kind, size }))
                 .collect(),
+            ..ModuleInfo::default()
         }
     }
 

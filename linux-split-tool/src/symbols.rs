@@ -79,6 +79,191 @@ fn no_symbols(file: &str, hint: &str) -> ParseError {
     }
 }
 
+/// A running kernel's `/proc/kallsyms`: the core kernel's symbols (lines `ADDRESS TYPE
+/// NAME`) and the loaded modules' (the same with a fourth field `[MODULE]`), all at the
+/// addresses they had when it was read.
+#[derive(Debug, Clone, Default)]
+pub struct Kallsyms {
+    /// The core kernel's symbols.
+    pub core: SystemMap,
+    /// Each loaded module's symbols: module name (dashes as underscores) to symbol name to
+    /// address (the first definition wins).
+    pub modules: HashMap<String, HashMap<String, u64>>,
+}
+
+impl Kallsyms {
+    /// Parses `/proc/kallsyms` text. Blank lines are skipped; the first definition of a
+    /// name wins (local symbols repeat).
+    ///
+    /// # Errors
+    /// [`ParseError`] for a line that is not `ADDRESS TYPE NAME [MODULE]`, a bad address, a
+    /// type that is not one letter, or binary data; and (line 0) for a file with no core
+    /// symbols, or one whose addresses are all 0 (read without the privilege to see them:
+    /// read it as root, with `kernel.kptr_restrict` at 0).
+    pub fn parse(file: &str, text: &str) -> Result<Kallsyms, ParseError> {
+        let mut k = Kallsyms::default();
+        let mut nonzero = false;
+        for (i, line) in text.lines().enumerate() {
+            let err = |what: String| ParseError {
+                file: file.to_string(),
+                line: i + 1,
+                what,
+            };
+            text_line(line, "kallsyms text").map_err(err)?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let mut f = line.split_whitespace();
+            let (Some(a), Some(t), Some(name)) = (f.next(), f.next(), f.next()) else {
+                return Err(err(format!(
+                    "expected `ADDRESS TYPE NAME [MODULE]`, found {}",
+                    shorten(line)
+                )));
+            };
+            let module = match (f.next(), f.next()) {
+                (None, None) => None,
+                (Some(m), None) if m.len() > 2 && m.starts_with('[') && m.ends_with(']') => {
+                    Some(m[1..m.len() - 1].replace('-', "_"))
+                }
+                _ => {
+                    return Err(err(format!(
+                        "expected `ADDRESS TYPE NAME [MODULE]`, found {}",
+                        shorten(line)
+                    )));
+                }
+            };
+            let addr =
+                u64::from_str_radix(a, 16).map_err(|e| err(format!("bad address {a:?}: {e}")))?;
+            nonzero |= addr != 0;
+            let mut letters = t.chars();
+            let (Some(c), None) = (letters.next(), letters.next()) else {
+                return Err(err(format!("bad symbol type {t:?}")));
+            };
+            match module {
+                Some(m) => {
+                    k.modules
+                        .entry(m)
+                        .or_default()
+                        .entry(name.to_string())
+                        .or_insert(addr);
+                }
+                None => {
+                    k.core.addrs.push(addr);
+                    k.core.by_name.entry(name.to_string()).or_insert(MapSymbol {
+                        addr,
+                        kind: SymbolKind::from_nm_letter(c),
+                    });
+                }
+            }
+        }
+        if k.core.by_name.is_empty() {
+            return Err(no_symbols(file, "no core-kernel lines: an empty file?"));
+        }
+        if !nonzero {
+            return Err(ParseError {
+                file: file.to_string(),
+                line: 0,
+                what: "every address is 0: kallsyms was read without the privilege to see \
+                       addresses (read it as root with kernel.kptr_restrict=0)"
+                    .into(),
+            });
+        }
+        k.core.addrs.sort_unstable();
+        k.core.addrs.dedup();
+        Ok(k)
+    }
+
+    /// Where module `module`'s symbol `name` was.
+    #[must_use]
+    pub fn module_symbol(&self, module: &str, name: &str) -> Option<u64> {
+        self.modules.get(module)?.get(name).copied()
+    }
+
+    /// Drops every module symbol that lies outside its module's memory as `/proc/modules`
+    /// gives it: kallsyms also lists the init functions of modules whose init code was
+    /// freed (ftrace keeps their names), at addresses another module may have taken since.
+    /// A module `/proc/modules` does not list keeps all its symbols. Returns how many were
+    /// dropped.
+    pub fn retain_loaded(&mut self, loaded: &ProcModules) -> usize {
+        let mut dropped = 0;
+        for (name, syms) in &mut self.modules {
+            if let Some(&(base, size)) = loaded.modules.get(name) {
+                let before = syms.len();
+                syms.retain(|_, a| *a >= base && *a - base < size);
+                dropped += before - syms.len();
+            }
+        }
+        dropped
+    }
+}
+
+/// A running kernel's `/proc/modules`: each loaded module's name, size and load address
+/// (lines `NAME SIZE REFS DEPS STATE ADDRESS`, with optional taint flags after).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProcModules {
+    /// Module name (dashes as underscores) to (load address, size in bytes).
+    pub modules: HashMap<String, (u64, u64)>,
+}
+
+impl ProcModules {
+    /// Parses `/proc/modules` text. Blank lines are skipped.
+    ///
+    /// # Errors
+    /// [`ParseError`] for a line with fewer than six fields, a size that is not decimal, an
+    /// address that is not `0x` hex, binary data, or a module listed twice; and (line 0)
+    /// for a file with no modules, or one whose addresses are all 0 (read without the
+    /// privilege to see them).
+    pub fn parse(file: &str, text: &str) -> Result<ProcModules, ParseError> {
+        let mut m = ProcModules::default();
+        let mut nonzero = false;
+        for (i, line) in text.lines().enumerate() {
+            let err = |what: String| ParseError {
+                file: file.to_string(),
+                line: i + 1,
+                what,
+            };
+            text_line(line, "/proc/modules text").map_err(err)?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 6 {
+                return Err(err(format!(
+                    "expected `NAME SIZE REFS DEPS STATE ADDRESS`, found {}",
+                    shorten(line)
+                )));
+            }
+            let size: u64 = f[1]
+                .parse()
+                .map_err(|e| err(format!("bad size {:?}: {e}", f[1])))?;
+            let addr = f[5]
+                .strip_prefix("0x")
+                .and_then(|h| u64::from_str_radix(h, 16).ok())
+                .ok_or_else(|| err(format!("bad address {:?}", f[5])))?;
+            nonzero |= addr != 0;
+            let name = f[0].replace('-', "_");
+            if m.modules.insert(name.clone(), (addr, size)).is_some() {
+                return Err(err(format!("module {name} is listed twice")));
+            }
+        }
+        if m.modules.is_empty() {
+            return Err(ParseError {
+                file: file.to_string(),
+                line: 0,
+                what: "no modules in it (an empty file?)".into(),
+            });
+        }
+        if !nonzero {
+            return Err(ParseError {
+                file: file.to_string(),
+                line: 0,
+                what: "every address is 0: read it as root with kernel.kptr_restrict=0".into(),
+            });
+        }
+        Ok(m)
+    }
+}
+
 /// One symbol of `System.map`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MapSymbol {

@@ -9,7 +9,7 @@
 mod common;
 
 use common::{Fixture, ko};
-use mmp_domains::{Access, AddrWidth, ByteAddr, PdKind, Perm, TableFormat};
+use mmp_domains::{Access, AddrWidth, ByteAddr, PdKind, Perm, PermTable, TableFormat};
 use mmp_machine::{AccessError, Machine, MachineConfig, MachineError};
 use mmp_machine::{ArgWindow, FrameRegs, Gate};
 use mmp_split::layout::{FORMAT, VERSION};
@@ -61,7 +61,7 @@ fn fixture_layout() -> Layout {
         .map(|(f, b)| parse_module(f, b).unwrap())
         .collect::<Vec<_>>();
     let split = resolve(&modules, Some(&map), None);
-    layout(&split, |n| map.get(n).map(|s| s.addr))
+    layout(&split, |n| map.get(n).map(|s| s.addr), |_, _| None)
 }
 
 fn machine(width: AddrWidth, max_pds: usize) -> Machine {
@@ -109,8 +109,84 @@ fn a_layout_round_trips_through_json() {
     // The JSON is the schema's: `format` is the plain string.
     let v: Value = serde_json::from_str(&pretty).unwrap();
     assert_eq!(v["format"], "mmp-split-layout");
-    assert_eq!(v["version"], 1);
+    assert_eq!(v["version"], 2);
     assert!(read(&small()).is_ok());
+    // A version-1 layout (before entry points) reads as one with none.
+    let mut v1 = small();
+    v1["version"] = json!(1);
+    assert_eq!(read(&v1).unwrap().entries, Vec::new());
+}
+
+#[test]
+fn entry_points_are_gates_every_other_domain_may_use() {
+    let mut v = small();
+    v["domains"] = json!([
+        {"pd": 1, "name": "vmlinux", "core": true, "depends": []},
+        {"pd": 2, "name": "m", "core": false, "depends": []},
+        {"pd": 3, "name": "n", "core": false, "depends": []},
+    ]);
+    v["entries"] = json!([
+        {"owner": "m", "symbol": "m_open", "via": "data", "addr": null},
+        {"owner": "vmlinux", "symbol": "generic_read", "via": "data",
+         "addr": "0xffffffff81000042"},
+        {"owner": "vmlinux", "symbol": "no_addr", "via": "code", "addr": null},
+    ]);
+    let l = read(&v).unwrap();
+    let mut mach = machine(AddrWidth::Bits48, 64);
+    let loaded = l.load(&mut mach).unwrap();
+    assert_eq!(loaded.entries, 2);
+    assert_eq!(loaded.skipped.len(), 1);
+    assert_eq!(loaded.skipped[0].kind, EntryKind::Entry);
+    assert_eq!(loaded.skipped[0].reason, SkipReason::NoAddress);
+    let pd = |n: &str| loaded.pd(n).unwrap();
+    let open = loaded.function("m", "m_open").unwrap().addr;
+    let read_fn = loaded.function("vmlinux", "generic_read").unwrap().addr;
+    assert_eq!(read_fn, ByteAddr(0xffff_8100_0042));
+    for d in ["vmlinux", "n"] {
+        assert_eq!(
+            mach.gate(pd(d), open),
+            Some(Gate::Call { dest: pd("m") }),
+            "{d}"
+        );
+    }
+    assert_eq!(
+        mach.gate(pd("m"), open),
+        None,
+        "the owner calls its own code"
+    );
+    for d in ["m", "n"] {
+        assert_eq!(
+            mach.gate(pd(d), read_fn),
+            Some(Gate::Call {
+                dest: pd("vmlinux")
+            }),
+            "{d}"
+        );
+    }
+    // The unaligned entry: its owner may run both words its first 4 bytes touch.
+    for w in [0xffff_8100_0040u64, 0xffff_8100_0044] {
+        assert_eq!(
+            mach.table(pd("vmlinux"))
+                .unwrap()
+                .lookup(ByteAddr(w).word())
+                .perm,
+            Perm::ExecuteRead,
+            "{w:#x}"
+        );
+    }
+    mach.check_invariants().unwrap();
+    // An entry naming a domain the layout lacks is an error naming the entry.
+    v["entries"][1]["owner"] = json!("ghost");
+    assert_eq!(
+        read(&v),
+        Err(LayoutError::UnknownDomain {
+            kind: EntryKind::Entry,
+            index: 1,
+            symbol: "generic_read".into(),
+            role: "owner",
+            name: "ghost".into()
+        })
+    );
 }
 
 #[test]

@@ -1,8 +1,10 @@
 //! `mmp-replay`: replays a trace on the MMP model and reports crossings, PLB behaviour,
 //! table references and footprints, and faults.
 //!
-//! With no arguments it replays the embedded default, a synthetic trace of the MMP kernel
-//! paper's boot experiment. `mmp-replay TRACE` replays a file in any supported format
+//! With no arguments it replays the embedded default: a real trace of Debian's 6.1 kernel
+//! recorded under QEMU (`scripts/kernel-trace.sh`) on the layout `mmp-split` made from the
+//! same kernel's modules (`--synthetic boot` replays the stand-in for the MMP kernel paper's
+//! boot experiment instead). `mmp-replay TRACE` replays a file in any supported format
 //! (detected, or `--input-format`; plain, xz or zstd). `sweep` replays over a grid of PLB sizes and table
 //! formats; `convert` writes our binary (or text) format.
 
@@ -28,7 +30,8 @@ fn table_format() -> impl clap::builder::TypedValueParser<Value = TableFormat> {
         .try_map(|s| s.parse::<TableFormat>())
 }
 
-/// Replay a trace on the MMP model (no TRACE: the synthetic boot trace of the MMP paper).
+/// Replay a trace on the MMP model (no TRACE: a real Debian 6.1 kernel trace on the layout of
+/// its modules).
 #[derive(Debug, Parser)]
 #[command(name = "mmp-replay", version, args_conflicts_with_subcommands = true)]
 struct Cli {
@@ -53,14 +56,16 @@ struct Cli {
 struct Input {
     /// The trace: our binary or text form, ftrace (function or function_graph), uftrace
     /// replay, ltrace -f -T -i, or Valgrind lackey output; plain or xz- or zstd-compressed.
-    /// Omitted: the embedded default.
+    /// Omitted: the embedded real-kernel trace, on the embedded layout of the same kernel's
+    /// modules (unless --layout gives another).
     trace: Option<PathBuf>,
     /// The trace's format (detected when omitted).
     #[arg(long, value_parser = parse_format)]
     input_format: Option<InputFormat>,
-    /// The synthetic trace replayed when no TRACE is given.
-    #[arg(long, value_enum, default_value_t = Synthetic::Boot)]
-    synthetic: Synthetic,
+    /// Replay a synthetic trace instead of the embedded real-kernel trace (when no TRACE
+    /// is given).
+    #[arg(long, value_enum, conflicts_with = "trace")]
+    synthetic: Option<Synthetic>,
     /// Seed of the synthetic trace.
     #[arg(long, default_value_t = DEFAULT_SEED)]
     seed: u64,
@@ -214,7 +219,17 @@ impl EventSource for VecSource {
 /// Opens the input; returns the source and its length for the progress bar.
 fn open(input: &Input) -> Result<(Source, u64, String), String> {
     match &input.trace {
-        None if input.synthetic == Synthetic::Boot => Ok((
+        None if input.synthetic.is_none() => Ok((
+            import::from_reader_with(
+                mmp_benchmarks::kernel::trace(),
+                Some(InputFormat::Ftrace),
+                &import::ReadOptions::default(),
+            )
+            .map_err(|e| format!("{}: {e}", mmp_benchmarks::kernel::name()))?,
+            0,
+            mmp_benchmarks::kernel::name(),
+        )),
+        None if input.synthetic == Some(Synthetic::Boot) => Ok((
             Box::new(BootTrace::new(input.seed)),
             BOOT_CHANGES,
             format!("synthetic boot trace (seed {:#x})", input.seed),
@@ -350,6 +365,20 @@ fn read_layout(path: &Path) -> Result<mmp_split::Layout, String> {
     mmp_split::Layout::from_json(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// The layout to replay on: `--layout`'s, else for the embedded real-kernel trace the
+/// embedded layout of the same kernel's modules, else none.
+fn layout_for(input: &Input, given: Option<&Path>) -> Result<Option<mmp_split::Layout>, String> {
+    match given {
+        Some(p) => read_layout(p).map(Some),
+        None if input.trace.is_none() && input.synthetic.is_none() => {
+            mmp_benchmarks::kernel::layout()
+                .map(Some)
+                .map_err(|e| e.to_string())
+        }
+        None => Ok(None),
+    }
+}
+
 /// The engine: on the layout if one is given, else on the trace's own declarations.
 fn engine(
     cfg: ReplayConfig,
@@ -434,6 +463,44 @@ fn table(r: &Report, name: &str) -> String {
     if r.crossing_pairs.len() > 12 {
         s += &format!("  ... {} pairs in all\n", r.crossing_pairs.len());
     }
+    if r.cross_domain_calls > 0 || !r.policy_gaps.is_empty() {
+        s += &format!(
+            "\ncross-domain calls {}, policy gaps {} ({} of them: calls no gate allowed)\n",
+            r.cross_domain_calls,
+            r.policy_gap_calls,
+            pct(if r.cross_domain_calls == 0 {
+                0.0
+            } else {
+                r.policy_gap_calls as f64 / r.cross_domain_calls as f64
+            })
+        );
+        for g in r.policy_gaps.iter().take(16) {
+            let syms: Vec<String> = g
+                .symbols
+                .iter()
+                .map(|x| format!("{} ({})", x.symbol, x.count))
+                .collect();
+            s += &format!(
+                "  {:<16} -> {:<16} {:>8}  {}\n",
+                g.from,
+                g.to,
+                g.count,
+                syms.join(", ")
+            );
+        }
+        if r.policy_gaps.len() > 16 {
+            s += &format!("  ... {} pairs in all\n", r.policy_gaps.len());
+        }
+    }
+    if r.cross_domain_calls > 0 {
+        s += &paper_table(r);
+    }
+    if !r.unmatched_domains.is_empty() {
+        s += &format!(
+            "trace domains the layout lacks: {}\n",
+            r.unmatched_domains.join(", ")
+        );
+    }
     s += &format!(
         "\nPLB: {} hits ({} by sidecars), {} misses, hit rate {}\ntable references {} ({:.4} per access)\n",
         r.plb.hits,
@@ -458,6 +525,49 @@ fn table(r: &Report, name: &str) -> String {
         "\n{:.3} s, {:.1} million events/s\n",
         r.seconds,
         r.events_per_sec / 1e6
+    );
+    s
+}
+
+/// The figures beside the MMP kernel paper's (section 4: Linux 2.4.19 split by hand and
+/// booted on bochs).
+fn paper_table(r: &Report) -> String {
+    let top = r
+        .crossings_by_domain
+        .iter()
+        .filter(|d| d.domain != "vmlinux")
+        .max_by_key(|d| d.crossings);
+    let top = top.map_or_else(
+        || "-".to_string(),
+        |d| format!("{} ({})", pct(d.share), d.domain),
+    );
+    let visit = if r.instructions == 0 {
+        "- (the trace counts no instructions)".to_string()
+    } else {
+        format!("{:.0}", r.between_crossings.mean_instructions)
+    };
+    let mut s =
+        String::from("\nbeside the MMP kernel paper (Linux 2.4.19 boot on bochs, split by hand)\n");
+    s += &format!("  {:<38} {:>16}  {}\n", "", "paper", "this replay");
+    s += &format!(
+        "  {:<38} {:>16}  {}\n",
+        "protection-domain changes", "284,822", r.crossings
+    );
+    s += &format!(
+        "  {:<38} {:>16}  {}\n",
+        "busiest module's share of them", "97.5% (IDE)", top
+    );
+    s += &format!(
+        "  {:<38} {:>16}  {}\n",
+        "instructions", "955,240,000", r.instructions
+    );
+    s += &format!(
+        "  {:<38} {:>16}  {}\n",
+        "instructions per domain visit", "3,353", visit
+    );
+    s += &format!(
+        "  {:<38} {:>16}  {} of {} cross-domain calls\n",
+        "calls the split forbids (policy gaps)", "-", r.policy_gap_calls, r.cross_domain_calls
     );
     s
 }
@@ -531,7 +641,7 @@ fn sweep(input: &Input, grid: &Grid<'_>, out: &Path, quiet: bool) -> Result<(), 
     } = *grid;
     std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
     let mut csv = String::from(
-        "table,plb_entries,plb_ways,events,accesses,hit_rate,table_refs,table_refs_per_access,table_bytes,faults,events_per_sec\n",
+        "table,plb_entries,plb_ways,events,accesses,hit_rate,table_refs,table_refs_per_access,table_bytes,faults,policy_gaps,events_per_sec\n",
     );
     let mut hit: Vec<plot::Series> = Vec::new();
     let mut refs: Vec<plot::Series> = Vec::new();
@@ -549,7 +659,7 @@ fn sweep(input: &Input, grid: &Grid<'_>, out: &Path, quiet: bool) -> Result<(), 
             };
             let (r, _) = replay_one(input, cfg, layout, quiet)?;
             let line = format!(
-                "{},{},{},{},{},{:.6},{},{:.6},{},{},{:.0}\n",
+                "{},{},{},{},{},{:.6},{},{:.6},{},{},{},{:.0}\n",
                 r.config.table,
                 n,
                 r.config.plb_ways,
@@ -560,6 +670,7 @@ fn sweep(input: &Input, grid: &Grid<'_>, out: &Path, quiet: bool) -> Result<(), 
                 r.table_refs_per_access,
                 r.table_bytes,
                 r.faults.total,
+                r.policy_gap_calls,
                 r.events_per_sec
             );
             if !quiet {
@@ -648,7 +759,7 @@ fn run(cli: Cli) -> Result<(), String> {
             table_growth_cap,
             quiet,
         }) => {
-            let layout = layout.as_deref().map(read_layout).transpose()?;
+            let layout = layout_for(&input, layout.as_deref())?;
             let grid = Grid {
                 entries: &entries,
                 tables: &tables,
@@ -677,7 +788,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 cpus: m.cpus,
                 table_growth_cap: m.table_growth_cap(),
             };
-            let layout = m.layout.as_deref().map(read_layout).transpose()?;
+            let layout = layout_for(&cli.input, m.layout.as_deref())?;
             let (r, name) = replay_one(&cli.input, cfg, layout.as_ref(), cli.quiet || cli.json)?;
             if let Some(dir) = &cli.plot {
                 plots(dir, &r)?;

@@ -41,8 +41,8 @@ mod report;
 
 use report::ratio;
 pub use report::{
-    Between, ConfigReport, CrossingPair, DomainBytes, DomainCrossings, FaultReport, GapBucket,
-    PlbReport, Report,
+    Between, ConfigReport, CrossingPair, DomainBytes, DomainCrossings, FaultReport, GAP_SYMBOLS,
+    GapBucket, GapSymbol, PlbReport, PolicyGap, Report,
 };
 
 use crate::tally::Key;
@@ -172,6 +172,9 @@ enum Open {
     Local,
     /// A call that faulted: its return is skipped.
     Failed,
+    /// A call no gate allowed, followed into the callee's domain anyway (a policy gap):
+    /// its return goes back to this domain.
+    Forced(PdId),
 }
 
 #[derive(Debug, Clone)]
@@ -224,6 +227,14 @@ pub struct Replay {
     layout: Option<mmp_split::load::Loaded>,
     /// Trace function addresses the layout places elsewhere.
     translate: HashMap<u64, u64>,
+    /// With a layout: each function's machine address to its owner and name.
+    fn_at: HashMap<u64, (PdId, String)>,
+    /// With a layout: refused cross-domain calls per (from, to) trace domain pair, by callee.
+    policy_gaps: HashMap<(u32, u32), HashMap<String, u64>>,
+    gap_calls: u64,
+    cross_calls: u64,
+    /// Trace domains the layout does not have.
+    unmatched: Vec<String>,
     open: Vec<Vec<Open>>,
     cpu: usize,
     events: u64,
@@ -303,6 +314,11 @@ impl Replay {
             no_of: Vec::new(),
             layout: None,
             translate: HashMap::new(),
+            fn_at: HashMap::new(),
+            policy_gaps: HashMap::new(),
+            gap_calls: 0,
+            cross_calls: 0,
+            unmatched: Vec::new(),
             open: vec![Vec::new(); cfg.cpus],
             cpu: 0,
             events: 0,
@@ -387,6 +403,12 @@ impl Replay {
 
     #[inline(always)]
     fn mem(&mut self, kind: MemKind, addr: u64, size: u32) {
+        // A fetch of a function the layout placed elsewhere is made at its new address.
+        let addr = if kind == MemKind::Fetch && !self.translate.is_empty() {
+            self.translate.get(&addr).copied().unwrap_or(addr)
+        } else {
+            addr
+        };
         let access = match kind {
             MemKind::Load | MemKind::Modify => Access::Read,
             MemKind::Store => Access::Write,
@@ -455,9 +477,33 @@ impl Replay {
         {
             Ok(to) if to != from => {
                 self.open[cpu].push(Open::Cross(landing));
+                self.cross_calls += 1;
                 self.crossed(from, to);
             }
             Ok(_) => self.open[cpu].push(Open::Local),
+            Err(AccessError::Fault(f))
+                if matches!(f.kind, FaultKind::NoPermission { .. })
+                    && self.fn_at.get(&target).is_some_and(|&(o, _)| o != from) =>
+            {
+                // A policy gap: the layout gives the caller no gate to another domain's
+                // function. The traced system made the call, so the replay follows it into
+                // the callee (and back on its return), and one gap hides no later event.
+                let (to, name) = self.fn_at[&target].clone();
+                self.machine
+                    .switch_pd(cpu, to)
+                    .map_err(|e| self.machine_err(e))?;
+                let key = (self.trace_no(from), self.trace_no(to));
+                *self
+                    .policy_gaps
+                    .entry(key)
+                    .or_default()
+                    .entry(name)
+                    .or_insert(0) += 1;
+                self.gap_calls += 1;
+                self.cross_calls += 1;
+                self.open[cpu].push(Open::Forced(from));
+                self.crossed(from, to);
+            }
             Err(e) => {
                 self.open[cpu].push(Open::Failed);
                 self.access_error(e)?;
@@ -472,6 +518,13 @@ impl Replay {
         let at = self.stub(self.trace_no(from));
         match self.open[cpu].pop() {
             Some(Open::Local | Open::Failed) => Ok(()),
+            Some(Open::Forced(back)) => {
+                self.machine
+                    .switch_pd(cpu, back)
+                    .map_err(|e| self.machine_err(e))?;
+                self.crossed(from, back);
+                Ok(())
+            }
             Some(Open::Cross(to_addr)) => {
                 match self.machine.ret(cpu, ByteAddr(at), ByteAddr(to_addr)) {
                     Ok(to) => {
@@ -505,10 +558,16 @@ impl Replay {
         let known = self.layout.as_ref().and_then(|l| l.pd(name));
         let pd = match known {
             Some(pd) => pd,
-            None => self
-                .machine
-                .create_pd(PdKind::Kernel)
-                .map_err(|e| self.machine_err(e))?,
+            None => {
+                let pd = self
+                    .machine
+                    .create_pd(PdKind::Kernel)
+                    .map_err(|e| self.machine_err(e))?;
+                if self.layout.is_some() {
+                    self.unmatched.push(name.to_string());
+                }
+                pd
+            }
         };
         let stub = self.stub(no);
         let m = &mut self.machine;
@@ -556,6 +615,7 @@ impl Replay {
         {
             // The layout placed it (and gave its owner execute there).
             self.translate.insert(addr, p.addr.0);
+            self.fn_at.insert(p.addr.0, (p.owner, name.to_string()));
             return Ok(());
         }
         let bad = |why: &str| ReplayError::BadRange {
@@ -579,6 +639,7 @@ impl Replay {
             .map_err(|e| bad(&e.to_string()))?;
         if self.layout.is_some() {
             // Only the layout's gates lead into another domain.
+            self.fn_at.insert(addr, (pd, name.to_string()));
             return Ok(());
         }
         for d in self.domains.iter().flatten() {
@@ -817,7 +878,38 @@ impl Replay {
         kinds[EventKind::Mem] = 0;
         kinds[EventKind::Mem] = self.events - kinds.total();
         let last = self.gaps.iter().rposition(|&c| c > 0).map_or(0, |i| i + 1);
+        let mut policy_gaps: Vec<PolicyGap> = self
+            .policy_gaps
+            .iter()
+            .map(|(&(f, t), by)| {
+                let mut symbols: Vec<GapSymbol> = by
+                    .iter()
+                    .map(|(s, &count)| GapSymbol {
+                        symbol: s.clone(),
+                        count,
+                    })
+                    .collect();
+                symbols.sort_by(|a, b| b.count.cmp(&a.count).then(a.symbol.cmp(&b.symbol)));
+                symbols.truncate(GAP_SYMBOLS);
+                PolicyGap {
+                    from: self.name(f),
+                    to: self.name(t),
+                    count: by.values().sum(),
+                    symbols,
+                }
+            })
+            .collect();
+        policy_gaps.sort_by(|a, b| {
+            b.count
+                .cmp(&a.count)
+                .then(a.from.cmp(&b.from))
+                .then(a.to.cmp(&b.to))
+        });
         Report {
+            cross_domain_calls: self.cross_calls,
+            policy_gap_calls: self.gap_calls,
+            policy_gaps,
+            unmatched_domains: self.unmatched.clone(),
             events: self.events,
             events_by_kind: EventKind::events()
                 .map(|k| (k.name().to_string(), kinds[k]))

@@ -19,6 +19,32 @@ pub struct CrossingPair {
     pub count: u64,
 }
 
+/// Calls from one domain into another that no gate allowed (a crossing the layout forbids
+/// that the trace made), with the first callees seen.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PolicyGap {
+    /// The caller's domain.
+    pub from: String,
+    /// The callee's domain.
+    pub to: String,
+    /// Calls refused.
+    pub count: u64,
+    /// The callees, most frequent first (at most [`GAP_SYMBOLS`]), each with its count.
+    pub symbols: Vec<GapSymbol>,
+}
+
+/// A callee of a [`PolicyGap`] and how often it was called.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GapSymbol {
+    /// The function.
+    pub symbol: String,
+    /// Calls refused.
+    pub count: u64,
+}
+
+/// Callees a [`PolicyGap`] lists.
+pub const GAP_SYMBOLS: usize = 8;
+
 /// The crossings to or from one domain.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DomainCrossings {
@@ -135,6 +161,16 @@ pub struct Report {
     pub switches: u64,
     /// Supervisor calls.
     pub syscalls: u64,
+    /// Calls from one domain into another (through a gate, or refused: a policy gap).
+    pub cross_domain_calls: u64,
+    /// Cross-domain calls no gate allowed, in all.
+    pub policy_gap_calls: u64,
+    /// Cross-domain calls no gate allowed, per (from, to) pair, most frequent first. The
+    /// replay follows each into its callee, as the traced system did.
+    pub policy_gaps: Vec<PolicyGap>,
+    /// Trace domains a loaded layout does not have (each was created with no permissions
+    /// but its own code's).
+    pub unmatched_domains: Vec<String>,
     /// Crossings per (from, to) pair, most frequent first.
     pub crossing_pairs: Vec<CrossingPair>,
     /// Crossings to or from each domain.

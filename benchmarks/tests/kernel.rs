@@ -1,0 +1,144 @@
+//! The embedded real-kernel experiment: Debian 6.1's modules recorded under QEMU by
+//! `scripts/kernel-trace.sh`, replayed on the layout `mmp-split` made from the same modules.
+//!
+//! The ground truth is the raw ftrace text, read here with nothing of the importer: a line
+//! `callee [mod] <-caller [mod2]` is a cross-domain call when the two modules differ (a name
+//! without `[mod]` is the core kernel's).
+
+use std::io::BufRead;
+
+use mmp_benchmarks::import::{self, InputFormat, ReadOptions};
+use mmp_benchmarks::kernel;
+use mmp_benchmarks::replay::{Replay, ReplayConfig, Report};
+use mmp_split::{EntryVia, Layout};
+
+/// The module a printed symbol names (`name+0x0/0x10 [mod]`), or `vmlinux`.
+fn module_of(sym: &str) -> &str {
+    let s = sym.trim();
+    match s.strip_suffix(']').and_then(|r| r.rsplit_once('[')) {
+        Some((_, m)) => m,
+        None => "vmlinux",
+    }
+}
+
+/// (cross-domain calls, calls inside a domain) in the raw text.
+fn raw_counts() -> (u64, u64) {
+    let (mut cross, mut same) = (0, 0);
+    for line in kernel::trace().lines() {
+        let line = line.unwrap();
+        if line.starts_with('#') {
+            continue;
+        }
+        let Some((callee, caller)) = line.split_once(" <-") else {
+            continue;
+        };
+        if module_of(callee) == module_of(caller) {
+            same += 1;
+        } else {
+            cross += 1;
+        }
+    }
+    (cross, same)
+}
+
+fn replay(layout: &Layout) -> Report {
+    let mut src = import::from_reader_with(
+        kernel::trace(),
+        Some(InputFormat::Ftrace),
+        &ReadOptions::default(),
+    )
+    .unwrap();
+    let mut r = Replay::with_layout(ReplayConfig::default(), layout).unwrap();
+    r.run(src.as_mut(), |_| {}).unwrap();
+    r.report()
+}
+
+#[test]
+fn the_real_trace_replays_through_the_gates_of_its_split_with_under_one_percent_gaps() {
+    let (cross, same) = raw_counts();
+    assert!(cross > 10_000, "thousands of cross-domain calls: {cross}");
+    let r = replay(&kernel::layout().unwrap());
+    assert_eq!(
+        r.cross_domain_calls, cross,
+        "every cross-domain call of the text"
+    );
+    // Calls inside a domain are instruction fetches of the callee's entry.
+    assert_eq!(r.accesses, same);
+    assert!(
+        r.policy_gap_calls * 100 < r.cross_domain_calls,
+        "{} gaps of {}: {:?}",
+        r.policy_gap_calls,
+        r.cross_domain_calls,
+        r.policy_gaps
+    );
+    assert!(r.unmatched_domains.is_empty(), "{:?}", r.unmatched_domains);
+    assert_eq!(r.faults.total, 0, "{:?}", r.faults);
+    for pair in [("vmlinux", "ext4"), ("ext4", "jbd2"), ("fat", "nls_cp437")] {
+        assert!(
+            r.crossing_pairs
+                .iter()
+                .any(|p| (p.from.as_str(), p.to.as_str()) == pair && p.count > 100),
+            "{pair:?}"
+        );
+    }
+}
+
+#[test]
+fn without_code_and_tail_call_entry_points_the_same_trace_shows_gaps() {
+    let full = kernel::layout().unwrap();
+    let mut data_only = full.clone();
+    data_only
+        .entries
+        .retain(|e| matches!(e.via, EntryVia::Module | EntryVia::Data));
+    let r = replay(&data_only);
+    assert!(
+        r.policy_gap_calls * 20 > r.cross_domain_calls,
+        "data relocations alone leave over 5%: {} of {}",
+        r.policy_gap_calls,
+        r.cross_domain_calls
+    );
+    // The gaps name real callees, such as the journal callbacks ext4 registers in code.
+    assert!(
+        r.policy_gaps.iter().any(|g| g.from == "jbd2"
+            && g.to == "ext4"
+            && g.symbols
+                .iter()
+                .any(|s| s.symbol.starts_with("ext4_journal"))),
+        "{:?}",
+        r.policy_gaps
+    );
+    let mut imports_only = full;
+    imports_only.entries.clear();
+    let r = replay(&imports_only);
+    assert!(
+        r.policy_gap_calls * 2 > r.cross_domain_calls,
+        "imports alone: most calls into modules are gaps: {} of {}",
+        r.policy_gap_calls,
+        r.cross_domain_calls
+    );
+}
+
+#[test]
+fn the_embedded_files_are_the_run_they_say() {
+    assert!(
+        kernel::PACKAGE.starts_with("linux-image-6.1."),
+        "{}",
+        kernel::PACKAGE
+    );
+    assert!(kernel::INFO.contains("events lost (overruns, all chunks): 0"));
+    let l = kernel::layout().unwrap();
+    // Every module /proc/modules lists has a domain, and the layout nothing else but vmlinux.
+    let mut loaded: Vec<&str> = kernel::PROC_MODULES
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    loaded.sort_unstable();
+    let mut domains: Vec<&str> = l
+        .domains
+        .iter()
+        .map(|d| d.name.as_str())
+        .filter(|&n| n != "vmlinux")
+        .collect();
+    domains.sort_unstable();
+    assert_eq!(domains, loaded);
+}
