@@ -90,17 +90,39 @@ fn cpu(cpu: u32) -> Event {
     Event::Cpu { cpu }
 }
 
+fn thread(tid: u32) -> Event {
+    Event::Thread { tid }
+}
+
+/// Where a control event runs: a CPU (before any thread event), a thread, or an interrupt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Ctx {
+    Cpu(u32),
+    Thread(u32),
+    Irq(usize),
+}
+
 /// Checks the shared rules on a whole stream: declarations before use, dense CPUs, a
-/// switch before each CPU's first control event, and returns never outnumbering calls on a
-/// CPU. Returns (calls, returns) per CPU.
+/// switch before each context's first control event (an interrupt enters its domain), an
+/// interrupt return only with an interrupt open and no thread switch inside one, and
+/// returns never outnumbering calls in a context. Returns (calls, returns) per CPU.
 fn check_rules(events: &[Event]) -> HashMap<u32, (u64, u64)> {
     let mut domains = HashSet::new();
     let mut functions = HashSet::new();
     let mut per_cpu: HashMap<u32, (u64, u64)> = HashMap::new();
+    let mut per_ctx: HashMap<Ctx, (u64, u64)> = HashMap::new();
     let mut switched = HashSet::new();
+    let mut thread: HashMap<u32, Ctx> = HashMap::new();
+    let mut irqs: HashMap<u32, Vec<Ctx>> = HashMap::new();
+    let mut serial = 0;
     let mut current = 0;
     let mut max_cpu = 0;
     for (i, e) in events.iter().enumerate() {
+        let ctx = irqs
+            .get(&current)
+            .and_then(|v| v.last().copied())
+            .or_else(|| thread.get(&current).copied())
+            .unwrap_or(Ctx::Cpu(current));
         match e {
             Event::Domain { no, .. } => {
                 assert_eq!(
@@ -128,35 +150,50 @@ fn check_rules(events: &[Event]) -> HashMap<u32, (u64, u64)> {
                 max_cpu = max_cpu.max(*cpu);
                 current = *cpu;
             }
+            Event::Thread { tid } => {
+                assert!(
+                    irqs.get(&current).is_none_or(Vec::is_empty),
+                    "event {i}: a thread switch inside an interrupt"
+                );
+                thread.insert(current, Ctx::Thread(*tid));
+            }
+            Event::Interrupt { domain } => {
+                assert!(domains.contains(domain), "event {i}: undeclared domain");
+                serial += 1;
+                irqs.entry(current).or_default().push(Ctx::Irq(serial));
+                switched.insert(Ctx::Irq(serial));
+            }
+            Event::InterruptReturn => {
+                assert!(
+                    irqs.get_mut(&current).and_then(Vec::pop).is_some(),
+                    "event {i}: no interrupt open on CPU {current}"
+                );
+            }
             Event::Switch { domain } => {
                 assert!(domains.contains(domain), "event {i}: undeclared domain");
-                switched.insert(current);
+                switched.insert(ctx);
             }
             Event::Call { target } => {
                 assert!(functions.contains(target), "event {i}: undeclared callee");
-                assert!(
-                    switched.contains(&current),
-                    "event {i}: no switch on CPU {current}"
-                );
+                assert!(switched.contains(&ctx), "event {i}: no switch in {ctx:?}");
+                per_ctx.entry(ctx).or_default().0 += 1;
                 per_cpu.entry(current).or_default().0 += 1;
             }
             Event::Return => {
-                let c = per_cpu.entry(current).or_default();
+                let c = per_ctx.entry(ctx).or_default();
                 c.1 += 1;
                 assert!(
                     c.1 <= c.0,
-                    "event {i}: a return with no open call on CPU {current}"
+                    "event {i}: a return with no open call in {ctx:?}"
                 );
+                per_cpu.entry(current).or_default().1 += 1;
             }
             Event::Mem {
                 kind: MemKind::Fetch,
                 addr,
                 ..
             } if addr >> 24 != 0 && functions.contains(addr) => {
-                assert!(
-                    switched.contains(&current),
-                    "event {i}: no switch on CPU {current}"
-                );
+                assert!(switched.contains(&ctx), "event {i}: no switch in {ctx:?}");
             }
             _ => {}
         }
@@ -177,6 +214,8 @@ fn ftrace_function_sample() {
         dom(2, "foo"),
         func(2, 0, "foo_init"),
         func(1, 0, "do_one_initcall"),
+        // insmod-93: a thread of its own, from its first line
+        thread(93),
         switch(1),
         call(2, 0),
         // printk <-foo_init [foo]
@@ -197,6 +236,7 @@ fn ftrace_function_sample() {
         func(3, 0, "ide_intr"),
         func(1, 4, "handle_irq_event"),
         cpu(1),
+        thread(12),
         switch(1),
         call(3, 0),
         // ide_read_status [ide_core] <-ide_intr [ide_core]
@@ -216,12 +256,16 @@ fn ftrace_function_sample() {
         dom(5, "snd_hda_codec"),
         func(5, 0, "azx_interrupt"),
         cpu(1),
+        // another thread on CPU 1: kworker/0:1-12's calls stay open in its own stack
+        thread(7),
         switch(5),
         call(4, 0),
-        // CPU 0, no flags column: sys_close <-system_call_fastpath
+        // CPU 0, no flags column: sys_close <-system_call_fastpath, bash-1977's first line
         func(1, 8, "sys_close"),
         func(1, 9, "system_call_fastpath"),
         cpu(0),
+        thread(1977),
+        switch(1),
         fetch(1, 8),
     ];
     assert_eq!(ev, expected);

@@ -142,3 +142,96 @@ fn the_embedded_files_are_the_run_they_say() {
     domains.sort_unstable();
     assert_eq!(domains, loaded);
 }
+
+fn excerpt(name: &str) -> Box<dyn mmp_benchmarks::trace::EventSource + Send> {
+    let path = format!(
+        "{}/tests/data/ftrace-kernel/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let file = std::io::BufReader::new(std::fs::File::open(&path).unwrap());
+    import::from_reader_with(file, Some(InputFormat::Ftrace), &ReadOptions::default()).unwrap()
+}
+
+fn pair(r: &Report, from: &str, to: &str) -> u64 {
+    r.crossing_pairs
+        .iter()
+        .find(|p| p.from == from && p.to == to)
+        .map_or(0, |p| p.count)
+}
+
+/// Lines 80,325 to 80,335 of the embedded trace: on CPU 1, kworker/1:1H-197 calls
+/// `loop_queue_rq` from the core kernel; umount-245 runs on the same CPU in ext4 and jbd2;
+/// then 197 calls `loop_queue_rq` from the core kernel again, so its first call returned.
+#[test]
+fn a_thread_preempted_inside_a_module_returns_to_its_caller_after_it_resumes() {
+    let mut src = excerpt("preempted.txt");
+    let mut r = Replay::with_layout(ReplayConfig::default(), &kernel::layout().unwrap()).unwrap();
+    r.run(src.as_mut(), |_| {}).unwrap();
+    r.machine().check_invariants().unwrap();
+    let rep = r.report();
+    assert_eq!(rep.faults.total, 0, "{:?}", rep.faults);
+    assert_eq!(rep.policy_gap_calls, 0);
+    // 197, kworker/u4:0-9, ksoftirqd/0-14, umount-245; 197 runs twice.
+    assert_eq!((rep.threads, rep.thread_switches), (4, 5));
+    assert_eq!(rep.interrupts, 1, "ksoftirqd's softirq");
+    // 197's loop_queue_rq returns to the core kernel through its own saved call stack when
+    // 197 resumes (and 9's loop_rootcg_workfn when 9 calls loop_process_work): two returns
+    // loop -> vmlinux, none taken from umount's calls.
+    assert_eq!(pair(&rep, "vmlinux", "loop"), 5);
+    assert_eq!(pair(&rep, "loop", "vmlinux"), 2);
+    // umount's own calls unwind within umount: ext4 -> jbd2 three times, two returns back,
+    // one return from ext4 to the core kernel before its second ext4_sync_fs.
+    assert_eq!(pair(&rep, "vmlinux", "ext4"), 2);
+    assert_eq!(pair(&rep, "ext4", "jbd2"), 3);
+    assert_eq!(pair(&rep, "jbd2", "ext4"), 2);
+    assert_eq!(pair(&rep, "ext4", "vmlinux"), 1);
+}
+
+/// Lines 88,850 to 88,885 of the embedded trace, on CPU 0: softirqs of the idle task in
+/// e1000, a hardirq (`H`) taken inside one, and kworker/0:1-17 transmitting in e1000 when
+/// a hardirq and then a softirq come, after which it goes on in e1000's caller.
+#[test]
+fn interrupts_return_to_the_interrupted_domain_and_nested_ones_unwind_in_order() {
+    let layout = kernel::layout().unwrap();
+    let mut src = excerpt("interrupts.txt");
+    let mut r = Replay::with_layout(ReplayConfig::default(), &layout).unwrap();
+    // A layout loads its domains in PD order into a fresh machine: layout PD p is the
+    // machine's domain of index p.
+    let e1000 = layout
+        .domains
+        .iter()
+        .find(|d| d.name == "e1000")
+        .unwrap()
+        .pd;
+    let mut interrupted = Vec::new();
+    let (mut deepest, mut back_in_e1000) = (0, 0);
+    while let Some(e) = src.next_event().unwrap() {
+        use mmp_benchmarks::trace::Event;
+        if matches!(e, Event::Interrupt { .. }) {
+            interrupted.push(r.machine().running(0).unwrap());
+        }
+        r.step(&e).unwrap();
+        match e {
+            Event::Interrupt { .. } => deepest = deepest.max(interrupted.len()),
+            Event::InterruptReturn => {
+                let back = interrupted.pop().expect("an interrupt open");
+                let now = r.machine().running(0).unwrap();
+                assert_eq!(now, back, "resumes the interrupted domain");
+                if now.index() == e1000 {
+                    back_in_e1000 += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    r.machine().check_invariants().unwrap();
+    let rep = r.report();
+    assert_eq!(deepest, 2, "a hardirq inside a softirq");
+    assert!(
+        back_in_e1000 >= 2,
+        "the H inside e1000's softirq, the kworker's in e1000_xmit_frame: {back_in_e1000}"
+    );
+    assert_eq!(rep.faults.total, 0, "{:?}", rep.faults);
+    assert_eq!(rep.unmatched_interrupt_returns, 0);
+    assert!(rep.interrupts >= 4, "{}", rep.interrupts);
+}

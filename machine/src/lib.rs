@@ -48,4 +48,5 @@ pub use memory::Memory;
 pub use mmp_gates::{ArgWindow, CallStack, CrossingStats, Frame, FrameRegs, Gate};
 pub use segmap::{SegMap, SegMapInvariantError};
 pub use tables::TableWrite;
+pub use transfer::CpuContext;
 pub use wordset::WordSet;

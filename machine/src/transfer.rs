@@ -7,6 +7,19 @@ use mmp_gates::{ArgWindow, CallStack, CrossingStats, Frame, FrameRegs, Gate};
 use crate::fault::{AccessError, Fault, FaultKind, MachineError};
 use crate::machine::Machine;
 
+/// A CPU's thread state, saved by [`Machine::save_context`] and resumed by
+/// [`Machine::restore_context`]: what an operating system's context switch (or an interrupt
+/// gate) keeps for the thread it stops.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpuContext {
+    /// The domain it ran.
+    pub pd: PdId,
+    /// Its frame registers.
+    pub regs: FrameRegs,
+    /// Its cross-domain call stack.
+    pub stack: CallStack,
+}
+
 impl Machine {
     /// Sets every CPU's call stack to hold at most `frames` frames.
     ///
@@ -60,6 +73,44 @@ impl Machine {
         self.cpus[cpu].set_regs(FrameRegs::default());
         let g = &mut self.gate_cpus[cpu];
         g.stack = CallStack::new(g.stack.capacity());
+        Ok(())
+    }
+
+    /// What a context switch saves of `cpu`: the running domain, the frame registers and
+    /// the cross-domain call stack of the thread (or interrupt) running on it.
+    ///
+    /// # Errors
+    /// [`MachineError::NoSuchCpu`].
+    pub fn save_context(&self, cpu: usize) -> Result<CpuContext, MachineError> {
+        let i = self.cpu_index(cpu)?;
+        Ok(CpuContext {
+            pd: self.cpus[i].pd,
+            regs: self.cpus[i].regs,
+            stack: self.gate_cpus[i].stack.clone(),
+        })
+    }
+
+    /// Resumes a context [`Machine::save_context`] saved, on `cpu` (any CPU: a thread may
+    /// migrate): its domain, frame registers and call stack replace the CPU's. All or
+    /// nothing.
+    ///
+    /// # Errors
+    /// [`MachineError::NoSuchCpu`]; [`MachineError::UnknownPd`] if the context's domain is
+    /// gone; [`MachineError::Config`] if its call stack's capacity is not the machine's
+    /// (set since it was saved).
+    pub fn restore_context(&mut self, cpu: usize, ctx: &CpuContext) -> Result<(), MachineError> {
+        let i = self.cpu_index(cpu)?;
+        let slot = self.key_of(ctx.pd)?;
+        let capacity = self.gate_cpus[i].stack.capacity();
+        if ctx.stack.capacity() != capacity {
+            return Err(MachineError::Config(format!(
+                "a saved call stack of {} frames on a machine of {capacity}",
+                ctx.stack.capacity()
+            )));
+        }
+        self.load_pd(i, ctx.pd, slot);
+        self.cpus[i].set_regs(ctx.regs);
+        self.gate_cpus[i].stack = ctx.stack.clone();
         Ok(())
     }
 

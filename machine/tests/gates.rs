@@ -416,3 +416,55 @@ fn a_gate_into_a_destroyed_domain_faults() {
     );
     assert!(m.protected_bytes() > 0);
 }
+
+#[test]
+fn a_saved_context_resumes_on_any_cpu_and_its_call_returns() {
+    let World { mut m, a, b, c } = world(2);
+    // Thread 1 on CPU 0 calls A -> B and is stopped there.
+    m.call(
+        0,
+        ByteAddr(CODE[1]),
+        ByteAddr(CODE[0] + 0x10),
+        ByteAddr(0x9000),
+    )
+    .unwrap();
+    let t1 = m.save_context(0).unwrap();
+    assert_eq!(
+        (t1.pd, t1.stack.depth(), t1.regs.fb),
+        (b, 1, ByteAddr(0x9000))
+    );
+    // Thread 2 runs on CPU 0 from scratch, in C.
+    m.clear_frames(0).unwrap();
+    m.switch_pd(0, c).unwrap();
+    assert_eq!(m.call_stack(0).unwrap().depth(), 0);
+    // Thread 1 resumes on CPU 1 and its return reaches A through its own saved frame.
+    m.restore_context(1, &t1).unwrap();
+    assert_eq!(m.running(1), Ok(b));
+    assert_eq!(
+        m.ret(1, ByteAddr(CODE[1] + RET_AT), ByteAddr(CODE[0] + 0x10)),
+        Ok(a)
+    );
+    assert_eq!(m.frame_regs(1).unwrap().fb, ByteAddr(0xa000));
+    assert_eq!(m.running(0), Ok(c), "CPU 0 is untouched");
+    m.check_invariants().unwrap();
+    // A context whose domain is gone, or whose stack is another size, is refused and
+    // changes nothing.
+    let saved = m.save_context(1).unwrap();
+    let in_c = m.save_context(0).unwrap();
+    m.switch_pd(0, a).unwrap();
+    m.destroy_pd(c).unwrap();
+    assert!(matches!(
+        m.restore_context(1, &in_c),
+        Err(mmp_machine::MachineError::UnknownPd { .. })
+    ));
+    assert_eq!(m.save_context(1).unwrap(), saved);
+    let mut other = in_c;
+    other.pd = b;
+    other.stack = mmp_gates::CallStack::new(other.stack.capacity() + 1);
+    assert!(matches!(
+        m.restore_context(1, &other),
+        Err(mmp_machine::MachineError::Config(_))
+    ));
+    assert_eq!(m.save_context(1).unwrap(), saved);
+    assert!(m.restore_context(9, &saved).is_err());
+}

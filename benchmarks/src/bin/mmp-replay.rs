@@ -443,6 +443,12 @@ fn table(r: &Report, name: &str) -> String {
         "events            {:>14}\ninstructions      {:>14}\naccesses checked  {:>14}\ncrossings         {:>14}\nswitches          {:>14}\nsupervisor calls  {:>14}\n",
         r.events, r.instructions, r.accesses, r.crossings, r.switches, r.syscalls
     );
+    if r.threads > 0 || r.interrupts > 0 {
+        s += &format!(
+            "threads {} ({} switches), interrupts {} (counted apart from crossings)\n",
+            r.threads, r.thread_switches, r.interrupts
+        );
+    }
     s += &format!(
         "instructions per crossing {:.1}, events per crossing {:.2}\n\n",
         r.between_crossings.mean_instructions, r.between_crossings.mean_events

@@ -13,9 +13,20 @@
 //! `[mod]` is module `mod`'s (dashes spelt as underscores, as the kernel does); any other is
 //! the core kernel's, domain 1 `vmlinux`, declared up front. Each CPU is a replay CPU.
 //!
-//! The tracer logs function entries only. So each CPU keeps a stack of domains, and for a
-//! line `callee <-caller` on it, with `Dc` the caller's domain and `De` the callee's:
-//! - the CPU's first line: [`Event::Switch`] to `Dc`, stack `[Dc]`;
+//! The tracer logs function entries only. So the reader keeps a stack of domains for each
+//! thread (by `TASK-PID`; PID 0, the idle task, is one thread per CPU: [`IDLE_THREAD`]` | cpu`)
+//! and for each interrupt open on a CPU (by the irq-info flags' third character: `s` softirq,
+//! `h`/`H` hardirq, `z`/`Z` NMI). Before a line's own events:
+//! - when the CPU's thread changes, every interrupt open on it ends ([`Event::InterruptReturn`])
+//!   and an [`Event::Thread`] switches the CPU to the line's thread (the replay saves the old
+//!   one, with its domain and open calls, and resumes the new one where it stopped);
+//! - an interrupt deeper than the line's level ends; a line at a deeper level than the open
+//!   interrupts enters one ([`Event::Interrupt`] into `vmlinux`, the interrupt entry), with a
+//!   stack that starts at `vmlinux`.
+//!
+//! Then, on the stack of the line's context, for a line `callee <-caller` with `Dc` the
+//! caller's domain and `De` the callee's:
+//! - the context's first line: [`Event::Switch`] to `Dc`, stack `[Dc]`;
 //! - else if the stack's top is not `Dc`: if `Dc` is deeper in the stack, one
 //!   [`Event::Return`] per domain popped until it is on top (the returns the tracer did not
 //!   log); otherwise a [`Event::Switch`] to `Dc`, stack `[Dc]`;
@@ -23,9 +34,12 @@
 //!   instruction fetch ([`Event::Mem`], 4 bytes) of the callee's entry instead (a call within
 //!   the domain, with no logged return to close it).
 //!
+//! A trace without the irq-info column has no interrupts; one without the TASK-PID column is
+//! not a `function` tracer line.
+//!
 //! The caller's function is declared too (an [`Event::Function`]) when first seen. A line
 //! without ` <-caller` (the `print-parent` option off) is taken as called from the domain on
-//! top of the CPU's stack (`vmlinux` when the CPU has none). Other events' lines (such as
+//! top of its context's stack (`vmlinux` when it has none). Other events' lines (such as
 //! `trace_printk`'s `func: message`), `=> ` stack-trace lines and `CPU:N [LOST n EVENTS]`
 //! lines are skipped.
 //!
@@ -124,9 +138,9 @@ fn split_token(s: &str) -> (&str, &str) {
     }
 }
 
-/// Finds the ` [CPU]` field that follows `TASK-PID` (and an optional `(TGID)`): the CPU and
-/// the text after the field.
-fn find_cpu_field(line: &str) -> Option<(u64, &str)> {
+/// Finds the ` [CPU]` field that follows `TASK-PID` (and an optional `(TGID)`): the CPU,
+/// the PID and the text after the field.
+fn find_cpu_field(line: &str) -> Option<(u64, u32, &str)> {
     let bytes = line.as_bytes();
     let mut from = 0;
     while let Some(off) = line[from..].find('[') {
@@ -152,20 +166,35 @@ fn find_cpu_field(line: &str) -> Option<(u64, &str)> {
         if !all_digits(&before[dash + 1..]) || before[..dash].trim().is_empty() {
             continue;
         }
-        let Ok(cpu) = inner.parse() else {
+        let (Ok(cpu), Ok(pid)) = (inner.parse(), before[dash + 1..].parse()) else {
             continue;
         };
-        return Some((cpu, &after[close + 1..]));
+        return Some((cpu, pid, &after[close + 1..]));
     }
     None
 }
 
-/// One `function` tracer line: the CPU, the callee and the caller (if printed).
+/// One `function` tracer line: the CPU, the task, the interrupt level, the callee and the
+/// caller (if printed).
 #[derive(Debug)]
 struct FunctionLine<'a> {
     cpu: u64,
+    pid: u32,
+    /// 0 task context, 1 softirq, 2 hardirq, 3 NMI (from the irq-info flags; 0 without).
+    level: u8,
     callee: Sym<'a>,
     caller: Option<Sym<'a>>,
+}
+
+/// The interrupt level the irq-info flags column gives: its third character is `s` in a
+/// softirq, `h` in a hardirq, `H` in a hardirq inside a softirq, `z` or `Z` in an NMI.
+fn irq_level(flags: &str) -> u8 {
+    match flags.as_bytes().get(2) {
+        Some(b's') => 1,
+        Some(b'h' | b'H') => 2,
+        Some(b'z' | b'Z') => 3,
+        _ => 0,
+    }
 }
 
 /// Parses a `function` tracer line; `None` for a line to skip.
@@ -174,16 +203,18 @@ fn parse_function_line(line: &str) -> Result<Option<FunctionLine<'_>>, String> {
     if t.starts_with("=>") || (t.starts_with("CPU:") && t.contains("[LOST")) {
         return Ok(None);
     }
-    let (cpu, after) =
+    let (cpu, pid, after) =
         find_cpu_field(line).ok_or("expected `TASK-PID [CPU] TIMESTAMP: callee <-caller`")?;
     let is_ts = |t: &str| t.strip_suffix(':').is_some_and(is_decimal);
     let (tok, mut rest) = split_token(after);
+    let mut level = 0;
     if !is_ts(tok) {
         // the irq-info flags column
         let (ts, r) = split_token(rest);
         if !is_ts(ts) {
             return Err("expected a timestamp `SECONDS:` after the CPU".into());
         }
+        level = irq_level(tok);
         rest = r;
     }
     let func = rest.trim();
@@ -208,6 +239,8 @@ fn parse_function_line(line: &str) -> Result<Option<FunctionLine<'_>>, String> {
     };
     Ok(Some(FunctionLine {
         cpu,
+        pid,
+        level,
         callee,
         caller,
     }))
@@ -246,10 +279,56 @@ pub(super) fn sniff_function(line: &str) -> bool {
     matches!(parse_function_line(line), Ok(Some(_)))
 }
 
-/// The `function` tracer's line parser: each CPU's stack of domains.
+/// The thread number of the idle task (PID 0) on `cpu`: each CPU has its own.
+pub const IDLE_THREAD: u32 = 0x8000_0000;
+
+/// One CPU's state in the `function` tracer's parser.
+#[derive(Debug, Default)]
+struct CpuState {
+    /// The thread it runs (after an [`Event::Thread`]).
+    tid: Option<u32>,
+    /// Open interrupts, innermost last: their level and their stack of domains.
+    irqs: Vec<(u8, Vec<DomainNo>)>,
+}
+
+/// The `function` tracer's line parser: a stack of domains per thread and per open
+/// interrupt.
 #[derive(Debug, Default)]
 struct FunctionParser {
-    stacks: HashMap<u64, Vec<DomainNo>>,
+    threads: HashMap<u32, Vec<DomainNo>>,
+    cpus: HashMap<u64, CpuState>,
+}
+
+impl FunctionParser {
+    /// Brings `cpu` to thread `tid` at interrupt level `level`, emitting the thread switch,
+    /// interrupt returns and entries that takes.
+    fn context(&mut self, cpu: u64, tid: u32, level: u8, out: &mut Out) {
+        let st = self.cpus.entry(cpu).or_default();
+        let moved = st.tid != Some(tid);
+        while let Some(&(lv, _)) = st.irqs.last() {
+            if moved || lv > level {
+                out.push(Event::InterruptReturn);
+                st.irqs.pop();
+            } else {
+                break;
+            }
+        }
+        if moved {
+            st.tid = Some(tid);
+            out.push(Event::Thread { tid });
+            // A thread runs on one CPU at a time: elsewhere it has stopped.
+            for (&c, other) in &mut self.cpus {
+                if c != cpu && other.tid == Some(tid) {
+                    other.tid = None;
+                }
+            }
+        }
+        let st = self.cpus.entry(cpu).or_default();
+        if level > st.irqs.last().map_or(0, |&(lv, _)| lv) {
+            out.push(Event::Interrupt { domain: 1 });
+            st.irqs.push((level, vec![1]));
+        }
+    }
 }
 
 impl LineParser for FunctionParser {
@@ -269,14 +348,26 @@ impl LineParser for FunctionParser {
                 out.function(d, name)?;
                 d
             }
-            None => self
-                .stacks
-                .get(&l.cpu)
-                .and_then(|s| s.last().copied())
-                .unwrap_or(1),
+            None => 0,
         };
         out.enter(l.cpu)?;
-        let stack = self.stacks.entry(l.cpu).or_default();
+        let tid = if l.pid == 0 {
+            IDLE_THREAD | u32::try_from(l.cpu).map_err(|_| "CPU number too large")?
+        } else {
+            l.pid
+        };
+        self.context(l.cpu, tid, l.level, out);
+        let st = self.cpus.entry(l.cpu).or_default();
+        let stack = match st.irqs.last_mut() {
+            Some((_, s)) => s,
+            None => self.threads.entry(tid).or_default(),
+        };
+        // Without ` <-caller`, the caller is the domain on top of the context's stack.
+        let dc = if dc == 0 {
+            stack.last().copied().unwrap_or(1)
+        } else {
+            dc
+        };
         match stack.last() {
             None => {
                 out.push(Event::Switch { domain: dc });

@@ -34,15 +34,17 @@ use std::time::Instant;
 
 use mmp_domains::{Access, AddrWidth, ByteAddr, PdId, PdKind, Perm, PermTable, TableFormat};
 use mmp_gates::{ArgWindow, FrameRegs, Gate};
-use mmp_machine::{AccessError, Fault, FaultKind, Machine, MachineConfig, MachineError};
+use mmp_machine::{
+    AccessError, CpuContext, Fault, FaultKind, Machine, MachineConfig, MachineError,
+};
 use mmp_plb::PlbConfig;
 
 mod report;
 
 use report::ratio;
 pub use report::{
-    Between, ConfigReport, CrossingPair, DomainBytes, DomainCrossings, FaultReport, GAP_SYMBOLS,
-    GapBucket, GapSymbol, PlbReport, PolicyGap, Report,
+    Between, ConfigReport, CrossingPair, DomainBytes, DomainCount, DomainCrossings, FaultReport,
+    GAP_SYMBOLS, GapBucket, GapSymbol, PlbReport, PolicyGap, Report,
 };
 
 use crate::tally::Key;
@@ -177,6 +179,13 @@ enum Open {
     Forced(PdId),
 }
 
+/// A thread or an interrupted context, saved: the machine's part and the engine's open calls.
+#[derive(Debug, Clone)]
+struct Saved {
+    ctx: CpuContext,
+    open: Vec<Open>,
+}
+
 #[derive(Debug, Clone)]
 struct DomainState {
     name: String,
@@ -235,6 +244,20 @@ pub struct Replay {
     cross_calls: u64,
     /// Trace domains the layout does not have.
     unmatched: Vec<String>,
+    /// The thread each CPU runs (`None`: none named yet, or it moved to another CPU).
+    thread_on: Vec<Option<u32>>,
+    /// Threads not running, with what they resume.
+    threads: HashMap<u32, Saved>,
+    /// Threads seen.
+    threads_seen: u64,
+    thread_switches: u64,
+    /// Each CPU's interrupted contexts, innermost last.
+    irq_stack: Vec<Vec<Saved>>,
+    interrupts: u64,
+    /// Interrupts by the domain they interrupted (trace domain number).
+    interrupted: HashMap<u32, u64>,
+    /// Interrupt returns with no interrupt open (the trace began inside one).
+    unmatched_irets: u64,
     open: Vec<Vec<Open>>,
     cpu: usize,
     events: u64,
@@ -319,6 +342,14 @@ impl Replay {
             gap_calls: 0,
             cross_calls: 0,
             unmatched: Vec::new(),
+            thread_on: vec![None; cfg.cpus],
+            threads: HashMap::new(),
+            threads_seen: 0,
+            thread_switches: 0,
+            irq_stack: vec![Vec::new(); cfg.cpus],
+            interrupts: 0,
+            interrupted: HashMap::new(),
+            unmatched_irets: 0,
             open: vec![Vec::new(); cfg.cpus],
             cpu: 0,
             events: 0,
@@ -688,6 +719,89 @@ impl Replay {
         r.map_err(|e| self.machine_err(e))
     }
 
+    /// The CPU's state, taken for saving.
+    fn take(&mut self, cpu: usize) -> Result<Saved, ReplayError> {
+        let ctx = self
+            .machine
+            .save_context(cpu)
+            .map_err(|e| self.machine_err(e))?;
+        Ok(Saved {
+            ctx,
+            open: std::mem::take(&mut self.open[cpu]),
+        })
+    }
+
+    /// A fresh context on the CPU: domain `pd`, no calls open, the CPU's own stack.
+    fn fresh(&mut self, cpu: usize, pd: PdId) -> Result<(), ReplayError> {
+        let limit = self.limit;
+        self.open[cpu].clear();
+        let m = &mut self.machine;
+        let r = m
+            .clear_frames(cpu)
+            .and_then(|()| m.set_frame_regs(cpu, Self::fresh_regs(limit)))
+            .and_then(|()| m.switch_pd(cpu, pd));
+        r.map_err(|e| self.machine_err(e))
+    }
+
+    fn resume(&mut self, cpu: usize, s: Saved) -> Result<(), ReplayError> {
+        self.machine
+            .restore_context(cpu, &s.ctx)
+            .map_err(|e| self.machine_err(e))?;
+        self.open[cpu] = s.open;
+        Ok(())
+    }
+
+    fn thread(&mut self, tid: u32) -> Result<(), ReplayError> {
+        let cpu = self.cpu;
+        if self.thread_on[cpu] == Some(tid) {
+            return Ok(());
+        }
+        // The thread that ran here stops; if `tid` is current on another CPU, it moved.
+        if let Some(old) = self.thread_on[cpu].take() {
+            let s = self.take(cpu)?;
+            self.threads.insert(old, s);
+        }
+        if let Some(other) = (0..self.thread_on.len()).find(|&c| self.thread_on[c] == Some(tid)) {
+            let s = self.take(other)?;
+            self.thread_on[other] = None;
+            self.threads.insert(tid, s);
+        }
+        self.thread_switches += 1;
+        match self.threads.remove(&tid) {
+            Some(s) => self.resume(cpu, s)?,
+            None => {
+                self.threads_seen += 1;
+                let pd = self.machine.running(cpu).map_err(|e| self.machine_err(e))?;
+                self.fresh(cpu, pd)?;
+            }
+        }
+        self.thread_on[cpu] = Some(tid);
+        Ok(())
+    }
+
+    fn interrupt(&mut self, no: DomainNo) -> Result<(), ReplayError> {
+        let pd = self.domain(self.events, no)?.pd;
+        let cpu = self.cpu;
+        let from = self.machine.running(cpu).map_err(|e| self.machine_err(e))?;
+        let s = self.take(cpu)?;
+        self.irq_stack[cpu].push(s);
+        self.fresh(cpu, pd)?;
+        self.interrupts += 1;
+        *self.interrupted.entry(self.trace_no(from)).or_insert(0) += 1;
+        Ok(())
+    }
+
+    fn interrupt_return(&mut self) -> Result<(), ReplayError> {
+        let cpu = self.cpu;
+        match self.irq_stack[cpu].pop() {
+            Some(s) => self.resume(cpu, s),
+            None => {
+                self.unmatched_irets += 1;
+                Ok(())
+            }
+        }
+    }
+
     /// Replays one event.
     ///
     /// # Errors
@@ -737,6 +851,9 @@ impl Replay {
                 self.syscalls += 1;
                 Ok(())
             }
+            Event::Thread { tid } => self.thread(*tid),
+            Event::Interrupt { domain } => self.interrupt(*domain),
+            Event::InterruptReturn => self.interrupt_return(),
             Event::Mem { .. } | Event::Insns { .. } => Ok(()),
         }
     }
@@ -905,7 +1022,21 @@ impl Replay {
                 .then(a.from.cmp(&b.from))
                 .then(a.to.cmp(&b.to))
         });
+        let mut interrupted: Vec<DomainCount> = self
+            .interrupted
+            .iter()
+            .map(|(&d, &count)| DomainCount {
+                domain: self.name(d),
+                count,
+            })
+            .collect();
+        interrupted.sort_by(|a, b| b.count.cmp(&a.count).then(a.domain.cmp(&b.domain)));
         Report {
+            threads: self.threads_seen,
+            thread_switches: self.thread_switches,
+            interrupts: self.interrupts,
+            interrupted,
+            unmatched_interrupt_returns: self.unmatched_irets,
             cross_domain_calls: self.cross_calls,
             policy_gap_calls: self.gap_calls,
             policy_gaps,

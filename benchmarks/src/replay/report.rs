@@ -19,6 +19,15 @@ pub struct CrossingPair {
     pub count: u64,
 }
 
+/// A domain and a count.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DomainCount {
+    /// The domain.
+    pub domain: String,
+    /// How many.
+    pub count: u64,
+}
+
 /// Calls from one domain into another that no gate allowed (a crossing the layout forbids
 /// that the trace made), with the first callees seen.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -161,6 +170,17 @@ pub struct Report {
     pub switches: u64,
     /// Supervisor calls.
     pub syscalls: u64,
+    /// Threads seen (a trace without thread events has none).
+    pub threads: u64,
+    /// Times a CPU began running another thread.
+    pub thread_switches: u64,
+    /// Interrupt entries (asynchronous crossings into the interrupt entry's domain, counted
+    /// apart from calls and crossings).
+    pub interrupts: u64,
+    /// Interrupts by the domain they interrupted, most first.
+    pub interrupted: Vec<DomainCount>,
+    /// Interrupt returns with no interrupt open (a trace that begins inside one).
+    pub unmatched_interrupt_returns: u64,
     /// Calls from one domain into another (through a gate, or refused: a policy gap).
     pub cross_domain_calls: u64,
     /// Cross-domain calls no gate allowed, in all.

@@ -6,7 +6,7 @@
 //! | bytes | field |
 //! |---|---|
 //! | 0..8 | magic `MMPTRACE` |
-//! | 8..10 | version (1) |
+//! | 8..10 | version (2; version 1, the same layout without context events, is read too) |
 //! | 10 | address width in bits (32 or 48) |
 //! | 11..16 | zero |
 //! | 16..24 | payload length in bytes |
@@ -16,7 +16,8 @@
 //!
 //! Each event is a tag byte and its fields. The tag's low 4 bits are the kind: 0 domain,
 //! 1 function, 2 grant, 3 cpu, 4 load, 5 store, 6 modify, 7 fetch, 8 call, 9 return,
-//! 10 switch, 11 syscall, 12 insns. For a memory reference the high 4 bits are the size (1 to
+//! 10 switch, 11 syscall, 12 insns, 13 thread, 14 interrupt, 15 interrupt return (13 to 15:
+//! version 2). For a memory reference the high 4 bits are the size (1 to
 //! 15; 0: the size follows as a varint) and the address is the zigzag varint difference from
 //! the previous reference's address of its class (data or fetch). Other numbers are LEB128
 //! varints; names are a varint length (at most [`MAX_NAME`]) and UTF-8 bytes; a grant's
@@ -37,8 +38,10 @@ use crate::tally::Key;
 
 /// The magic bytes.
 pub const MAGIC: [u8; 8] = *b"MMPTRACE";
-/// The format version this build writes and reads.
-pub const VERSION: u16 = 1;
+/// The format version this build writes (it reads [`MIN_VERSION`] up to this one).
+pub const VERSION: u16 = 2;
+/// The oldest format version this build reads.
+pub const MIN_VERSION: u16 = 1;
 /// Header length in bytes.
 pub const HEADER_LEN: usize = 128;
 /// The longest name a domain or function may have, in bytes.
@@ -59,6 +62,9 @@ const K_RETURN: u8 = 9;
 const K_SWITCH: u8 = 10;
 const K_SYSCALL: u8 = 11;
 const K_INSNS: u8 = 12;
+const K_THREAD: u8 = 13;
+const K_INTERRUPT: u8 = 14;
+const K_IRET: u8 = 15;
 
 const MUL: u64 = 0x9e37_79b9_7f4a_7c15;
 
@@ -263,6 +269,15 @@ impl<W: Write + Seek> BinaryWriter<W> {
                 b.push(K_INSNS);
                 put_varint(b, *count);
             }
+            Event::Thread { tid } => {
+                b.push(K_THREAD);
+                put_varint(b, u64::from(*tid));
+            }
+            Event::Interrupt { domain } => {
+                b.push(K_INTERRUPT);
+                put_varint(b, u64::from(*domain));
+            }
+            Event::InterruptReturn => b.push(K_IRET),
         }
         self.counts[e.kind()] += 1;
         if self.buf.len() >= BLOCK {
@@ -400,7 +415,7 @@ impl<R: Read> BinaryReader<R> {
         }
         let u64_at = |i: usize| u64::from_le_bytes(h[i..i + 8].try_into().unwrap_or([0; 8]));
         let version = u16::from_le_bytes([h[8], h[9]]);
-        if version != VERSION {
+        if !(MIN_VERSION..=VERSION).contains(&version) {
             return Err(TraceError::Version {
                 version,
                 supported: VERSION,
@@ -764,6 +779,13 @@ impl<R: Read> BinaryReader<R> {
             K_INSNS => Event::Insns {
                 count: self.varint(start)?,
             },
+            K_THREAD => Event::Thread {
+                tid: self.small(start, "thread number")?,
+            },
+            K_INTERRUPT => Event::Interrupt {
+                domain: self.small(start, "domain number")?,
+            },
+            K_IRET => Event::InterruptReturn,
             _ => return Err(self.bad(start, "unknown event tag")),
         };
         self.counts[e.kind()] += 1;

@@ -15,6 +15,10 @@
 //! - control transfers: [`Event::Call`] (to an address), [`Event::Return`] (from the newest
 //!   call);
 //! - [`Event::Switch`]: the scheduler runs another domain on the current CPU;
+//! - threads and interrupts: [`Event::Thread`] (the current CPU now runs a thread, whose
+//!   domain and open calls were saved when it last stopped), [`Event::Interrupt`] (an
+//!   asynchronous entry into a domain, the core kernel's interrupt entry, which saves the
+//!   interrupted context) and [`Event::InterruptReturn`] (leaving the newest interrupt);
 //! - [`Event::Syscall`]: a supervisor call;
 //! - [`Event::Insns`]: instructions executed since the previous event.
 
@@ -127,6 +131,21 @@ pub enum Event {
         /// Instructions.
         count: u64,
     },
+    /// The current CPU now runs thread `tid`: the thread it ran is saved with its domain,
+    /// frame registers and open calls, and `tid` resumes where it stopped (a thread not seen
+    /// before starts in the domain the CPU runs, with no calls open).
+    Thread {
+        /// The thread (an importer's number: a process id, or one per CPU for idle).
+        tid: u32,
+    },
+    /// An interrupt on the current CPU enters `domain` (an interrupt gate: the interrupted
+    /// context is saved, and no return address is pushed). Interrupts nest.
+    Interrupt {
+        /// The domain of the interrupt entry (the core kernel's).
+        domain: DomainNo,
+    },
+    /// The newest interrupt on the current CPU ends: the interrupted context resumes.
+    InterruptReturn,
 }
 
 /// The kind of an [`Event`], in the binary format's order (its header counts each).
@@ -152,17 +171,15 @@ pub enum EventKind {
     Syscall,
     /// [`Event::Insns`].
     Insns,
-    /// A header slot kept for a future kind; no event has it.
-    Reserved,
+    /// [`Event::Thread`], [`Event::Interrupt`] and [`Event::InterruptReturn`] (the binary
+    /// header's last count, once a reserved slot).
+    Context,
 }
 
 impl EventKind {
-    /// The kinds events have (all but [`EventKind::Reserved`]), in order.
+    /// The kinds events have, in order.
     pub fn events() -> impl Iterator<Item = EventKind> {
-        EventKind::ALL
-            .iter()
-            .copied()
-            .filter(|&k| k != EventKind::Reserved)
+        EventKind::ALL.iter().copied()
     }
 }
 
@@ -178,7 +195,7 @@ impl Key for EventKind {
         EventKind::Switch,
         EventKind::Syscall,
         EventKind::Insns,
-        EventKind::Reserved,
+        EventKind::Context,
     ];
 
     #[inline]
@@ -198,7 +215,7 @@ impl Key for EventKind {
             EventKind::Switch => "switch",
             EventKind::Syscall => "syscall",
             EventKind::Insns => "insns",
-            EventKind::Reserved => "reserved",
+            EventKind::Context => "context",
         }
     }
 }
@@ -222,6 +239,9 @@ impl Event {
             Event::Switch { .. } => EventKind::Switch,
             Event::Syscall { .. } => EventKind::Syscall,
             Event::Insns { .. } => EventKind::Insns,
+            Event::Thread { .. } | Event::Interrupt { .. } | Event::InterruptReturn => {
+                EventKind::Context
+            }
         }
     }
 }

@@ -13,6 +13,9 @@
 //! switch 2
 //! syscall 7
 //! insns 3353
+//! thread 93                       (the CPU now runs thread 93)
+//! irq 1                           (an interrupt enters domain 1)
+//! iret                            (the newest interrupt ends)
 //! ```
 //! Numbers are decimal or `0x` hex. Without the first line the width is 32 bits. A line
 //! longer than [`MAX_LINE`](super::lines::MAX_LINE) bytes is an error.
@@ -204,6 +207,20 @@ impl<R: BufRead> TextReader<R> {
                     count: num(1, "an instruction count")?,
                 })
             }
+            "thread" => {
+                arity(2)?;
+                Ok(Event::Thread {
+                    tid: small(1, "a thread number")?,
+                })
+            }
+            "irq" => {
+                arity(2)?;
+                Ok(Event::Interrupt { domain: dom(1)? })
+            }
+            "iret" => {
+                arity(1)?;
+                Ok(Event::InterruptReturn)
+            }
             other => Err(self.err(format!("unknown event `{other}`"))),
         }
     }
@@ -258,6 +275,9 @@ pub fn write_event(out: &mut impl Write, event: &Event) -> std::io::Result<()> {
         Event::Switch { domain } => writeln!(out, "switch {domain}"),
         Event::Syscall { no } => writeln!(out, "syscall {no}"),
         Event::Insns { count } => writeln!(out, "insns {count}"),
+        Event::Thread { tid } => writeln!(out, "thread {tid}"),
+        Event::Interrupt { domain } => writeln!(out, "irq {domain}"),
+        Event::InterruptReturn => writeln!(out, "iret"),
     }
 }
 
