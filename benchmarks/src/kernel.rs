@@ -10,7 +10,8 @@
 //! device, an nf_tables counting rule). The layout is `mmp-split --kallsyms kallsyms.txt
 //! --proc-modules modules.txt --out layout.json modules/` over that run's files. Both are
 //! stored xz-compressed (about 240 KiB together) in `benchmarks/data/kernel/`, with the
-//! run's `/proc/modules` and the guest's own summary.
+//! run's `/proc/modules`, the module lines of its `/proc/kallsyms` and the guest's own
+//! summary.
 
 use std::io::BufRead;
 
@@ -24,6 +25,21 @@ pub const INFO: &str = include_str!("../data/kernel/info.txt");
 pub const PACKAGE: &str = include_str!("../data/kernel/kernel-package.txt");
 /// The run's `/proc/modules`.
 pub const PROC_MODULES: &str = include_str!("../data/kernel/proc-modules.txt");
+/// The loaded modules' lines of the run's `/proc/kallsyms` (lines with a `[module]` field),
+/// xz-compressed: where each module symbol was.
+pub const KALLSYMS_MODULES_XZ: &[u8] = include_bytes!("../data/kernel/kallsyms-modules.txt.xz");
+
+/// The loaded modules' lines of the run's `/proc/kallsyms`.
+///
+/// # Errors
+/// The xz stream's error, if the embedded bytes are corrupt.
+pub fn kallsyms_modules() -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    lzma_rust2::XzReader::new(std::io::Cursor::new(KALLSYMS_MODULES_XZ), true)
+        .read_to_string(&mut text)?;
+    Ok(text)
+}
 
 /// A name for the embedded trace in reports.
 #[must_use]

@@ -235,3 +235,56 @@ fn interrupts_return_to_the_interrupted_domain_and_nested_ones_unwind_in_order()
     assert_eq!(rep.unmatched_interrupt_returns, 0);
     assert!(rep.interrupts >= 4, "{}", rep.interrupts);
 }
+
+/// The layout places each module's own memory from its section headers and its load
+/// address; kallsyms, read in the same run, says where each symbol really was.
+#[test]
+fn every_module_symbol_lies_in_the_layouts_memory_of_its_class() {
+    use mmp_split::MemoryKind;
+    let layout = kernel::layout().unwrap();
+    let parse = |h: &str| u64::from_str_radix(h.trim_start_matches("0x"), 16).unwrap();
+    let mut loaded = std::collections::HashMap::new();
+    for l in kernel::PROC_MODULES.lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        loaded.insert(
+            f[0].to_string(),
+            (parse(f[5]), f[1].parse::<u64>().unwrap()),
+        );
+    }
+    let (mut checked, mut outside) = (0, Vec::new());
+    for l in kernel::kallsyms_modules().unwrap().lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let (addr, kind, name) = (parse(f[0]), f[1], f[2]);
+        let module = f[3].trim_matches(['[', ']']);
+        // `[__builtin__ftrace]` (ftrace's trampolines) and `[bpf]` are no modules.
+        let Some(&(base, size)) = loaded.get(module) else {
+            continue;
+        };
+        if !(base..base + size).contains(&addr) {
+            continue; // a freed init function's name, kept by ftrace
+        }
+        let class = match kind {
+            "t" | "T" => MemoryKind::Text,
+            "r" | "R" => MemoryKind::Rodata,
+            "d" | "D" | "b" | "B" => MemoryKind::Data,
+            _ => continue,
+        };
+        checked += 1;
+        // A zero-size symbol (a lockdep key) may sit at the very end of its class.
+        let inside = layout.memory.iter().any(|m| {
+            let lo = parse(m.addr.as_deref().unwrap());
+            m.domain == module && m.kind == class && (lo..=lo + m.bytes).contains(&addr)
+        });
+        if !inside {
+            outside.push(format!("{module} {kind} {name} {addr:#x}"));
+        }
+    }
+    assert!(checked > 5_000, "{checked}");
+    assert!(outside.is_empty(), "{outside:?}");
+    // Each module's memory ends within the size /proc/modules gives it.
+    for m in &layout.memory {
+        let (base, size) = loaded[&m.domain];
+        let lo = parse(m.addr.as_deref().unwrap());
+        assert!(lo >= base && lo + m.bytes <= base + size, "{m:?}");
+    }
+}

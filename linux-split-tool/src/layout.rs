@@ -11,10 +11,19 @@
 //!                "read_only": BOOL, "addr": HEX or null}, ...],
 //!   "unclassified": [{"module": MODULE, "symbol": NAME, "exporter": EXPORTER or null}, ...],
 //!   "entries": [{"owner": DOMAIN, "symbol": NAME, "via": "module"|"data"|"code"|"tail_call",
+//!                "addr": HEX or null}, ...],
+//!   "memory":  [{"domain": MODULE, "kind": "text"|"rodata"|"data", "bytes": N,
 //!                "addr": HEX or null}, ...]
 //! }
 //! ```
-//! Version 1 (no `entries`) is read too, as a layout with no entry points.
+//! Version 1 (no `entries`, no `memory`) is read too, as a layout with none.
+//!
+//! `memory` is each module's own memory, sized from its section headers
+//! ([`crate::ModuleMemory`]): text execute-read, read-only data read-only, data and bss
+//! read-write, for the module's own domain. Its address is known when the module's load
+//! address is (`/proc/modules`): the kernel lays a module's core out as text, then read-only
+//! data, then `.data..ro_after_init` (a second `rodata` entry), then data, each starting on a
+//! page (`CONFIG_STRICT_MODULE_RWX`), and so does the layout.
 //! PD 1 is the core kernel (`vmlinux`); modules follow in name order from PD 2. Each
 //! imported function is a call gate from the importing module into its exporter's domain;
 //! each imported data object is a grant of its size to the importer (read-only for
@@ -117,6 +126,31 @@ pub struct EntryPoint {
     pub addr: Option<String>,
 }
 
+/// A class of a module's own memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemoryKind {
+    /// Executable sections: execute-read.
+    Text,
+    /// Read-only data: read-only.
+    Rodata,
+    /// Data and bss: read-write.
+    Data,
+}
+
+/// A module's own memory of one class.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryEntry {
+    /// The module.
+    pub domain: String,
+    /// Its class.
+    pub kind: MemoryKind,
+    /// Bytes.
+    pub bytes: u64,
+    /// Where it starts, `0x…`, when the module's load address is known.
+    pub addr: Option<String>,
+}
+
 /// The domain layout. See the [module docs](self) for the schema.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Layout {
@@ -135,6 +169,9 @@ pub struct Layout {
     /// Entry points (none in a version 1 layout).
     #[serde(default)]
     pub entries: Vec<EntryPoint>,
+    /// The modules' own memory (none in a version 1 layout).
+    #[serde(default)]
+    pub memory: Vec<MemoryEntry>,
 }
 
 /// A gate or a grant: which list an entry is in.
@@ -146,6 +183,8 @@ pub enum EntryKind {
     Grant,
     /// The `entries` list.
     Entry,
+    /// The `memory` list.
+    Memory,
 }
 
 impl std::fmt::Display for EntryKind {
@@ -154,6 +193,7 @@ impl std::fmt::Display for EntryKind {
             EntryKind::Gate => "gate",
             EntryKind::Grant => "grant",
             EntryKind::Entry => "entry",
+            EntryKind::Memory => "memory",
         })
     }
 }
@@ -392,6 +432,16 @@ impl Layout {
                 e.addr.as_deref(),
             )?;
         }
+        for (i, m) in self.memory.iter().enumerate() {
+            let what = format!("{:?}", m.kind).to_lowercase();
+            check(
+                EntryKind::Memory,
+                i,
+                &what,
+                [("domain", &m.domain), ("domain", &m.domain)],
+                m.addr.as_deref(),
+            )?;
+        }
         Ok(())
     }
 }
@@ -403,15 +453,45 @@ fn exporter_name(e: &Exporter) -> String {
     }
 }
 
-/// Builds the layout from resolved modules. `kernel_addr` gives a core-kernel symbol's
-/// address (from `System.map` or kallsyms), `module_addr` a module symbol's (module, symbol;
-/// from a running kernel's kallsyms).
+/// Where the symbols and modules of a running kernel were (all `None` without one).
+pub trait Addresses {
+    /// A core-kernel symbol's address (from `System.map` or kallsyms).
+    fn kernel(&self, symbol: &str) -> Option<u64>;
+    /// A module symbol's address (from kallsyms).
+    fn module_symbol(&self, module: &str, symbol: &str) -> Option<u64>;
+    /// A module's load address (from `/proc/modules`).
+    fn module_base(&self, module: &str) -> Option<u64>;
+}
+
+/// Core-kernel addresses only, from a function (a `System.map` lookup).
+pub struct KernelOnly<F>(pub F);
+
+impl<F> std::fmt::Debug for KernelOnly<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KernelOnly(..)")
+    }
+}
+
+impl<F: Fn(&str) -> Option<u64>> Addresses for KernelOnly<F> {
+    fn kernel(&self, symbol: &str) -> Option<u64> {
+        (self.0)(symbol)
+    }
+    fn module_symbol(&self, _: &str, _: &str) -> Option<u64> {
+        None
+    }
+    fn module_base(&self, _: &str) -> Option<u64> {
+        None
+    }
+}
+
+/// Page size the kernel aligns a module's memory classes to.
+const PAGE: u64 = 4096;
+
+/// Builds the layout from resolved modules, with the addresses `at` knows.
 #[must_use]
-pub fn layout(
-    split: &[ModuleSplit],
-    kernel_addr: impl Fn(&str) -> Option<u64>,
-    module_addr: impl Fn(&str, &str) -> Option<u64>,
-) -> Layout {
+pub fn layout(split: &[ModuleSplit], at: &impl Addresses) -> Layout {
+    let kernel_addr = |n: &str| at.kernel(n);
+    let module_addr = |m: &str, n: &str| at.module_symbol(m, n);
     let addr_of = |e: &Exporter, name: &str| {
         match e {
             Exporter::Kernel => kernel_addr(name),
@@ -516,6 +596,29 @@ pub fn layout(
             }
         }
     }
+    let mut memory = Vec::new();
+    for m in split {
+        let mut next = at.module_base(&m.name);
+        for (kind, bytes) in [
+            (MemoryKind::Text, m.memory.text),
+            (MemoryKind::Rodata, m.memory.rodata),
+            (MemoryKind::Rodata, m.memory.ro_after_init),
+            (MemoryKind::Data, m.memory.data),
+        ] {
+            if bytes == 0 {
+                continue;
+            }
+            memory.push(MemoryEntry {
+                domain: m.name.clone(),
+                kind,
+                bytes,
+                addr: next.map(|a| format!("{a:#x}")),
+            });
+            next = next
+                .and_then(|a| a.checked_add(bytes))
+                .and_then(|e| e.checked_next_multiple_of(PAGE));
+        }
+    }
     Layout {
         format: FORMAT.to_string(),
         version: VERSION,
@@ -524,6 +627,7 @@ pub fn layout(
         grants,
         unclassified,
         entries,
+        memory,
     }
 }
 

@@ -27,9 +27,14 @@ pub mod resolve;
 pub mod symbols;
 
 pub use decompress::{Compression, MAX_MODULE_BYTES, decompress, detect};
-pub use layout::{EntryKind, EntryPoint, Layout, LayoutError, Report, layout, report};
+pub use layout::{
+    Addresses, EntryKind, EntryPoint, KernelOnly, Layout, LayoutError, MemoryEntry, MemoryKind,
+    Report, layout, report,
+};
 pub use load::{LoadError, Loaded, Placed, SkipReason, Skipped};
-pub use module::{Defined, EntryVia, ModuleError, ModuleInfo, name_from_path, parse_module};
+pub use module::{
+    Defined, EntryVia, ModuleError, ModuleInfo, ModuleMemory, name_from_path, parse_module,
+};
 pub use resolve::{Counts, Exporter, Import, ModuleSplit, resolve, totals};
 pub use symbols::{
     Export, Kallsyms, MapSymbol, ParseError, ProcModules, SymbolKind, Symvers, SystemMap,

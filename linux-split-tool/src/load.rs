@@ -42,8 +42,13 @@
 //!    where two grants to one holder overlap, the later one's permission holds there;
 //!    granting the same object to the same holder twice changes nothing.
 //!
-//! Owners get no permission on their own data (the layout records only what crosses
-//! domains), and the supervisor's policy is not consulted: these are hardware-level writes.
+//! 0. First, every module's own memory with an address (`memory`): text execute-read,
+//!    read-only data read-only, data and bss read-write, for the module's domain (a class
+//!    of 0 bytes, or one with no address, is recorded in [`Loaded::skipped`]).
+//!
+//! Without `memory` (a layout made without `--proc-modules`), owners get no permission on
+//! their own data (the layout then records only what crosses domains). The supervisor's
+//! policy is not consulted: these are hardware-level writes.
 //!
 //! # Atomicity
 //! Everything that can fail for the layout's reasons is checked before the machine is
@@ -60,7 +65,7 @@ use mmp_domains::{AddrWidth, ByteAddr, PdId, PdKind, Perm};
 use mmp_machine::Gate;
 use mmp_machine::{Machine, MachineError};
 
-use crate::layout::{EntryKind, Layout, LayoutError, parse_hex};
+use crate::layout::{EntryKind, Layout, LayoutError, MemoryKind, parse_hex};
 
 /// Where the module regions start: layout PD `p`'s region is
 /// `[MODULE_REGION_BASE + (p << 24), MODULE_REGION_BASE + ((p + 1) << 24))`.
@@ -266,6 +271,8 @@ struct Plan<'a> {
     entries: Vec<(u64, usize)>,
     /// (holder, address, bytes, permission).
     grants: Vec<(usize, u64, u64, Perm)>,
+    /// A module's own memory: (module, address, bytes, permission).
+    memory: Vec<(usize, u64, u64, Perm)>,
     skipped: Vec<Skipped>,
 }
 
@@ -314,12 +321,13 @@ fn collect<'a>(
                 role: match kind {
                     EntryKind::Gate => "to",
                     EntryKind::Grant | EntryKind::Entry => "owner",
+                    EntryKind::Memory => "domain",
                 },
                 name: owner.to_string(),
             })?;
         // A zero-size grant is skipped; it neither places nor sizes its object.
         let size = match (kind, bytes) {
-            (EntryKind::Gate | EntryKind::Entry, _) => Some(FUNCTION_BYTES),
+            (EntryKind::Gate | EntryKind::Entry | EntryKind::Memory, _) => Some(FUNCTION_BYTES),
             (EntryKind::Grant, Some(0)) => None,
             (EntryKind::Grant, b) => Some(b.unwrap_or(UNKNOWN_DATA_BYTES)),
         };
@@ -511,6 +519,60 @@ impl Layout {
             };
             plan.grants.push((holder, addr, bytes, perm));
         }
+        for (index, m) in self.memory.iter().enumerate() {
+            let what = format!("{:?}", m.kind).to_lowercase();
+            let Some(&domain) = index_of.get(m.domain.as_str()) else {
+                return Err(LayoutError::UnknownDomain {
+                    kind: EntryKind::Memory,
+                    index,
+                    symbol: what,
+                    role: "domain",
+                    name: m.domain.clone(),
+                }
+                .into());
+            };
+            let skip = |reason| Skipped {
+                kind: EntryKind::Memory,
+                index,
+                symbol: what.clone(),
+                reason,
+            };
+            if m.bytes == 0 {
+                plan.skipped.push(skip(SkipReason::ZeroSize));
+                continue;
+            }
+            let Some(text) = m.addr.as_deref() else {
+                plan.skipped.push(skip(SkipReason::NoAddress));
+                continue;
+            };
+            let raw = parse_hex(text).ok_or_else(|| LayoutError::BadAddress {
+                kind: EntryKind::Memory,
+                index,
+                symbol: what.clone(),
+                addr: text.to_string(),
+            })?;
+            let addr = map_canonical(raw).ok_or_else(|| LoadError::NonCanonical {
+                kind: EntryKind::Memory,
+                index,
+                symbol: what.clone(),
+                addr: raw,
+            })?;
+            if addr.checked_add(m.bytes).is_none_or(|e| e > LIMIT_48) {
+                return Err(LoadError::PastWidth {
+                    kind: EntryKind::Memory,
+                    index,
+                    symbol: what,
+                    addr,
+                    bytes: m.bytes,
+                });
+            }
+            let perm = match m.kind {
+                MemoryKind::Text => Perm::ExecuteRead,
+                MemoryKind::Rodata => Perm::ReadOnly,
+                MemoryKind::Data => Perm::ReadWrite,
+            };
+            plan.memory.push((domain, addr, m.bytes, perm));
+        }
         plan.functions = functions;
         plan.data = data;
         Ok(plan)
@@ -603,6 +665,11 @@ impl Layout {
         }
         // Every index below is a domain's, so every domain is created by now.
         let pd = |i: usize| created[i].ok_or_else(|| fail(i)(MachineError::Supervisor));
+        for &(owner, addr, bytes, perm) in &plan.memory {
+            machine
+                .set_perm(pd(owner)?, ByteAddr(addr), bytes, perm)
+                .map_err(fail(owner))?;
+        }
         for &(_, s) in &plan.functions {
             if let Some(a) = s.addr {
                 // The words holding the function's first 4 bytes (two when the entry is

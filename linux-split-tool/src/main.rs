@@ -17,8 +17,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mmp_split::{
-    Kallsyms, MAX_MODULE_BYTES, ProcModules, Symvers, SystemMap, decompress, layout, parse_module,
-    report, resolve,
+    Addresses, Kallsyms, MAX_MODULE_BYTES, ProcModules, Symvers, SystemMap, decompress, layout,
+    parse_module, report, resolve,
 };
 
 /// Split a Linux kernel's modules into MMP protection domains.
@@ -36,8 +36,8 @@ struct Args {
     #[arg(long, value_name = "FILE")]
     kallsyms: Option<PathBuf>,
     /// A running kernel's `/proc/modules` (read as root, with `--kallsyms` from the same
-    /// run): module symbols kallsyms lists outside their module's memory (freed init code)
-    /// get no address.
+    /// run): each module's own memory is placed at its load address, and module symbols
+    /// kallsyms lists outside their module's memory (freed init code) get no address.
     #[arg(long, value_name = "FILE", requires = "kallsyms")]
     proc_modules: Option<PathBuf>,
     /// `Module.symvers` (who exports what).
@@ -93,6 +93,27 @@ fn read_text(p: &Path) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&plain).into_owned())
 }
 
+/// The addresses the symbol files given know.
+struct Running<'a> {
+    map: Option<&'a SystemMap>,
+    kallsyms: Option<&'a Kallsyms>,
+    loaded: Option<&'a ProcModules>,
+}
+
+impl Addresses for Running<'_> {
+    fn kernel(&self, symbol: &str) -> Option<u64> {
+        self.map.and_then(|m| m.get(symbol)).map(|s| s.addr)
+    }
+    fn module_symbol(&self, module: &str, symbol: &str) -> Option<u64> {
+        self.kallsyms.and_then(|k| k.module_symbol(module, symbol))
+    }
+    fn module_base(&self, module: &str) -> Option<u64> {
+        self.loaded
+            .and_then(|l| l.modules.get(module))
+            .map(|&(base, _)| base)
+    }
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let map = if let Some(p) = &args.vmlinux {
@@ -133,12 +154,14 @@ fn main() -> ExitCode {
         None => None,
     };
     let mut kallsyms = kallsyms;
+    let mut loaded = None;
     if let (Some(k), Some(p)) = (kallsyms.as_mut(), &args.proc_modules) {
         match read_text(p).and_then(|t| {
             ProcModules::parse(&p.display().to_string(), &t).map_err(|e| e.to_string())
         }) {
             Ok(pm) => {
                 k.retain_loaded(&pm);
+                loaded = Some(pm);
             }
             Err(e) => {
                 eprintln!("mmp-split: {e}");
@@ -222,8 +245,11 @@ fn main() -> ExitCode {
     if let Some(out) = &args.out {
         let l = layout(
             &split,
-            |n| map.as_ref().and_then(|m| m.get(n)).map(|s| s.addr),
-            |m, n| kallsyms.as_ref().and_then(|k| k.module_symbol(m, n)),
+            &Running {
+                map: map.as_ref(),
+                kallsyms: kallsyms.as_ref(),
+                loaded: loaded.as_ref(),
+            },
         );
         let written = serde_json::to_string_pretty(&l)
             .map_err(|e| e.to_string())

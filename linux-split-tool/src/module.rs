@@ -128,6 +128,25 @@ pub struct Defined {
     pub size: u64,
 }
 
+/// The module's own memory as the kernel lays out its core part (`.init*` sections are
+/// freed after init, `.modinfo` and `__versions` dropped at load, and none is counted): text
+/// (executable sections), read-only data (sections neither writable nor executable),
+/// `.data..ro_after_init` and `__jump_table` (read-only once init is done, as the kernel marks
+/// them), and data (writable sections, `.bss`
+/// included), each section at its alignment within its class, in bytes. The kernel also
+/// appends the module's own symbol table to its data; that is not counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ModuleMemory {
+    /// Executable sections.
+    pub text: u64,
+    /// Read-only data.
+    pub rodata: u64,
+    /// `.data..ro_after_init` and `__jump_table`.
+    pub ro_after_init: u64,
+    /// Writable data and bss.
+    pub data: u64,
+}
+
 /// What a module file says about itself.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ModuleInfo {
@@ -151,6 +170,8 @@ pub struct ModuleInfo {
     /// For each exported function that jumps to others of the module (tail calls,
     /// transitively): those functions, which its importers reach through its gate.
     pub export_tails: BTreeMap<String, Vec<String>>,
+    /// Its own memory, by class, from its section headers.
+    pub memory: ModuleMemory,
 }
 
 impl ModuleInfo {
@@ -263,6 +284,37 @@ pub fn parse_module(file: &str, bytes: &[u8]) -> Result<ModuleInfo, ModuleError>
     exports.sort_unstable();
     exports.dedup();
     let found = entry_points(file, &obj, &exports)?;
+    let mut memory = ModuleMemory::default();
+    for s in obj.sections() {
+        let flags = match s.flags() {
+            SectionFlags::Elf { sh_flags } => sh_flags,
+            _ => 0,
+        };
+        let sname = s.name().unwrap_or("");
+        // The kernel keeps neither init code nor `.modinfo` and `__versions` (it clears their
+        // SHF_ALLOC when it loads the module).
+        if flags & SHF_ALLOC == 0
+            || sname.starts_with(".init")
+            || sname == ".modinfo"
+            || sname == "__versions"
+        {
+            continue;
+        }
+        let class = if flags & SHF_EXECINSTR != 0 {
+            &mut memory.text
+        } else if sname == ".data..ro_after_init" || sname == "__jump_table" {
+            &mut memory.ro_after_init
+        } else if flags & SHF_WRITE == 0 {
+            &mut memory.rodata
+        } else {
+            &mut memory.data
+        };
+        let align = s.align().clamp(1, 1 << 12);
+        *class = class
+            .checked_next_multiple_of(align)
+            .and_then(|c| c.checked_add(s.size()))
+            .ok_or_else(|| err(format!("section {sname}: size {:#x} overflows", s.size())))?;
+    }
     Ok(ModuleInfo {
         name: name.unwrap_or_else(|| name_from_path(file)),
         depends,
@@ -272,6 +324,7 @@ pub fn parse_module(file: &str, bytes: &[u8]) -> Result<ModuleInfo, ModuleError>
         entry_points: found.own,
         pointer_imports: found.imported,
         export_tails: found.export_tails,
+        memory,
     })
 }
 

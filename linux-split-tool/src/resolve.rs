@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::module::{EntryVia, ModuleInfo, name_from_path};
+use crate::module::{EntryVia, ModuleInfo, ModuleMemory, name_from_path};
 use crate::symbols::{SymbolKind, Symvers, SystemMap};
 
 /// Who provides a symbol.
@@ -53,6 +53,8 @@ pub struct ModuleSplit {
     pub pointer_imports: Vec<(String, EntryVia)>,
     /// Exported functions' tail-call targets (see [`ModuleInfo::export_tails`]).
     pub export_tails: BTreeMap<String, Vec<String>>,
+    /// Its own memory (see [`ModuleInfo::memory`]).
+    pub memory: ModuleMemory,
 }
 
 /// Counts of one module (or the totals).
@@ -234,6 +236,7 @@ pub fn resolve(
                     .map(|(n, v)| (n.clone(), *v))
                     .collect(),
                 export_tails: m.export_tails.clone(),
+                memory: m.memory,
             }
         })
         .collect();

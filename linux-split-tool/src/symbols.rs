@@ -87,7 +87,8 @@ pub struct Kallsyms {
     /// The core kernel's symbols.
     pub core: SystemMap,
     /// Each loaded module's symbols: module name (dashes as underscores) to symbol name to
-    /// address (the first definition wins).
+    /// address (the first definition wins). Kallsyms also names pseudo-modules, such as
+    /// `__builtin__ftrace` (ftrace's trampolines) and `bpf`, which are kept as they are.
     pub modules: HashMap<String, HashMap<String, u64>>,
 }
 

@@ -218,3 +218,65 @@ fn corrupt_relocations_are_an_error_naming_the_file_and_section() {
         let _ = parse_module("entry_mod.ko", &bytes[..cut]);
     }
 }
+
+/// `readelf -SW`: (name, size, flags, alignment) of each section.
+fn readelf_sections(ko: &Path) -> Vec<(String, u64, String, u64)> {
+    let out = Command::new(tool("readelf"))
+        .args(["-SW"])
+        .arg(ko)
+        .env("LC_ALL", "C")
+        .output()
+        .expect("running readelf");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut v = Vec::new();
+    for line in text.lines() {
+        let Some(rest) = line.trim_start().strip_prefix('[') else {
+            continue;
+        };
+        let Some((_, rest)) = rest.split_once(']') else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        // Name Type Address Off Size ES Flg Lk Inf Al (Flg may be empty)
+        if f.len() < 9 || f[0] == "Name" {
+            continue;
+        }
+        let size = u64::from_str_radix(f[4], 16).unwrap();
+        let al: u64 = f[f.len() - 1].parse().unwrap();
+        let flags = if f.len() == 10 {
+            f[6].to_string()
+        } else {
+            String::new()
+        };
+        v.push((f[0].to_string(), size, flags, al));
+    }
+    v
+}
+
+#[test]
+fn a_modules_own_memory_is_sized_from_its_section_headers() {
+    let (ko, bytes) = build();
+    let m = parse_module("entry_mod.ko", &bytes).unwrap();
+    let (mut text, mut rodata, mut data) = (0u64, 0u64, 0u64);
+    let mut seen = 0;
+    for (name, size, flags, al) in readelf_sections(&ko) {
+        if !flags.contains('A') || name.starts_with(".init") || name == ".modinfo" {
+            continue;
+        }
+        seen += 1;
+        let class = if flags.contains('X') {
+            &mut text
+        } else if flags.contains('W') {
+            &mut data
+        } else {
+            &mut rodata
+        };
+        *class = class.next_multiple_of(al.max(1)) + size;
+    }
+    assert!(seen >= 4, "text, rodata, data and this_module at least");
+    assert_eq!(
+        (m.memory.text, m.memory.rodata, m.memory.data),
+        (text, rodata, data)
+    );
+    assert!(m.memory.text > 0 && m.memory.rodata > 0 && m.memory.data > 0);
+}

@@ -61,7 +61,10 @@ fn fixture_layout() -> Layout {
         .map(|(f, b)| parse_module(f, b).unwrap())
         .collect::<Vec<_>>();
     let split = resolve(&modules, Some(&map), None);
-    layout(&split, |n| map.get(n).map(|s| s.addr), |_, _| None)
+    layout(
+        &split,
+        &mmp_split::KernelOnly(|n: &str| map.get(n).map(|s| s.addr)),
+    )
 }
 
 fn machine(width: AddrWidth, max_pds: usize) -> Machine {
@@ -326,7 +329,17 @@ fn loading_places_gates_and_grants_in_the_right_tables() {
     let pd = |n: &str| loaded.pd(n).unwrap();
     assert_eq!(loaded.gates, l.gates.len());
     assert_eq!(loaded.grants, l.grants.len());
-    assert!(loaded.skipped.is_empty());
+    // Without /proc/modules the modules' own memory has no address: skipped, and nothing
+    // else is.
+    assert!(!l.memory.is_empty());
+    assert!(
+        loaded
+            .skipped
+            .iter()
+            .all(|s| s.kind == EntryKind::Memory && s.reason == SkipReason::NoAddress),
+        "{:?}",
+        loaded.skipped
+    );
 
     // Kernel addresses keep their low 48 bits.
     assert_eq!(map_canonical(0xffff_ffff_8100_0000), Some(0xffff_8100_0000));
@@ -671,4 +684,66 @@ fn module_symbols_are_placed_once_and_odd_entries_are_skipped() {
             bytes: 16 << 20
         })
     );
+}
+
+#[test]
+fn a_modules_own_memory_is_loaded_with_its_classes_permissions() {
+    let mut v = small();
+    v["memory"] = json!([
+        {"domain": "m", "kind": "text", "bytes": 8192, "addr": "0xffffffffc0400000"},
+        {"domain": "m", "kind": "rodata", "bytes": 100, "addr": "0xffffffffc0402000"},
+        {"domain": "m", "kind": "data", "bytes": 64, "addr": "0xffffffffc0403000"},
+        {"domain": "m", "kind": "data", "bytes": 64, "addr": null},
+        {"domain": "m", "kind": "rodata", "bytes": 0, "addr": "0xffffffffc0404000"},
+    ]);
+    let l = read(&v).unwrap();
+    let mut mach = machine(AddrWidth::Bits48, 64);
+    let loaded = l.load(&mut mach).unwrap();
+    let m = loaded.pd("m").unwrap();
+    let k = loaded.pd("vmlinux").unwrap();
+    let perm = |pd, a: u64| mach.table(pd).unwrap().lookup(ByteAddr(a).word()).perm;
+    assert_eq!(perm(m, 0xffff_c040_0000), Perm::ExecuteRead);
+    assert_eq!(perm(m, 0xffff_c040_1ffc), Perm::ExecuteRead);
+    assert_eq!(perm(m, 0xffff_c040_2000), Perm::ReadOnly);
+    assert_eq!(perm(m, 0xffff_c040_2064), Perm::None, "100 bytes: 25 words");
+    assert_eq!(perm(m, 0xffff_c040_3000), Perm::ReadWrite);
+    assert_eq!(perm(m, 0xffff_c040_3040), Perm::None);
+    assert_eq!(
+        perm(k, 0xffff_c040_0000),
+        Perm::None,
+        "only the module's own"
+    );
+    let skipped: Vec<(EntryKind, usize, SkipReason)> = loaded
+        .skipped
+        .iter()
+        .map(|s| (s.kind, s.index, s.reason))
+        .collect();
+    assert_eq!(
+        skipped,
+        vec![
+            (EntryKind::Memory, 3, SkipReason::NoAddress),
+            (EntryKind::Memory, 4, SkipReason::ZeroSize)
+        ]
+    );
+    mach.check_invariants().unwrap();
+    v["memory"][0]["addr"] = json!("0xffffffffffffff00");
+    let l = read(&v).unwrap();
+    let mut mach = machine(AddrWidth::Bits48, 64);
+    assert!(matches!(
+        l.load(&mut mach),
+        Err(LoadError::PastWidth {
+            kind: EntryKind::Memory,
+            index: 0,
+            ..
+        })
+    ));
+    v["memory"][0]["domain"] = json!("ghost");
+    assert!(matches!(
+        read(&v),
+        Err(LayoutError::UnknownDomain {
+            kind: EntryKind::Memory,
+            index: 0,
+            ..
+        })
+    ));
 }
