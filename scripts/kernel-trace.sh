@@ -33,11 +33,11 @@
 # Usage: kernel-trace.sh [--imports] OUTDIR
 #   --imports   also trace the core-kernel functions the loaded modules import (module to
 #               core calls then show): these fire in every caller, core ones included, so
-#               the trace grows some 50 times and each chunk is capped by a 4 MiB per-CPU
+#               the trace grows some 50 times and each chunk is capped by a 1 MiB per-CPU
 #               ring buffer (overwritten events are counted in info.txt); 3 GiB guest
 # Environment: KERNEL_PKG=linux-image-... picks another kernel package; MODULES="ext4 ..."
 #   another module set (the workload exercises only the default set); BUFFER_KB per-CPU
-#   ring buffer (default 20480, 4096 with --imports); USE_KVM=1 adds -enable-kvm.
+#   ring buffer (default 20480, 1024 with --imports); USE_KVM=1 adds -enable-kvm.
 set -euo pipefail
 imports=no
 if [ "${1:-}" = --imports ]; then
@@ -316,7 +316,7 @@ mem=1024
 buffer_kb=${BUFFER_KB:-20480}
 if [ $imports = yes ]; then
     mem=3072
-    buffer_kb=${BUFFER_KB:-4096}
+    buffer_kb=${BUFFER_KB:-1024}
 fi
 timeout 900 qemu-system-x86_64 "${accel[@]}" -m $mem -smp 2 -display none -no-reboot \
     -serial stdio -serial "file:$work/ttyS1" \

@@ -78,7 +78,7 @@ pub const UNKNOWN_DATA_BYTES: u64 = 8;
 /// The 48-bit space's size.
 const LIMIT_48: u64 = 1 << 48;
 /// Bytes of a function's word.
-const FUNCTION_BYTES: u64 = 4;
+pub(crate) const FUNCTION_BYTES: u64 = 4;
 
 /// Maps an x86-64 canonical address into the 48-bit space (keeps its low 48 bits); `None`
 /// if it is not canonical (bits 63..47 not all equal).
@@ -248,32 +248,32 @@ impl Loaded {
 
 /// One symbol of one owner while planning: its address (given or placed), its size.
 #[derive(Debug, Clone, Copy)]
-struct Sym {
-    owner: usize,
-    addr: Option<u64>,
-    bytes: u64,
+pub(crate) struct Sym {
+    pub(crate) owner: usize,
+    pub(crate) addr: Option<u64>,
+    pub(crate) bytes: u64,
 }
 
 /// A symbol's key: (owner domain name, symbol).
-type Key<'a> = (&'a str, &'a str);
+pub(crate) type Key<'a> = (&'a str, &'a str);
 /// Distinct symbols in order of first appearance.
-type Syms<'a> = Vec<(Key<'a>, Sym)>;
+pub(crate) type Syms<'a> = Vec<(Key<'a>, Sym)>;
 
 /// Everything the load writes, by domain index in `layout.domains`.
 #[derive(Debug, Default)]
-struct Plan<'a> {
+pub(crate) struct Plan<'a> {
     /// Symbol keys in order of first appearance, and their state.
-    functions: Syms<'a>,
-    data: Syms<'a>,
-    /// (importer, address, exporter).
-    gates: Vec<(usize, u64, usize)>,
-    /// (address, owner): a gate into the owner in every other domain.
-    entries: Vec<(u64, usize)>,
-    /// (holder, address, bytes, permission).
-    grants: Vec<(usize, u64, u64, Perm)>,
-    /// A module's own memory: (module, address, bytes, permission).
-    memory: Vec<(usize, u64, u64, Perm)>,
-    skipped: Vec<Skipped>,
+    pub(crate) functions: Syms<'a>,
+    pub(crate) data: Syms<'a>,
+    /// (gate index, importer, address, exporter).
+    pub(crate) gates: Vec<(usize, usize, u64, usize)>,
+    /// (entry index, address, owner): a gate into the owner in every other domain.
+    pub(crate) entries: Vec<(usize, u64, usize)>,
+    /// (grant index, holder, owner, address, bytes, permission).
+    pub(crate) grants: Vec<(usize, usize, usize, u64, u64, Perm)>,
+    /// A module's own memory: (memory index, module, address, bytes, permission).
+    pub(crate) memory: Vec<(usize, usize, u64, u64, Perm)>,
+    pub(crate) skipped: Vec<Skipped>,
 }
 
 /// Collects the distinct symbols named by a list's entries, with the first address given
@@ -401,7 +401,7 @@ fn place(
 
 impl Layout {
     /// Checks everything and computes every write, touching no machine.
-    fn plan(&self) -> Result<Plan<'_>, LoadError> {
+    pub(crate) fn plan(&self) -> Result<Plan<'_>, LoadError> {
         let index_of: HashMap<&str, usize> = self
             .domains
             .iter()
@@ -450,7 +450,7 @@ impl Layout {
                 .into());
             };
             match sym.addr {
-                Some(a) => plan.gates.push((from, a, sym.owner)),
+                Some(a) => plan.gates.push((index, from, a, sym.owner)),
                 None => plan.skipped.push(Skipped {
                     kind: EntryKind::Gate,
                     index,
@@ -464,7 +464,7 @@ impl Layout {
                 .get(&(e.owner.as_str(), e.symbol.as_str()))
                 .map(|&i| functions[i].1);
             match sym.and_then(|s| s.addr.map(|a| (a, s.owner))) {
-                Some((a, owner)) => plan.entries.push((a, owner)),
+                Some((a, owner)) => plan.entries.push((index, a, owner)),
                 None => plan.skipped.push(Skipped {
                     kind: EntryKind::Entry,
                     index,
@@ -517,7 +517,8 @@ impl Layout {
             } else {
                 Perm::ReadWrite
             };
-            plan.grants.push((holder, addr, bytes, perm));
+            plan.grants
+                .push((index, holder, sym.owner, addr, bytes, perm));
         }
         for (index, m) in self.memory.iter().enumerate() {
             let what = format!("{:?}", m.kind).to_lowercase();
@@ -571,7 +572,7 @@ impl Layout {
                 MemoryKind::Rodata => Perm::ReadOnly,
                 MemoryKind::Data => Perm::ReadWrite,
             };
-            plan.memory.push((domain, addr, m.bytes, perm));
+            plan.memory.push((index, domain, addr, m.bytes, perm));
         }
         plan.functions = functions;
         plan.data = data;
@@ -665,7 +666,7 @@ impl Layout {
         }
         // Every index below is a domain's, so every domain is created by now.
         let pd = |i: usize| created[i].ok_or_else(|| fail(i)(MachineError::Supervisor));
-        for &(owner, addr, bytes, perm) in &plan.memory {
+        for &(_, owner, addr, bytes, perm) in &plan.memory {
             machine
                 .set_perm(pd(owner)?, ByteAddr(addr), bytes, perm)
                 .map_err(fail(owner))?;
@@ -686,7 +687,7 @@ impl Layout {
                     .map_err(fail(s.owner))?;
             }
         }
-        for &(addr, owner) in &plan.entries {
+        for &(_, addr, owner) in &plan.entries {
             let gate = Gate::Call { dest: pd(owner)? };
             for from in (0..self.domains.len()).filter(|&d| d != owner) {
                 machine
@@ -694,13 +695,13 @@ impl Layout {
                     .map_err(fail(from))?;
             }
         }
-        for &(from, addr, to) in &plan.gates {
+        for &(_, from, addr, to) in &plan.gates {
             let gate = Gate::Call { dest: pd(to)? };
             machine
                 .set_gate(pd(from)?, ByteAddr(addr), Some(gate))
                 .map_err(fail(from))?;
         }
-        for &(holder, addr, bytes, perm) in &plan.grants {
+        for &(_, holder, _, addr, bytes, perm) in &plan.grants {
             machine
                 .set_perm(pd(holder)?, ByteAddr(addr), bytes, perm)
                 .map_err(fail(holder))?;

@@ -1,7 +1,7 @@
 //! `mmp-split`: split a kernel's modules into protection domains.
 //!
 //! `mmp-split [--system-map FILE | --vmlinux FILE] [--kallsyms FILE [--proc-modules FILE]]
-//! [--symvers FILE]
+//! [--symvers FILE] [--check-policy]
 //! [--out LAYOUT.json] [--json] PATH...`
 //! where each PATH is a module file (`.ko`, `.ko.xz`, `.ko.zst`) or a directory searched
 //! recursively for them. Prints the report (a table, or with `--json` one JSON object) and
@@ -49,6 +49,11 @@ struct Args {
     /// Print the report as one JSON object.
     #[arg(long)]
     json: bool,
+    /// Load the layout through the memory supervisor's `mmp_*` calls (PD 1 creating the
+    /// module domains, passing them their memory, placing gates, granting data) and fail,
+    /// naming the entry, if its policy refuses one.
+    #[arg(long)]
+    check_policy: bool,
     /// Module files or directories of them.
     #[arg(required = true, value_name = "PATH")]
     paths: Vec<PathBuf>,
@@ -257,6 +262,37 @@ fn main() -> ExitCode {
         if let Err(e) = written {
             eprintln!("mmp-split: {}: {e}", out.display());
             return ExitCode::from(2);
+        }
+    }
+    if args.check_policy {
+        let l = layout(
+            &split,
+            &Running {
+                map: map.as_ref(),
+                kallsyms: kallsyms.as_ref(),
+                loaded: loaded.as_ref(),
+            },
+        );
+        let sup = mmp_supervisor::Supervisor::new(mmp_supervisor::SupervisorConfig {
+            machine: mmp_machine::MachineConfig {
+                width: mmp_domains::AddrWidth::Bits48,
+                max_pds: l.domains.len() + 2,
+                ..mmp_machine::MachineConfig::default()
+            },
+            table_memory_cap: None,
+        });
+        match sup
+            .map_err(|e| e.to_string())
+            .and_then(|mut s| l.load_supervised(&mut s, 0).map_err(|e| e.to_string()))
+        {
+            Ok(done) => eprintln!(
+                "mmp-split: the supervisor's policy accepts the layout ({} calls, {} regions)",
+                done.calls, done.regions
+            ),
+            Err(e) => {
+                eprintln!("mmp-split: the supervisor's policy refuses the layout: {e}");
+                return ExitCode::from(1);
+            }
         }
     }
     if errors.is_empty() {

@@ -9,7 +9,7 @@
 mod common;
 
 use common::{Fixture, ko};
-use mmp_domains::{Access, AddrWidth, ByteAddr, PdKind, Perm, PermTable, TableFormat};
+use mmp_domains::{Access, AddrWidth, ByteAddr, PdId, PdKind, Perm, PermTable, TableFormat};
 use mmp_machine::{AccessError, Machine, MachineConfig, MachineError};
 use mmp_machine::{ArgWindow, FrameRegs, Gate};
 use mmp_split::layout::{FORMAT, VERSION};
@@ -745,5 +745,92 @@ fn a_modules_own_memory_is_loaded_with_its_classes_permissions() {
             index: 0,
             ..
         })
+    ));
+}
+
+fn supervisor() -> mmp_supervisor::Supervisor {
+    mmp_supervisor::Supervisor::new(mmp_supervisor::SupervisorConfig {
+        machine: MachineConfig {
+            cpus: 2,
+            width: AddrWidth::Bits48,
+            format: TableFormat::Mlpt,
+            max_pds: 64,
+            ..MachineConfig::default()
+        },
+        table_memory_cap: None,
+    })
+    .unwrap()
+}
+
+#[test]
+fn a_layout_loads_through_the_supervisor_and_its_policy_holds() {
+    let l = fixture_layout();
+    let mut sup = supervisor();
+    let done = l.load_supervised(&mut sup, 0).unwrap();
+    sup.check_invariants().unwrap();
+    assert_eq!(
+        sup.machine().running(0),
+        Ok(PdId::SUPERVISOR),
+        "the CPU runs what it ran"
+    );
+    // The same domains, gates and grants as the hardware-level load.
+    let mut m = machine(AddrWidth::Bits48, 64);
+    let direct = l.load(&mut m).unwrap();
+    for d in &l.domains {
+        assert_eq!(done.pds[&d.name], direct.pds[&d.name], "{}", d.name);
+    }
+    for g in &l.gates {
+        let at = direct.function(&g.to, &g.symbol).unwrap().addr;
+        let from = direct.pd(&g.from).unwrap();
+        assert_eq!(sup.machine().gate(from, at), m.gate(from, at), "{g:?}");
+        assert!(sup.machine().gate(from, at).is_some(), "{g:?}");
+    }
+    for g in &l.grants {
+        let at = direct.data_object(&g.owner, &g.symbol).unwrap().addr;
+        let holder = direct.pd(&g.holder).unwrap();
+        let perm = |mm: &Machine| mm.table(holder).unwrap().lookup(at.word()).perm;
+        assert_eq!(perm(sup.machine()), perm(&m), "{g:?}");
+    }
+    assert!(done.calls > 10 && done.regions > 0);
+}
+
+#[test]
+fn a_layout_the_policy_refuses_is_an_error_naming_the_entry_and_changes_nothing() {
+    // Module m's data object `d` placed on the core kernel's function `f`: two owners claim
+    // one word.
+    let mut v = small();
+    v["grants"] = json!([{"holder": "vmlinux", "owner": "m", "symbol": "d", "bytes": 16,
+                          "read_only": false, "addr": "0xffffffff81000010"}]);
+    let l = read(&v).unwrap();
+    let mut sup = supervisor();
+    let before = sup.digest();
+    let e = l.load_supervised(&mut sup, 0).unwrap_err();
+    let text = e.to_string();
+    assert!(
+        matches!(
+            &e,
+            mmp_split::SupervisedError::Refused {
+                source: mmp_supervisor::SupervisorError::Overlap { .. },
+                ..
+            }
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("of m") && text.contains("of vmlinux"),
+        "{text}"
+    );
+    assert_eq!(sup.digest(), before);
+    // Memory on the supervisor's own region.
+    let mut v = small();
+    v["memory"] = json!([{"domain": "m", "kind": "data", "bytes": 64, "addr": "0x1000"}]);
+    let e = read(&v).unwrap().load_supervised(&mut sup, 0).unwrap_err();
+    assert!(e.to_string().contains("memory 0"), "{e}");
+    assert_eq!(sup.digest(), before);
+    // A 32-bit supervisor.
+    let mut small_sup = mmp_supervisor::Supervisor::new(Default::default()).unwrap();
+    assert!(matches!(
+        fixture_layout().load_supervised(&mut small_sup, 0),
+        Err(mmp_split::SupervisedError::NotBits48 { .. })
     ));
 }
