@@ -434,16 +434,18 @@ impl Replay {
 
     #[inline(always)]
     fn mem(&mut self, kind: MemKind, addr: u64, size: u32) {
-        // A fetch of a function the layout placed elsewhere is made at its new address.
-        let addr = if kind == MemKind::Fetch && !self.translate.is_empty() {
-            self.translate.get(&addr).copied().unwrap_or(addr)
-        } else {
-            addr
-        };
+        let mut addr = addr;
         let access = match kind {
             MemKind::Load | MemKind::Modify => Access::Read,
             MemKind::Store => Access::Write,
-            MemKind::Fetch => Access::Execute,
+            MemKind::Fetch => {
+                // A fetch of a function the layout placed elsewhere is made at its new
+                // address.
+                if !self.translate.is_empty() {
+                    addr = self.translate.get(&addr).copied().unwrap_or(addr);
+                }
+                Access::Execute
+            }
         };
         let size = u64::from(size);
         if matches!(size, 1 | 2 | 4 | 8) {
