@@ -35,11 +35,15 @@ fn scratch(name: &str) -> PathBuf {
     d.join(name)
 }
 
-/// A report without its timings.
+/// A report without its timings and without the trace's name (which names the file).
 fn untimed(mut v: Value) -> Value {
     let o = v.as_object_mut().unwrap();
     o.remove("seconds");
     o.remove("events_per_sec");
+    assert!(
+        o.remove("trace").is_some_and(|t| t.is_string()),
+        "the report names its trace"
+    );
     v
 }
 
@@ -467,4 +471,106 @@ fn fuzz_findings_stay_fixed() {
         err.contains("byte 879: memory reference of 2147204373 bytes"),
         "{err}"
     );
+}
+
+#[test]
+fn reports_name_the_trace_the_layout_and_the_domains_and_warn_where_a_user_would_be_surprised() {
+    let layout = scratch("warn-layout.json");
+    std::fs::write(
+        &layout,
+        r#"{"format":"mmp-split-layout","version":2,
+ "domains":[{"pd":1,"name":"vmlinux","core":true,"depends":[]},
+            {"pd":2,"name":"foo","core":false,"depends":[]}],
+ "gates":[{"from":"foo","to":"vmlinux","symbol":"printk","addr":"0xffffffff81000100"}],
+ "grants":[{"holder":"foo","owner":"vmlinux","symbol":"jiffies","bytes":8,"read_only":true,
+            "addr":"0xffffffff82000000"}],
+ "unclassified":[]}"#,
+    )
+    .unwrap();
+    let l = layout.to_str().unwrap();
+    // foo calls printk and returns, writes the read-only jiffies; bar is not in the layout.
+    let trace = scratch("warn.txt");
+    std::fs::write(
+        &trace,
+        "domain 1 vmlinux\ndomain 2 foo\ndomain 3 bar\nfunction 0x1000010 1 printk\n\
+         function 0x3000010 3 bar_fn\nswitch 2\ncall 0x1000010\nreturn\n\
+         store 0xffff82000000 8\ncall 0x3000010\nreturn\n",
+    )
+    .unwrap();
+    let t = trace.to_str().unwrap();
+    let out = run(&["--json", "--layout", l, t]);
+    assert!(out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["trace"], t);
+    assert_eq!(v["layout"], l);
+    assert_eq!(v["config"]["table"], "mlpt");
+    let pair = |from: &str, to: &str| {
+        v["crossing_pairs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["from"] == from && p["to"] == to)
+            .cloned()
+            .unwrap()
+    };
+    // The call into printk crosses foo -> vmlinux; its return vmlinux -> foo.
+    let p = pair("foo", "vmlinux");
+    assert_eq!(
+        (p["calls"].as_u64(), p["returns"].as_u64()),
+        (Some(1), Some(0))
+    );
+    let p = pair("vmlinux", "foo");
+    assert_eq!(
+        (p["calls"].as_u64(), p["returns"].as_u64()),
+        (Some(0), Some(1))
+    );
+    // bar_fn: a policy gap, followed and returned from.
+    let p = pair("foo", "bar");
+    assert_eq!(
+        (p["calls"].as_u64(), p["count"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let p = pair("bar", "foo");
+    assert_eq!(
+        (p["returns"].as_u64(), p["count"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let sample = v["faults"]["samples"][0].as_str().unwrap();
+    assert!(sample.contains(": foo: "), "{sample}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("warning: trace domains the layout lacks") && err.contains("bar"),
+        "{err}"
+    );
+    let strict = run(&["--strict", "--quiet", "--layout", l, t]);
+    assert!(!strict.status.success());
+    assert!(String::from_utf8_lossy(&strict.stderr).contains("--strict"));
+    // A layout whose domains match none of the trace's.
+    let other = scratch("warn-other.txt");
+    std::fs::write(
+        &other,
+        "domain 1 alpha\ndomain 2 beta\nfunction 0x2000010 2 b\nswitch 1\ncall 0x2000010\nreturn\n",
+    )
+    .unwrap();
+    let o = other.to_str().unwrap();
+    let out = run(&["--quiet", "--layout", l, o]);
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("matches none of the trace's 2 domains"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !run(&["--strict", "--quiet", "--layout", l, o])
+            .status
+            .success()
+    );
+    // Without a layout there is nothing to warn about, and --strict passes.
+    let plain = run(&["--strict", "--quiet", t]);
+    assert!(
+        plain.status.success(),
+        "{}",
+        String::from_utf8_lossy(&plain.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&plain.stderr).contains("warning"));
 }

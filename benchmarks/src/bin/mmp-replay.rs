@@ -50,6 +50,10 @@ struct Cli {
     /// No progress bar.
     #[arg(long, short)]
     quiet: bool,
+    /// Make the warnings (trace domains a layout lacks, a layout that matches none of the
+    /// trace's domains) errors: exit 1 after printing the report.
+    #[arg(long)]
+    strict: bool,
 }
 
 #[derive(Debug, Args)]
@@ -436,8 +440,15 @@ fn table(r: &Report, name: &str) -> String {
     let mut s = String::new();
     let c = &r.config;
     s += &format!(
-        "trace: {name}\nmachine: {} tables, PLB {} entries / {} ways, {} CPUs, {}-bit\n\n",
-        c.table, c.plb_entries, c.plb_ways, c.cpus, c.width
+        "trace: {name}\n{}machine: {} tables, PLB {} entries / {} ways, {} CPUs, {}-bit\n\n",
+        r.layout
+            .as_ref()
+            .map_or_else(String::new, |l| format!("layout: {l}\n")),
+        c.table,
+        c.plb_entries,
+        c.plb_ways,
+        c.cpus,
+        c.width
     );
     s += &format!(
         "events            {:>14}\ninstructions      {:>14}\naccesses checked  {:>14}\ncrossings         {:>14}\nswitches          {:>14}\nsupervisor calls  {:>14}\n",
@@ -464,7 +475,10 @@ fn table(r: &Report, name: &str) -> String {
     }
     s += "crossing pairs (most frequent first)\n";
     for p in r.crossing_pairs.iter().take(12) {
-        s += &format!("  {:<16} -> {:<16} {:>10}\n", p.from, p.to, p.count);
+        s += &format!(
+            "  {:<16} -> {:<16} {:>10}  ({} calls, {} returns)\n",
+            p.from, p.to, p.count, p.calls, p.returns
+        );
     }
     if r.crossing_pairs.len() > 12 {
         s += &format!("  ... {} pairs in all\n", r.crossing_pairs.len());
@@ -533,6 +547,28 @@ fn table(r: &Report, name: &str) -> String {
         r.events_per_sec / 1e6
     );
     s
+}
+
+/// What a user would be surprised by in a report: trace domains a layout lacks, and a layout
+/// that matches none of the trace's domains.
+fn warnings(r: &Report) -> Vec<String> {
+    let mut w = Vec::new();
+    if r.layout.is_none() || r.unmatched_domains.is_empty() {
+        return w;
+    }
+    if r.unmatched_domains.len() >= r.crossings_by_domain.len() {
+        w.push(format!(
+            "the layout matches none of the trace's {} domains (names differ?): every call \
+             between them is a policy gap",
+            r.crossings_by_domain.len()
+        ));
+    } else {
+        w.push(format!(
+            "trace domains the layout lacks, replayed with no permission but their own code's: {}",
+            r.unmatched_domains.join(", ")
+        ));
+    }
+    w
 }
 
 /// The figures beside the MMP kernel paper's (section 4: Linux 2.4.19 split by hand and
@@ -795,7 +831,17 @@ fn run(cli: Cli) -> Result<(), String> {
                 table_growth_cap: m.table_growth_cap(),
             };
             let layout = layout_for(&cli.input, m.layout.as_deref())?;
-            let (r, name) = replay_one(&cli.input, cfg, layout.as_ref(), cli.quiet || cli.json)?;
+            let (mut r, name) =
+                replay_one(&cli.input, cfg, layout.as_ref(), cli.quiet || cli.json)?;
+            r.trace = Some(name.clone());
+            r.layout = match (&m.layout, &layout) {
+                (Some(p), _) => Some(p.display().to_string()),
+                (None, Some(_)) => Some(format!(
+                    "embedded: the split of the same kernel's modules ({})",
+                    mmp_benchmarks::kernel::PACKAGE.trim()
+                )),
+                (None, None) => None,
+            };
             if let Some(dir) = &cli.plot {
                 plots(dir, &r)?;
             }
@@ -803,6 +849,16 @@ fn run(cli: Cli) -> Result<(), String> {
                 println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
             } else {
                 print!("{}", table(&r, &name));
+            }
+            let warned = warnings(&r);
+            for w in &warned {
+                eprintln!("mmp-replay: warning: {w}");
+            }
+            if cli.strict && !warned.is_empty() {
+                return Err(format!(
+                    "{} warning(s), and --strict makes them errors",
+                    warned.len()
+                ));
             }
             Ok(())
         }

@@ -238,6 +238,8 @@ pub struct Replay {
     translate: HashMap<u64, u64>,
     /// With a layout: each function's machine address to its owner and name.
     fn_at: HashMap<u64, (PdId, String)>,
+    /// Each declared function's machine address to its name (for fault samples).
+    fn_names: HashMap<u64, String>,
     /// With a layout: refused cross-domain calls per (from, to) trace domain pair, by callee.
     policy_gaps: HashMap<(u32, u32), HashMap<String, u64>>,
     gap_calls: u64,
@@ -267,7 +269,8 @@ pub struct Replay {
     crossings: u64,
     switches: u64,
     syscalls: u64,
-    pairs: HashMap<(u32, u32), u64>,
+    /// (calls, returns) per (from, to) trace domain pair.
+    pairs: HashMap<(u32, u32), (u64, u64)>,
     gap_insns: u64,
     gaps: [u64; GAP_BUCKETS],
     faults: BTreeMap<FaultClass, u64>,
@@ -338,6 +341,7 @@ impl Replay {
             layout: None,
             translate: HashMap::new(),
             fn_at: HashMap::new(),
+            fn_names: HashMap::new(),
             policy_gaps: HashMap::new(),
             gap_calls: 0,
             cross_calls: 0,
@@ -408,8 +412,17 @@ impl Replay {
     fn fault(&mut self, f: &Fault) {
         *self.faults.entry(FaultClass::of(f)).or_default() += 1;
         if self.fault_samples.len() < FAULT_SAMPLES {
+            // Name the domain, and for a fetch or call the function there, as the trace
+            // names them.
+            let domain = self.name(self.trace_no(f.pd));
+            let at = self
+                .fn_names
+                .get(&f.addr.0)
+                .or_else(|| self.fn_names.get(&(f.addr.0 & !3)))
+                .map(|n| format!(" ({n})"))
+                .unwrap_or_default();
             self.fault_samples
-                .push(format!("event {}: {f}", self.events));
+                .push(format!("event {}: {domain}: {f}{at}", self.events));
         }
     }
 
@@ -477,10 +490,15 @@ impl Replay {
         }
     }
 
-    fn crossed(&mut self, from: PdId, to: PdId) {
+    fn crossed(&mut self, from: PdId, to: PdId, call: bool) {
         self.crossings += 1;
         let key = (self.trace_no(from), self.trace_no(to));
-        *self.pairs.entry(key).or_insert(0) += 1;
+        let p = self.pairs.entry(key).or_insert((0, 0));
+        if call {
+            p.0 += 1;
+        } else {
+            p.1 += 1;
+        }
         let b = if self.gap_insns == 0 {
             0
         } else {
@@ -511,7 +529,7 @@ impl Replay {
             Ok(to) if to != from => {
                 self.open[cpu].push(Open::Cross(landing));
                 self.cross_calls += 1;
-                self.crossed(from, to);
+                self.crossed(from, to, true);
             }
             Ok(_) => self.open[cpu].push(Open::Local),
             Err(AccessError::Fault(f))
@@ -535,7 +553,7 @@ impl Replay {
                 self.gap_calls += 1;
                 self.cross_calls += 1;
                 self.open[cpu].push(Open::Forced(from));
-                self.crossed(from, to);
+                self.crossed(from, to, true);
             }
             Err(e) => {
                 self.open[cpu].push(Open::Failed);
@@ -555,13 +573,13 @@ impl Replay {
                 self.machine
                     .switch_pd(cpu, back)
                     .map_err(|e| self.machine_err(e))?;
-                self.crossed(from, back);
+                self.crossed(from, back, false);
                 Ok(())
             }
             Some(Open::Cross(to_addr)) => {
                 match self.machine.ret(cpu, ByteAddr(at), ByteAddr(to_addr)) {
                     Ok(to) => {
-                        self.crossed(from, to);
+                        self.crossed(from, to, false);
                         Ok(())
                     }
                     Err(e) => self.access_error(e),
@@ -571,7 +589,7 @@ impl Replay {
                 // No call open: a return through the return gate underflows.
                 match self.machine.ret(cpu, ByteAddr(at), ByteAddr(0)) {
                     Ok(to) => {
-                        self.crossed(from, to);
+                        self.crossed(from, to, false);
                         Ok(())
                     }
                     Err(e) => self.access_error(e),
@@ -649,6 +667,7 @@ impl Replay {
             // The layout placed it (and gave its owner execute there).
             self.translate.insert(addr, p.addr.0);
             self.fn_at.insert(p.addr.0, (p.owner, name.to_string()));
+            self.fn_names.insert(p.addr.0, name.to_string());
             return Ok(());
         }
         let bad = |why: &str| ReplayError::BadRange {
@@ -670,6 +689,7 @@ impl Replay {
         self.machine
             .set_perm(pd, ByteAddr(addr), 4, Perm::ExecuteRead)
             .map_err(|e| bad(&e.to_string()))?;
+        self.fn_names.insert(addr, name.to_string());
         if self.layout.is_some() {
             // Only the layout's gates lead into another domain.
             self.fn_at.insert(addr, (pd, name.to_string()));
@@ -950,10 +970,12 @@ impl Replay {
         let mut pairs: Vec<CrossingPair> = self
             .pairs
             .iter()
-            .map(|(&(f, t), &count)| CrossingPair {
+            .map(|(&(f, t), &(calls, returns))| CrossingPair {
                 from: self.name(f),
                 to: self.name(t),
-                count,
+                count: calls + returns,
+                calls,
+                returns,
             })
             .collect();
         pairs.sort_by(|a, b| {
@@ -970,7 +992,7 @@ impl Replay {
                 .pairs
                 .iter()
                 .filter(|&(&(f, t), _)| f == no || t == no)
-                .map(|(_, &c)| c)
+                .map(|(_, &(c, r))| c + r)
                 .sum();
             by_domain.push(DomainCrossings {
                 domain: d.name.clone(),
@@ -1034,6 +1056,8 @@ impl Replay {
             .collect();
         interrupted.sort_by(|a, b| b.count.cmp(&a.count).then(a.domain.cmp(&b.domain)));
         Report {
+            trace: None,
+            layout: None,
             threads: self.threads_seen,
             thread_switches: self.thread_switches,
             interrupts: self.interrupts,

@@ -15,8 +15,12 @@ pub struct CrossingPair {
     pub from: String,
     /// The domain entered.
     pub to: String,
-    /// How many times.
+    /// How many times: `calls + returns`.
     pub count: u64,
+    /// Calls that crossed from `from` into `to`.
+    pub calls: u64,
+    /// Returns that crossed from `from` back into `to`.
+    pub returns: u64,
 }
 
 /// A domain and a count.
@@ -170,6 +174,10 @@ pub struct Report {
     pub switches: u64,
     /// Supervisor calls.
     pub syscalls: u64,
+    /// The trace replayed (set by the caller that opened it; `None` from the engine).
+    pub trace: Option<String>,
+    /// The split layout replayed on, if any (set by the caller; `None` from the engine).
+    pub layout: Option<String>,
     /// Threads seen (a trace without thread events has none).
     pub threads: u64,
     /// Times a CPU began running another thread.
