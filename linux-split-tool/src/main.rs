@@ -119,73 +119,61 @@ impl Addresses for Running<'_> {
     }
 }
 
+/// Reads and parses an optional text input (`--system-map`, `--kallsyms`, ...).
+fn text_input<T, E: std::fmt::Display>(
+    p: Option<&PathBuf>,
+    parse: impl Fn(&str, &str) -> Result<T, E>,
+) -> Result<Option<T>, String> {
+    p.map(|p| {
+        read_text(p).and_then(|t| parse(&p.display().to_string(), &t).map_err(|e| e.to_string()))
+    })
+    .transpose()
+}
+
+/// The symbol files the arguments name: core symbols, a running kernel's kallsyms (filtered
+/// by its `/proc/modules`) and `/proc/modules`, `Module.symvers`.
+type Symbols = (
+    Option<SystemMap>,
+    Option<Kallsyms>,
+    Option<ProcModules>,
+    Option<Symvers>,
+);
+
+fn symbols(args: &Args) -> Result<Symbols, String> {
+    let map = match &args.vmlinux {
+        Some(p) => Some(
+            std::fs::read(p)
+                .map_err(|e| format!("{}: {e}", p.display()))
+                .and_then(|b| {
+                    SystemMap::from_elf(&p.display().to_string(), &b).map_err(|e| e.to_string())
+                })?,
+        ),
+        None => text_input(args.system_map.as_ref(), SystemMap::parse)?,
+    };
+    let mut kallsyms = text_input(args.kallsyms.as_ref(), Kallsyms::parse)?;
+    let loaded = match kallsyms.as_mut() {
+        Some(k) => {
+            let loaded = text_input(args.proc_modules.as_ref(), ProcModules::parse)?;
+            if let Some(pm) = &loaded {
+                k.retain_loaded(pm);
+            }
+            loaded
+        }
+        None => None,
+    };
+    let map = map.or_else(|| kallsyms.as_ref().map(|k| k.core.clone()));
+    let symvers = text_input(args.symvers.as_ref(), Symvers::parse)?;
+    Ok((map, kallsyms, loaded, symvers))
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
-    let map = if let Some(p) = &args.vmlinux {
-        match std::fs::read(p)
-            .map_err(|e| format!("{}: {e}", p.display()))
-            .and_then(|b| {
-                SystemMap::from_elf(&p.display().to_string(), &b).map_err(|e| e.to_string())
-            }) {
-            Ok(m) => Some(m),
-            Err(e) => {
-                eprintln!("mmp-split: {e}");
-                return ExitCode::from(2);
-            }
+    let (map, kallsyms, loaded, symvers) = match symbols(&args) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("mmp-split: {e}");
+            return ExitCode::from(2);
         }
-    } else if let Some(p) = &args.system_map {
-        match read_text(p)
-            .and_then(|t| SystemMap::parse(&p.display().to_string(), &t).map_err(|e| e.to_string()))
-        {
-            Ok(m) => Some(m),
-            Err(e) => {
-                eprintln!("mmp-split: {e}");
-                return ExitCode::from(2);
-            }
-        }
-    } else {
-        None
-    };
-    let kallsyms = match &args.kallsyms {
-        Some(p) => match read_text(p)
-            .and_then(|t| Kallsyms::parse(&p.display().to_string(), &t).map_err(|e| e.to_string()))
-        {
-            Ok(k) => Some(k),
-            Err(e) => {
-                eprintln!("mmp-split: {e}");
-                return ExitCode::from(2);
-            }
-        },
-        None => None,
-    };
-    let mut kallsyms = kallsyms;
-    let mut loaded = None;
-    if let (Some(k), Some(p)) = (kallsyms.as_mut(), &args.proc_modules) {
-        match read_text(p).and_then(|t| {
-            ProcModules::parse(&p.display().to_string(), &t).map_err(|e| e.to_string())
-        }) {
-            Ok(pm) => {
-                k.retain_loaded(&pm);
-                loaded = Some(pm);
-            }
-            Err(e) => {
-                eprintln!("mmp-split: {e}");
-                return ExitCode::from(2);
-            }
-        }
-    }
-    let map = map.or_else(|| kallsyms.as_ref().map(|k| k.core.clone()));
-    let symvers = match &args.symvers {
-        Some(p) => match read_text(p)
-            .and_then(|t| Symvers::parse(&p.display().to_string(), &t).map_err(|e| e.to_string()))
-        {
-            Ok(s) => Some(s),
-            Err(e) => {
-                eprintln!("mmp-split: {e}");
-                return ExitCode::from(2);
-            }
-        },
-        None => None,
     };
     let mut files = Vec::new();
     let mut errors = Vec::new();
@@ -247,15 +235,15 @@ fn main() -> ExitCode {
     } else {
         print!("{}", rep.table());
     }
+    let l = layout(
+        &split,
+        &Running {
+            map: map.as_ref(),
+            kallsyms: kallsyms.as_ref(),
+            loaded: loaded.as_ref(),
+        },
+    );
     if let Some(out) = &args.out {
-        let l = layout(
-            &split,
-            &Running {
-                map: map.as_ref(),
-                kallsyms: kallsyms.as_ref(),
-                loaded: loaded.as_ref(),
-            },
-        );
         let written = serde_json::to_string_pretty(&l)
             .map_err(|e| e.to_string())
             .and_then(|s| std::fs::write(out, s + "\n").map_err(|e| e.to_string()));
@@ -265,14 +253,6 @@ fn main() -> ExitCode {
         }
     }
     if args.check_policy {
-        let l = layout(
-            &split,
-            &Running {
-                map: map.as_ref(),
-                kallsyms: kallsyms.as_ref(),
-                loaded: loaded.as_ref(),
-            },
-        );
         let sup = mmp_supervisor::Supervisor::new(mmp_supervisor::SupervisorConfig {
             machine: mmp_machine::MachineConfig {
                 width: mmp_domains::AddrWidth::Bits48,

@@ -69,6 +69,48 @@ fn text_line(line: &str, what: &str) -> Result<(), String> {
     }
 }
 
+/// Runs `f` on each line of `text` that is not blank, after the checks every text input gets
+/// ([`text_line`], as `what`); an error `f` returns names `file` and the line.
+fn each_line<'t>(
+    file: &str,
+    text: &'t str,
+    what: &str,
+    mut f: impl FnMut(&'t str) -> Result<(), String>,
+) -> Result<(), ParseError> {
+    for (i, line) in text.lines().enumerate() {
+        let err = |what: String| ParseError {
+            file: file.to_string(),
+            line: i + 1,
+            what,
+        };
+        text_line(line, what).map_err(err)?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        f(line).map_err(err)?;
+    }
+    Ok(())
+}
+
+/// The first three fields of an `nm`-style line, `ADDRESS TYPE NAME` (the address in hex,
+/// the type one letter), and the fields after them. `shape` names the line's expected shape
+/// in the error.
+fn nm_fields<'l>(
+    line: &'l str,
+    shape: &str,
+) -> Result<(u64, char, &'l str, std::str::SplitWhitespace<'l>), String> {
+    let mut f = line.split_whitespace();
+    let (Some(a), Some(t), Some(name)) = (f.next(), f.next(), f.next()) else {
+        return Err(format!("expected `{shape}`, found {}", shorten(line)));
+    };
+    let addr = u64::from_str_radix(a, 16).map_err(|e| format!("bad address {a:?}: {e}"))?;
+    let mut letters = t.chars();
+    let (Some(c), None) = (letters.next(), letters.next()) else {
+        return Err(format!("bad symbol type {t:?}"));
+    };
+    Ok((addr, c, name, f))
+}
+
 /// No symbols at all: an empty file or one of blank lines, which would silently resolve
 /// nothing.
 fn no_symbols(file: &str, hint: &str) -> ParseError {
@@ -102,44 +144,19 @@ impl Kallsyms {
     /// symbols, or one whose addresses are all 0 (read without the privilege to see them:
     /// read it as root, with `kernel.kptr_restrict` at 0).
     pub fn parse(file: &str, text: &str) -> Result<Kallsyms, ParseError> {
+        const SHAPE: &str = "ADDRESS TYPE NAME [MODULE]";
         let mut k = Kallsyms::default();
         let mut nonzero = false;
-        for (i, line) in text.lines().enumerate() {
-            let err = |what: String| ParseError {
-                file: file.to_string(),
-                line: i + 1,
-                what,
-            };
-            text_line(line, "kallsyms text").map_err(err)?;
-            if line.trim().is_empty() {
-                continue;
-            }
-            let mut f = line.split_whitespace();
-            let (Some(a), Some(t), Some(name)) = (f.next(), f.next(), f.next()) else {
-                return Err(err(format!(
-                    "expected `ADDRESS TYPE NAME [MODULE]`, found {}",
-                    shorten(line)
-                )));
-            };
-            let module = match (f.next(), f.next()) {
+        each_line(file, text, "kallsyms text", |line| {
+            let (addr, c, name, mut rest) = nm_fields(line, SHAPE)?;
+            let module = match (rest.next(), rest.next()) {
                 (None, None) => None,
                 (Some(m), None) if m.len() > 2 && m.starts_with('[') && m.ends_with(']') => {
                     Some(m[1..m.len() - 1].replace('-', "_"))
                 }
-                _ => {
-                    return Err(err(format!(
-                        "expected `ADDRESS TYPE NAME [MODULE]`, found {}",
-                        shorten(line)
-                    )));
-                }
+                _ => return Err(format!("expected `{SHAPE}`, found {}", shorten(line))),
             };
-            let addr =
-                u64::from_str_radix(a, 16).map_err(|e| err(format!("bad address {a:?}: {e}")))?;
             nonzero |= addr != 0;
-            let mut letters = t.chars();
-            let (Some(c), None) = (letters.next(), letters.next()) else {
-                return Err(err(format!("bad symbol type {t:?}")));
-            };
             match module {
                 Some(m) => {
                     k.modules
@@ -156,7 +173,8 @@ impl Kallsyms {
                     });
                 }
             }
-        }
+            Ok(())
+        })?;
         if k.core.by_name.is_empty() {
             return Err(no_symbols(file, "no core-kernel lines: an empty file?"));
         }
@@ -217,36 +235,28 @@ impl ProcModules {
     pub fn parse(file: &str, text: &str) -> Result<ProcModules, ParseError> {
         let mut m = ProcModules::default();
         let mut nonzero = false;
-        for (i, line) in text.lines().enumerate() {
-            let err = |what: String| ParseError {
-                file: file.to_string(),
-                line: i + 1,
-                what,
-            };
-            text_line(line, "/proc/modules text").map_err(err)?;
-            if line.trim().is_empty() {
-                continue;
-            }
+        each_line(file, text, "/proc/modules text", |line| {
             let f: Vec<&str> = line.split_whitespace().collect();
             if f.len() < 6 {
-                return Err(err(format!(
+                return Err(format!(
                     "expected `NAME SIZE REFS DEPS STATE ADDRESS`, found {}",
                     shorten(line)
-                )));
+                ));
             }
             let size: u64 = f[1]
                 .parse()
-                .map_err(|e| err(format!("bad size {:?}: {e}", f[1])))?;
+                .map_err(|e| format!("bad size {:?}: {e}", f[1]))?;
             let addr = f[5]
                 .strip_prefix("0x")
                 .and_then(|h| u64::from_str_radix(h, 16).ok())
-                .ok_or_else(|| err(format!("bad address {:?}", f[5])))?;
+                .ok_or_else(|| format!("bad address {:?}", f[5]))?;
             nonzero |= addr != 0;
             let name = f[0].replace('-', "_");
             if m.modules.insert(name.clone(), (addr, size)).is_some() {
-                return Err(err(format!("module {name} is listed twice")));
+                return Err(format!("module {name} is listed twice"));
             }
-        }
+            Ok(())
+        })?;
         if m.modules.is_empty() {
             return Err(ParseError {
                 file: file.to_string(),
@@ -295,35 +305,15 @@ impl SystemMap {
     /// one letter, or binary data; and (line 0) for a file with no symbols.
     pub fn parse(file: &str, text: &str) -> Result<SystemMap, ParseError> {
         let mut map = SystemMap::default();
-        for (i, line) in text.lines().enumerate() {
-            let err = |what: String| ParseError {
-                file: file.to_string(),
-                line: i + 1,
-                what,
-            };
-            text_line(line, "a text System.map").map_err(err)?;
-            let mut f = line.split_whitespace();
-            let (Some(a), Some(t), Some(name)) = (f.next(), f.next(), f.next()) else {
-                if line.trim().is_empty() {
-                    continue;
-                }
-                return Err(err(format!(
-                    "expected `ADDRESS TYPE NAME`, found {}",
-                    shorten(line)
-                )));
-            };
-            let addr =
-                u64::from_str_radix(a, 16).map_err(|e| err(format!("bad address {a:?}: {e}")))?;
-            let mut letters = t.chars();
-            let (Some(c), None) = (letters.next(), letters.next()) else {
-                return Err(err(format!("bad symbol type {t:?}")));
-            };
+        each_line(file, text, "a text System.map", |line| {
+            let (addr, c, name, _) = nm_fields(line, "ADDRESS TYPE NAME")?;
             map.addrs.push(addr);
             map.by_name.entry(name.to_string()).or_insert(MapSymbol {
                 addr,
                 kind: SymbolKind::from_nm_letter(c),
             });
-        }
+            Ok(())
+        })?;
         if map.by_name.is_empty() {
             return Err(no_symbols(file, "an empty file?"));
         }
@@ -455,26 +445,17 @@ impl Symvers {
     /// binary data; and (line 0) for a file with no exports.
     pub fn parse(file: &str, text: &str) -> Result<Symvers, ParseError> {
         let mut s = Symvers::default();
-        for (i, line) in text.lines().enumerate() {
-            if line.trim().is_empty() {
-                continue;
-            }
-            let err = |what: String| ParseError {
-                file: file.to_string(),
-                line: i + 1,
-                what,
-            };
-            text_line(line, "a text Module.symvers").map_err(err)?;
+        each_line(file, text, "a text Module.symvers", |line| {
             let f: Vec<&str> = line.split('\t').collect();
             if f.len() < 4 {
-                return Err(err(format!(
+                return Err(format!(
                     "expected `CRC\\tNAME\\tMODULE\\tEXPORT_TYPE`, found {}",
                     shorten(line)
-                )));
+                ));
             }
             let crc = f[0].trim_start_matches("0x");
             if crc.is_empty() || u64::from_str_radix(crc, 16).is_err() {
-                return Err(err(format!("bad CRC {:?}", f[0])));
+                return Err(format!("bad CRC {:?}", f[0]));
             }
             s.by_name.insert(
                 f[1].to_string(),
@@ -483,7 +464,8 @@ impl Symvers {
                     export_type: f[3].to_string(),
                 },
             );
-        }
+            Ok(())
+        })?;
         if s.by_name.is_empty() {
             return Err(no_symbols(file, "an empty file?"));
         }

@@ -590,27 +590,28 @@ fn paper_table(r: &Report) -> String {
     };
     let mut s =
         String::from("\nbeside the MMP kernel paper (Linux 2.4.19 boot on bochs, split by hand)\n");
-    s += &format!("  {:<38} {:>16}  {}\n", "", "paper", "this replay");
-    s += &format!(
-        "  {:<38} {:>16}  {}\n",
-        "protection-domain changes", "284,822", r.crossings
-    );
-    s += &format!(
-        "  {:<38} {:>16}  {}\n",
-        "busiest module's share of them", "97.5% (IDE)", top
-    );
-    s += &format!(
-        "  {:<38} {:>16}  {}\n",
-        "instructions", "955,240,000", r.instructions
-    );
-    s += &format!(
-        "  {:<38} {:>16}  {}\n",
-        "instructions per domain visit", "3,353", visit
-    );
-    s += &format!(
-        "  {:<38} {:>16}  {} of {} cross-domain calls\n",
-        "calls the split forbids (policy gaps)", "-", r.policy_gap_calls, r.cross_domain_calls
-    );
+    let rows: [(&str, &str, String); 6] = [
+        ("", "paper", "this replay".into()),
+        (
+            "protection-domain changes",
+            "284,822",
+            r.crossings.to_string(),
+        ),
+        ("busiest module's share of them", "97.5% (IDE)", top),
+        ("instructions", "955,240,000", r.instructions.to_string()),
+        ("instructions per domain visit", "3,353", visit),
+        (
+            "calls the split forbids (policy gaps)",
+            "-",
+            format!(
+                "{} of {} cross-domain calls",
+                r.policy_gap_calls, r.cross_domain_calls
+            ),
+        ),
+    ];
+    for (what, paper, ours) in rows {
+        s += &format!("  {what:<38} {paper:>16}  {ours}\n");
+    }
     s
 }
 

@@ -236,8 +236,9 @@ pub struct Replay {
     layout: Option<mmp_split::load::Loaded>,
     /// Trace function addresses the layout places elsewhere.
     translate: HashMap<u64, u64>,
-    /// With a layout: each function's machine address to its owner and name.
-    fn_at: HashMap<u64, (PdId, String)>,
+    /// With a layout: each function's machine address to its owner (its name is in
+    /// `fn_names`).
+    fn_at: HashMap<u64, PdId>,
     /// Each declared function's machine address to its name (for fault samples).
     fn_names: HashMap<u64, String>,
     /// With a layout: refused cross-domain calls per (from, to) trace domain pair, by callee.
@@ -534,12 +535,13 @@ impl Replay {
             Ok(_) => self.open[cpu].push(Open::Local),
             Err(AccessError::Fault(f))
                 if matches!(f.kind, FaultKind::NoPermission { .. })
-                    && self.fn_at.get(&target).is_some_and(|&(o, _)| o != from) =>
+                    && self.fn_at.get(&target).is_some_and(|&o| o != from) =>
             {
                 // A policy gap: the layout gives the caller no gate to another domain's
                 // function. The traced system made the call, so the replay follows it into
                 // the callee (and back on its return), and one gap hides no later event.
-                let (to, name) = self.fn_at[&target].clone();
+                let to = self.fn_at[&target];
+                let name = self.fn_names.get(&target).cloned().unwrap_or_default();
                 self.machine
                     .switch_pd(cpu, to)
                     .map_err(|e| self.machine_err(e))?;
@@ -666,7 +668,7 @@ impl Replay {
         {
             // The layout placed it (and gave its owner execute there).
             self.translate.insert(addr, p.addr.0);
-            self.fn_at.insert(p.addr.0, (p.owner, name.to_string()));
+            self.fn_at.insert(p.addr.0, p.owner);
             self.fn_names.insert(p.addr.0, name.to_string());
             return Ok(());
         }
@@ -692,7 +694,7 @@ impl Replay {
         self.fn_names.insert(addr, name.to_string());
         if self.layout.is_some() {
             // Only the layout's gates lead into another domain.
-            self.fn_at.insert(addr, (pd, name.to_string()));
+            self.fn_at.insert(addr, pd);
             return Ok(());
         }
         for d in self.domains.iter().flatten() {
@@ -978,12 +980,8 @@ impl Replay {
                 returns,
             })
             .collect();
-        pairs.sort_by(|a, b| {
-            b.count
-                .cmp(&a.count)
-                .then(a.from.cmp(&b.from))
-                .then(a.to.cmp(&b.to))
-        });
+        // Most frequent first, then by names.
+        pairs.sort_by(|a, b| (b.count, &a.from, &a.to).cmp(&(a.count, &b.from, &b.to)));
         let mut by_domain: Vec<DomainCrossings> = Vec::new();
         for (no, d) in self.domains.iter().enumerate() {
             let Some(d) = d else { continue };
@@ -1040,12 +1038,8 @@ impl Replay {
                 }
             })
             .collect();
-        policy_gaps.sort_by(|a, b| {
-            b.count
-                .cmp(&a.count)
-                .then(a.from.cmp(&b.from))
-                .then(a.to.cmp(&b.to))
-        });
+        // Most frequent first, then by names.
+        policy_gaps.sort_by(|a, b| (b.count, &a.from, &a.to).cmp(&(a.count, &b.from, &b.to)));
         let mut interrupted: Vec<DomainCount> = self
             .interrupted
             .iter()
