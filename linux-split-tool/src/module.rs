@@ -404,7 +404,7 @@ fn entry_points(
             .get(&sec)
             .and_then(|m| m.range(..=off).next_back())
             .map(|(_, f)| f)
-            .filter(|f| off < f.end.max(f.start + 1))
+            .filter(|f| off < f.end.max(f.start.saturating_add(1)))
     };
     let mut own: BTreeMap<String, EntryVia> = BTreeMap::new();
     let mut imported: BTreeMap<String, EntryVia> = BTreeMap::new();
@@ -517,10 +517,12 @@ fn entry_points(
             for f in m.values() {
                 let end = f.end.min(data.len() as u64);
                 let mut i = f.start;
-                while i + 2 <= end {
+                // `end - i` rather than `i + n`: a symbol's value is the file's word and
+                // may sit at the top of the address space.
+                while i < end && end - i >= 2 {
                     let at = i as usize;
                     let target = match data[at] {
-                        0xe9 if i + 5 <= end && !relocated.contains(&(i + 1)) => {
+                        0xe9 if end - i >= 5 && !relocated.contains(&(i + 1)) => {
                             let rel = i32::from_le_bytes([
                                 data[at + 1],
                                 data[at + 2],

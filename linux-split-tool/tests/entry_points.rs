@@ -219,6 +219,37 @@ fn corrupt_relocations_are_an_error_naming_the_file_and_section() {
     }
 }
 
+#[test]
+fn symbols_at_the_top_of_the_address_space_are_read_without_overflow() {
+    use object::{Object, ObjectSection, ObjectSymbol, ObjectSymbolTable};
+    let (_, bytes) = build();
+    let obj = object::File::parse(&*bytes).unwrap();
+    let symtab = obj.symbol_table().expect("gcc writes a symbol table");
+    let sec = obj
+        .sections()
+        .find(|s| s.name() == Ok(".symtab"))
+        .expect(".symtab");
+    let (base, _) = sec.file_range().unwrap();
+    let funcs: Vec<usize> = symtab
+        .symbols()
+        .filter(|s| s.kind() == object::SymbolKind::Text && s.section_index().is_some())
+        .map(|s| s.index().0)
+        .collect();
+    assert!(funcs.len() >= 5, "gcc defined the module's functions");
+    // Elf64_Sym: st_name (4), st_info (1), st_other (1), st_shndx (2), st_value (8),
+    // st_size (8). Each function in turn at u64::MAX - k, with sizes that reach past it.
+    for (n, &i) in funcs.iter().enumerate() {
+        for k in 0..6u64 {
+            let mut bad = bytes.clone();
+            let at = base as usize + i * 24 + 8;
+            bad[at..at + 8].copy_from_slice(&(u64::MAX - k).to_le_bytes());
+            bad[at + 8..at + 16].copy_from_slice(&(k * n as u64).to_le_bytes());
+            // A module or an error; a panic (overflow in a test build) fails the test.
+            let _ = parse_module("entry_mod.ko", &bad);
+        }
+    }
+}
+
 /// `readelf -SW`: (name, size, flags, alignment) of each section.
 fn readelf_sections(ko: &Path) -> Vec<(String, u64, String, u64)> {
     let out = Command::new(tool("readelf"))
