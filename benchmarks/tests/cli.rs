@@ -1,5 +1,5 @@
 //! The `mmp-replay` binary: the default report, round trips through our binary format,
-//! corrupt inputs, sweeps and plots.
+//! corrupt inputs, sweeps (their plots: `tests/plots.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -219,50 +219,6 @@ fn sweep(trace: &str, extra: &[&str], entries: &str, tables: &str, dir: &Path) -
         String::from_utf8_lossy(&out.stderr)
     );
     std::fs::read_to_string(dir.join("sweep.csv")).unwrap()
-}
-
-#[test]
-fn sweep_writes_csv_and_svg() {
-    let dir = scratch("sweep");
-    let csv = sweep(&data("lackey.txt"), &[], "0,4,64", "flat,mlpt", &dir);
-    let lines: Vec<&str> = csv.lines().collect();
-    assert_eq!(lines.len(), 1 + 2 * 3, "{csv}");
-    assert!(lines[0].starts_with("table,plb_entries,plb_ways,"));
-    assert!(lines[1].starts_with("flat,0,"));
-    // Without a PLB nothing hits.
-    assert_eq!(lines[1].split(',').nth(5), Some("0.000000"));
-    for svg in [
-        "sweep_hit_rate.svg",
-        "sweep_table_refs.svg",
-        "sweep_table_bytes.svg",
-    ] {
-        let s = std::fs::read_to_string(dir.join(svg)).unwrap();
-        assert!(s.starts_with("<svg") && s.contains("</svg>"), "{svg}");
-    }
-}
-
-#[test]
-fn plot_writes_the_reports_svgs() {
-    let dir = scratch("plots");
-    let out = run(&[
-        "--quiet",
-        "--plot",
-        dir.to_str().unwrap(),
-        &data("uftrace_replay.txt"),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    for svg in [
-        "crossing_pairs.svg",
-        "between_crossings.svg",
-        "table_bytes.svg",
-    ] {
-        let s = std::fs::read_to_string(dir.join(svg)).unwrap();
-        assert!(s.starts_with("<svg"), "{svg}");
-    }
 }
 
 #[test]
@@ -573,4 +529,45 @@ fn reports_name_the_trace_the_layout_and_the_domains_and_warn_where_a_user_would
         String::from_utf8_lossy(&plain.stderr)
     );
     assert!(!String::from_utf8_lossy(&plain.stderr).contains("warning"));
+}
+
+#[test]
+fn the_shipped_text_and_binary_samples_are_conversions_of_the_real_uftrace_sample() {
+    // README offers `hello.trace.txt` (our text form) and `hello.mmpt` (our binary format)
+    // as samples: each must be exactly what `convert` makes of the real uftrace recording.
+    let real = data("crossings/hello.uftrace.txt");
+    for (sample, extra) in [
+        ("hello.trace.txt", &["--text"][..]),
+        ("hello.mmpt", &[][..]),
+    ] {
+        let out = scratch(sample);
+        let mut args = vec!["convert", real.as_str(), "-o", out.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let o = run(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(
+            std::fs::read(&out).unwrap(),
+            std::fs::read(data(sample)).unwrap(),
+            "{sample} is not convert's output"
+        );
+        // And each replays to the recording's own report.
+        assert_eq!(
+            untimed(json(&["--json", &data(sample)]))["crossing_pairs"],
+            untimed(json(&["--json", &real]))["crossing_pairs"]
+        );
+    }
+}
+
+#[test]
+fn a_compressed_layout_is_read_like_a_plain_one() {
+    let v = json(&[
+        "--json",
+        "--layout",
+        &format!("{}/data/kernel/layout.json.xz", env!("CARGO_MANIFEST_DIR")),
+        &format!("{}/data/kernel/trace.txt.xz", env!("CARGO_MANIFEST_DIR")),
+    ]);
+    let d = json(&["--json"]);
+    assert_eq!(v["cross_domain_calls"], d["cross_domain_calls"]);
+    assert_eq!(v["policy_gap_calls"], d["policy_gap_calls"]);
+    assert_eq!(v["crossing_pairs"], d["crossing_pairs"]);
 }

@@ -3,6 +3,7 @@
 //! (gate) bytes, and the time to read and to load.
 //!
 //! `cargo run --release -p mmp-split --example load_layout -- LAYOUT.json [mlpt|sst|flat]...`
+//! (the layout plain, or xz- or zstd-compressed)
 //! (table formats to try; default `mlpt sst`).
 
 use std::process::ExitCode;
@@ -14,7 +15,10 @@ use mmp_split::Layout;
 
 fn run(path: &str, formats: &[TableFormat]) -> Result<(), String> {
     let t = Instant::now();
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    // Plain, or xz- or zstd-compressed (told by the first bytes), as mmp-replay reads it.
+    let bytes = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
+    let plain = mmp_split::decompress(path, &bytes, 1 << 30).map_err(|e| e.to_string())?;
+    let text = String::from_utf8(plain.into_owned()).map_err(|e| format!("{path}: {e}"))?;
     let layout = Layout::from_json(&text).map_err(|e| format!("{path}: {e}"))?;
     println!(
         "{path}: {} bytes read and validated in {:.3} s",

@@ -128,8 +128,8 @@ struct MachineArgs {
     /// CPUs of the machine.
     #[arg(long, default_value_t = 4)]
     cpus: usize,
-    /// A domain layout from `mmp-split --out`: its domains, call gates and grants replace the
-    /// layout derived from the trace (trace domains are matched by name).
+    /// A domain layout from `mmp-split --out` (plain, xz or zstd): its domains, call gates and
+    /// grants replace the layout derived from the trace (trace domains are matched by name).
     #[arg(long, value_name = "LAYOUT.json")]
     layout: Option<PathBuf>,
     /// Most MiB the trace's and the layout's grants may add to the permissions tables (0: no
@@ -363,9 +363,24 @@ fn plb(entries: usize, ways: usize) -> PlbConfig {
     }
 }
 
-/// Reads a split-tool layout.
+/// Reads a split-tool layout, plain or xz- or zstd-compressed (see [`open_input`]).
 fn read_layout(path: &Path) -> Result<mmp_split::Layout, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    use std::io::Read;
+    // A layout of every module of a distribution is tens of MiB; a compressed file that
+    // inflates past this is refused before it fills memory.
+    const MAX_LAYOUT_BYTES: u64 = 1 << 30;
+    let (input, _) = open_input(path)?;
+    let mut text = String::new();
+    input
+        .take(MAX_LAYOUT_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if text.len() as u64 > MAX_LAYOUT_BYTES {
+        return Err(format!(
+            "{}: a layout of more than {MAX_LAYOUT_BYTES} bytes",
+            path.display()
+        ));
+    }
     mmp_split::Layout::from_json(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
@@ -619,48 +634,117 @@ fn write_file(path: &Path, body: &str) -> Result<(), String> {
     std::fs::write(path, body).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-fn plots(dir: &Path, r: &Report) -> Result<(), String> {
+/// A power of two as a label: `512`, `1Ki`, `64Mi`, `4Gi`.
+fn pow2_label(v: u64) -> String {
+    match v {
+        0..1024 => v.to_string(),
+        _ if v < 1 << 20 => format!("{}Ki", v >> 10),
+        _ if v < 1 << 30 => format!("{}Mi", v >> 20),
+        _ => format!("{}Gi", v >> 30),
+    }
+}
+
+/// The report's charts, each only when the report has its figure; returns the files written
+/// and, for each chart left out, why.
+fn plots(dir: &Path, r: &Report) -> Result<(Vec<PathBuf>, Vec<String>), String> {
+    use plot::{Scale, Series};
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut wrote = Vec::new();
+    let mut left_out = Vec::new();
+    let mut save = |name: &str, body: String| -> Result<(), String> {
+        let p = dir.join(name);
+        write_file(&p, &body)?;
+        wrote.push(p);
+        Ok(())
+    };
     let top: Vec<_> = r.crossing_pairs.iter().take(16).collect();
-    write_file(
-        &dir.join("crossing_pairs.svg"),
-        &plot::bars(
-            "Crossings per domain pair",
-            "crossings",
-            &top.iter()
-                .map(|p| format!("{}→{}", p.from, p.to))
-                .collect::<Vec<_>>(),
-            &top.iter().map(|p| p.count as f64).collect::<Vec<_>>(),
-        ),
-    )?;
+    if top.is_empty() {
+        left_out.push("crossing_pairs.svg: the trace has no crossings".to_string());
+    } else {
+        let series: Vec<Series> = vec![
+            ("calls".into(), top.iter().map(|p| p.calls as f64).collect()),
+            (
+                "returns".into(),
+                top.iter().map(|p| p.returns as f64).collect(),
+            ),
+        ];
+        let scale = Scale::for_values(series.iter().flat_map(|s| s.1.iter().copied()));
+        let title = if r.crossing_pairs.len() > top.len() {
+            format!(
+                "Crossings per domain pair (the {} busiest of {})",
+                top.len(),
+                r.crossing_pairs.len()
+            )
+        } else {
+            "Crossings per domain pair".to_string()
+        };
+        save(
+            "crossing_pairs.svg",
+            plot::hbars(
+                &title,
+                "crossings",
+                &top.iter()
+                    .map(|p| format!("{} → {}", p.from, p.to))
+                    .collect::<Vec<_>>(),
+                &series,
+                scale,
+            ),
+        )?;
+    }
+    // The histogram from its first to its last non-empty bucket.
     let h = &r.between_crossings.histogram;
-    write_file(
-        &dir.join("between_crossings.svg"),
-        &plot::bars(
-            "Instructions between crossings",
-            "crossings",
-            &h.iter()
-                .map(|b| format!("<{}", b.below))
-                .collect::<Vec<_>>(),
-            &h.iter().map(|b| b.count as f64).collect::<Vec<_>>(),
-        ),
-    )?;
-    write_file(
-        &dir.join("table_bytes.svg"),
-        &plot::bars(
-            "Permissions-table bytes per domain",
-            "bytes",
-            &r.table_bytes_per_domain
-                .iter()
-                .map(|d| d.domain.clone())
-                .collect::<Vec<_>>(),
-            &r.table_bytes_per_domain
-                .iter()
-                .map(|d| d.bytes as f64)
-                .collect::<Vec<_>>(),
-        ),
-    )?;
-    Ok(())
+    let first = h.iter().position(|b| b.count > 0).unwrap_or(h.len());
+    let last = h.iter().rposition(|b| b.count > 0).map_or(first, |i| i + 1);
+    let h = &h[first..last.max(first)];
+    if r.instructions == 0 {
+        left_out.push("between_crossings.svg: the trace carries no instruction counts".to_string());
+    } else if h.is_empty() {
+        left_out.push("between_crossings.svg: the trace has no crossings".to_string());
+    } else {
+        let counts: Vec<f64> = h.iter().map(|b| b.count as f64).collect();
+        save(
+            "between_crossings.svg",
+            plot::vbars(
+                "Instructions between consecutive crossings",
+                "instructions (each bar: at least this many, under twice as many)",
+                "crossings",
+                &h.iter()
+                    .map(|b| pow2_label(b.below / 2))
+                    .collect::<Vec<_>>(),
+                &counts,
+                Scale::for_values(counts.iter().copied()),
+            ),
+        )?;
+    }
+    if r.table_bytes_per_domain.is_empty() {
+        left_out.push("table_bytes.svg: no domain has a table".to_string());
+    } else {
+        let d = &r.table_bytes_per_domain;
+        save(
+            "table_bytes.svg",
+            plot::hbars(
+                &format!("Permissions-table bytes per domain ({})", r.config.table),
+                "bytes",
+                &d.iter().map(|d| d.domain.clone()).collect::<Vec<_>>(),
+                &[(
+                    "bytes".into(),
+                    d.iter().map(|d| d.bytes as f64).collect::<Vec<_>>(),
+                )],
+                Scale::Log,
+            ),
+        )?;
+    }
+    Ok((wrote, left_out))
+}
+
+/// Tells on stderr what `plots` or a sweep wrote and what it left out.
+fn tell_plots(wrote: &[PathBuf], left_out: &[String]) {
+    for p in wrote {
+        eprintln!("mmp-replay: wrote {}", p.display());
+    }
+    for why in left_out {
+        eprintln!("mmp-replay: not drawn: {why}");
+    }
 }
 
 /// What a sweep varies, and what it keeps.
@@ -720,10 +804,8 @@ fn sweep(input: &Input, grid: &Grid<'_>, out: &Path, quiet: bool) -> Result<(), 
                 eprint!("{line}");
             }
             csv += &line;
-            // Entry count 0 (no PLB) sits at x = 0.5 on the log axis.
-            let x = if n == 0 { 0.5 } else { n as f64 };
-            h.push((x, r.plb.hit_rate));
-            rf.push((x, r.table_refs_per_access));
+            h.push(r.plb.hit_rate);
+            rf.push(r.table_refs_per_access);
             tb = r.table_bytes;
         }
         let name = format!("{t:?}").to_lowercase();
@@ -731,36 +813,49 @@ fn sweep(input: &Input, grid: &Grid<'_>, out: &Path, quiet: bool) -> Result<(), 
         refs.push((name.clone(), rf));
         bytes.push((name, tb as f64));
     }
-    write_file(&out.join("sweep.csv"), &csv)?;
-    write_file(
-        &out.join("sweep_hit_rate.svg"),
-        &plot::lines_log2x(
-            "PLB hit rate",
-            "PLB entries (0.5: no PLB)",
-            "hit rate",
-            &hit,
+    let csv_path = out.join("sweep.csv");
+    write_file(&csv_path, &csv)?;
+    let labels: Vec<String> = entries.iter().map(ToString::to_string).collect();
+    let charts = [
+        (
+            "sweep_hit_rate.svg",
+            plot::lines(
+                &format!("PLB hit rate ({ways}-way)"),
+                "PLB entries (0: no PLB)",
+                "hit rate",
+                &labels,
+                &hit,
+            ),
         ),
-    )?;
-    write_file(
-        &out.join("sweep_table_refs.svg"),
-        &plot::lines_log2x(
-            "Table references per access",
-            "PLB entries (0.5: no PLB)",
-            "references per access",
-            &refs,
+        (
+            "sweep_table_refs.svg",
+            plot::lines(
+                "Table references per access",
+                "PLB entries (0: no PLB)",
+                "references per access",
+                &labels,
+                &refs,
+            ),
         ),
-    )?;
-    write_file(
-        &out.join("sweep_table_bytes.svg"),
-        &plot::bars(
-            "Permissions-table bytes, all domains",
-            "bytes",
-            &bytes.iter().map(|b| b.0.clone()).collect::<Vec<_>>(),
-            &bytes.iter().map(|b| b.1).collect::<Vec<_>>(),
+        (
+            "sweep_table_bytes.svg",
+            plot::hbars(
+                "Permissions-table bytes, all domains",
+                "bytes",
+                &bytes.iter().map(|b| b.0.clone()).collect::<Vec<_>>(),
+                &[("bytes".into(), bytes.iter().map(|b| b.1).collect())],
+                plot::Scale::Log,
+            ),
         ),
-    )?;
+    ];
+    let mut wrote = vec![csv_path];
+    for (name, body) in charts {
+        let p = out.join(name);
+        write_file(&p, &body)?;
+        wrote.push(p);
+    }
     print!("{csv}");
-    eprintln!("wrote {}/sweep.csv and three SVG plots", out.display());
+    tell_plots(&wrote, &[]);
     Ok(())
 }
 
@@ -844,7 +939,8 @@ fn run(cli: Cli) -> Result<(), String> {
                 (None, None) => None,
             };
             if let Some(dir) = &cli.plot {
-                plots(dir, &r)?;
+                let (wrote, left_out) = plots(dir, &r)?;
+                tell_plots(&wrote, &left_out);
             }
             if cli.json {
                 println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
