@@ -6,16 +6,23 @@
 //!   4-way PLB with sidecars, 4 CPUs): decode, permission check, counters. Each iteration
 //!   builds the machine afresh.
 //! - `decode_only`: the same bytes through the reader alone, the floor under replay.
+//! - `sweep`: a 12-point grid (flat, MLPT and SST tables x 16, 64, 256 and 1,024 PLB
+//!   entries, 4 ways) over the same trace, as `mmp-replay sweep` runs it: decoded once, the
+//!   points spread over every CPU available (`replay::many`).
+//! - `sweep_singles`: the same 12 points replayed one after another, each decoding the trace
+//!   itself (`replay_memrefs` once per point): what a sweep cost before.
 
 use std::hint::black_box;
 use std::io::Cursor;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use mmp_benchmarks::replay::{Replay, ReplayConfig};
+use mmp_benchmarks::replay::{Replay, ReplayConfig, many};
 use mmp_benchmarks::synth::memref_trace;
 use mmp_benchmarks::tally::Key;
 use mmp_benchmarks::trace::binary::{BinaryReader, BinaryWriter, EventSink};
 use mmp_benchmarks::trace::{Event, MemKind, TraceError, TraceWidth};
+use mmp_domains::TableFormat;
+use mmp_plb::{PlbConfig, Replacement};
 
 const EVENTS: usize = 1_000_000;
 
@@ -62,6 +69,47 @@ fn bench(c: &mut Criterion) {
             let mut sink = Count(0, 0);
             src.for_each(&mut sink).expect("decode");
             black_box((sink.0, sink.1))
+        });
+    });
+    let grid: Vec<ReplayConfig> = [TableFormat::Flat, TableFormat::Mlpt, TableFormat::Sst]
+        .into_iter()
+        .flat_map(|format| {
+            [16, 64, 256, 1024].map(|entries| ReplayConfig {
+                format,
+                plb: PlbConfig {
+                    entries,
+                    ways: 4,
+                    replacement: Replacement::Lru,
+                    sidecars: 2,
+                },
+                ..ReplayConfig::default()
+            })
+        })
+        .collect();
+    let jobs = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    g.throughput(Throughput::Elements((EVENTS * grid.len()) as u64));
+    g.sample_size(10);
+    g.bench_function("sweep", |b| {
+        b.iter(|| {
+            let mut src = BinaryReader::new(&bytes[..]).expect("header");
+            let mut rs: Vec<Replay> = grid
+                .iter()
+                .map(|&cfg| Replay::new(cfg, TraceWidth::Bits32).expect("machine"))
+                .collect();
+            many::replay_binary(&mut src, &mut rs, jobs, |_| {}).expect("replay");
+            black_box(rs.iter().map(|r| r.report().accesses).sum::<u64>())
+        });
+    });
+    g.bench_function("sweep_singles", |b| {
+        b.iter(|| {
+            let mut n = 0;
+            for &cfg in &grid {
+                let mut src = BinaryReader::new(&bytes[..]).expect("header");
+                let mut r = Replay::new(cfg, TraceWidth::Bits32).expect("machine");
+                r.run_binary(&mut src).expect("replay");
+                n += r.report().accesses;
+            }
+            black_box(n)
         });
     });
     g.finish();

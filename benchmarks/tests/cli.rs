@@ -206,10 +206,13 @@ fn corrupt_traces_get_clear_errors() {
 }
 
 /// Runs `sweep` over `trace` with `extra` arguments, the PLB sizes and tables given, into
-/// `dir`; returns the CSV it wrote.
+/// `dir`; returns the CSV it wrote. An empty `trace`: the main job.
 fn sweep(trace: &str, extra: &[&str], entries: &str, tables: &str, dir: &Path) -> String {
     let d = dir.to_str().unwrap();
-    let mut args = vec!["sweep", trace, "--entries", entries, "--tables", tables];
+    let mut args = vec!["sweep", "--entries", entries, "--tables", tables];
+    if !trace.is_empty() {
+        args.push(trace);
+    }
     args.extend_from_slice(extra);
     args.extend_from_slice(&["--quiet", "--out", d]);
     let out = run(&args);
@@ -570,4 +573,173 @@ fn a_compressed_layout_is_read_like_a_plain_one() {
     assert_eq!(v["cross_domain_calls"], d["cross_domain_calls"]);
     assert_eq!(v["policy_gap_calls"], d["policy_gap_calls"]);
     assert_eq!(v["crossing_pairs"], d["crossing_pairs"]);
+}
+
+/// The CSV's rows without the timing column (events_per_sec, the last).
+fn untimed_rows(csv: &str) -> Vec<String> {
+    csv.lines()
+        .map(|l| l.rsplit_once(',').unwrap().0.to_string())
+        .collect()
+}
+
+/// Checks each row of a sweep's CSV against replaying its grid point alone.
+fn rows_equal_single_replays(csv: &str, trace: Option<&str>) {
+    let mut lines = csv.lines();
+    let head: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let mut n = 0;
+    for line in lines {
+        let f: Vec<&str> = line.split(',').collect();
+        let col = |name: &str| f[head.iter().position(|h| *h == name).unwrap()];
+        let mut args = vec![
+            "--json",
+            "--table",
+            col("table"),
+            "--plb-entries",
+            col("plb_entries"),
+            "--plb-ways",
+            col("plb_ways"),
+        ];
+        args.extend(trace);
+        let v = json(&args);
+        let rate = format!("{:.6}", v["plb"]["hit_rate"].as_f64().unwrap());
+        let per = format!("{:.6}", v["table_refs_per_access"].as_f64().unwrap());
+        assert_eq!(col("events"), v["events"].to_string(), "{line}");
+        assert_eq!(col("accesses"), v["accesses"].to_string(), "{line}");
+        assert_eq!(col("hit_rate"), rate, "{line}");
+        assert_eq!(col("table_refs"), v["table_refs"].to_string(), "{line}");
+        assert_eq!(col("table_refs_per_access"), per, "{line}");
+        assert_eq!(col("table_bytes"), v["table_bytes"].to_string(), "{line}");
+        assert_eq!(col("faults"), v["faults"]["total"].to_string(), "{line}");
+        assert_eq!(
+            col("policy_gaps"),
+            v["policy_gap_calls"].to_string(),
+            "{line}"
+        );
+        n += 1;
+    }
+    assert!(n >= 4, "{csv}");
+}
+
+#[test]
+fn a_sweep_decoded_once_on_two_threads_equals_each_point_replayed_alone() {
+    // The main job (ftrace through the importer, on the embedded layout) and a binary trace
+    // (the reader's fast path): every point of a sweep on 2 threads against a single replay.
+    let csv = sweep(
+        "",
+        &["--jobs", "2"],
+        "0,4,64",
+        "flat,mlpt",
+        &scratch("sweep-main"),
+    );
+    rows_equal_single_replays(&csv, None);
+    let bin = scratch("threads.mmpt");
+    let o = run(&[
+        "convert",
+        &data("ltrace_threads.txt"),
+        "-o",
+        bin.to_str().unwrap(),
+    ]);
+    assert!(o.status.success());
+    let b = bin.to_str().unwrap();
+    let csv = sweep(
+        b,
+        &["--jobs", "2"],
+        "0,1,16",
+        "mlpt,sst",
+        &scratch("sweep-bin"),
+    );
+    rows_equal_single_replays(&csv, Some(b));
+    // One thread or three: the same rows.
+    let one = sweep(
+        b,
+        &["--jobs", "1"],
+        "0,1,16",
+        "mlpt,sst",
+        &scratch("sweep-bin1"),
+    );
+    let three = sweep(
+        b,
+        &["--jobs", "3"],
+        "0,1,16",
+        "mlpt,sst",
+        &scratch("sweep-bin3"),
+    );
+    assert_eq!(untimed_rows(&one), untimed_rows(&csv));
+    assert_eq!(untimed_rows(&three), untimed_rows(&csv));
+}
+
+#[test]
+fn merged_shards_equal_the_unsharded_sweep() {
+    let lackey = data("lackey.txt");
+    let whole = sweep(
+        &lackey,
+        &[],
+        "0,1,4,64",
+        "flat,mlpt,sst",
+        &scratch("sweep-whole"),
+    );
+    let dirs: Vec<PathBuf> = (0..5).map(|i| scratch(&format!("shard-{i}"))).collect();
+    for (i, d) in dirs.iter().enumerate() {
+        let shard = format!("{i}/5");
+        let part = sweep(
+            &lackey,
+            &["--shard", &shard],
+            "0,1,4,64",
+            "flat,mlpt,sst",
+            d,
+        );
+        assert!(d.join("shard.json").exists());
+        assert!(
+            !d.join("sweep_hit_rate.svg").exists(),
+            "a shard draws no charts"
+        );
+        assert!(part.lines().count() >= 3, "{shard}: {part}");
+    }
+    let merged = scratch("merged");
+    // In any order.
+    let mut args = vec!["merge", "--out", merged.to_str().unwrap()];
+    let names: Vec<&str> = dirs.iter().rev().map(|d| d.to_str().unwrap()).collect();
+    args.extend(&names);
+    let o = run(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let m = std::fs::read_to_string(merged.join("sweep.csv")).unwrap();
+    assert_eq!(untimed_rows(&m), untimed_rows(&whole));
+    for svg in [
+        "sweep_hit_rate.svg",
+        "sweep_table_refs.svg",
+        "sweep_table_bytes.svg",
+    ] {
+        assert!(merged.join(svg).exists(), "{svg}");
+    }
+
+    // A shard missing, one given twice, or one of another sweep: refused, naming why.
+    let fail = |dirs: &[&str], needle: &str| {
+        let mut args = vec!["merge", "--out", merged.to_str().unwrap()];
+        args.extend_from_slice(dirs);
+        let o = run(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success() && err.contains(needle),
+            "{dirs:?}: {err}"
+        );
+    };
+    let d: Vec<&str> = dirs.iter().map(|d| d.to_str().unwrap()).collect();
+    fail(&d[..4], "the sweep has 5 shards; given: 0, 1, 2, 3");
+    fail(
+        &[d[0], d[1], d[1], d[2], d[3], d[4]],
+        "given: 0, 1, 1, 2, 3, 4",
+    );
+    let other = scratch("shard-other");
+    sweep(
+        &lackey,
+        &["--shard", "1/5"],
+        "0,1,4,64",
+        "flat,mlpt",
+        &other,
+    );
+    fail(
+        &[d[0], other.to_str().unwrap(), d[2], d[3], d[4]],
+        "of another sweep",
+    );
+    fail(&[scratch("nothing-here").to_str().unwrap()], "shard.json");
 }

@@ -16,7 +16,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mmp_benchmarks::import::{self, InputFormat};
 use mmp_benchmarks::plot;
-use mmp_benchmarks::replay::{DEFAULT_TABLE_GROWTH_CAP, Replay, ReplayConfig, Report};
+use mmp_benchmarks::replay::{DEFAULT_TABLE_GROWTH_CAP, Replay, ReplayConfig, Report, many};
 use mmp_benchmarks::synth::{BOOT_CHANGES, BootTrace, DEFAULT_SEED, memref_trace};
 use mmp_benchmarks::trace::binary::{BinaryReader, BinaryWriter};
 use mmp_benchmarks::trace::{Event, EventSource, TraceError, TraceWidth, text};
@@ -176,9 +176,27 @@ enum Command {
         /// Most MiB the grants may add to the tables at each grid point (0: no limit).
         #[arg(long, value_name = "MIB", default_value_t = DEFAULT_TABLE_GROWTH_CAP >> 20)]
         table_growth_cap: usize,
+        /// Threads replaying grid points (default: the CPUs available); the trace is decoded
+        /// once, on one more thread, whatever the number.
+        #[arg(long, value_name = "N")]
+        jobs: Option<usize>,
+        /// Run only the I-th (from 0) of N slices of the grid, writing its rows of sweep.csv
+        /// and a shard.json that `mmp-replay merge` joins with the other shards.
+        #[arg(long, value_name = "I/N", value_parser = parse_shard)]
+        shard: Option<Shard>,
         /// No progress bar.
         #[arg(long, short)]
         quiet: bool,
+    },
+    /// Join the directories of a sweep's shards (`sweep --shard I/N --out DIR`) into the
+    /// sweep.csv and charts of the whole sweep.
+    Merge {
+        /// Directory for the merged sweep.csv and the SVG charts.
+        #[arg(long, default_value = "sweep")]
+        out: PathBuf,
+        /// The shards' directories, all N of them, in any order.
+        #[arg(required = true)]
+        shards: Vec<PathBuf>,
     },
     /// Write a trace in our binary format (or, with --text, the text form).
     Convert {
@@ -754,68 +772,289 @@ struct Grid<'a> {
     ways: usize,
     cpus: usize,
     layout: Option<&'a mmp_split::Layout>,
+    layout_name: Option<String>,
     table_growth_cap: Option<usize>,
 }
 
-fn sweep(input: &Input, grid: &Grid<'_>, out: &Path, quiet: bool) -> Result<(), String> {
-    let Grid {
-        entries,
-        tables,
-        ways,
-        cpus,
-        layout,
-        table_growth_cap,
-    } = *grid;
-    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
-    let mut csv = String::from(
-        "table,plb_entries,plb_ways,events,accesses,hit_rate,table_refs,table_refs_per_access,table_bytes,faults,policy_gaps,events_per_sec\n",
-    );
-    let mut hit: Vec<plot::Series> = Vec::new();
-    let mut refs: Vec<plot::Series> = Vec::new();
-    let mut bytes: Vec<(String, f64)> = Vec::new();
-    for &t in tables {
-        let mut h = Vec::new();
-        let mut rf = Vec::new();
-        let mut tb = 0;
-        for &n in entries {
-            let cfg = ReplayConfig {
-                format: t,
-                plb: plb(n, ways),
-                cpus,
-                table_growth_cap,
-            };
-            let (r, _) = replay_one(input, cfg, layout, quiet)?;
-            let line = format!(
-                "{},{},{},{},{},{:.6},{},{:.6},{},{},{},{:.0}\n",
-                r.config.table,
-                n,
-                r.config.plb_ways,
-                r.events,
-                r.accesses,
-                r.plb.hit_rate,
-                r.table_refs,
-                r.table_refs_per_access,
-                r.table_bytes,
-                r.faults.total,
-                r.policy_gap_calls,
-                r.events_per_sec
-            );
-            if !quiet {
-                eprint!("{line}");
-            }
-            csv += &line;
-            h.push(r.plb.hit_rate);
-            rf.push(r.table_refs_per_access);
-            tb = r.table_bytes;
-        }
-        let name = format!("{t:?}").to_lowercase();
-        hit.push((name.clone(), h));
-        refs.push((name.clone(), rf));
-        bytes.push((name, tb as f64));
+impl Grid<'_> {
+    /// The grid's points in order: table formats outer, PLB sizes inner.
+    fn points(&self) -> Vec<(TableFormat, usize)> {
+        self.tables
+            .iter()
+            .flat_map(|&t| self.entries.iter().map(move |&n| (t, n)))
+            .collect()
     }
+
+    fn config(&self, (format, n): (TableFormat, usize)) -> ReplayConfig {
+        ReplayConfig {
+            format,
+            plb: plb(n, self.ways),
+            cpus: self.cpus,
+            table_growth_cap: self.table_growth_cap,
+        }
+    }
+}
+
+const SWEEP_HEADER: &str = "table,plb_entries,plb_ways,events,accesses,hit_rate,table_refs,table_refs_per_access,table_bytes,faults,policy_gaps,events_per_sec";
+
+/// One grid point's CSV row and the figures its charts draw.
+struct Row {
+    table: String,
+    hit_rate: f64,
+    refs_per_access: f64,
+    table_bytes: f64,
+    line: String,
+}
+
+impl Row {
+    fn of(entries: usize, r: &Report) -> Row {
+        let line = format!(
+            "{},{},{},{},{},{:.6},{},{:.6},{},{},{},{:.0}",
+            r.config.table,
+            entries,
+            r.config.plb_ways,
+            r.events,
+            r.accesses,
+            r.plb.hit_rate,
+            r.table_refs,
+            r.table_refs_per_access,
+            r.table_bytes,
+            r.faults.total,
+            r.policy_gap_calls,
+            r.events_per_sec
+        );
+        Row::parse(&line).expect("a row we wrote parses")
+    }
+
+    /// A row of `sweep.csv` read back (a shard's, for `merge`).
+    fn parse(line: &str) -> Result<Row, String> {
+        let f: Vec<&str> = line.split(',').collect();
+        let cols = SWEEP_HEADER.split(',').count();
+        if f.len() != cols {
+            return Err(format!("{} fields where {cols} were expected", f.len()));
+        }
+        let num = |i: usize| {
+            f[i].parse::<f64>()
+                .map_err(|_| format!("field {} is not a number: {:?}", i + 1, f[i]))
+        };
+        Ok(Row {
+            table: f[0].to_string(),
+            hit_rate: num(5)?,
+            refs_per_access: num(7)?,
+            table_bytes: num(8)?,
+            line: line.to_string(),
+        })
+    }
+}
+
+/// Replays the trace once on every point of `points`, decoding it once, on `jobs` threads.
+fn replay_grid(
+    input: &Input,
+    grid: &Grid<'_>,
+    points: &[(TableFormat, usize)],
+    jobs: usize,
+    quiet: bool,
+) -> Result<(Vec<Report>, String), String> {
+    let engines = |width| -> Result<Vec<Replay>, String> {
+        points
+            .iter()
+            .map(|&p| engine(grid.config(p), width, grid.layout))
+            .collect()
+    };
+    let point = |e: many::ManyError| match e {
+        many::ManyError::Engine { engine, error } => {
+            let (t, n) = points[engine];
+            format!("{t:?} tables, {n} PLB entries: {error}").to_lowercase()
+        }
+        many::ManyError::Decode(e) => e.to_string(),
+    };
+    let (mut rs, name) = match &input.trace {
+        Some(p) => {
+            let name = p.display().to_string();
+            let (file, binary, len) = open_trace(p, input.input_format)?;
+            let pb = progress(len, quiet);
+            let mut rs;
+            if binary {
+                let mut src = BinaryReader::new(file).map_err(|e| format!("{name}: {e}"))?;
+                rs = engines(src.width())?;
+                let res = many::replay_binary(&mut src, &mut rs, jobs, |pos| pb.set_position(pos));
+                pb.finish_and_clear();
+                res.map_err(|e| format!("{name}: {}", point(e)))?;
+            } else {
+                let mut src =
+                    import::from_reader_with(file, input.input_format, &input.read_options()?)
+                        .map_err(|e| format!("{name}: {e}"))?;
+                rs = engines(src.width())?;
+                let res =
+                    many::replay_events(src.as_mut(), &mut rs, jobs, |pos| pb.set_position(pos));
+                pb.finish_and_clear();
+                res.map_err(|e| format!("{name}: {}", point(e)))?;
+            }
+            (rs, name)
+        }
+        None => {
+            let (mut src, len, name) = open(input)?;
+            let mut rs = engines(src.width())?;
+            let pb = progress(len, quiet);
+            let res = many::replay_events(src.as_mut(), &mut rs, jobs, |pos| pb.set_position(pos));
+            pb.finish_and_clear();
+            res.map_err(|e| format!("{name}: {}", point(e)))?;
+            (rs, name)
+        }
+    };
+    Ok((rs.iter_mut().map(|r| r.report()).collect(), name))
+}
+
+/// `I/N`: the I-th (from 0) of N slices of a sweep's grid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Shard {
+    index: usize,
+    of: usize,
+}
+
+fn parse_shard(s: &str) -> Result<Shard, String> {
+    let (i, n) = s
+        .split_once('/')
+        .ok_or_else(|| format!("`{s}`: a shard is I/N (0 <= I < N), such as 0/4"))?;
+    let index: usize = i.parse().map_err(|_| format!("`{s}`: I is not a number"))?;
+    let of: usize = n.parse().map_err(|_| format!("`{s}`: N is not a number"))?;
+    if of == 0 || index >= of {
+        return Err(format!("`{s}`: a shard is I/N with 0 <= I < N"));
+    }
+    Ok(Shard { index, of })
+}
+
+/// What a shard's directory holds beside its `sweep.csv`, so that `merge` can check that
+/// its shards are the slices of one sweep.
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct ShardManifest {
+    format: String,
+    version: u32,
+    shard: usize,
+    of: usize,
+    trace: String,
+    layout: Option<String>,
+    tables: Vec<String>,
+    entries: Vec<usize>,
+    ways: usize,
+    cpus: usize,
+    /// This shard's grid points, as (table, PLB entries).
+    points: Vec<(String, usize)>,
+}
+
+const MANIFEST: &str = "shard.json";
+const MANIFEST_FORMAT: &str = "mmp-replay-sweep-shard";
+
+fn table_name(t: TableFormat) -> String {
+    format!("{t:?}").to_lowercase()
+}
+
+fn sweep(
+    input: &Input,
+    grid: &Grid<'_>,
+    out: &Path,
+    jobs: usize,
+    shard: Option<Shard>,
+    quiet: bool,
+) -> Result<(), String> {
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let all = grid.points();
+    let points = match shard {
+        // Contiguous slices of the grid, so the shards in order are the grid in order.
+        Some(Shard { index, of }) => {
+            all[index * all.len() / of..(index + 1) * all.len() / of].to_vec()
+        }
+        None => all.clone(),
+    };
+    let (reports, name) = replay_grid(input, grid, &points, jobs, quiet)?;
+    let rows: Vec<Row> = points
+        .iter()
+        .zip(&reports)
+        .map(|(&(_, n), r)| Row::of(n, r))
+        .collect();
+    if !quiet {
+        for r in &rows {
+            eprintln!("{}", r.line);
+        }
+    }
+    match shard {
+        Some(Shard { index, of }) => {
+            let csv_path = out.join("sweep.csv");
+            write_file(&csv_path, &csv(&rows))?;
+            let manifest = ShardManifest {
+                format: MANIFEST_FORMAT.into(),
+                version: 1,
+                shard: index,
+                of,
+                trace: name,
+                layout: grid.layout_name.clone(),
+                tables: grid.tables.iter().map(|&t| table_name(t)).collect(),
+                entries: grid.entries.to_vec(),
+                ways: grid.ways,
+                cpus: grid.cpus,
+                points: points.iter().map(|&(t, n)| (table_name(t), n)).collect(),
+            };
+            let m_path = out.join(MANIFEST);
+            write_file(
+                &m_path,
+                &(serde_json::to_string_pretty(&manifest).map_err(|e| e.to_string())? + "\n"),
+            )?;
+            print!("{}", csv(&rows));
+            tell_plots(
+                &[csv_path, m_path],
+                &["the charts: `mmp-replay merge` draws them from all the shards".to_string()],
+            );
+            Ok(())
+        }
+        None => {
+            let tables: Vec<String> = grid.tables.iter().map(|&t| table_name(t)).collect();
+            let wrote = sweep_outputs(out, grid.entries, &tables, grid.ways, &rows)?;
+            print!("{}", csv(&rows));
+            tell_plots(&wrote, &[]);
+            Ok(())
+        }
+    }
+}
+
+fn csv(rows: &[Row]) -> String {
+    let mut s = String::from(SWEEP_HEADER);
+    s.push('\n');
+    for r in rows {
+        s += &r.line;
+        s.push('\n');
+    }
+    s
+}
+
+/// `sweep.csv` and the three charts of a whole grid (`rows` in grid order: tables outer).
+fn sweep_outputs(
+    out: &Path,
+    entries: &[usize],
+    tables: &[String],
+    ways: usize,
+    rows: &[Row],
+) -> Result<Vec<PathBuf>, String> {
     let csv_path = out.join("sweep.csv");
-    write_file(&csv_path, &csv)?;
+    write_file(&csv_path, &csv(rows))?;
     let labels: Vec<String> = entries.iter().map(ToString::to_string).collect();
+    let series = |f: fn(&Row) -> f64| -> Vec<plot::Series> {
+        tables
+            .iter()
+            .map(|t| {
+                let v = rows.iter().filter(|r| &r.table == t).map(f).collect();
+                (t.clone(), v)
+            })
+            .collect()
+    };
+    // A table's bytes do not depend on the PLB: its first point's.
+    let bytes: Vec<f64> = tables
+        .iter()
+        .map(|t| {
+            rows.iter()
+                .find(|r| &r.table == t)
+                .map_or(0.0, |r| r.table_bytes)
+        })
+        .collect();
     let charts = [
         (
             "sweep_hit_rate.svg",
@@ -824,7 +1063,7 @@ fn sweep(input: &Input, grid: &Grid<'_>, out: &Path, quiet: bool) -> Result<(), 
                 "PLB entries (0: no PLB)",
                 "hit rate",
                 &labels,
-                &hit,
+                &series(|r| r.hit_rate),
             ),
         ),
         (
@@ -834,7 +1073,7 @@ fn sweep(input: &Input, grid: &Grid<'_>, out: &Path, quiet: bool) -> Result<(), 
                 "PLB entries (0: no PLB)",
                 "references per access",
                 &labels,
-                &refs,
+                &series(|r| r.refs_per_access),
             ),
         ),
         (
@@ -842,8 +1081,8 @@ fn sweep(input: &Input, grid: &Grid<'_>, out: &Path, quiet: bool) -> Result<(), 
             plot::hbars(
                 "Permissions-table bytes, all domains",
                 "bytes",
-                &bytes.iter().map(|b| b.0.clone()).collect::<Vec<_>>(),
-                &[("bytes".into(), bytes.iter().map(|b| b.1).collect())],
+                tables,
+                &[("bytes".into(), bytes)],
                 plot::Scale::Log,
             ),
         ),
@@ -854,7 +1093,104 @@ fn sweep(input: &Input, grid: &Grid<'_>, out: &Path, quiet: bool) -> Result<(), 
         write_file(&p, &body)?;
         wrote.push(p);
     }
-    print!("{csv}");
+    Ok(wrote)
+}
+
+/// Joins the shards of one sweep (each a directory of `sweep --shard I/N`) into the CSV and
+/// charts the whole sweep writes.
+fn merge(shards: &[PathBuf], out: &Path) -> Result<(), String> {
+    let mut got: Vec<(ShardManifest, Vec<Row>)> = Vec::new();
+    for dir in shards {
+        let m_path = dir.join(MANIFEST);
+        let text = std::fs::read_to_string(&m_path).map_err(|e| {
+            format!(
+                "{}: {e} (a shard's directory, from sweep --shard, holds it)",
+                m_path.display()
+            )
+        })?;
+        let m: ShardManifest =
+            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", m_path.display()))?;
+        if m.format != MANIFEST_FORMAT || m.version != 1 {
+            return Err(format!(
+                "{}: not a sweep shard's manifest (format {:?} version {})",
+                m_path.display(),
+                m.format,
+                m.version
+            ));
+        }
+        let c_path = dir.join("sweep.csv");
+        let text =
+            std::fs::read_to_string(&c_path).map_err(|e| format!("{}: {e}", c_path.display()))?;
+        let mut lines = text.lines();
+        if lines.next() != Some(SWEEP_HEADER) {
+            return Err(format!(
+                "{}: line 1 is not the sweep's header",
+                c_path.display()
+            ));
+        }
+        let rows = lines
+            .enumerate()
+            .map(|(i, l)| {
+                Row::parse(l).map_err(|e| format!("{}: line {}: {e}", c_path.display(), i + 2))
+            })
+            .collect::<Result<Vec<Row>, String>>()?;
+        if rows.len() != m.points.len() {
+            return Err(format!(
+                "{}: {} rows, but its manifest lists {} grid points",
+                c_path.display(),
+                rows.len(),
+                m.points.len()
+            ));
+        }
+        got.push((m, rows));
+    }
+    got.sort_by_key(|(m, _)| m.shard);
+    let Some((first, _)) = got.first() else {
+        return Err("merge: no shard directories given".into());
+    };
+    let of = first.of;
+    for (m, _) in &got {
+        let same = (
+            &m.trace, &m.layout, &m.tables, &m.entries, m.ways, m.cpus, m.of,
+        ) == (
+            &first.trace,
+            &first.layout,
+            &first.tables,
+            &first.entries,
+            first.ways,
+            first.cpus,
+            first.of,
+        );
+        if !same {
+            return Err(format!(
+                "shard {}/{} is of another sweep than shard {}/{} (trace, layout, grid or machine differ)",
+                m.shard, m.of, first.shard, first.of
+            ));
+        }
+    }
+    let have: Vec<usize> = got.iter().map(|(m, _)| m.shard).collect();
+    if have != (0..of).collect::<Vec<_>>() {
+        return Err(format!(
+            "the sweep has {of} shards; given: {} (each once, 0 to {})",
+            have.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            of - 1
+        ));
+    }
+    let (tables, entries, ways) = (first.tables.clone(), first.entries.clone(), first.ways);
+    let rows: Vec<Row> = got.into_iter().flat_map(|(_, r)| r).collect();
+    if rows.len() != tables.len() * entries.len() {
+        return Err(format!(
+            "the shards hold {} grid points of {}",
+            rows.len(),
+            tables.len() * entries.len()
+        ));
+    }
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let wrote = sweep_outputs(out, &entries, &tables, ways, &rows)?;
+    print!("{}", csv(&rows));
     tell_plots(&wrote, &[]);
     Ok(())
 }
@@ -895,8 +1231,15 @@ fn run(cli: Cli) -> Result<(), String> {
             out,
             layout,
             table_growth_cap,
+            jobs,
+            shard,
             quiet,
         }) => {
+            let layout_name = match (&layout, input.trace.is_none() && input.synthetic.is_none()) {
+                (Some(p), _) => Some(p.display().to_string()),
+                (None, true) => Some("embedded".to_string()),
+                (None, false) => None,
+            };
             let layout = layout_for(&input, layout.as_deref())?;
             let grid = Grid {
                 entries: &entries,
@@ -904,10 +1247,15 @@ fn run(cli: Cli) -> Result<(), String> {
                 ways: plb_ways,
                 cpus,
                 layout: layout.as_ref(),
+                layout_name,
                 table_growth_cap: growth_cap(table_growth_cap),
             };
-            sweep(&input, &grid, &out, quiet)
+            let jobs = jobs.unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+            });
+            sweep(&input, &grid, &out, jobs, shard, quiet)
         }
+        Some(Command::Merge { out, shards }) => merge(&shards, &out),
         Some(Command::Convert {
             input,
             output,

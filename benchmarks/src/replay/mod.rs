@@ -39,6 +39,7 @@ use mmp_machine::{
 };
 use mmp_plb::PlbConfig;
 
+pub mod many;
 mod report;
 
 use report::ratio;
@@ -106,6 +107,10 @@ pub enum ReplayError {
     /// The trace could not be read.
     #[error(transparent)]
     Trace(#[from] TraceError),
+    /// Replaying on many engines ([`many`]): the decoder stopped because an engine did (that
+    /// engine's error is the one reported).
+    #[error("stopped: a grid point could not follow the trace")]
+    Stopped,
     /// The machine could not be built or changed as the trace asks.
     #[error("event {event}: {source}")]
     Machine {
