@@ -49,7 +49,7 @@ skip_reason() {
         *scripts/loom.sh*) echo "CI runs the loom models in their own step" ;;
         *scripts/callgrind-check.sh*) echo "needs valgrind; minutes" ;;
         *scripts/debian-kernel.sh*) echo "downloads Debian's kernel package" ;;
-        *" deb/"*) echo "needs scripts/debian-kernel.sh's download" ;;
+        *" deb/"* | *scripts/split-speed.sh*) echo "needs scripts/debian-kernel.sh's download" ;;
         *scripts/kernel-trace.sh*) echo "root and QEMU; installs Debian packages" ;;
         *" run/"*) echo "needs scripts/kernel-trace.sh's recording" ;;
         *) echo "" ;;

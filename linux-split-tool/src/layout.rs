@@ -44,6 +44,8 @@
 
 use std::collections::HashSet;
 
+use rayon::prelude::*;
+
 use serde::{Deserialize, Serialize};
 
 use crate::module::EntryVia;
@@ -489,7 +491,7 @@ const PAGE: u64 = 4096;
 
 /// Builds the layout from resolved modules, with the addresses `at` knows.
 #[must_use]
-pub fn layout(split: &[ModuleSplit], at: &impl Addresses) -> Layout {
+pub fn layout(split: &[ModuleSplit], at: &(impl Addresses + Sync)) -> Layout {
     let kernel_addr = |n: &str| at.kernel(n);
     let module_addr = |m: &str, n: &str| at.module_symbol(m, n);
     let addr_of = |e: &Exporter, name: &str| {
@@ -505,68 +507,78 @@ pub fn layout(split: &[ModuleSplit], at: &impl Addresses) -> Layout {
         core: true,
         depends: Vec::new(),
     }];
-    let mut gates = Vec::new();
-    let mut grants = Vec::new();
-    let mut unclassified = Vec::new();
-    let by_name: std::collections::HashMap<&str, &ModuleSplit> =
+    let by_name: rustc_hash::FxHashMap<&str, &ModuleSplit> =
         split.iter().map(|m| (m.name.as_str(), m)).collect();
-    for (i, m) in split.iter().enumerate() {
+    // Each module's gates, grants and unclassified imports, in parallel (rayon keeps the
+    // order), then joined in module order.
+    let parts: Vec<(Vec<GateEntry>, Vec<GrantEntry>, Vec<Unclassified>)> = split
+        .par_iter()
+        .map(|m| {
+            let (mut gates, mut grants, mut unclassified) = (Vec::new(), Vec::new(), Vec::new());
+            for imp in &m.imports {
+                let addr = imp.exporter.as_ref().and_then(|e| addr_of(e, &imp.name));
+                match (&imp.exporter, imp.kind) {
+                    (Some(e), SymbolKind::Function) => {
+                        gates.push(GateEntry {
+                            from: m.name.clone(),
+                            to: exporter_name(e),
+                            symbol: imp.name.clone(),
+                            addr,
+                        });
+                        // What the export tail-calls is reached through its gate too.
+                        if let Exporter::Module(x) = e
+                            && let Some(tails) = by_name
+                                .get(x.as_str())
+                                .and_then(|xs| xs.export_tails.get(&imp.name))
+                        {
+                            for t in tails {
+                                gates.push(GateEntry {
+                                    from: m.name.clone(),
+                                    to: x.clone(),
+                                    symbol: t.clone(),
+                                    addr: addr_of(e, t),
+                                });
+                            }
+                        }
+                    }
+                    (Some(e), SymbolKind::Data { read_only }) => grants.push(GrantEntry {
+                        holder: m.name.clone(),
+                        owner: exporter_name(e),
+                        symbol: imp.name.clone(),
+                        bytes: imp.size,
+                        read_only,
+                        addr,
+                    }),
+                    (e, _) => unclassified.push(Unclassified {
+                        module: m.name.clone(),
+                        symbol: imp.name.clone(),
+                        exporter: e.as_ref().map(exporter_name),
+                    }),
+                }
+            }
+            (gates, grants, unclassified)
+        })
+        .collect();
+    let (mut gates, mut grants, mut unclassified) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, (m, (g, r, u))) in split.iter().zip(parts).enumerate() {
         domains.push(Domain {
             pd: u32::try_from(i + 2).unwrap_or(u32::MAX),
             name: m.name.clone(),
             core: false,
             depends: m.depends.clone(),
         });
-        for imp in &m.imports {
-            let addr = imp.exporter.as_ref().and_then(|e| addr_of(e, &imp.name));
-            match (&imp.exporter, imp.kind) {
-                (Some(e), SymbolKind::Function) => {
-                    gates.push(GateEntry {
-                        from: m.name.clone(),
-                        to: exporter_name(e),
-                        symbol: imp.name.clone(),
-                        addr,
-                    });
-                    // What the export tail-calls is reached through its gate too.
-                    if let Exporter::Module(x) = e
-                        && let Some(tails) = by_name
-                            .get(x.as_str())
-                            .and_then(|xs| xs.export_tails.get(&imp.name))
-                    {
-                        for t in tails {
-                            gates.push(GateEntry {
-                                from: m.name.clone(),
-                                to: x.clone(),
-                                symbol: t.clone(),
-                                addr: addr_of(e, t),
-                            });
-                        }
-                    }
-                }
-                (Some(e), SymbolKind::Data { read_only }) => grants.push(GrantEntry {
-                    holder: m.name.clone(),
-                    owner: exporter_name(e),
-                    symbol: imp.name.clone(),
-                    bytes: imp.size,
-                    read_only,
-                    addr,
-                }),
-                (e, _) => unclassified.push(Unclassified {
-                    module: m.name.clone(),
-                    symbol: imp.name.clone(),
-                    exporter: e.as_ref().map(exporter_name),
-                }),
-            }
-        }
+        gates.extend(g);
+        grants.extend(r);
+        unclassified.extend(u);
     }
     // Entry points: each module's own, then the functions modules point at in their
     // exporters, each (owner, symbol) once.
     let mut entries = Vec::new();
-    let mut seen: HashSet<(String, String)> = HashSet::new();
+    let mut seen: rustc_hash::FxHashSet<(&str, &str)> = rustc_hash::FxHashSet::default();
     for m in split {
         let own = Exporter::Module(m.name.clone());
         for (name, via) in &m.entries {
-            if seen.insert((m.name.clone(), name.clone())) {
+            if seen.insert((m.name.as_str(), name.as_str())) {
                 entries.push(EntryPoint {
                     owner: m.name.clone(),
                     symbol: name.clone(),
@@ -585,10 +597,13 @@ pub fn layout(split: &[ModuleSplit], at: &impl Addresses) -> Layout {
             let (Some(e), SymbolKind::Function) = (&imp.exporter, imp.kind) else {
                 continue;
             };
-            let owner = exporter_name(e);
-            if seen.insert((owner.clone(), name.clone())) {
+            let owner = match e {
+                Exporter::Kernel => CORE,
+                Exporter::Module(x) => x.as_str(),
+            };
+            if seen.insert((owner, name.as_str())) {
                 entries.push(EntryPoint {
-                    owner,
+                    owner: owner.to_string(),
                     symbol: name.clone(),
                     via: *via,
                     addr: addr_of(e, name),

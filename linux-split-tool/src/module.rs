@@ -32,7 +32,9 @@
 //! functions stored the same ways are recorded too ([`ModuleInfo::pointer_imports`]): they
 //! are entry points of their exporter (vfat's ops tables point at fat's functions).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use object::{
     Object, ObjectSection, ObjectSymbol, RelocationFlags, RelocationTarget, SectionFlags,
@@ -361,8 +363,8 @@ fn entry_points(
         _ => 0,
     };
     // Functions of each executable section, by start (aliases share one entry).
-    let mut funcs: HashMap<usize, BTreeMap<u64, Func>> = HashMap::new();
-    let mut exec_sections: HashSet<usize> = HashSet::new();
+    let mut funcs: HashMap<usize, BTreeMap<u64, Func>> = HashMap::default();
+    let mut exec_sections: HashSet<usize> = HashSet::default();
     for s in obj.sections() {
         if sh_flags(&s) & SHF_EXECINSTR != 0 {
             exec_sections.insert(s.index().0);
@@ -434,7 +436,7 @@ fn entry_points(
         } else {
             &[]
         };
-        let mut relocated: HashSet<u64> = HashSet::new();
+        let mut relocated: HashSet<u64> = HashSet::default();
         for (off, rel) in s.relocations() {
             let RelocationTarget::Symbol(si) = rel.target() else {
                 continue;
@@ -514,12 +516,18 @@ fn entry_points(
         // Jumps the assembler resolved inside this section: `e9 rel32` onto a function's
         // first byte, at a place no relocation patches.
         if exec && let Some(m) = funcs.get(&s.index().0) {
+            let starts: HashSet<u64> = m.keys().copied().collect();
             for f in m.values() {
                 let end = f.end.min(data.len() as u64);
-                let mut i = f.start;
-                // `end - i` rather than `i + n`: a symbol's value is the file's word and
-                // may sit at the top of the address space.
-                while i < end && end - i >= 2 {
+                if f.start >= end {
+                    continue;
+                }
+                // Only the opcode bytes can start such a jump: found by memchr's vector
+                // search, not byte by byte. (`end - i` rather than `i + n` below: a symbol's
+                // value is the file's word and may sit at the top of the address space.)
+                let body = &data[f.start as usize..end as usize];
+                for off in memchr::memchr2_iter(0xe9, 0xeb, body) {
+                    let i = f.start + off as u64;
                     let at = i as usize;
                     let target = match data[at] {
                         0xe9 if end - i >= 5 && !relocated.contains(&(i + 1)) => {
@@ -531,16 +539,17 @@ fn entry_points(
                             ]);
                             (i + 5).checked_add_signed(i64::from(rel))
                         }
-                        0xeb => (i + 2).checked_add_signed(i64::from(data[at + 1] as i8)),
+                        0xeb if end - i >= 2 => {
+                            (i + 2).checked_add_signed(i64::from(data[at + 1] as i8))
+                        }
                         _ => None,
                     };
                     if let Some(t) = target
                         && t != f.start
-                        && m.contains_key(&t)
+                        && starts.contains(&t)
                     {
                         jumps.push(((s.index().0, f.start), (s.index().0, t)));
                     }
-                    i += 1;
                 }
             }
         }
@@ -548,11 +557,11 @@ fn entry_points(
     // Tail calls, transitively: from the entry points (their targets become entry points,
     // their imported targets entry points of the exporters), and from each exported
     // function (its targets are reached through the export's gate).
-    let mut next: HashMap<(usize, u64), Vec<(usize, u64)>> = HashMap::new();
+    let mut next: HashMap<(usize, u64), Vec<(usize, u64)>> = HashMap::default();
     for (from, to) in jumps {
         next.entry(from).or_default().push(to);
     }
-    let mut next_ext: HashMap<(usize, u64), Vec<String>> = HashMap::new();
+    let mut next_ext: HashMap<(usize, u64), Vec<String>> = HashMap::default();
     for (from, to) in ext_jumps {
         next_ext.entry(from).or_default().push(to);
     }

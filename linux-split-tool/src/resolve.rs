@@ -9,6 +9,8 @@
 
 use std::collections::BTreeMap;
 
+use rayon::prelude::*;
+
 use crate::module::{EntryVia, ModuleInfo, ModuleMemory, name_from_path};
 use crate::symbols::{SymbolKind, Symvers, SystemMap};
 
@@ -152,7 +154,8 @@ pub fn resolve(
     for m in modules {
         by_name.entry(m.name.as_str()).or_insert(m);
     }
-    let mut exporter_of: BTreeMap<&str, &ModuleInfo> = BTreeMap::new();
+    let mut exporter_of: rustc_hash::FxHashMap<&str, &ModuleInfo> =
+        rustc_hash::FxHashMap::default();
     for m in by_name.values() {
         for e in &m.exports {
             exporter_of.entry(e.as_str()).or_insert(m);
@@ -177,8 +180,10 @@ pub fn resolve(
                 (kind, size)
             })
     };
-    let mut out: Vec<ModuleSplit> = by_name
-        .values()
+    // Each module on its own, in parallel (rayon keeps the order).
+    let mods: Vec<&&ModuleInfo> = by_name.values().collect();
+    let mut out: Vec<ModuleSplit> = mods
+        .par_iter()
         .map(|m| {
             let imports: Vec<Import> = m
                 .imports

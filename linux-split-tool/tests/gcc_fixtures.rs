@@ -704,3 +704,35 @@ fn corrupt_files_are_named_and_the_good_modules_still_counted() {
     );
     assert_report_matches(f, &rep, f.bad_files.len() as u64);
 }
+
+#[test]
+fn any_number_of_threads_gives_the_serial_runs_output_byte_for_byte() {
+    // Plain, compressed and corrupt files together: the report, the errors and the layout
+    // are the same whether one thread reads the modules or several.
+    let f = fixtures();
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("jobs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = |jobs: &str| {
+        let out = dir.join(format!("layout-{jobs}.json"));
+        let o = Command::new(env!("CARGO_BIN_EXE_mmp-split"))
+            .args(["--jobs", jobs, "--system-map"])
+            .arg(&f.map)
+            .arg("--out")
+            .arg(&out)
+            .args([&f.plain, &f.compressed, &f.corrupt])
+            .output()
+            .expect("running mmp-split");
+        let layout = std::fs::read(&out).expect("the layout is written despite corrupt files");
+        (o.status.code(), o.stdout, o.stderr, layout)
+    };
+    let serial = run("1");
+    assert_eq!(serial.0, Some(1), "the corrupt files make it exit 1");
+    assert!(!serial.3.is_empty());
+    for jobs in ["2", "3", "8"] {
+        let parallel = run(jobs);
+        assert_eq!(parallel.0, serial.0, "--jobs {jobs}: exit code");
+        assert_eq!(parallel.1, serial.1, "--jobs {jobs}: the report");
+        assert_eq!(parallel.2, serial.2, "--jobs {jobs}: the errors");
+        assert_eq!(parallel.3, serial.3, "--jobs {jobs}: the layout");
+    }
+}
