@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 sweeps="${1:-20}"
 command -v valgrind >/dev/null || { echo "callgrind-check: valgrind is not installed"; exit 1; }
 cargo build --release -q -p mmp-benchmarks --example check_cost
-bin=target/release/examples/check_cost
+bin="${CARGO_TARGET_DIR:-target}/release/examples/check_cost"
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 for mode in hit miss; do

@@ -12,7 +12,7 @@ rm -rf "$seeds"
 mkdir -p "$seeds"
 data=benchmarks/tests/data
 cargo build -q --bin mmp-replay --bin mmp-split
-bin=target/debug
+bin="${CARGO_TARGET_DIR:-target}/debug"
 
 seed() { mkdir -p "$seeds/$1"; cp "$2" "$seeds/$1/${3:-$(basename "$2")}"; }
 

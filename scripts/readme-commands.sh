@@ -6,12 +6,17 @@
 #                                             # hour or so (fuzz campaigns, benches, a kernel)
 #   bash scripts/readme-commands.sh --quick   # skips those that need root, the network or
 #                                             # minutes each, naming each and why
+#   bash scripts/readme-commands.sh --only 'debian-kernel|deb/'   # those matching a regex
 # Each command's output goes to a log in the clone's readme-logs/; a failing command's last
 # lines are printed. Exits 1 if any command fails. `cargo doc --open` runs with BROWSER=true
 # (no browser is started).
 set -euo pipefail
 quick=0
-[ "${1:-}" = --quick ] && quick=1
+only=""
+case "${1:-}" in
+    --quick) quick=1 ;;
+    --only) only="${2:?--only needs a regular expression}" ;;
+esac
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 work="$(mktemp -d)"
 if [ "${MMP_KEEP_README_CLONE:-}" != 1 ]; then
@@ -62,6 +67,9 @@ skipped=0
 for i in "${!cmds[@]}"; do
     c="${cmds[$i]}"
     short="$(printf '%s' "$c" | sed -E 's/[[:space:]]+#.*$//; s/[[:space:]]+/ /g')"
+    if [ -n "$only" ] && ! grep -qE -- "$only" <<<"$c"; then
+        continue
+    fi
     if [ "$quick" = 1 ]; then
         why="$(skip_reason "$c")"
         if [ -n "$why" ]; then

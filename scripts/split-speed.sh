@@ -11,7 +11,7 @@ set -euo pipefail
 dir=${1:?usage: split-speed.sh DIR (from scripts/debian-kernel.sh)}
 cd "$(dirname "$0")/.."
 cargo build --release -q -p mmp-split
-split="$PWD/target/release/mmp-split"
+split="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/release/mmp-split"
 tree=$(ls -d "$dir"/lib/modules/*/kernel | head -n 1)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -224,7 +224,7 @@ struct Shared<'e> {
     done: bool,
     /// An engine failed: everyone stops.
     failed: Option<(usize, ReplayError)>,
-    /// The decoder failed: everyone stops.
+    /// The decoder failed, or a worker panicked: everyone stops.
     stopped: bool,
     /// Each engine (None while a worker has it), the number of the next block it needs, and
     /// the worker that ran it last.
@@ -282,12 +282,12 @@ fn run(
             .collect();
         let mut ship = |block: Events| {
             let mut g = lock();
-            while g.blocks.len() >= AHEAD && g.failed.is_none() {
+            while g.blocks.len() >= AHEAD && g.failed.is_none() && !g.stopped {
                 g = changed
                     .wait(g)
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
             }
-            if g.failed.is_some() {
+            if g.failed.is_some() || g.stopped {
                 return false;
             }
             g.blocks.push_back(Arc::new(block));
@@ -299,7 +299,7 @@ fn run(
             let mut g = lock();
             g.done = true;
             // A decoder error stops the workers too: the engines' reports stay as they are.
-            g.stopped = decoded.is_err();
+            g.stopped |= decoded.is_err();
             changed.notify_all();
         }
         for h in handles {
@@ -318,9 +318,25 @@ fn run(
 
 /// Worker `me`: takes the engine furthest behind whose next block is there (of those, one it
 /// ran last, whose state its cache still holds), replays every block decoded so far on it,
-/// puts it back;
-/// returns when every engine has replayed every block (or one failed).
+/// puts it back; returns when every engine has replayed every block (or one failed). A
+/// worker that panics stops the others and the decoder, so the panic reaches the caller
+/// rather than leaving them waiting.
 fn work(me: usize, shared: &std::sync::Mutex<Shared<'_>>, changed: &std::sync::Condvar) {
+    /// On unwinding: stop everyone.
+    struct StopOnPanic<'a, 'e>(&'a std::sync::Mutex<Shared<'e>>, &'a std::sync::Condvar);
+    impl Drop for StopOnPanic<'_, '_> {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                let mut g = self
+                    .0
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                g.stopped = true;
+                self.1.notify_all();
+            }
+        }
+    }
+    let _guard = StopOnPanic(shared, changed);
     let lock = || {
         shared
             .lock()
