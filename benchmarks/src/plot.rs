@@ -358,8 +358,9 @@ pub fn hbars(
                 ),
             )?;
         let row = |y: f64| {
-            labels
-                .get(n - 1 - y.floor() as usize)
+            (n - 1)
+                .checked_sub(y.floor() as usize)
+                .and_then(|i| labels.get(i))
                 .cloned()
                 .unwrap_or_default()
         };
