@@ -2,8 +2,9 @@
 # Builds the seed corpora of the fuzz targets into fuzz/seeds/<target>/ (ignored by git) from
 # the repo's own test data: the importers' real tool output (benchmarks/tests/data), the same
 # converted to our binary and text forms, modules compiled from fuzz/seed-sources with gcc (and
-# xz/zstd copies when those tools are present), the symbol files there, and a layout the split
-# tool writes from them. Needs gcc; run by scripts/fuzz.sh.
+# xz/zstd copies when those tools are present), the symbol files there, a layout the split
+# tool writes from them, and for supervisor_ops 64 pseudo-random operation sequences
+# (oracle/examples/op_seeds.rs). Needs gcc; run by scripts/fuzz.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -67,4 +68,6 @@ cp linux-split-tool/tests/data/kallsyms-excerpt.txt linux-split-tool/tests/data/
 xz -dc benchmarks/data/kernel/layout.json.xz > "$seeds/split_layout/kernel-layout.json"
 "$bin/mmp-split" --system-map fuzz/seed-sources/System.map --out "$seeds/split_layout/layout.json" \
     "$work/mods" >/dev/null 2>&1 || true
+# supervisor_ops: pseudo-random operation sequences from a fixed generator.
+cargo run -q -p mmp-oracle --example op_seeds -- "$seeds/supervisor_ops"
 echo "seeds in $root/$seeds: $(find "$seeds" -type f | wc -l) files"
