@@ -140,7 +140,9 @@ impl Memory {
     }
 
     /// A digest of the contents (pages in address order), for tests that must show a state
-    /// did not change.
+    /// did not change. Two memories with the same written pages that differ in any one
+    /// 8-byte word always digest differently, as do memories whose written pages differ in
+    /// one page number; other differences collide with odds near 2^-64.
     #[must_use]
     pub fn digest(&self) -> u64 {
         let mut keys: Vec<(u64, usize)> = self.index.iter().map(|(&k, &i)| (k, i)).collect();
