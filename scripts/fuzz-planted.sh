@@ -9,7 +9,7 @@
 # harness reported; fails if any bug is not found.
 # With MMP_PLANTED_EMPTY=1 each run starts from an empty corpus instead, so libFuzzer's
 # mutations alone must reach the bug: that takes from seconds to over a minute, by its seed.
-#   bash scripts/fuzz-planted.sh        # all three bugs, 15 s each at most
+#   bash scripts/fuzz-planted.sh        # all four bugs, 15 s each at most
 #   bash scripts/fuzz-planted.sh 60 chown-ignores-seal
 #   MMP_PLANTED_EMPTY=1 bash scripts/fuzz-planted.sh 120
 set -euo pipefail
@@ -18,7 +18,7 @@ secs="${1:-15}"
 shift || true
 bugs=("$@")
 if [ ${#bugs[@]} -eq 0 ]; then
-    bugs=(transitive-grant-widens partial-free-leaves-grants chown-ignores-seal)
+    bugs=(transitive-grant-widens partial-free-leaves-grants chown-ignores-seal refused-grant-writes)
 fi
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked

@@ -40,7 +40,7 @@ pub enum Gate {
 /// Gates are rare (a module imports tens to hundreds of functions), so a sorted map is both
 /// the simple and the compact choice; [`GateTable::footprint_bytes`] counts what a hardware
 /// table would store per record (the word and the destination: 8 bytes).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct GateTable {
     gates: BTreeMap<u64, Gate>,
 }

@@ -45,7 +45,7 @@ pub use fault::{AccessError, Fault, FaultKind, MachineError};
 pub use invariants::MachineInvariantError;
 pub use machine::{CALL_STACK_FRAMES, Machine, MachineConfig};
 pub use memory::Memory;
-pub use mmp_gates::{ArgWindow, CallStack, CrossingStats, Frame, FrameRegs, Gate};
+pub use mmp_gates::{ArgWindow, CallStack, CrossingStats, Frame, FrameRegs, Gate, GateTable};
 pub use segmap::{SegMap, SegMapInvariantError};
 pub use tables::TableWrite;
 pub use transfer::CpuContext;

@@ -4,7 +4,7 @@
 
 use mmp_domains::table::runs;
 use mmp_domains::{ByteAddr, PdId, Perm, PermTable, Table, TableError, WordAddr, WordRange};
-use mmp_gates::Gate;
+use mmp_gates::{Gate, GateTable};
 use mmp_plb::{Epochs, change};
 
 use crate::fault::MachineError;
@@ -273,6 +273,13 @@ impl Machine {
         self.key_of(pd)
             .map(|k| self.pds[k].gates.range(range).collect())
             .unwrap_or_default()
+    }
+
+    /// `pd`'s gate table (`None` for an unknown domain): what [`Machine::gates`] lists,
+    /// without copying it.
+    #[must_use]
+    pub fn gate_table(&self, pd: PdId) -> Option<&GateTable> {
+        self.key_of(pd).ok().map(|k| &self.pds[k].gates)
     }
 
     /// `pd`'s gate records, by word, ascending (empty for an unknown domain).

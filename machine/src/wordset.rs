@@ -104,6 +104,46 @@ impl WordSet {
             .filter(move |&w| lo <= w && w < hi)
     }
 
+    /// The words of `range` as maximal runs `[start, end)` of consecutive words, ascending:
+    /// what [`WordSet::range`] lists, grouped, found 64 words a step.
+    #[must_use]
+    pub fn runs_in(&self, range: WordRange) -> Vec<(u64, u64)> {
+        let (lo, hi) = (range.start().0, range.end().0);
+        let mut out: Vec<(u64, u64)> = Vec::new();
+        for (&c, b) in self.chunks.range(lo / CHUNK_WORDS..=(hi - 1) / CHUNK_WORDS) {
+            let base = c * CHUNK_WORDS;
+            let raw = b.as_raw_slice();
+            // Bits [i, z) of this chunk lie in the range.
+            let (mut i, z) = (lo.saturating_sub(base), (hi - base).min(CHUNK_WORDS));
+            while i < z {
+                let x = raw[(i / 64) as usize] >> (i % 64);
+                if x == 0 {
+                    i += 64 - i % 64;
+                    continue;
+                }
+                i += u64::from(x.trailing_zeros());
+                if i >= z {
+                    break;
+                }
+                let start = i;
+                loop {
+                    let off = i % 64;
+                    let ones = u64::from((raw[(i / 64) as usize] >> off).trailing_ones());
+                    i += ones;
+                    if ones < 64 - off || i >= z {
+                        break;
+                    }
+                }
+                let (a, e) = (base + start, base + i.min(z));
+                match out.last_mut() {
+                    Some(last) if last.1 == a => last.1 = e,
+                    _ => out.push((a, e)),
+                }
+            }
+        }
+        out
+    }
+
     /// Removes the words of `range` and returns them, ascending.
     pub fn take_range(&mut self, range: WordRange) -> Vec<WordAddr> {
         let taken: Vec<WordAddr> = self.range(range).collect();
@@ -131,5 +171,45 @@ impl FromIterator<WordAddr> for WordSet {
             s.insert(w);
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `runs_in` groups exactly what `range` lists, on sets with runs that cross 64-word
+    /// and chunk boundaries, over ranges that start and end anywhere.
+    #[test]
+    fn runs_in_groups_what_range_lists() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..200 {
+            let mut set = WordSet::new();
+            for _ in 0..next() % 20 {
+                let start = next() % (3 * CHUNK_WORDS);
+                for w in start..start + next() % 300 {
+                    set.insert(WordAddr(w));
+                }
+            }
+            for _ in 0..20 {
+                let lo = next() % (3 * CHUNK_WORDS);
+                let hi = lo + 1 + next() % (2 * CHUNK_WORDS);
+                let range = WordRange::new(lo, hi).unwrap();
+                let mut want: Vec<(u64, u64)> = Vec::new();
+                for w in set.range(range) {
+                    match want.last_mut() {
+                        Some(last) if last.1 == w.0 => last.1 = w.0 + 1,
+                        _ => want.push((w.0, w.0 + 1)),
+                    }
+                }
+                assert_eq!(set.runs_in(range), want, "words [{lo}, {hi})");
+            }
+        }
     }
 }

@@ -519,75 +519,39 @@ impl Model {
         Ok(())
     }
 
-    fn revoke_skipping(&mut self, q: PdId, w: u64, doomed: &[PdId]) {
-        self.hold(w, q, Perm::None, None);
-        let below: Vec<PdId> = self.words[&w]
+    /// Removes `q`'s hold on word `x` and, recursively, every hold it granted there, except
+    /// those of the `doomed`.
+    fn revoke_skipping(x: &mut Word, q: PdId, doomed: &[PdId]) {
+        x.held.remove(&q);
+        let below: Vec<PdId> = x
             .held
             .iter()
             .filter(|(r, h)| !doomed.contains(r) && h.grant.is_some_and(|g| g.grantor == q))
             .map(|(r, _)| *r)
             .collect();
         for r in below {
-            self.revoke_skipping(r, w, doomed);
+            Self::revoke_skipping(x, r, doomed);
         }
+    }
+
+    /// Whether destroying `doomed` changes word `x`: a doomed domain owns it, holds it, has
+    /// a gate on it, granted a hold on it or created its stack.
+    fn doomed_touch(x: &Word, doomed: &[PdId]) -> bool {
+        doomed.contains(&x.owner)
+            || x.held.iter().any(|(q, h)| {
+                doomed.contains(q) || h.grant.is_some_and(|g| doomed.contains(&g.grantor))
+            })
+            || x.gates.iter().any(|(q, _)| doomed.contains(q))
+            || matches!(x.kind, RegionKind::Stack { creator } if doomed.contains(&creator))
     }
 
     fn destroy(&mut self, doomed: &[PdId], top: PdId) {
         let heir = self.pds[&top].parent;
-        let all: Vec<u64> = self.words.keys().collect();
-        for &w in &all {
-            // Phase 1: grants the doomed made as holders are revoked, recursively.
-            let owner = self.words[&w].owner;
-            let victims: Vec<PdId> = self.words[&w]
-                .held
-                .iter()
-                .filter(|(q, h)| {
-                    !doomed.contains(q)
-                        && h.grant
-                            .is_some_and(|g| doomed.contains(&g.grantor) && g.grantor != owner)
-                })
-                .map(|(q, _)| *q)
-                .collect();
-            for q in victims {
-                // An earlier victim's cascade may have reached it already.
-                if self.words[&w].held.contains_key(&q) {
-                    self.revoke_skipping(q, w, doomed);
-                }
-            }
-            // Phase 2: the doomed owner's word passes to the heir.
-            if doomed.contains(&owner) {
-                let x = self.words.get_mut(&w).expect("allocated");
-                for (q, h) in &mut x.held {
-                    if *q == heir {
-                        h.grant = None;
-                    } else if !doomed.contains(q)
-                        && let Some(g) = &mut h.grant
-                        && g.grantor == owner
-                    {
-                        g.grantor = heir;
-                    }
-                }
-                x.owner = heir;
-                // Gates on code whose ownership passes are removed.
-                x.gates.clear();
-            }
-            // Phase 3: the doomed hold nothing and have no gates; their stacks pass too.
-            // (Only a word that changes is written: the word map copies what is written.)
-            let x = &self.words[&w];
-            let touched = x.held.iter().any(|(q, _)| doomed.contains(q))
-                || x.gates.iter().any(|(q, _)| doomed.contains(q))
-                || matches!(x.kind, RegionKind::Stack { creator } if doomed.contains(&creator));
-            if touched {
-                let x = self.words.get_mut(&w).expect("allocated");
-                x.held.retain(|q, _| !doomed.contains(q));
-                x.gates.retain(|q, _| !doomed.contains(q));
-                if let RegionKind::Stack { creator } = x.kind
-                    && doomed.contains(&creator)
-                {
-                    x.kind = RegionKind::Stack { creator: heir };
-                }
-            }
-        }
+        // Each word is handled on its own; a word no doomed domain touches is left as it is.
+        self.words.update_where(
+            |x| Self::doomed_touch(x, doomed),
+            |_, x| Self::destroy_word(x, doomed, heir),
+        );
         for d in doomed {
             self.pds.remove(d);
         }
@@ -595,6 +559,52 @@ impl Model {
             if doomed.contains(&n.parent) {
                 n.parent = heir;
             }
+        }
+    }
+
+    /// What destroying `doomed` (their heir `heir`) does to one word `x`.
+    fn destroy_word(x: &mut Word, doomed: &[PdId], heir: PdId) {
+        // Phase 1: grants the doomed made as holders are revoked, recursively.
+        let owner = x.owner;
+        let victims: Vec<PdId> = x
+            .held
+            .iter()
+            .filter(|(q, h)| {
+                !doomed.contains(q)
+                    && h.grant
+                        .is_some_and(|g| doomed.contains(&g.grantor) && g.grantor != owner)
+            })
+            .map(|(q, _)| *q)
+            .collect();
+        for q in victims {
+            // An earlier victim's cascade may have reached it already.
+            if x.held.contains_key(&q) {
+                Self::revoke_skipping(x, q, doomed);
+            }
+        }
+        // Phase 2: the doomed owner's word passes to the heir.
+        if doomed.contains(&owner) {
+            for (q, h) in &mut x.held {
+                if *q == heir {
+                    h.grant = None;
+                } else if !doomed.contains(q)
+                    && let Some(g) = &mut h.grant
+                    && g.grantor == owner
+                {
+                    g.grantor = heir;
+                }
+            }
+            x.owner = heir;
+            // Gates on code whose ownership passes are removed.
+            x.gates.clear();
+        }
+        // Phase 3: the doomed hold nothing and have no gates; their stacks pass too.
+        x.held.retain(|q, _| !doomed.contains(q));
+        x.gates.retain(|q, _| !doomed.contains(q));
+        if let RegionKind::Stack { creator } = x.kind
+            && doomed.contains(&creator)
+        {
+            x.kind = RegionKind::Stack { creator: heir };
         }
     }
 
@@ -655,15 +665,9 @@ impl Model {
             }
         };
         let mut at = 0;
-        let mut it = self.words.keys().peekable();
-        while let Some(w) = it.next() {
+        for (w, end) in self.words.runs() {
             if w * 4 > at {
                 consider(at, w * 4);
-            }
-            let mut end = w + 1;
-            while it.peek().is_some_and(|&v| v == end) {
-                it.next();
-                end += 1;
             }
             at = end * 4;
         }
@@ -725,13 +729,18 @@ impl Model {
         } else {
             (caller, RegionKind::Heap)
         };
-        for w in lo..hi {
-            let x = self.fresh_word((lo, hi), owner, kind);
-            self.words.insert(w, x);
-            if !stack {
-                self.hold(w, caller, Perm::ReadWrite, None);
-            }
+        let mut x = self.fresh_word((lo, hi), owner, kind);
+        if !stack && !caller.is_supervisor() {
+            // The caller's read-write hold, as `hold` would make it.
+            x.held.insert(
+                caller,
+                Held {
+                    perm: Perm::ReadWrite,
+                    grant: None,
+                },
+            );
         }
+        self.words.fill(lo, hi, &x);
         Ok(base)
     }
 

@@ -12,19 +12,23 @@
 //! still reaching every bad-input class: stale ids, the wrong CPU, zero, wrapping and huge
 //! lengths, addresses beyond the width. After every operation the harness checks that:
 //! - the supervisor and the model returned the same result (value or typed error);
-//! - a failed call left the supervisor's [`digest`](Supervisor::digest) unchanged;
-//! - every word the operation could change (its footprint, and the words beside it) has the
-//!   same region, owner, seal, export, tracking, dirty mark, gates, and per-domain
-//!   permission and grant in both;
-//! - the domain tree, fault policies, running domains, frame registers, call stacks, active
-//!   stacks, fault log and crossing counts agree.
+//! - a failed call changed nothing: the supervisor's
+//!   [`digest_beside_tables`](Supervisor::digest_beside_tables) (everything but the tables'
+//!   contents: domains, regions, grants, seals, marks, epochs, memory, gates, frames) and
+//!   every domain's permissions on the words the call named are as they were before it;
+//! - after a call that succeeded, every word it could change (its footprint, and the words
+//!   beside it) has the same region, owner, seal, export, tracking, dirty mark, gates, and
+//!   per-domain permission and grant in both;
+//! - the domain tree, fault policies, running domains, frame registers, call stacks and
+//!   active stacks agree, and after an access or transfer (the only calls that fault or
+//!   cross) the fault log and crossing counts too.
 //!
 //! Every [`Checks::full_every`] operations, and at the end ([`Harness::finish`]), it also
-//! checks [`Supervisor::check_invariants`] and compares every allocated word. The ordinary
-//! tests run with [`Checks::THOROUGH`] (the full check after every operation); the fuzz
-//! target with [`Checks::FUZZ`], which runs each input about 20 times faster: a call that
-//! breaks state outside its footprint still shows at the next full check, since the model
-//! is the oracle for every word. [`run_bytes`] is the whole check for one byte string, and
+//! checks [`Supervisor::check_invariants`] and compares every allocated word, the fault log
+//! and the crossings. The ordinary tests run with [`Checks::THOROUGH`] (the full check after
+//! every operation); the fuzz target with [`Checks::FUZZ`]: a call that breaks state
+//! outside what it could change still shows at the next full check, since the model is the
+//! oracle for every word. [`run_bytes`] is the whole check for one byte string, and
 //! [`fuzz_one`] the fuzz target's.
 
 use arbitrary::{Arbitrary, Unstructured};
@@ -561,15 +565,32 @@ impl Call {
         }
     }
 
+    /// Whether the call is an access or a transfer: the only calls that fault or cross.
+    fn accesses(&self) -> bool {
+        matches!(
+            self,
+            Call::Load { .. }
+                | Call::Store { .. }
+                | Call::Fetch { .. }
+                | Call::Call { .. }
+                | Call::Ret { .. }
+                | Call::Jump { .. }
+        )
+    }
+
     /// The words whose state the call may have changed, as `(first, end)` word indices, and
     /// whether everything must be compared (the call changes state beyond its words).
     fn footprint(&self, outcome: &Outcome) -> (Option<(u64, u64)>, bool) {
         match *self {
             Call::AllocPd { .. } => (Some((ENTRY_WORDS.start().0, ENTRY_WORDS.end().0)), false),
             Call::FreePd { .. } => (None, true),
-            Call::Alloc { n_bytes, .. } => match outcome {
-                Outcome::Addr(Ok(x)) => (Some((x.0 / 4, (x.0 + n_bytes).div_ceil(4))), false),
-                _ => (None, false),
+            Call::Alloc {
+                n_bytes, placement, ..
+            } => match (outcome, placement) {
+                (Outcome::Addr(Ok(x)), _) => (Some(span(*x, n_bytes)), false),
+                // A refused placement: the words it named.
+                (_, Some(at)) => (Some(span(at, n_bytes)), false),
+                (_, None) => (None, false),
             },
             Call::Free { addr, len, .. } => match len {
                 Some(l) => (Some(span(addr, l)), false),
@@ -689,10 +710,10 @@ impl Checks {
         check_prelude: true,
         stats: true,
     };
-    /// The fuzz target's: the full check every 100 operations and at the end, and no
+    /// The fuzz target's: the full check every 200 operations and at the end, and no
     /// statistics.
     pub const FUZZ: Checks = Checks {
-        full_every: 100,
+        full_every: 200,
         check_prelude: false,
         stats: false,
     };
@@ -724,6 +745,11 @@ pub struct Harness {
     checks: Checks,
     /// Whether the prelude is running.
     in_prelude: bool,
+    /// The supervisor's [`Supervisor::digest_beside_tables`] when it is known to be current: set by a
+    /// failed call (which must leave the state as it was) and cleared by every call that
+    /// succeeds, so that a run of failed calls digests the state once a call, not twice.
+    /// (`sup` is changed only through [`Harness::step`].)
+    digest: Option<u64>,
 }
 
 /// Machine shapes the harness runs: table format, address width, CPUs, PLB.
@@ -823,6 +849,7 @@ impl Harness {
             stats: std::collections::BTreeMap::new(),
             checks,
             in_prelude: false,
+            digest: None,
         }
     }
 
@@ -945,6 +972,7 @@ impl Harness {
             stats: self.stats.clone(),
             checks: self.checks,
             in_prelude: self.in_prelude,
+            digest: self.digest,
         })
     }
 
@@ -1371,7 +1399,13 @@ impl Harness {
         // allocator's choice, not the policy's; the model checks the id is fresh and of the
         // right kind).
         let (supervisor, model, before) = if matches!(call, Call::AllocPd { .. }) {
-            let before = if light { 0 } else { self.sup.digest() };
+            let before = if light {
+                (0, 0)
+            } else {
+                // Its footprint, whatever the outcome: the entry words.
+                let own = Some((ENTRY_WORDS.start().0, ENTRY_WORDS.end().0));
+                (self.known_digest(), self.table_digest(own))
+            };
             let supervisor = call.apply(&mut self.sup);
             if let Outcome::Pd(r) = &supervisor {
                 self.model
@@ -1381,9 +1415,12 @@ impl Harness {
         } else {
             let model = call.apply(&mut self.model);
             let before = if light || model.succeeded() {
-                0
+                (0, 0)
             } else {
-                self.sup.digest()
+                (
+                    self.known_digest(),
+                    self.table_digest(call.footprint(&model).0),
+                )
             };
             (call.apply(&mut self.sup), model, before)
         };
@@ -1396,14 +1433,27 @@ impl Harness {
         }
         self.learn(op, &call, &supervisor);
         let ok = supervisor.succeeded();
-        if !ok {
+        if ok {
+            self.digest = None;
+        } else {
             self.failed += 1;
         }
         if light {
+            self.digest = None;
             return Ok(());
         }
-        if !ok && self.sup.digest() != before {
-            return Err(Finding::ChangedOnFailure { call });
+        if !ok {
+            // A failed call must change nothing: everything but the tables as a whole, and
+            // the tables over the words the call named (the rest of them at the next full
+            // check, against the model).
+            let after = (
+                self.sup.digest_beside_tables(),
+                self.table_digest(call.footprint(&supervisor).0),
+            );
+            if after != before {
+                return Err(Finding::ChangedOnFailure { call });
+            }
+            self.digest = Some(after.0);
         }
         let full = self.ops % self.checks.full_every == 0;
         if full {
@@ -1418,9 +1468,12 @@ impl Harness {
             call: Some(call),
             what,
         };
-        self.compare_globals().map_err(differs)?;
+        self.compare_globals(full || call.accesses())
+            .map_err(differs)?;
         match call.footprint(&supervisor) {
             _ if full => self.compare_all().map_err(differs)?,
+            // A failed call: checked against its own state before, above.
+            _ if !ok => {}
             (own, true) if words_before.is_some() => {
                 // The words the model changed, and the call's own; a change the supervisor
                 // made anywhere else shows at the next full check.
@@ -1441,6 +1494,42 @@ impl Harness {
             (None, false) => {}
         }
         Ok(())
+    }
+
+    /// A digest of every live domain's permissions on the words `span` names (and two more
+    /// each side, as the comparisons take them): what a failed call that named them must
+    /// leave as it was. 0 for no span.
+    fn table_digest(&self, span: Option<(u64, u64)>) -> u64 {
+        let Some(range) = span.and_then(|(a, b)| {
+            WordRange::new(
+                a.saturating_sub(2),
+                b.saturating_add(2).min(self.model_limit()),
+            )
+        }) else {
+            return 0;
+        };
+        let m = self.sup.machine();
+        // Each step a bijection of the running value, as in `Supervisor::digest`.
+        let mut h = 0u64;
+        let mut add = |x: u64| h = (h.rotate_left(5) ^ x).wrapping_mul(0x517c_c1b7_2722_0a95);
+        for pd in self.sup.pd_ids() {
+            if let Some(t) = m.table(pd) {
+                add(u64::from(pd.raw()));
+                for (run, p) in t.runs(range) {
+                    add(run.start().0);
+                    add(run.end().0);
+                    add(p as u64);
+                }
+            }
+        }
+        h
+    }
+
+    /// The supervisor's digest: the one kept from the last failed call if nothing has
+    /// changed since, else computed.
+    fn known_digest(&self) -> u64 {
+        self.digest
+            .unwrap_or_else(|| self.sup.digest_beside_tables())
     }
 
     /// Whether `call` is an access or transfer by a domain whose fault policy is to be
@@ -1534,11 +1623,14 @@ impl Harness {
         self.sup.config().machine.width.word_limit()
     }
 
-    fn compare_globals(&self) -> Result<(), String> {
-        let pds = self.sup.pds();
-        let mpds: Vec<PdId> = self.model.pds.keys().copied().collect();
-        if pds != mpds {
-            return Err(format!("domains differ: {pds:?} vs {mpds:?}"));
+    /// Compares the state beside the words: domains, their parents and policies, what each
+    /// CPU runs, its frame registers, call stack and active stack; and, when `logs` (after
+    /// an access or transfer, and in every full check), the fault log and the crossings,
+    /// which nothing else changes.
+    fn compare_globals(&self, logs: bool) -> Result<(), String> {
+        if !self.sup.pd_ids().eq(self.model.pds.keys().copied()) {
+            let mpds: Vec<PdId> = self.model.pds.keys().copied().collect();
+            return Err(format!("domains differ: {:?} vs {mpds:?}", self.sup.pds()));
         }
         for (&pd, n) in &self.model.pds {
             if self.sup.parent(pd) != Some(n.parent) || self.sup.fault_policy(pd) != Some(n.policy)
@@ -1562,8 +1654,8 @@ impl Harness {
                     self.model.regs[cpu]
                 ));
             }
-            let frames = m.call_stack(cpu).map(|c| c.frames().to_vec()).ok();
-            if frames.as_ref() != Some(&self.model.calls[cpu]) {
+            let frames = m.call_stack(cpu).map(|c| c.frames()).ok();
+            if frames != Some(self.model.calls[cpu].as_slice()) {
                 return Err(format!(
                     "CPU {cpu}'s call stack: {frames:?} vs {:?}",
                     self.model.calls[cpu]
@@ -1576,6 +1668,9 @@ impl Harness {
                     self.model.stacks[cpu]
                 ));
             }
+        }
+        if !logs {
+            return Ok(());
         }
         if self.sup.faults() != self.model.faults.as_slice() {
             return Err("fault logs differ".into());
@@ -1612,6 +1707,20 @@ impl Harness {
         // The model: one walk over its words. Per live domain (by its place in `pds`), its
         // permission and grant runs.
         let pds: Vec<PdId> = model.pds.keys().copied().collect();
+        // Live domains by slot (two live domains never share one), for the walk below.
+        let slots = pds
+            .iter()
+            .map(|p| p.index() as usize + 1)
+            .max()
+            .unwrap_or(0);
+        let mut by_slot: Vec<Option<(PdId, usize)>> = vec![None; slots];
+        for (k, &p) in pds.iter().enumerate() {
+            by_slot[p.index() as usize] = Some((p, k));
+        }
+        let place = |pd: PdId| match by_slot.get(pd.index() as usize) {
+            Some(&Some((p, k))) if p == pd => Some(k),
+            _ => None,
+        };
         let mut regions: Runs<((u64, u64), PdId, RegionKind)> = Vec::new();
         let mut perms: Vec<Runs<Perm>> = vec![Vec::new(); pds.len()];
         let mut grants: Vec<Runs<Grant>> = vec![Vec::new(); pds.len()];
@@ -1626,7 +1735,7 @@ impl Harness {
                 _ => regions.push((w, w + 1, (x.region, x.owner, x.kind))),
             }
             for (&pd, h) in &x.held {
-                let Ok(k) = pds.binary_search(&pd) else {
+                let Some(k) = place(pd) else {
                     continue;
                 };
                 if h.perm != Perm::None {
@@ -1642,7 +1751,7 @@ impl Harness {
             }
             if !entry.contains(&w) {
                 for (&pd, &g) in &x.gates {
-                    if pds.binary_search(&pd).is_ok() {
+                    if place(pd).is_some() {
                         gates.push((pd, w, g));
                     }
                 }
@@ -1673,11 +1782,10 @@ impl Harness {
             out
         };
         let words = |set: &mmp_machine::WordSet| -> Runs<()> {
-            let mut out = Vec::new();
-            for w in set.range(span) {
-                push(&mut out, w.0, ());
-            }
-            out
+            set.runs_in(span)
+                .into_iter()
+                .map(|(a, b)| (a, b, ()))
+                .collect()
         };
         let strip = |it: &mut dyn Iterator<Item = (u64, u64, ())>| -> Vec<(u64, u64)> {
             it.map(|(a, b, ())| (a, b)).collect()
@@ -1751,7 +1859,7 @@ impl Harness {
                 error: Box::new(error),
             })?;
         let differs = |what| Finding::StateDiffers { call: None, what };
-        self.compare_globals().map_err(differs)?;
+        self.compare_globals(true).map_err(differs)?;
         self.compare_all().map_err(differs)
     }
 }
@@ -1828,7 +1936,8 @@ fn after_prelude(sel: u8) -> Result<Harness, Finding> {
     }
     let mut h = Harness::with_checks(shape, Checks::FUZZ);
     h.prelude()?;
-    if cacheable && let Some(copy) = h.fork() {
+    if cacheable && let Some(mut copy) = h.fork() {
+        copy.digest = Some(copy.sup.digest_beside_tables());
         PRELUDES.with(|p| p.borrow_mut().insert(sel, copy));
     }
     Ok(h)

@@ -77,6 +77,48 @@ impl Words {
         old
     }
 
+    /// Sets every word of `[lo, hi)` to a copy of `x` (what [`Words::insert`] of each would
+    /// do, a chunk at a time).
+    pub fn fill(&mut self, lo: u64, hi: u64, x: &Word) {
+        let mut w = lo;
+        while w < hi {
+            let (c, i) = split(w);
+            let n = ((hi - w) as usize).min(CHUNK as usize - i);
+            let ch = self
+                .chunks
+                .entry(c)
+                .or_insert_with(|| Arc::new(std::array::from_fn(|_| None)));
+            for slot in &mut Arc::make_mut(ch)[i..i + n] {
+                if slot.replace(x.clone()).is_none() {
+                    self.len += 1;
+                }
+            }
+            w += n as u64;
+        }
+    }
+
+    /// Calls `f` on every word `touch` accepts, ascending, to change it; a chunk with no such
+    /// word is not copied.
+    pub fn update_where(
+        &mut self,
+        touch: impl Fn(&Word) -> bool,
+        mut f: impl FnMut(u64, &mut Word),
+    ) {
+        for (&c, ch) in &mut self.chunks {
+            if !ch.iter().flatten().any(&touch) {
+                continue;
+            }
+            let base = c << SHIFT;
+            for (i, slot) in Arc::make_mut(ch).iter_mut().enumerate() {
+                if let Some(x) = slot
+                    && touch(x)
+                {
+                    f(base + i as u64, x);
+                }
+            }
+        }
+    }
+
     /// Removes word `w`; returns it.
     pub fn remove(&mut self, w: &u64) -> Option<Word> {
         let (c, i) = split(*w);
@@ -118,6 +160,33 @@ impl Words {
     /// Every word's index, ascending.
     pub fn keys(&self) -> impl Iterator<Item = u64> + '_ {
         self.iter().map(|(w, _)| w)
+    }
+
+    /// The maximal runs `[start, end)` of consecutive words, ascending: what
+    /// [`Words::keys`] lists, grouped.
+    #[must_use]
+    pub fn runs(&self) -> Vec<(u64, u64)> {
+        let mut out: Vec<(u64, u64)> = Vec::new();
+        for (&c, ch) in &self.chunks {
+            let base = c << SHIFT;
+            let mut i = 0;
+            while i < ch.len() {
+                if ch[i].is_none() {
+                    i += 1;
+                    continue;
+                }
+                let start = i;
+                while i < ch.len() && ch[i].is_some() {
+                    i += 1;
+                }
+                let (a, b) = (base + start as u64, base + i as u64);
+                match out.last_mut() {
+                    Some(last) if last.1 == a => last.1 = b,
+                    _ => out.push((a, b)),
+                }
+            }
+        }
+        out
     }
 
     /// The lowest word's index.
@@ -229,7 +298,23 @@ mod tests {
         let mut copy = None;
         for step in 0..20_000 {
             let w = next() % 1000 + if next() % 4 == 0 { 1 << 40 } else { 0 };
-            if next() % 3 == 0 {
+            if next() % 50 == 0 {
+                // A range filled at once, across chunk boundaries.
+                let (len, n) = (next() % 200, next() % 50);
+                words.fill(w, w + len, &word(n));
+                for v in w..w + len {
+                    oracle.insert(v, word(n));
+                }
+            } else if next() % 100 == 0 {
+                // Words changed where a test accepts them.
+                let k = next() % 7;
+                words.update_where(|x| x.region.1 % 7 == k, |_, x| x.region.0 += 3);
+                for x in oracle.values_mut() {
+                    if x.region.1 % 7 == k {
+                        x.region.0 += 3;
+                    }
+                }
+            } else if next() % 3 == 0 {
                 assert_eq!(words.remove(&w), oracle.remove(&w));
             } else {
                 let n = next() % 50;
@@ -250,6 +335,14 @@ mod tests {
         let some: Vec<u64> = words.range(100..700).map(|(w, _)| w).collect();
         let want: Vec<u64> = oracle.range(100..700).map(|(&w, _)| w).collect();
         assert_eq!(some, want);
+        let mut runs: Vec<(u64, u64)> = Vec::new();
+        for &w in oracle.keys() {
+            match runs.last_mut() {
+                Some(last) if last.1 == w => last.1 = w + 1,
+                _ => runs.push((w, w + 1)),
+            }
+        }
+        assert_eq!(words.runs(), runs);
         assert_eq!(words.first(), oracle.keys().next().copied());
         assert_eq!(words.last(), oracle.keys().next_back().copied());
         // What changed since a copy: every word that differs lies in a reported range.

@@ -14,14 +14,18 @@ pub enum PlantedBug {
     PartialFreeLeavesGrants,
     /// `mem_chown` does not refuse sealed words.
     ChownIgnoresSeal,
+    /// A `set_perm` refused (no authority, or a sealed word) still writes the target's
+    /// permissions: a failed call that changes the state.
+    RefusedGrantWrites,
 }
 
 impl PlantedBug {
     /// Every planted bug.
-    pub const ALL: [PlantedBug; 3] = [
+    pub const ALL: [PlantedBug; 4] = [
         PlantedBug::TransitiveGrantWidens,
         PlantedBug::PartialFreeLeavesGrants,
         PlantedBug::ChownIgnoresSeal,
+        PlantedBug::RefusedGrantWrites,
     ];
 
     /// The bug's name (`transitive-grant-widens`, ...).
@@ -31,6 +35,7 @@ impl PlantedBug {
             PlantedBug::TransitiveGrantWidens => "transitive-grant-widens",
             PlantedBug::PartialFreeLeavesGrants => "partial-free-leaves-grants",
             PlantedBug::ChownIgnoresSeal => "chown-ignores-seal",
+            PlantedBug::RefusedGrantWrites => "refused-grant-writes",
         }
     }
 

@@ -191,6 +191,12 @@ impl Supervisor {
         self.tree.ids().collect()
     }
 
+    /// The live domains other than PD 0, ascending, as [`Supervisor::pds`] lists them,
+    /// without collecting them.
+    pub fn pd_ids(&self) -> impl Iterator<Item = PdId> + '_ {
+        self.tree.ids()
+    }
+
     /// `pd`'s parent in the domain tree (`None` for PD 0 or an unknown domain).
     #[must_use]
     pub fn parent(&self, pd: PdId) -> Option<PdId> {

@@ -585,7 +585,14 @@ impl Mlpt {
         let cs = self.shift[l + 1];
         for i in (a - base) >> cs..=((b - 1 - base) >> cs) {
             let child = d[idx + i as usize];
-            self.entry_runs(l + 1, child, base + (i << cs), (lo, hi), out);
+            let cbase = base + (i << cs);
+            if !is_pointer(child) && child >> BOUNDS_AT == 0 {
+                // A uniform child, the common case, without the call.
+                let (s, t) = (lo.max(cbase), hi.min(cbase + (1u64 << cs)));
+                push_run(out, s, t, Self::run_perm(child, 0));
+                continue;
+            }
+            self.entry_runs(l + 1, child, cbase, (lo, hi), out);
         }
     }
 
@@ -618,6 +625,10 @@ impl Mlpt {
         counts: &mut [usize; 2],
     ) -> Result<(), InvariantError> {
         let bad = |what: String| Err(InvariantError::new(TableFormat::Mlpt, what));
+        if e & !0b110 == 0 {
+            // A uniform value (one run, no boundary, nothing else set): canonical as it is.
+            return Ok(());
+        }
         if !is_pointer(e) {
             // Canonical value: used boundaries first, strictly increasing, inside the block,
             // adjacent runs differ, unused permission slots and bits zero.
@@ -647,6 +658,9 @@ impl Mlpt {
         if !leaf {
             for i in 0..self.pool.size[l + 1] as u64 {
                 let ce = self.pool.data[idx + i as usize];
+                if ce & !0b110 == 0 {
+                    continue; // a uniform value, as above, without the call
+                }
                 self.check_entry(l + 1, ce, base + (i << self.shift[l + 1]), counts)?;
             }
         }
@@ -738,7 +752,7 @@ impl PermTable for Mlpt {
     /// Walks the tree: a value entry's runs are taken whole, and only the nodes under the
     /// range are visited.
     fn runs(&self, range: WordRange) -> Vec<(WordRange, Perm)> {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(8);
         let (lo, end) = (range.start().0, range.end().0);
         let hi = end.min(self.width.word_limit());
         if lo < hi {

@@ -301,11 +301,17 @@ pub(crate) fn runs_2bit(
         let group = base + k as u64 * 32;
         let group_end = (group + 32).min(hi);
         if x == LOW * (x & 3) {
-            let (mut end, mut j) = (group_end, k + 1);
-            while end < hi && j < bits.len() && bits[j] == x {
-                end = (end + 32).min(hi);
+            // The groups after it that are the same, up to the one holding word hi - 1: eight
+            // compared a step (a block the compiler can vectorize), then one at a time.
+            let limit = bits.len().min(k + (hi - group).div_ceil(32) as usize);
+            let mut j = k + 1;
+            while j + 8 <= limit && bits[j..j + 8].iter().fold(0, |a, &y| a | (y ^ x)) == 0 {
+                j += 8;
+            }
+            while j < limit && bits[j] == x {
                 j += 1;
             }
+            let end = (group + 32 * (j - k) as u64).min(hi);
             push_run(out, w, end, Perm::from_bits(x));
             w = end;
             continue;
