@@ -18,29 +18,12 @@ use std::io::Cursor;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use mmp_benchmarks::replay::{Replay, ReplayConfig, many};
 use mmp_benchmarks::synth::memref_trace;
-use mmp_benchmarks::tally::Key;
-use mmp_benchmarks::trace::binary::{BinaryReader, BinaryWriter, EventSink};
-use mmp_benchmarks::trace::{Event, MemKind, TraceError, TraceWidth};
+use mmp_benchmarks::trace::TraceWidth;
+use mmp_benchmarks::trace::binary::{BinaryReader, BinaryWriter, DecodeOnly};
 use mmp_domains::TableFormat;
 use mmp_plb::{PlbConfig, Replacement};
 
 const EVENTS: usize = 1_000_000;
-
-/// Sums addresses and other events' kinds: decoding with nothing behind it.
-struct Count(u64, u64);
-
-impl EventSink for Count {
-    type Error = TraceError;
-
-    fn mem(&mut self, _: MemKind, addr: u64, _: u32) {
-        self.0 = self.0.wrapping_add(addr);
-    }
-
-    fn other(&mut self, e: Event) -> Result<(), TraceError> {
-        self.1 += e.kind().index() as u64;
-        Ok(())
-    }
-}
 
 fn encoded() -> Vec<u8> {
     let mut w = BinaryWriter::new(Cursor::new(Vec::new()), TraceWidth::Bits32).expect("writer");
@@ -66,9 +49,9 @@ fn bench(c: &mut Criterion) {
     g.bench_function("decode_only", |b| {
         b.iter(|| {
             let mut src = BinaryReader::new(&bytes[..]).expect("header");
-            let mut sink = Count(0, 0);
+            let mut sink = DecodeOnly::default();
             src.for_each(&mut sink).expect("decode");
-            black_box((sink.0, sink.1))
+            black_box((sink.addr_sum, sink.other_kinds))
         });
     });
     let grid: Vec<ReplayConfig> = [TableFormat::Flat, TableFormat::Mlpt, TableFormat::Sst]

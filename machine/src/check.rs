@@ -128,15 +128,28 @@ impl Machine {
         // the width (an entry's mask keeps every bit above its aligned block), and PD 0's
         // accesses never reach the PLB, so no entry of PD 0 exists to match.
         let w = addr >> 2;
-        if let Some(c) = self.cpus.get_mut(cpu)
-            && matches!(size, 1 | 2 | 4)
+        let Some(c) = self.cpus.get_mut(cpu) else {
+            return Fast::Unknown;
+        };
+        // The fastest: the bytes lie in the window the sidecar's entry allows (one range
+        // test for any size; the entry lies inside the width and is not PD 0's, as below).
+        if matches!(size, 1 | 2 | 4 | 8) && c.plb.window_allows(addr, size, access) {
+            return Fast::Allowed;
+        }
+        if matches!(size, 1 | 2 | 4)
             && (addr & 3) + size <= 4
             && let Some(held) = c
                 .plb
                 .sidecar_final(c.pd, WordAddr(w), c.epochs, reg, access)
         {
             debug_assert!(w < self.cfg.width.word_limit() && !c.pd.is_supervisor());
-            if held.allows(access) || frame_allows(c, w, access) {
+            if held.allows(access) {
+                // Its windows, so the accesses that follow in the same run take the
+                // fastest path.
+                open_windows_of(c, w, reg);
+                return Fast::Allowed;
+            }
+            if frame_allows(c, w, access) {
                 return Fast::Allowed;
             }
             return Fast::Denied(held);
@@ -144,7 +157,6 @@ impl Machine {
         // An 8-byte (or unaligned) access the sidecar's entry allows on every word.
         // (As above, an entry that covers the words lies inside the width and is not PD 0's.)
         if size == 8
-            && let Some(c) = self.cpus.get_mut(cpu)
             && let Some(end) = addr.checked_add(8)
             && c.plb.sidecar_allows_all(
                 c.pd,
@@ -156,6 +168,7 @@ impl Machine {
             )
         {
             debug_assert!(end <= self.cfg.width.byte_limit() && !c.pd.is_supervisor());
+            open_windows_of(c, w, reg);
             return Fast::Allowed;
         }
         Fast::Unknown
@@ -195,7 +208,12 @@ impl Machine {
         let mut w = addr >> 2;
         loop {
             match c.plb.probe(pd, WordAddr(w), epochs, reg) {
-                Some(h) if h.perm.allows(access) => {}
+                Some(h) if h.perm.allows(access) => {
+                    // The hit entry is now the sidecar's: open its windows, so the accesses
+                    // that follow in the same run take the fastest path at once. (Not after
+                    // a walk: a miss-heavy stream would pay for windows it never uses.)
+                    open_windows_of(c, w, reg);
+                }
                 Some(h) if h.denial_is_final => {
                     if !frame_allows(c, w, access) {
                         return Err(Refusal::NoPermission { w, held: h.perm });
@@ -273,6 +291,20 @@ const fn sidecar_for(access: Access) -> usize {
         Access::Execute => FETCH_SIDECAR,
         Access::Read | Access::Write => DATA_SIDECAR,
     }
+}
+
+/// Opens the windows of every access kind that goes through sidecar `reg` (loads and
+/// stores share the data sidecar) from the entry it now holds for word `w` of the running
+/// domain (see [`mmp_plb::Plb::open_windows`]).
+#[inline]
+fn open_windows_of(c: &mut Cpu, w: u64, reg: usize) {
+    let accesses: &[Access] = if reg == FETCH_SIDECAR {
+        &[Access::Execute]
+    } else {
+        &[Access::Read, Access::Write]
+    };
+    c.plb
+        .open_windows(c.pd, WordAddr(w), c.epochs.narrow, reg, accesses);
 }
 
 /// Whether `cpu`'s frame registers let it make `access` to word `w` the table refused (see

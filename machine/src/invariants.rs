@@ -3,7 +3,7 @@
 
 use mmp_domains::{ByteAddr, InvariantError, PdId, PermTable, WordAddr};
 use mmp_gates::{FrameRegs, StackInvariantError};
-use mmp_plb::Inconsistency;
+use mmp_plb::{Inconsistency, WindowError};
 
 use crate::machine::Machine;
 use crate::segmap::SegMapInvariantError;
@@ -79,6 +79,14 @@ pub enum MachineInvariantError {
         /// The entry and the word that disagree.
         source: Inconsistency,
     },
+    /// A PLB window allows what its sidecar's entry does not.
+    #[error("CPU {cpu}: {source}")]
+    Window {
+        /// The CPU.
+        cpu: usize,
+        /// The window and the entry.
+        source: WindowError,
+    },
     /// The tracked-word map is not canonical.
     #[error("tracked words: {0}")]
     Tracked(SegMapInvariantError),
@@ -144,6 +152,9 @@ impl Machine {
                         .map(|k| (&self.pds[k].table as &dyn PermTable, self.pds[k].epochs))
                 })
                 .map_err(|source| MachineInvariantError::Plb { cpu, source })?;
+            c.plb
+                .check_windows(c.pd, c.epochs.narrow)
+                .map_err(|source| MachineInvariantError::Window { cpu, source })?;
         }
         self.tracked
             .check_invariants()

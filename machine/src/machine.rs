@@ -75,6 +75,17 @@ pub(crate) struct Cpu {
 }
 
 impl Cpu {
+    /// Writes the running domain's update counters after a table change. A narrowing closes
+    /// the PLB's windows, which answer only under the epoch they were opened in (see
+    /// [`Plb::window_allows`]).
+    #[inline]
+    pub(crate) fn set_epochs(&mut self, epochs: Epochs) {
+        if epochs.narrow != self.epochs.narrow {
+            self.plb.close_all_windows();
+        }
+        self.epochs = epochs;
+    }
+
     /// Loads the frame registers.
     #[inline]
     pub(crate) fn set_regs(&mut self, regs: FrameRegs) {
@@ -295,6 +306,8 @@ impl Machine {
         c.pd = pd;
         c.slot = slot;
         c.epochs = epochs;
+        // The PLB's windows answer for the domain and epoch they were opened under.
+        c.plb.close_all_windows();
     }
     /// The slab key of a live domain, PD 0 included (its key, 0, holds only gate records).
     pub(crate) fn key_of(&self, pd: PdId) -> Result<usize, MachineError> {
@@ -337,6 +350,40 @@ impl Machine {
     /// [`MachineError::NoSuchCpu`].
     pub fn plb_stats(&self, cpu: usize) -> Result<PlbStats, MachineError> {
         Ok(self.cpus[self.cpu_index(cpu)?].plb.stats())
+    }
+
+    /// For each access kind (indexed by [`Access`](mmp_domains::Access) as `usize`), a
+    /// byte range `(lo, len)` in which a check on `cpu` of that kind is sure to pass on the
+    /// sidecar fast path, as long as nothing changes the machine in between; `(0, 0)` where
+    /// there is none. A caller
+    /// that answers such checks itself (a trace replay does) counts them with
+    /// [`Machine::count_window_hits`] before anything reads the PLB's counters, and asks
+    /// again after any other call on the machine.
+    #[must_use]
+    pub fn open_windows(&self, cpu: usize) -> [(u64, u64); 3] {
+        // The machine closes a CPU's windows whenever its domain or narrowing epoch
+        // changes, so the open ones are its running domain's, under its current epoch.
+        match self.cpus.get(cpu) {
+            Some(c) => c.plb.windows(),
+            None => [(0, 0); 3],
+        }
+    }
+
+    /// Counts on `cpu`'s PLB the sidecar hits of `words` word checks the caller answered
+    /// from [`Machine::open_windows`] (a CPU that does not exist is ignored).
+    pub fn count_window_hits(&mut self, cpu: usize, words: u64) {
+        if let Some(c) = self.cpus.get_mut(cpu) {
+            c.plb.count_window_hits(words);
+        }
+    }
+
+    /// Closes `cpu`'s PLB windows ([`mmp_plb::Plb::close_all_windows`]): no answer and no
+    /// count changes, so a test can compare the fastest path with the one beneath it. A CPU
+    /// that does not exist is ignored.
+    pub fn close_windows(&mut self, cpu: usize) {
+        if let Some(c) = self.cpus.get_mut(cpu) {
+            c.plb.close_all_windows();
+        }
     }
 
     /// Every CPU's PLB counters added up.

@@ -59,7 +59,7 @@ impl Machine {
         slot.epochs = c.apply(slot.epochs);
         let epochs = slot.epochs;
         for cpu in self.cpus.iter_mut().filter(|cpu| cpu.pd == pd) {
-            cpu.epochs = epochs;
+            cpu.set_epochs(epochs);
         }
         Ok(())
     }
@@ -217,7 +217,7 @@ impl Machine {
         for (k, _) in old_epochs {
             let (pd, epochs) = (self.pds[k].id, self.pds[k].epochs);
             for cpu in self.cpus.iter_mut().filter(|cpu| cpu.pd == pd) {
-                cpu.epochs = epochs;
+                cpu.set_epochs(epochs);
             }
         }
         Ok(())

@@ -113,10 +113,16 @@ fn run(format: TableFormat, plb: PlbConfig, ops: &[Op]) -> Result<(), TestCaseEr
         table_growth_cap: None,
     };
     let mut m = Machine::new(cfg).unwrap();
+    // The same machine with its PLB windows closed before every access: it takes the
+    // sidecar's path where `m` may take the window's, and must answer and count the same.
+    let mut n = Machine::new(cfg).unwrap();
     // Domain 3 in the ops is PD 0, the supervisor.
     let mut pds: Vec<PdId> = (0..3)
         .map(|_| m.create_pd(PdKind::Kernel).unwrap())
         .collect();
+    for &pd in &pds {
+        prop_assert_eq!(n.create_pd(PdKind::Kernel).unwrap(), pd);
+    }
     pds.push(PdId::SUPERVISOR);
     let mut refs: Vec<RefTable> = (0..3).map(|_| RefTable::new(AddrWidth::Bits32)).collect();
     let mut running = [3usize, 3];
@@ -130,12 +136,14 @@ fn run(format: TableFormat, plb: PlbConfig, ops: &[Op]) -> Result<(), TestCaseEr
                 perm,
             } => {
                 m.set_perm(pds[pd], ByteAddr(addr), len, perm).unwrap();
+                n.set_perm(pds[pd], ByteAddr(addr), len, perm).unwrap();
                 refs[pd]
                     .set(AddrWidth::Bits32.word_range(addr, len).unwrap(), perm)
                     .unwrap();
             }
             Op::Switch { cpu, pd } => {
                 m.switch_pd(cpu, pds[pd]).unwrap();
+                n.switch_pd(cpu, pds[pd]).unwrap();
                 running[cpu] = pd;
             }
             Op::Access {
@@ -160,6 +168,22 @@ fn run(format: TableFormat, plb: PlbConfig, ops: &[Op]) -> Result<(), TestCaseEr
                     Access::Execute => m.fetch(cpu, ByteAddr(addr), size).map(Some),
                     Access::Write => m.store(cpu, ByteAddr(addr), size, value).map(|()| None),
                 };
+                n.close_windows(cpu);
+                let twin = match access {
+                    Access::Read => n.load(cpu, ByteAddr(addr), size).map(Some),
+                    Access::Execute => n.fetch(cpu, ByteAddr(addr), size).map(Some),
+                    Access::Write => n.store(cpu, ByteAddr(addr), size, value).map(|()| None),
+                };
+                prop_assert_eq!(&got, &twin, "op {}: with and without windows", i);
+                for c in 0..2 {
+                    prop_assert_eq!(
+                        m.plb_stats(c).unwrap(),
+                        n.plb_stats(c).unwrap(),
+                        "op {}: CPU {}'s PLB counts with and without windows",
+                        i,
+                        c
+                    );
+                }
                 match (got, denied) {
                     (Ok(v), None) => {
                         if access == Access::Write {

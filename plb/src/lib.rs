@@ -22,6 +22,12 @@
 //! price is that a narrowing flushes all of that domain's entries on every CPU, lazily, with
 //! no inter-processor interrupt and no waiting; the `check` benchmark's `revoke_*` ids measure
 //! it. [`shared`] holds the multi-threaded form of the protocol that the loom models verify.
+//!
+//! **Windows.** A sidecar's answer is cached once more as a byte range per access kind, in
+//! which its entry allows that access on every word ([`Plb::window_allows`]): a check there
+//! is one range test and counts what the sidecar would. A window closes when its sidecar is
+//! written or flushed, and its user closes all of them when the domain or the narrowing
+//! epoch it probes with changes ([`Plb::close_all_windows`]).
 
 pub mod shared;
 
@@ -237,6 +243,27 @@ impl Entry {
 /// Most sidecar registers a PLB has.
 pub const MAX_SIDECARS: usize = 16;
 
+/// A byte range `[lo, lo + len)` in which sidecar `reg`'s entry (of `pd`, filled under
+/// narrowing epoch `epoch`) allows one kind of access on every word; `len` 0 is closed.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    lo: u64,
+    len: u64,
+    pd: PdId,
+    epoch: u64,
+    reg: u8,
+}
+
+impl Window {
+    const CLOSED: Window = Window {
+        lo: 0,
+        len: 0,
+        pd: PdId::SUPERVISOR,
+        epoch: EMPTY_EPOCH,
+        reg: u8::MAX,
+    };
+}
+
 /// The epoch of an empty slot: no domain's narrowing epoch ever reaches it.
 const EMPTY_EPOCH: u64 = u64::MAX;
 
@@ -273,6 +300,12 @@ pub struct Plb {
     /// Sidecar registers, inline (the first `cfg.sidecars` are in use); an empty one holds
     /// [`Entry::EMPTY`].
     sidecars: [Entry; MAX_SIDECARS],
+    /// Per access kind (indexed by [`Access`] as `usize`): a byte range in which a sidecar
+    /// register's entry allows that access on every word (see [`Plb::window_allows`]).
+    windows: [Window; 3],
+    /// Bit `a` set: window `a` may be open (so a miss-heavy stream, which opens none, closes
+    /// none either).
+    open: u8,
     /// The slot of the last array hit, so a re-walk after a denial refills it; `usize::MAX`
     /// after a miss.
     last_hit: usize,
@@ -293,6 +326,26 @@ pub struct Inconsistency {
     pub plb: Perm,
     /// What the table says.
     pub table: Perm,
+}
+
+/// An open window (see [`Plb::window_allows`]) that allows more than the sidecar entry it
+/// was opened from.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the {access:?} window [{lo:#x}, +{len:#x}) of sidecar {reg} is not allowed by its entry \
+     {entry:?}"
+)]
+pub struct WindowError {
+    /// The access kind the window answers.
+    pub access: mmp_domains::Access,
+    /// Its first byte.
+    pub lo: u64,
+    /// Its length in bytes.
+    pub len: u64,
+    /// The sidecar it was opened from.
+    pub reg: usize,
+    /// What that sidecar holds.
+    pub entry: Entry,
 }
 
 impl Plb {
@@ -336,6 +389,8 @@ impl Plb {
             entries: vec![Entry::EMPTY; cfg.entries],
             stamps: vec![0; cfg.entries],
             sidecars: [Entry::EMPTY; MAX_SIDECARS],
+            windows: [Window::CLOSED; 3],
+            open: 0,
             last_hit: usize::MAX,
             tick: 0,
             rng: seed,
@@ -416,6 +471,7 @@ impl Plb {
                 self.last_hit = found;
                 if reg < self.cfg.sidecars {
                     self.sidecars[reg] = e;
+                    self.close_windows(reg);
                 }
                 return Some(hit(&e));
             }
@@ -483,6 +539,190 @@ impl Plb {
         }
     }
 
+    /// The fastest path of a check: true if the open window of `access` holds all `size`
+    /// bytes at byte address `addr`, so the sidecar register it was opened from allows
+    /// `access` on every word they touch. Counts one sidecar hit per word then (what
+    /// [`Plb::sidecar_final`] or [`Plb::sidecar_allows_all`] would count); on false nothing
+    /// changed. `size` is not checked against the sizes an access may have: that is the
+    /// caller's.
+    ///
+    /// A window is opened by [`Plb::open_windows`] for one domain under one narrowing epoch,
+    /// and closed whenever its sidecar is written or flushed. It does not compare the
+    /// domain and epoch on every check: **the caller closes the windows
+    /// ([`Plb::close_all_windows`]) whenever the domain or the narrowing epoch it probes with
+    /// changes** (the machine does so when it loads a domain or a narrowing update
+    /// advances the epoch). Then a window answers exactly as its sidecar would.
+    #[inline(always)]
+    pub fn window_allows(&mut self, addr: u64, size: u64, access: mmp_domains::Access) -> bool {
+        let win = &self.windows[access as usize];
+        let off = addr.wrapping_sub(win.lo);
+        if off < win.len && win.len - off >= size {
+            self.stats.sidecar_hits += ((addr & 3) + size + 3) >> 2;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Opens the window of each of `accesses` (see [`Plb::window_allows`]) from sidecar
+    /// `reg`, which must hold `pd`'s entry for word `w` under narrowing epoch `epoch`;
+    /// otherwise nothing is opened. An access kind the entry refuses at `w` gets no window.
+    /// A window is the entry's whole span if it allows the access on every word, else the
+    /// run of words around `w` in its 16-word vector that do.
+    #[inline]
+    pub fn open_windows(
+        &mut self,
+        pd: PdId,
+        w: WordAddr,
+        epoch: u64,
+        reg: usize,
+        accesses: &[mmp_domains::Access],
+    ) {
+        let Some(e) = self.sidecars.get(reg) else {
+            return;
+        };
+        if !e.matches(pd, w, epoch) {
+            return;
+        }
+        let (v, mask, tag) = (e.vector, e.mask, e.tag);
+        // Bits 2i and 2i+1 of `lo` and `hi`: the low and high bit of word i's permission.
+        let (lo, hi) = (v & 0x5555_5555, (v >> 1) & 0x5555_5555);
+        let i = 2 * (w.0 % VECTOR_WORDS) as u32;
+        for &access in accesses {
+            // Bits 2i and 2i+1 both set: word i allows the access (permission 1 read-only,
+            // 2 read-write, 3 execute-read; see `Perm::allows`).
+            let allowed = match access {
+                mmp_domains::Access::Read => lo | hi,
+                mmp_domains::Access::Write => hi & !lo,
+                mmp_domains::Access::Execute => hi & lo,
+            } * 3;
+            if (allowed >> i) & 1 == 0 {
+                continue;
+            }
+            let (lo_word, words) = if allowed == u32::MAX {
+                // The whole span; an entry covering all of a 64-bit word space is cut to
+                // 2^61 words, which keeps the byte length in range (a window may be
+                // narrower than its entry, never wider).
+                let size = (!mask).wrapping_add(1);
+                let words = if size == 0 || size > 1 << 61 {
+                    1 << 61
+                } else {
+                    size
+                };
+                (tag, words)
+            } else {
+                // The run of allowed words around word i/2: up to the first refused word
+                // above and after the last refused word below (two bits a word).
+                let above = (!allowed >> i).trailing_zeros().min(32 - i) / 2;
+                let below = (!allowed)
+                    .checked_shl(32 - i)
+                    .map_or(0, u32::leading_zeros)
+                    .min(i)
+                    / 2;
+                (w.0 - u64::from(below), u64::from(above + below))
+            };
+            self.windows[access as usize] = Window {
+                pd,
+                epoch,
+                lo: lo_word << 2,
+                len: words << 2,
+                reg: reg as u8,
+            };
+            self.open |= 1 << access as u8;
+        }
+    }
+
+    /// The three windows as byte ranges `(lo, len)` (indexed by [`Access`] as `usize`;
+    /// `(0, 0)` where closed), as [`Plb::window_allows`] reads them: valid under the
+    /// contract stated there (the caller closes them when its domain or epoch changes).
+    ///
+    /// [`Access`]: mmp_domains::Access
+    #[inline]
+    #[must_use]
+    pub fn windows(&self) -> [(u64, u64); 3] {
+        self.windows.map(|w| (w.lo, w.len))
+    }
+
+    /// Counts `words` sidecar hits that a caller answered from [`Plb::windows`] itself: the
+    /// counts [`Plb::window_allows`] would have made for the same accesses.
+    pub fn count_window_hits(&mut self, words: u64) {
+        self.stats.sidecar_hits += words;
+    }
+
+    /// Checks that every open window belongs to domain `pd` under narrowing epoch `epoch`
+    /// (what the caller probes with now), lies in the entry its sidecar holds, and covers
+    /// only words that entry allows the access on.
+    ///
+    /// # Errors
+    /// The first [`WindowError`].
+    pub fn check_windows(&self, pd: PdId, epoch: u64) -> Result<(), WindowError> {
+        use mmp_domains::Access;
+        for (a, access) in [Access::Read, Access::Write, Access::Execute]
+            .into_iter()
+            .enumerate()
+        {
+            let win = &self.windows[a];
+            if win.len == 0 {
+                continue;
+            }
+            let reg = usize::from(win.reg);
+            let entry = self.sidecars.get(reg).copied().unwrap_or(Entry::EMPTY);
+            let err = || WindowError {
+                access,
+                lo: win.lo,
+                len: win.len,
+                reg,
+                entry,
+            };
+            if self.open & (1 << a) == 0
+                || reg >= self.cfg.sidecars
+                || win.pd != pd
+                || win.epoch != epoch
+                || entry.pd != win.pd
+                || entry.epoch != win.epoch
+                || win.lo % 4 != 0
+                || win.len % 4 != 0
+            {
+                return Err(err());
+            }
+            let (first, last) = (WordAddr(win.lo / 4), WordAddr((win.lo + win.len) / 4 - 1));
+            if !entry.matches(win.pd, first, win.epoch) || !entry.matches(win.pd, last, win.epoch) {
+                return Err(err());
+            }
+            // Every word of the window; past 16 words the entry repeats one permission.
+            let words = (win.len / 4).min(VECTOR_WORDS);
+            let uniform = entry.vector == 0x5555_5555 * (entry.vector & 3);
+            if (win.len / 4 > VECTOR_WORDS && !uniform)
+                || (0..words).any(|k| !entry.perm(first + k).allows(access))
+            {
+                return Err(err());
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes every window. No answer and no count changes: a window only repeats what its
+    /// sidecar would answer, so a check then takes the sidecar's path and counts the same.
+    /// (Tests compare the two paths this way.)
+    pub fn close_all_windows(&mut self) {
+        self.windows = [Window::CLOSED; 3];
+        self.open = 0;
+    }
+
+    /// Closes the windows opened from sidecar `reg` (it is being written).
+    #[inline(always)]
+    fn close_windows(&mut self, reg: usize) {
+        if self.open == 0 {
+            return;
+        }
+        for (a, win) in self.windows.iter_mut().enumerate() {
+            if usize::from(win.reg) == reg {
+                win.len = 0;
+                self.open &= !(1 << a);
+            }
+        }
+    }
+
     /// Counts a hit whose denial was not final (the caller re-walks the table).
     pub fn note_denied_hit(&mut self) {
         self.stats.denied_hits += 1;
@@ -541,6 +781,7 @@ impl Plb {
         self.stats.fills += 1;
         if reg < self.cfg.sidecars {
             self.sidecars[reg] = new;
+            self.close_windows(reg);
         }
     }
 
@@ -558,6 +799,8 @@ impl Plb {
                 *s = Entry::EMPTY;
             }
         }
+        self.windows = [Window::CLOSED; 3];
+        self.open = 0;
     }
 
     /// Drops every entry and sidecar.
@@ -570,6 +813,8 @@ impl Plb {
         }
         self.stamps.fill(0);
         self.sidecars.fill(Entry::EMPTY);
+        self.windows = [Window::CLOSED; 3];
+        self.open = 0;
         self.last_hit = usize::MAX;
     }
 

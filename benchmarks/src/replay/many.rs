@@ -103,6 +103,7 @@ impl Events {
             Item::Fetch { addr, size } => mem(r, MemKind::Fetch, addr, size),
             Item::Other(i) => r.step(&self.others[i as usize]),
         });
+        r.flush_window_hits();
         r.seconds += t.elapsed().as_secs_f64();
         res
     }

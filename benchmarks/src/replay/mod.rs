@@ -282,6 +282,15 @@ pub struct Replay {
     faults: BTreeMap<FaultClass, u64>,
     fault_samples: Vec<String>,
     seconds: f64,
+    /// The machine's open windows on `cpu` ([`Machine::open_windows`]): a load, store or
+    /// fetch inside one passes on the sidecar fast path, so the engine answers it itself
+    /// and counts it in `window_hits`. Asked again after every check the machine makes;
+    /// closed before any other event reaches the machine.
+    windows: [(u64, u64); 3],
+    /// Word checks answered from `windows`, not yet counted on the machine's PLB
+    /// ([`Replay::flush_window_hits`] does, before any other event and before a public call
+    /// returns).
+    window_hits: u64,
 }
 
 impl Replay {
@@ -375,6 +384,8 @@ impl Replay {
             faults: BTreeMap::new(),
             fault_samples: Vec::new(),
             seconds: 0.0,
+            windows: [(0, 0); 3],
+            window_hits: 0,
         })
     }
 
@@ -446,13 +457,37 @@ impl Replay {
     #[inline(always)]
     fn check(&mut self, addr: u64, size: u64, access: Access) {
         self.accesses += 1;
+        // Inside the open window of this access kind: the machine's check would pass on its
+        // sidecar fast path, counting a sidecar hit a word and changing nothing else.
+        let (lo, len) = self.windows[access as usize];
+        let off = addr.wrapping_sub(lo);
+        if off < len && len - off >= size {
+            // The words the access touches (size is 1, 2, 4 or 8).
+            self.window_hits += ((addr & 3) + size + 3) >> 2;
+            return;
+        }
+        self.check_on_machine(addr, size, access);
+    }
+
+    fn check_on_machine(&mut self, addr: u64, size: u64, access: Access) {
         if let Err(f) = self.machine.check(self.cpu, ByteAddr(addr), size, access) {
             self.fault(&f);
+        }
+        self.windows = self.machine.open_windows(self.cpu);
+    }
+
+    /// Counts the checks answered from the open windows on the machine's PLB (of the CPU
+    /// they were answered on).
+    #[inline]
+    pub(crate) fn flush_window_hits(&mut self) {
+        if self.window_hits != 0 {
+            self.machine.count_window_hits(self.cpu, self.window_hits);
+            self.window_hits = 0;
         }
     }
 
     #[inline(always)]
-    fn mem(&mut self, kind: MemKind, addr: u64, size: u32) {
+    pub(crate) fn mem(&mut self, kind: MemKind, addr: u64, size: u32) {
         let mut addr = addr;
         let access = match kind {
             MemKind::Load | MemKind::Modify => Access::Read,
@@ -849,10 +884,15 @@ impl Replay {
         }
         self.kinds[e.kind()] += 1;
         self.events += 1;
+        self.flush_window_hits();
         Ok(())
     }
 
     fn step_other(&mut self, e: &Event) -> Result<(), ReplayError> {
+        // Every other event may change the machine or the CPU: count the window hits on the
+        // CPU they were made on, and ask for the windows again after the next check.
+        self.flush_window_hits();
+        self.windows = [(0, 0); 3];
         match e {
             Event::Domain { no, name } => self.declare_domain(*no, name),
             Event::Function { addr, domain, name } => self.declare_function(*addr, *domain, name),
@@ -907,6 +947,7 @@ impl Replay {
             }
             Ok(())
         })();
+        self.flush_window_hits();
         self.seconds += t.elapsed().as_secs_f64();
         r
     }
@@ -961,6 +1002,7 @@ impl Replay {
             replay: self,
             progress,
         });
+        self.flush_window_hits();
         self.seconds += t.elapsed().as_secs_f64();
         r
     }

@@ -352,6 +352,30 @@ pub trait EventSink {
     fn position(&mut self, _bytes: u64) {}
 }
 
+/// A sink with nothing behind it: it folds each memory reference's address into a sum and
+/// each other event's kind into a count, so that decoding cannot be optimised away. The
+/// floor under a replay (the `replay` bench's `decode_only`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeOnly {
+    /// The wrapping sum of the memory references' addresses.
+    pub addr_sum: u64,
+    /// The sum of the other events' kind indices.
+    pub other_kinds: u64,
+}
+
+impl EventSink for DecodeOnly {
+    type Error = TraceError;
+
+    fn mem(&mut self, _: MemKind, addr: u64, _: u32) {
+        self.addr_sum = self.addr_sum.wrapping_add(addr);
+    }
+
+    fn other(&mut self, e: Event) -> Result<(), TraceError> {
+        self.other_kinds += e.kind().index() as u64;
+        Ok(())
+    }
+}
+
 /// Whether `bytes` (a file's first bytes) start a binary trace.
 #[must_use]
 pub fn is_binary(bytes: &[u8]) -> bool {
