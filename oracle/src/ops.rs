@@ -1500,29 +1500,13 @@ impl Harness {
     /// each side, as the comparisons take them): what a failed call that named them must
     /// leave as it was. 0 for no span.
     fn table_digest(&self, span: Option<(u64, u64)>) -> u64 {
-        let Some(range) = span.and_then(|(a, b)| {
+        span.and_then(|(a, b)| {
             WordRange::new(
                 a.saturating_sub(2),
                 b.saturating_add(2).min(self.model_limit()),
             )
-        }) else {
-            return 0;
-        };
-        let m = self.sup.machine();
-        // Each step a bijection of the running value, as in `Supervisor::digest`.
-        let mut h = 0u64;
-        let mut add = |x: u64| h = (h.rotate_left(5) ^ x).wrapping_mul(0x517c_c1b7_2722_0a95);
-        for pd in self.sup.pd_ids() {
-            if let Some(t) = m.table(pd) {
-                add(u64::from(pd.raw()));
-                for (run, p) in t.runs(range) {
-                    add(run.start().0);
-                    add(run.end().0);
-                    add(p as u64);
-                }
-            }
-        }
-        h
+        })
+        .map_or(0, |range| self.sup.tables_digest(range))
     }
 
     /// The supervisor's digest: the one kept from the last failed call if nothing has

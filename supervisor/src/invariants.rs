@@ -293,19 +293,24 @@ impl Supervisor {
     /// gates, frame registers and call stacks. A failed call leaves it unchanged.
     #[must_use]
     pub fn digest(&self) -> u64 {
-        self.digest_of(true)
+        let mut h = Fx(self.digest_beside_tables());
+        // Tables, over the span of the regions only: everywhere else every table holds
+        // nothing (an invariant `check_invariants` checks).
+        let first = self.regions.iter().next().map(|r| r.start.0);
+        let last = self.regions.iter().last().map(|r| r.end.0);
+        if let Some(span) = first.zip(last).and_then(|(lo, hi)| WordRange::new(lo, hi)) {
+            h.write_u64(self.tables_digest(span));
+        }
+        h.finish()
     }
 
     /// [`Supervisor::digest`] of everything but the tables' contents (their epochs are still
     /// in it): a failed call leaves it unchanged too, and it costs no walk of the tables. A
     /// caller that compares the tables some other way (the fuzz harness compares them with
-    /// its model) uses this one.
+    /// its model, and digests them with [`Supervisor::tables_digest`] over the words a
+    /// call named) uses this one.
     #[must_use]
     pub fn digest_beside_tables(&self) -> u64 {
-        self.digest_of(false)
-    }
-
-    fn digest_of(&self, tables: bool) -> u64 {
         let mut h = Fx(0);
         self.tree.hash(&mut h);
         self.regions.hash(&mut h);
@@ -315,17 +320,7 @@ impl Supervisor {
         self.stacks.hash(&mut h);
         self.machine.tracked().hash(&mut h);
         self.machine.dirty().hash(&mut h);
-        // Tables, over the span of the regions only: everywhere else every table holds
-        // nothing (an invariant `check_invariants` checks).
-        let first = self.regions.iter().next().map(|r| r.start.0);
-        let last = self.regions.iter().last().map(|r| r.end.0);
         for pd in self.tree.ids() {
-            let span = first.zip(last).and_then(|(lo, hi)| WordRange::new(lo, hi));
-            if tables && let (Some(t), Some(span)) = (self.machine.table(pd), span) {
-                for (run, p) in runs(t, span) {
-                    (run.start().0, run.end().0, p).hash(&mut h);
-                }
-            }
             self.machine
                 .epochs(pd)
                 .map(|e| (e.narrow, e.widen))
@@ -343,6 +338,23 @@ impl Supervisor {
                 .map(|c| c.frames())
                 .ok()
                 .hash(&mut h);
+        }
+        h.finish()
+    }
+
+    /// A digest of every live domain's permissions on the words of `range` (each domain's
+    /// id and its table's runs there). Two states whose tables agree on `range` have the
+    /// same one.
+    #[must_use]
+    pub fn tables_digest(&self, range: WordRange) -> u64 {
+        let mut h = Fx(0);
+        for pd in self.tree.ids() {
+            if let Some(t) = self.machine.table(pd) {
+                pd.hash(&mut h);
+                for (run, p) in runs(t, range) {
+                    (run.start().0, run.end().0, p).hash(&mut h);
+                }
+            }
         }
         h.finish()
     }
