@@ -5,6 +5,7 @@
 //! entry; everything else takes the full path.
 
 use mmp_domains::{Access, ByteAddr, PdId, Perm, PermTable, WordAddr};
+use mmp_plb::Probed;
 
 use crate::fault::{AccessError, Fault, FaultKind};
 use crate::machine::{Cpu, Machine};
@@ -206,25 +207,35 @@ impl Machine {
         // this hot path.
         let last = (addr + size - 1) >> 2;
         let mut w = addr >> 2;
+        let table = &self.pds[c.slot].table;
         loop {
-            match c.plb.probe(pd, WordAddr(w), epochs, reg) {
-                Some(h) if h.perm.allows(access) => {
+            // A probe, and on a miss the walk and the fill in one pass.
+            match c
+                .plb
+                .probe_or_walk(pd, WordAddr(w), epochs, reg, || table.lookup(WordAddr(w)))
+            {
+                Probed::Hit(h) if h.perm.allows(access) => {
                     // The hit entry is now the sidecar's: open its windows, so the accesses
                     // that follow in the same run take the fastest path at once. (Not after
                     // a walk: a miss-heavy stream would pay for windows it never uses.)
                     open_windows_of(c, w, reg);
                 }
-                Some(h) if h.denial_is_final => {
+                Probed::Hit(h) if h.denial_is_final => {
                     if !frame_allows(c, w, access) {
                         return Err(Refusal::NoPermission { w, held: h.perm });
                     }
                 }
-                found => {
-                    if found.is_some() {
-                        c.plb.note_denied_hit();
-                    }
-                    let l = self.pds[c.slot].table.lookup(WordAddr(w));
+                Probed::Hit(_) => {
+                    // A denial from before the domain's last widening: re-checked against
+                    // the table, whose answer replaces the entry.
+                    c.plb.note_denied_hit();
+                    let l = table.lookup(WordAddr(w));
                     c.plb.fill(pd, WordAddr(w), epochs, &l, reg);
+                    if !l.perm.allows(access) && !frame_allows(c, w, access) {
+                        return Err(Refusal::NoPermission { w, held: l.perm });
+                    }
+                }
+                Probed::Walked(l) => {
                     if !l.perm.allows(access) && !frame_allows(c, w, access) {
                         return Err(Refusal::NoPermission { w, held: l.perm });
                     }

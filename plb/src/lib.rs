@@ -169,6 +169,15 @@ pub struct Hit {
     pub denial_is_final: bool,
 }
 
+/// What [`Plb::probe_or_walk`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probed {
+    /// The PLB answered (a sidecar or the entry array).
+    Hit(Hit),
+    /// It missed; the table walk's answer, now filled.
+    Walked(Lookup),
+}
+
 /// One PLB entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Entry {
@@ -423,12 +432,6 @@ impl Plb {
         // domains sharing addresses spread out.
         let set = ((w >> 4) ^ u64::from(pd.raw()).wrapping_mul(0x9e37_79b9)) & self.set_mask;
         set as usize * self.set_ways
-    }
-
-    #[inline]
-    fn set_of(&self, pd: PdId, w: WordAddr) -> std::ops::Range<usize> {
-        let first = self.set_first(pd, w);
-        first..first + self.set_ways
     }
 
     /// Looks up word `w` of `pd` under the domain's current `epochs`, through sidecar `reg`
@@ -736,45 +739,86 @@ impl Plb {
         if self.entries.is_empty() {
             return;
         }
-        let new = Entry::from_lookup(pd, epochs, w, l);
         self.tick += 1;
-        let range = self.set_of(pd, w);
+        let first = self.set_first(pd, w);
         // After a miss no entry covers these words (the probe would have hit), so the new one
         // goes to the oldest way (empty ways have stamp 0). After a denied hit it replaces the
         // entry that was hit (or, if that was a sidecar, the oldest way).
-        let i = if range.contains(&self.last_hit) {
+        let i = if (first..first + self.set_ways).contains(&self.last_hit) {
             self.last_hit
         } else {
-            let victim = match self.cfg.replacement {
-                Replacement::Lru => {
-                    let first = range.start;
-                    first
-                        + match self.set_ways {
-                            1 => 0,
-                            2 => oldest::<2>(&self.stamps, first),
-                            4 => oldest::<4>(&self.stamps, first),
-                            8 => oldest::<8>(&self.stamps, first),
-                            _ => oldest_any(&self.stamps[range.clone()]),
-                        }
-                }
-                Replacement::Random { .. } => {
-                    match range.clone().find(|&i| !self.entries[i].is_valid()) {
-                        Some(free) => free,
-                        None => {
-                            self.rng = self
-                                .rng
-                                .wrapping_mul(6_364_136_223_846_793_005)
-                                .wrapping_add(1);
-                            range.start + ((self.rng >> 33) as usize % range.len())
-                        }
+            self.victim(first)
+        };
+        self.put(i, Entry::from_lookup(pd, epochs, w, l), reg);
+    }
+
+    /// [`Plb::probe`], and on a miss the walk and the fill in the same pass: `walk` looks
+    /// the word up, its answer fills the victim way of the set the probe already found, and
+    /// comes back as [`Probed::Walked`]. Counts, entries, LRU order and sidecars end exactly
+    /// as after `probe`, then `walk`, then [`Plb::fill`].
+    #[inline(always)]
+    pub fn probe_or_walk(
+        &mut self,
+        pd: PdId,
+        w: WordAddr,
+        epochs: Epochs,
+        reg: usize,
+        walk: impl FnOnce() -> Lookup,
+    ) -> Probed {
+        if let Some(h) = self.probe(pd, w, epochs, reg) {
+            return Probed::Hit(h);
+        }
+        let l = walk();
+        self.stats.table_refs += u64::from(l.refs);
+        if !self.entries.is_empty() {
+            // As `fill` after a miss: `last_hit` is clear, so the victim is chosen.
+            self.tick += 1;
+            let first = self.set_first(pd, w);
+            let i = self.victim(first);
+            self.put(i, Entry::from_lookup(pd, epochs, w, &l), reg);
+        }
+        Probed::Walked(l)
+    }
+
+    /// The way a fill in the set at `first` replaces: the oldest (LRU; empty ways have stamp
+    /// 0), or a free way, else a seeded random one. Counts an eviction if it holds an entry.
+    #[inline(always)]
+    fn victim(&mut self, first: usize) -> usize {
+        let victim = match self.cfg.replacement {
+            Replacement::Lru => {
+                first
+                    + match self.set_ways {
+                        1 => 0,
+                        2 => oldest::<2>(&self.stamps, first),
+                        4 => oldest::<4>(&self.stamps, first),
+                        8 => oldest::<8>(&self.stamps, first),
+                        n => oldest_any(&self.stamps[first..first + n]),
+                    }
+            }
+            Replacement::Random { .. } => {
+                let range = first..first + self.set_ways;
+                match range.clone().find(|&i| !self.entries[i].is_valid()) {
+                    Some(free) => free,
+                    None => {
+                        self.rng = self
+                            .rng
+                            .wrapping_mul(6_364_136_223_846_793_005)
+                            .wrapping_add(1);
+                        range.start + ((self.rng >> 33) as usize % range.len())
                     }
                 }
-            };
-            if self.entries[victim].is_valid() {
-                self.stats.evictions += 1;
             }
-            victim
         };
+        if self.entries[victim].is_valid() {
+            self.stats.evictions += 1;
+        }
+        victim
+    }
+
+    /// Writes `new` into slot `i` (stamped now) and sidecar `reg`, closing that sidecar's
+    /// windows.
+    #[inline(always)]
+    fn put(&mut self, i: usize, new: Entry, reg: usize) {
         self.last_hit = usize::MAX;
         self.entries[i] = new;
         self.stamps[i] = self.tick;

@@ -131,3 +131,60 @@ fn empty_slots_match_no_domain_and_no_word() {
         );
     }
 }
+
+/// `probe_or_walk` (probe, and on a miss walk and fill in one pass) leaves the PLB exactly as
+/// `probe`, then the walk, then `fill` do: the same answers, counters and entries after every
+/// step, for every associativity, both replacement policies, with and without sidecars, as
+/// epochs advance (stale entries) between steps.
+#[test]
+fn probe_or_walk_equals_probe_then_fill() {
+    use mmp_plb::Probed;
+    let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    for ways in ASSOCIATIVITIES {
+        for replacement in [Replacement::Lru, Replacement::Random { seed: 7 }] {
+            for sidecars in [0, 2] {
+                let cfg = PlbConfig {
+                    entries: ways * SETS,
+                    ways,
+                    replacement,
+                    sidecars,
+                };
+                let (mut a, mut b) = (Plb::new(cfg).unwrap(), Plb::new(cfg).unwrap());
+                let mut epochs = Epochs::default();
+                for _ in 0..2000 {
+                    if next() % 50 == 0 {
+                        epochs.narrow += 1;
+                    }
+                    let w = WordAddr(next() % (SETS as u64 * 16 * 12));
+                    let reg = (next() % 3) as usize;
+                    let l = if next() % 2 == 0 {
+                        group(Perm::ALL[(next() % 4) as usize])
+                    } else {
+                        Lookup {
+                            perm: Perm::ReadOnly,
+                            refs: 2,
+                            cover: Cover::Block { log2_words: 6 },
+                        }
+                    };
+                    let got_a = match a.probe(pd(), w, epochs, reg) {
+                        Some(h) => Probed::Hit(h),
+                        None => {
+                            a.fill(pd(), w, epochs, &l, reg);
+                            Probed::Walked(l)
+                        }
+                    };
+                    let got_b = b.probe_or_walk(pd(), w, epochs, reg, || l);
+                    assert_eq!(got_a, got_b, "{cfg:?}");
+                    assert_eq!(a.stats(), b.stats(), "{cfg:?}");
+                    assert!(a.entries().eq(b.entries()), "{cfg:?}");
+                }
+            }
+        }
+    }
+}

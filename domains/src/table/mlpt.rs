@@ -239,6 +239,8 @@ type ValueRuns = Runs<MINI_SST_RUNS>;
 #[derive(Debug, Clone)]
 pub struct Mlpt {
     width: AddrWidth,
+    /// `width.word_limit()`, kept for the lookup's range test.
+    limit: u64,
     plan: LevelPlan,
     /// Number of upper levels.
     levels: usize,
@@ -282,6 +284,7 @@ impl Mlpt {
         debug_assert_eq!(root, 0);
         Mlpt {
             width,
+            limit: width.word_limit(),
             plan,
             levels,
             shift,
@@ -716,7 +719,7 @@ impl PermTable for Mlpt {
     #[inline]
     fn lookup(&self, w: WordAddr) -> Lookup {
         let w = w.0;
-        if w >= self.width.word_limit() {
+        if w >= self.limit {
             return Lookup {
                 perm: Perm::None,
                 refs: 0,
@@ -773,7 +776,7 @@ impl PermTable for Mlpt {
     #[inline]
     fn perm(&self, w: WordAddr) -> Perm {
         let w = w.0;
-        if w >= self.width.word_limit() {
+        if w >= self.limit {
             return Perm::None;
         }
         let d = &self.pool.data[..];
