@@ -68,6 +68,29 @@ impl Machine {
         }
     }
 
+    /// Opens the PLB windows of the sidecar register an `access` at `addr` goes through
+    /// (loads and stores share the data sidecar), from the entry it holds for the word of
+    /// `addr`, if that is the running domain's current entry (see
+    /// [`mmp_plb::Plb::open_windows`]); then returns `cpu`'s three windows, as
+    /// [`Machine::windows`] does. Changes no answer and no count. A caller that answers
+    /// checks inside the windows itself (a trace replay does) asks after each check it
+    /// makes; the check path itself never opens or reads a window, so other callers pay
+    /// nothing for them.
+    pub fn open_windows(&mut self, cpu: usize, addr: ByteAddr, access: Access) -> [(u64, u64); 3] {
+        let Some(c) = self.cpus.get_mut(cpu) else {
+            return [(0, 0); 3];
+        };
+        let reg = sidecar_for(access);
+        let accesses: &[Access] = if reg == FETCH_SIDECAR {
+            &[Access::Execute]
+        } else {
+            &[Access::Read, Access::Write]
+        };
+        c.plb
+            .open_windows(c.pd, addr.word(), c.epochs.narrow, reg, accesses);
+        c.plb.windows()
+    }
+
     /// The fault for a refusal of the full path. Inlined, so a caller that only asks
     /// whether the check passed builds no fault.
     #[inline(always)]
@@ -132,11 +155,6 @@ impl Machine {
         let Some(c) = self.cpus.get_mut(cpu) else {
             return Fast::Unknown;
         };
-        // The fastest: the bytes lie in the window the sidecar's entry allows (one range
-        // test for any size; the entry lies inside the width and is not PD 0's, as below).
-        if matches!(size, 1 | 2 | 4 | 8) && c.plb.window_allows(addr, size, access) {
-            return Fast::Allowed;
-        }
         if matches!(size, 1 | 2 | 4)
             && (addr & 3) + size <= 4
             && let Some(held) = c
@@ -144,13 +162,7 @@ impl Machine {
                 .sidecar_final(c.pd, WordAddr(w), c.epochs, reg, access)
         {
             debug_assert!(w < self.cfg.width.word_limit() && !c.pd.is_supervisor());
-            if held.allows(access) {
-                // Its windows, so the accesses that follow in the same run take the
-                // fastest path.
-                open_windows_of(c, w, reg);
-                return Fast::Allowed;
-            }
-            if frame_allows(c, w, access) {
+            if held.allows(access) || frame_allows(c, w, access) {
                 return Fast::Allowed;
             }
             return Fast::Denied(held);
@@ -169,7 +181,6 @@ impl Machine {
             )
         {
             debug_assert!(end <= self.cfg.width.byte_limit() && !c.pd.is_supervisor());
-            open_windows_of(c, w, reg);
             return Fast::Allowed;
         }
         Fast::Unknown
@@ -214,12 +225,7 @@ impl Machine {
                 .plb
                 .probe_or_walk(pd, WordAddr(w), epochs, reg, || table.lookup(WordAddr(w)))
             {
-                Probed::Hit(h) if h.perm.allows(access) => {
-                    // The hit entry is now the sidecar's: open its windows, so the accesses
-                    // that follow in the same run take the fastest path at once. (Not after
-                    // a walk: a miss-heavy stream would pay for windows it never uses.)
-                    open_windows_of(c, w, reg);
-                }
+                Probed::Hit(h) if h.perm.allows(access) => {}
                 Probed::Hit(h) if h.denial_is_final => {
                     if !frame_allows(c, w, access) {
                         return Err(Refusal::NoPermission { w, held: h.perm });
@@ -302,20 +308,6 @@ const fn sidecar_for(access: Access) -> usize {
         Access::Execute => FETCH_SIDECAR,
         Access::Read | Access::Write => DATA_SIDECAR,
     }
-}
-
-/// Opens the windows of every access kind that goes through sidecar `reg` (loads and
-/// stores share the data sidecar) from the entry it now holds for word `w` of the running
-/// domain (see [`mmp_plb::Plb::open_windows`]).
-#[inline]
-fn open_windows_of(c: &mut Cpu, w: u64, reg: usize) {
-    let accesses: &[Access] = if reg == FETCH_SIDECAR {
-        &[Access::Execute]
-    } else {
-        &[Access::Read, Access::Write]
-    };
-    c.plb
-        .open_windows(c.pd, WordAddr(w), c.epochs.narrow, reg, accesses);
 }
 
 /// Whether `cpu`'s frame registers let it make `access` to word `w` the table refused (see

@@ -352,15 +352,15 @@ impl Machine {
         Ok(self.cpus[self.cpu_index(cpu)?].plb.stats())
     }
 
-    /// For each access kind (indexed by [`Access`](mmp_domains::Access) as `usize`), a
-    /// byte range `(lo, len)` in which a check on `cpu` of that kind is sure to pass on the
-    /// sidecar fast path, as long as nothing changes the machine in between; `(0, 0)` where
-    /// there is none. A caller
-    /// that answers such checks itself (a trace replay does) counts them with
-    /// [`Machine::count_window_hits`] before anything reads the PLB's counters, and asks
-    /// again after any other call on the machine.
+    /// `cpu`'s PLB windows, indexed by [`Access`](mmp_domains::Access) as `usize`: for
+    /// each access kind a byte range `(lo, len)` in which a check on `cpu` of that kind is
+    /// sure to pass on the sidecar fast path, counting a sidecar hit a word and changing
+    /// nothing else, as long as nothing changes the machine in between; `(0, 0)` where
+    /// there is none ([`Machine::open_windows`] opens them). A caller that answers such
+    /// checks itself counts them with [`Machine::count_window_hits`] before anything reads
+    /// the PLB's counters, and asks again after any other call on the machine.
     #[must_use]
-    pub fn open_windows(&self, cpu: usize) -> [(u64, u64); 3] {
+    pub fn windows(&self, cpu: usize) -> [(u64, u64); 3] {
         // The machine closes a CPU's windows whenever its domain or narrowing epoch
         // changes, so the open ones are its running domain's, under its current epoch.
         match self.cpus.get(cpu) {
@@ -370,19 +370,10 @@ impl Machine {
     }
 
     /// Counts on `cpu`'s PLB the sidecar hits of `words` word checks the caller answered
-    /// from [`Machine::open_windows`] (a CPU that does not exist is ignored).
+    /// from its windows ([`Machine::windows`]; a CPU that does not exist is ignored).
     pub fn count_window_hits(&mut self, cpu: usize, words: u64) {
         if let Some(c) = self.cpus.get_mut(cpu) {
             c.plb.count_window_hits(words);
-        }
-    }
-
-    /// Closes `cpu`'s PLB windows ([`mmp_plb::Plb::close_all_windows`]): no answer and no
-    /// count changes, so a test can compare the fastest path with the one beneath it. A CPU
-    /// that does not exist is ignored.
-    pub fn close_windows(&mut self, cpu: usize) {
-        if let Some(c) = self.cpus.get_mut(cpu) {
-            c.plb.close_all_windows();
         }
     }
 

@@ -23,11 +23,13 @@
 //! no inter-processor interrupt and no waiting; the `check` benchmark's `revoke_*` ids measure
 //! it. [`shared`] holds the multi-threaded form of the protocol that the loom models verify.
 //!
-//! **Windows.** A sidecar's answer is cached once more as a byte range per access kind, in
-//! which its entry allows that access on every word ([`Plb::window_allows`]): a check there
-//! is one range test and counts what the sidecar would. A window closes when its sidecar is
-//! written or flushed, and its user closes all of them when the domain or the narrowing
-//! epoch it probes with changes ([`Plb::close_all_windows`]).
+//! **Windows.** A sidecar's answer can be cached once more as a byte range per access kind,
+//! in which its entry allows that access on every word ([`Plb::open_windows`],
+//! [`Plb::window_allows`]): a check there is one range test and counts what the sidecar
+//! would. A window closes when its sidecar is written or flushed, and its user closes all of
+//! them when the domain or the narrowing epoch it probes with changes
+//! ([`Plb::close_all_windows`]). Nothing opens one unless asked, so a PLB whose user never
+//! does pays one test per sidecar write for them.
 
 pub mod shared;
 

@@ -282,7 +282,7 @@ pub struct Replay {
     faults: BTreeMap<FaultClass, u64>,
     fault_samples: Vec<String>,
     seconds: f64,
-    /// The machine's open windows on `cpu` ([`Machine::open_windows`]): a load, store or
+    /// The machine's windows on `cpu` ([`Machine::open_windows`]): a load, store or
     /// fetch inside one passes on the sidecar fast path, so the engine answers it itself
     /// and counts it in `window_hits`. Asked again after every check the machine makes;
     /// closed before any other event reaches the machine.
@@ -473,7 +473,11 @@ impl Replay {
         if let Err(f) = self.machine.check(self.cpu, ByteAddr(addr), size, access) {
             self.fault(&f);
         }
-        self.windows = self.machine.open_windows(self.cpu);
+        // The windows of the sidecar this access went through, from the entry it holds
+        // now (for the last word the access touched), and the other kinds' as they are.
+        self.windows =
+            self.machine
+                .open_windows(self.cpu, ByteAddr(addr.saturating_add(size - 1)), access);
     }
 
     /// Counts the checks answered from the open windows on the machine's PLB (of the CPU
