@@ -706,9 +706,9 @@ impl Plb {
         Ok(())
     }
 
-    /// Closes every window. No answer and no count changes: a window only repeats what its
-    /// sidecar would answer, so a check then takes the sidecar's path and counts the same.
-    /// (Tests compare the two paths this way.)
+    /// Closes every window: what the user of the windows does when the domain or the
+    /// narrowing epoch it probes with changes (see [`Plb::window_allows`]). No answer and no
+    /// count changes: a window only repeats what its sidecar would answer.
     pub fn close_all_windows(&mut self) {
         self.windows = [Window::CLOSED; 3];
         self.open = 0;
@@ -755,8 +755,8 @@ impl Plb {
     }
 
     /// [`Plb::probe`], and on a miss the walk and the fill in the same pass: `walk` looks
-    /// the word up, its answer fills the victim way of the set the probe already found, and
-    /// comes back as [`Probed::Walked`]. Counts, entries, LRU order and sidecars end exactly
+    /// the word up, its answer fills the victim way of the word's set (no re-test of the
+    /// last hit, which a miss clears), and comes back as [`Probed::Walked`]. Counts, entries, LRU order and sidecars end exactly
     /// as after `probe`, then `walk`, then [`Plb::fill`].
     #[inline(always)]
     pub fn probe_or_walk(
