@@ -560,12 +560,12 @@ impl Plb {
     #[inline(always)]
     pub fn window_allows(&mut self, addr: u64, size: u64, access: mmp_domains::Access) -> bool {
         let win = &self.windows[access as usize];
-        let off = addr.wrapping_sub(win.lo);
-        if off < win.len && win.len - off >= size {
-            self.stats.sidecar_hits += ((addr & 3) + size + 3) >> 2;
-            true
-        } else {
-            false
+        match window_words((win.lo, win.len), addr, size) {
+            Some(words) => {
+                self.stats.sidecar_hits += words;
+                true
+            }
+            None => false,
         }
     }
 
@@ -918,6 +918,17 @@ impl Plb {
         }
         Ok(())
     }
+}
+
+/// Whether the `size` bytes (1, 2, 4 or 8) at byte address `addr` lie in `window`, a byte
+/// range `(lo, len)` as [`Plb::windows`] gives it; if so, the words they touch, which is
+/// the count of sidecar hits the check would make. The one test behind
+/// [`Plb::window_allows`], for callers that keep a copy of the windows.
+#[inline(always)]
+#[must_use]
+pub fn window_words((lo, len): (u64, u64), addr: u64, size: u64) -> Option<u64> {
+    let off = addr.wrapping_sub(lo);
+    (off < len && len - off >= size).then_some(((addr & 3) + size + 3) >> 2)
 }
 
 /// The way of the `W`-way set at `first` whose entry covers `pd`'s word `w`, if any. One

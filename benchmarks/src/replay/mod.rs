@@ -459,11 +459,8 @@ impl Replay {
         self.accesses += 1;
         // Inside the open window of this access kind: the machine's check would pass on its
         // sidecar fast path, counting a sidecar hit a word and changing nothing else.
-        let (lo, len) = self.windows[access as usize];
-        let off = addr.wrapping_sub(lo);
-        if off < len && len - off >= size {
-            // The words the access touches (size is 1, 2, 4 or 8).
-            self.window_hits += ((addr & 3) + size + 3) >> 2;
+        if let Some(words) = mmp_plb::window_words(self.windows[access as usize], addr, size) {
+            self.window_hits += words;
             return;
         }
         self.check_on_machine(addr, size, access);
