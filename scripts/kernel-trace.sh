@@ -37,7 +37,12 @@
 # Usage: kernel-trace.sh OUTDIR
 # Environment: KERNEL_PKG=linux-image-... picks another kernel package; MODULES="ext4 ..."
 #   another module set (the workload exercises only the default set); BUFFER_KB per-CPU
-#   ring buffer (default 20480); USE_KVM=1 adds -enable-kvm.
+#   ring buffer (default 20480); USE_KVM=1 adds -enable-kvm; KERNEL_DEB=FILE uses that
+#   kernel package instead of downloading one.
+#   For scripts/kernel-mmp.sh (no ftrace; the kernel boots with nokaslr): MMP_MODE=place loads
+#   the modules, writes modules.txt and sections.txt (every module section's address) and
+#   powers off; MMP_MODE=plugin runs the workload under QEMU_PLUGIN (a -plugin argument) and
+#   also writes sections.txt.
 set -euo pipefail
 if [ $# -ne 1 ]; then
     echo "usage: $0 OUTDIR" >&2
@@ -72,7 +77,11 @@ if [ -z "$pkg" ]; then
     apt-get update
     pkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-/ {print $2; exit}')
 fi
-(cd "$work" && apt-get download "$pkg" >/dev/null)
+if [ -n "${KERNEL_DEB:-}" ]; then
+    cp "$KERNEL_DEB" "$work/"
+else
+    (cd "$work" && apt-get download "$pkg" >/dev/null)
+fi
 deb=$(ls "$work"/*.deb)
 echo "kernel package: $(basename "$deb")"
 dpkg-deb -x "$deb" "$work/kern"
@@ -160,6 +169,16 @@ echo 1 >/proc/sys/kernel/printk
 echo 0 >/proc/sys/kernel/kptr_restrict
 T=/sys/kernel/tracing
 BUF=$(cat /proc/cmdline | sed -n 's/.*tracebuf=\([0-9]*\).*/\1/p')
+# mmpmode=place: load the modules, write where they lie, power off (no tracing);
+# mmpmode=plugin: the workload without ftrace (QEMU's mmp plugin watches instead).
+MODE=$(sed -n 's/.*mmpmode=\([a-z]*\).*/\1/p' /proc/cmdline)
+placement() { # every loaded module's sections: MODULE SECTION ADDRESS
+    for d in /sys/module/*/sections; do
+        m=${d%/sections}; m=${m##*/}
+        for f in "$d"/.[!.]* "$d"/*; do [ -f "$f" ] && echo "$m ${f##*/} $(cat "$f")"; done
+    done
+}
+if [ -z "$MODE" ]; then
 echo 0 >$T/tracing_on
 echo ${BUF:-20480} >$T/buffer_size_kb
 echo 1 >$T/options/sym-offset
@@ -171,6 +190,7 @@ while read -r m; do echo ":mod:$m" >>$T/set_ftrace_filter; done </etc/trace-modu
 echo function >$T/current_tracer
 echo >$T/trace
 echo 1 >$T/tracing_on
+fi
 echo "workload start" >$T/trace_marker
 
 # The trace is read after each module loads: a module's init functions are freed when its
@@ -178,6 +198,7 @@ echo "workload start" >$T/trace_marker
 # name them (ftrace keeps the names of the freed init functions of traced modules).
 mkdir /tmp/out
 chunk() {
+    [ -z "$MODE" ] || return 0
     cat $T/trace | sed "$1" >>/tmp/out/trace.txt
     cat $T/per_cpu/cpu*/stats | awk '$1 == "overrun:" {n += $2} END {print n + 0}' >>/tmp/out/overruns
     echo >$T/trace
@@ -188,6 +209,16 @@ while read -r m; do
     if [ $first = 1 ]; then chunk ''; first=0; else chunk '/^#/d'; fi
 done </etc/trace-modules
 echo "workload modules loaded" >$T/trace_marker
+if [ "$MODE" = place ]; then
+    cat /proc/modules >/tmp/out/modules.txt
+    placement >/tmp/out/sections.txt
+    cat /proc/kallsyms >/tmp/out/kallsyms.txt
+    stty -F /dev/ttyS1 raw -echo 115200
+    (cd /tmp/out && tar cf - modules.txt sections.txt kallsyms.txt | gzip -1) >/dev/ttyS1
+    sleep 1
+    echo "===KERNEL-TRACE-DONE==="
+    poweroff -f
+fi
 
 # ext4 on a loop device
 dd if=/dev/zero of=/tmp/ext4.img bs=1M count=24 2>/dev/null
@@ -260,6 +291,13 @@ echo "workload end" >$T/trace_marker
 echo 0 >$T/tracing_on
 chunk '/^#/d'
 
+files="info.txt kallsyms.txt modules.txt"
+if [ -n "$MODE" ]; then
+    { uname -a; echo "cpus: $(nproc)"; echo "mode: $MODE (no ftrace)"; } >/tmp/out/info.txt
+    placement >/tmp/out/sections.txt
+    files="$files sections.txt"
+else
+files="$files trace.txt"
 {
     uname -a
     echo "cpus: $(nproc)"
@@ -268,11 +306,12 @@ chunk '/^#/d'
     echo "chunks read: $(wc -l </tmp/out/overruns) (after each module loads, and after the workload)"
     echo "events lost (overruns, all chunks): $(awk '{n += $1} END {print n + 0}' /tmp/out/overruns)"
 } >/tmp/out/info.txt
+fi
 cat /tmp/out/info.txt
 cat /proc/kallsyms >/tmp/out/kallsyms.txt
 cat /proc/modules >/tmp/out/modules.txt
 stty -F /dev/ttyS1 raw -echo 115200
-(cd /tmp/out && tar cf - info.txt trace.txt kallsyms.txt modules.txt | gzip -1) >/dev/ttyS1
+(cd /tmp/out && tar cf - $files | gzip -1) >/dev/ttyS1
 sleep 1
 echo "===KERNEL-TRACE-DONE==="
 poweroff -f
@@ -286,11 +325,15 @@ if [ -n "${USE_KVM:-}" ]; then accel=(-enable-kvm); fi
 echo "booting $kver under QEMU"
 set +e
 buffer_kb=${BUFFER_KB:-20480}
-timeout 900 qemu-system-x86_64 "${accel[@]}" -m 1024 -smp 2 -display none -no-reboot \
+plugin=()
+if [ -n "${QEMU_PLUGIN:-}" ]; then plugin=(-plugin "$QEMU_PLUGIN"); fi
+append="console=ttyS0 panic=-1 quiet tracebuf=$buffer_kb"
+if [ -n "${MMP_MODE:-}" ]; then append="$append nokaslr mmpmode=$MMP_MODE"; fi
+timeout 900 qemu-system-x86_64 "${accel[@]}" "${plugin[@]}" -m 1024 -smp 2 -display none -no-reboot \
     -serial stdio -serial "file:$work/ttyS1" \
     -netdev user,id=n0,restrict=on -device e1000,netdev=n0 \
     -kernel "$vmlinuz" -initrd "$work/initrd.cpio.gz" \
-    -append "console=ttyS0 panic=-1 quiet tracebuf=$buffer_kb" </dev/null >"$work/serial.raw"
+    -append "$append" </dev/null >"$work/serial.raw"
 rc=$?
 set -e
 tr -d '\r' <"$work/serial.raw" >"$out/serial.log"
@@ -302,7 +345,8 @@ grep -q '===KERNEL-TRACE-DONE===' "$out/serial.log" || {
 # gzip reports the serial port's trailing bytes (if any) as trailing garbage: ignore that.
 (cd "$out" && { gzip -dc 2>/dev/null <"$work/ttyS1" || true; } | tar xf -)
 echo "$(basename "$deb")" >"$out/kernel-package.txt"
-for f in info trace kallsyms modules; do
+for f in info trace kallsyms modules sections; do
+    [ -f "$out/$f.txt" ] || continue
     printf '%-13s %9d lines\n' "$f.txt" "$(wc -l <"$out/$f.txt")"
 done
 echo "in $(($(date +%s) - started)) s"

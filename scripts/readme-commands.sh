@@ -56,6 +56,7 @@ skip_reason() {
         *scripts/debian-kernel.sh*) echo "downloads Debian's kernel package" ;;
         *" deb/"* | *scripts/split-speed.sh*) echo "needs scripts/debian-kernel.sh's download" ;;
         *scripts/kernel-trace.sh*) echo "root and QEMU; installs Debian packages" ;;
+        *scripts/kernel-mmp.sh*) echo "root and QEMU; installs Debian packages" ;;
         *" run/"*) echo "needs scripts/kernel-trace.sh's recording" ;;
         *) echo "" ;;
     esac

@@ -134,6 +134,7 @@
 pub mod baseline;
 pub mod import;
 pub mod kernel;
+pub mod kernel_mmp;
 pub mod plot;
 pub mod replay;
 pub mod rng;

@@ -41,5 +41,6 @@ pub use module::{
 pub use resolve::{Counts, Exporter, Import, ModuleSplit, resolve, totals};
 pub use supervised::{SupervisedError, SupervisedLoad};
 pub use symbols::{
-    Export, Kallsyms, MapSymbol, ParseError, ProcModules, SymbolKind, Symvers, SystemMap,
+    Export, Kallsyms, KallsymsSymbol, MapSymbol, ParseError, ProcModules, SymbolKind, Symvers,
+    SystemMap,
 };

@@ -132,6 +132,21 @@ pub struct Kallsyms {
     /// address (the first definition wins). Kallsyms also names pseudo-modules, such as
     /// `__builtin__ftrace` (ftrace's trampolines) and `bpf`, which are kept as they are.
     pub modules: HashMap<String, HashMap<String, u64>>,
+    /// Every line, core and modules, sorted by address (then as read).
+    pub symbols: Vec<KallsymsSymbol>,
+}
+
+/// One line of `/proc/kallsyms`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KallsymsSymbol {
+    /// Its address.
+    pub addr: u64,
+    /// What it is, by its type letter.
+    pub kind: SymbolKind,
+    /// Its name.
+    pub name: String,
+    /// Its module (dashes as underscores), or `None` for the core kernel.
+    pub module: Option<String>,
 }
 
 impl Kallsyms {
@@ -157,6 +172,12 @@ impl Kallsyms {
                 _ => return Err(format!("expected `{SHAPE}`, found {}", shorten(line))),
             };
             nonzero |= addr != 0;
+            k.symbols.push(KallsymsSymbol {
+                addr,
+                kind: SymbolKind::from_nm_letter(c),
+                name: name.to_string(),
+                module: module.clone(),
+            });
             match module {
                 Some(m) => {
                     k.modules
@@ -189,6 +210,7 @@ impl Kallsyms {
         }
         k.core.addrs.sort_unstable();
         k.core.addrs.dedup();
+        k.symbols.sort_by_key(|s| s.addr);
         Ok(k)
     }
 

@@ -198,6 +198,25 @@ enum Command {
         #[arg(required = true)]
         shards: Vec<PathBuf>,
     },
+    /// Judge a recording of QEMU's mmp plugin (`scripts/kernel-mmp.sh`) against the split of
+    /// the same kernel: domain changes, instructions per domain visit, call and data policy
+    /// gaps.
+    KernelMmp {
+        /// The plugin's recording.
+        recording: PathBuf,
+        /// The split of the same run's modules (`mmp-split --out`).
+        #[arg(long, value_name = "LAYOUT.json")]
+        layout: PathBuf,
+        /// The same run's `/proc/kallsyms`.
+        #[arg(long, value_name = "FILE")]
+        kallsyms: PathBuf,
+        /// The same run's `/proc/modules`, read at its end (names each module load).
+        #[arg(long, value_name = "FILE")]
+        proc_modules: PathBuf,
+        /// Print one JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write a trace in our binary format (or, with --text, the text form).
     Convert {
         #[command(flatten)]
@@ -1220,6 +1239,51 @@ fn convert(input: &Input, output: &Path, as_text: bool) -> Result<(), String> {
     Ok(())
 }
 
+fn kernel_mmp(
+    recording: &Path,
+    layout: &Path,
+    kallsyms: &Path,
+    proc_modules: &Path,
+    json: bool,
+) -> Result<(), String> {
+    use mmp_benchmarks::kernel_mmp::{Recording, analyse};
+    // Each file may be xz- or zstd-compressed (told by its first bytes).
+    let read = |p: &Path| -> Result<String, String> {
+        use std::io::Read;
+        let (mut r, _) = open_input(p)?;
+        let mut text = String::new();
+        r.read_to_string(&mut text)
+            .map_err(|e| format!("{}: {e}", p.display()))?;
+        Ok(text)
+    };
+    let mut rec =
+        Recording::parse(&read(recording)?).map_err(|e| format!("{}: {e}", recording.display()))?;
+    let pm = proc_modules.display().to_string();
+    let modules =
+        mmp_split::ProcModules::parse(&pm, &read(proc_modules)?).map_err(|e| e.to_string())?;
+    let unnamed = rec.name_loads(&modules);
+    if !unnamed.is_empty() {
+        eprintln!(
+            "mmp-replay: warning: no module of {pm} lies in the memory of {}",
+            unnamed.join(", ")
+        );
+    }
+    let lay = mmp_split::Layout::from_json(&read(layout)?)
+        .map_err(|e| format!("{}: {e}", layout.display()))?;
+    let name = kallsyms.display().to_string();
+    let syms = mmp_split::Kallsyms::parse(&name, &read(kallsyms)?).map_err(|e| e.to_string())?;
+    let report = analyse(&rec, &lay, &syms).map_err(|e| format!("{}: {e}", layout.display()))?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(&report).map_err(|e| e.to_string())?
+        );
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Some(Command::Sweep {
@@ -1256,6 +1320,13 @@ fn run(cli: Cli) -> Result<(), String> {
             sweep(&input, &grid, &out, jobs, shard, quiet)
         }
         Some(Command::Merge { out, shards }) => merge(&shards, &out),
+        Some(Command::KernelMmp {
+            recording,
+            layout,
+            kallsyms,
+            proc_modules,
+            json,
+        }) => kernel_mmp(&recording, &layout, &kallsyms, &proc_modules, json),
         Some(Command::Convert {
             input,
             output,

@@ -42,7 +42,7 @@ use mmp_plb::PlbConfig;
 pub mod many;
 mod report;
 
-use report::ratio;
+pub(crate) use report::ratio;
 pub use report::{
     Between, ConfigReport, CrossingPair, DomainBytes, DomainCount, DomainCrossings, FaultReport,
     GAP_SYMBOLS, GapBucket, GapSymbol, PlbReport, PolicyGap, Report,
