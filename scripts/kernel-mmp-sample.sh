@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # kernel-mmp-sample.sh RUN DEST - the test data of benchmarks/tests/kernel_mmp.rs from a run
-# of scripts/kernel-mmp.sh: its recording, /proc/modules and layout as they are, and the
+# of scripts/kernel-mmp.sh: its recording, access stream, /proc/modules and layout as they
+# are (xz-compressed), and the
 # lines of its symbols (kallsyms and init-symbols.txt) that the judging reads: every module
 # symbol, and of the core kernel's only, for each address the recording names, the nearest
 # symbol at or below it (all symbols at that address). With SUMMARY=1 the recording keeps
-# only its header, visits and domain changes (no access records: a full run has millions).
+# only its header, visits and domain changes (no access records: a full run has millions),
+# and the access stream is left out.
 set -euo pipefail
 if [ $# -ne 2 ]; then
     echo "usage: $0 RUN DEST" >&2
@@ -22,6 +24,9 @@ else
     cp "$rec" "$rec.kept"
 fi
 xz -9 -c "$rec.kept" >"$dest/recording.txt.xz"
+if [ "${SUMMARY:-}" != 1 ] && [ -f "$run/stream.bin.zst" ]; then
+    zstd -qdc "$run/stream.bin.zst" | xz -9 >"$dest/stream.bin.xz"
+fi
 cp "$run/modules.txt" "$dest/modules.txt"
 xz -9 -c "$run/layout.json" >"$dest/layout.json.xz"
 # Addresses the recording names (16 hex digits compare as strings), then the symbols.

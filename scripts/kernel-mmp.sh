@@ -21,6 +21,8 @@
 #                    qemu-plugin/src/recorder.rs; about 115 MB of text for the default run)
 #   kallsyms.txt, modules.txt, sections.txt, info.txt, serial.log, kernel-package.txt,
 #   modules/         as scripts/kernel-trace.sh writes them (from the recorded boot)
+#   stream.bin.zst   the module code's access stream, zstd-compressed: each load, store and
+#                    (per translation block) fetch it made, for the PLB and table figures
 #   init-symbols.txt the modules' init symbols (kallsyms lines), which kallsyms loses once
 #                    each module's init has run
 #   symbols.txt      kallsyms.txt and init-symbols.txt together: what the replay names
@@ -68,9 +70,9 @@ fi
 echo "load_module at $loader"
 
 echo "=== recorded boot (the mmp plugin watching)"
-KERNEL_DEB="$deb" MMP_MODE=plugin QEMU_PLUGIN="$plugin,loader=$loader,out=$out/recording.txt" \
+KERNEL_DEB="$deb" MMP_MODE=plugin QEMU_PLUGIN="$plugin,loader=$loader,out=$out/recording.txt,stream=$out/stream.bin" \
     bash "$here/scripts/kernel-trace.sh" "$out"
-zstd -q -f --rm "$out/recording.txt"
+zstd -q -f --rm "$out/recording.txt" "$out/stream.bin"
 if ! grep -q "^load_module$" <(awk -v a="$loader" '$1 == a {print $3}' "$out/kallsyms.txt"); then
     echo "$0: load_module is not at $loader in the recorded boot" >&2
     exit 1
@@ -112,7 +114,7 @@ echo "init symbols: $(wc -l <"$out/init-symbols.txt")"
 "$here/target/release/mmp-split" --kallsyms "$out/kallsyms.txt" --proc-modules "$out/modules.txt" \
     --out "$out/layout.json" "$out/modules"
 judge=("$here/target/release/mmp-replay" kernel-mmp --layout "$out/layout.json"
-    --kallsyms "$out/symbols.txt" --proc-modules "$out/modules.txt" "$out/recording.txt.zst")
+    --kallsyms "$out/symbols.txt" --proc-modules "$out/modules.txt" --stream "$out/stream.bin.zst" "$out/recording.txt.zst")
 "${judge[@]}" --json >"$out/report.json"
 "${judge[@]}" | tee "$out/report.txt"
 echo "kernel-mmp: $out in $(($(date +%s) - started)) s"

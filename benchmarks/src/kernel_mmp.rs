@@ -24,6 +24,9 @@
 //!   symbol and the function that made it. Accesses by modules to dynamic memory (the direct
 //!   map, `vmalloc` space with the stacks), which the split cannot judge (it has no heap), are
 //!   counted per module and place.
+//! - **PLB and table figures** ([`replay_stream`]): the module code's access stream (each
+//!   load and store it made, and each translation block it ran as one fetch), replayed on a
+//!   machine holding the layout, as `mmp-replay` replays any trace.
 
 use std::collections::HashMap;
 
@@ -33,7 +36,10 @@ use mmp_machine::{Machine, MachineConfig};
 use mmp_split::{Kallsyms, KallsymsSymbol, Layout, SymbolKind};
 use serde::Serialize;
 
-use crate::replay::{GAP_SYMBOLS, GapSymbol, PolicyGap};
+use crate::replay::{
+    GAP_SYMBOLS, GapSymbol, PlbReport, PolicyGap, Replay, ReplayConfig, ReplayError,
+};
+use crate::trace::{Event, MemKind};
 
 /// The domain number of user space (and firmware) in a recording.
 pub const USER: u16 = 0;
@@ -390,6 +396,195 @@ pub struct KernelMmpReport {
     pub static_gap_accesses: u64,
     /// Accesses by modules to dynamic memory, per module and place.
     pub dynamic_accesses: Vec<DynamicAccesses>,
+    /// The module code's access stream replayed on the layout, when one was given.
+    pub stream: Option<StreamFigures>,
+}
+
+/// The PLB and table figures of the module code's access stream, replayed on a machine that
+/// holds the layout.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StreamFigures {
+    /// Loads replayed.
+    pub loads: u64,
+    /// Stores replayed.
+    pub stores: u64,
+    /// Fetches replayed (one per translation block run, of its bytes).
+    pub fetches: u64,
+    /// The table format.
+    pub table_format: String,
+    /// PLB entries of each CPU.
+    pub plb_entries: usize,
+    /// PLB ways.
+    pub plb_ways: usize,
+    /// The PLB's counts over the stream.
+    pub plb: PlbReport,
+    /// Table references (each PLB miss walks the table).
+    pub table_refs: u64,
+    /// Table references over accesses.
+    pub table_refs_per_access: f64,
+    /// Bytes of every domain's table at the end.
+    pub table_bytes: u64,
+    /// Accesses the layout gives no permission for (modules' accesses to dynamic memory,
+    /// and the data policy gaps), which fault.
+    pub faults: u64,
+}
+
+/// An access stream that could not be replayed.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// The first bytes are not the stream's magic.
+    #[error("not an mmp-qemu access stream (no MMPQSTR1 magic)")]
+    Magic,
+    /// The stream ends inside a record.
+    #[error("byte {offset}: the stream ends inside a record")]
+    Truncated {
+        /// Where the cut record starts.
+        offset: u64,
+    },
+    /// A record's field is out of range.
+    #[error("byte {offset}: {what}")]
+    Record {
+        /// Where the record starts.
+        offset: u64,
+        /// What is wrong.
+        what: String,
+    },
+    /// Reading failed.
+    #[error("reading the stream: {0}")]
+    Io(#[from] std::io::Error),
+    /// The replay stopped.
+    #[error(transparent)]
+    Replay(#[from] ReplayError),
+}
+
+/// The first bytes of an access stream.
+pub const STREAM_MAGIC: &[u8; 8] = b"MMPQSTR1";
+/// Bytes of an access-stream record: vCPU (1), domain (2, little-endian), kind (1: 0 load,
+/// 1 store, 2 fetch), size (2), address (8).
+pub const STREAM_RECORD: usize = 14;
+
+/// Replays the module code's access stream (`stream=` of the plugin) of the run `rec`
+/// recorded on a machine holding `layout`, configured by `cfg` (its CPUs are the
+/// recording's vCPUs). Addresses are mapped to the machine's 48 bits as the layout's are.
+///
+/// # Errors
+/// [`StreamError`] for a stream without its magic, a cut record, a record whose vCPU, domain
+/// or kind the recording does not have, or a replay that stops.
+pub fn replay_stream(
+    rec: &Recording,
+    layout: &Layout,
+    stream: impl std::io::Read,
+    cfg: ReplayConfig,
+) -> Result<StreamFigures, StreamError> {
+    use std::io::Read;
+    let cpus = usize::try_from(rec.vcpus).unwrap_or(1).max(1);
+    let cfg = ReplayConfig { cpus, ..cfg };
+    let mut r = Replay::with_layout(cfg, layout)?;
+    for (d, name) in rec
+        .domains
+        .iter()
+        .enumerate()
+        .skip(usize::from(UNMAPPED) + 1)
+    {
+        r.step(&Event::Domain {
+            no: d as u32,
+            name: name.clone(),
+        })?;
+    }
+    let mut input = std::io::BufReader::with_capacity(1 << 20, stream);
+    let mut magic = [0u8; 8];
+    input
+        .read_exact(&mut magic)
+        .map_err(|_| StreamError::Magic)?;
+    if &magic != STREAM_MAGIC {
+        return Err(StreamError::Magic);
+    }
+    let (mut loads, mut stores, mut fetches) = (0u64, 0u64, 0u64);
+    let mut cpu_now: Option<u8> = None;
+    let mut dom_on = vec![None::<u16>; cpus];
+    let mut offset = 8u64;
+    let mut buf = [0u8; STREAM_RECORD];
+    loop {
+        let mut got = 0;
+        while got < STREAM_RECORD {
+            let n = input.read(&mut buf[got..])?;
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        if got == 0 {
+            break;
+        }
+        if got < STREAM_RECORD {
+            return Err(StreamError::Truncated { offset });
+        }
+        let bad = |what: String| StreamError::Record { offset, what };
+        let cpu = buf[0];
+        let dom = u16::from_le_bytes([buf[1], buf[2]]);
+        let size = u16::from_le_bytes([buf[4], buf[5]]).max(1);
+        let mut raw = [0u8; 8];
+        raw.copy_from_slice(&buf[6..14]);
+        let addr = u64::from_le_bytes(raw);
+        if usize::from(cpu) >= cpus {
+            return Err(bad(format!("vCPU {cpu}, but the run had {cpus}")));
+        }
+        if dom <= UNMAPPED || usize::from(dom) >= rec.domains.len() {
+            return Err(bad(format!(
+                "domain {dom} is not a module of the recording"
+            )));
+        }
+        let kind = match buf[3] {
+            0 => {
+                loads += 1;
+                MemKind::Load
+            }
+            1 => {
+                stores += 1;
+                MemKind::Store
+            }
+            2 => {
+                fetches += 1;
+                MemKind::Fetch
+            }
+            k => return Err(bad(format!("kind {k} (0 load, 1 store, 2 fetch)"))),
+        };
+        let Some(addr) = mmp_split::load::map_canonical(addr) else {
+            return Err(bad(format!("{addr:#x} is not a canonical address")));
+        };
+        if cpu_now != Some(cpu) {
+            r.step(&Event::Cpu {
+                cpu: u32::from(cpu),
+            })?;
+            cpu_now = Some(cpu);
+        }
+        if dom_on[usize::from(cpu)] != Some(dom) {
+            r.step(&Event::Switch {
+                domain: u32::from(dom),
+            })?;
+            dom_on[usize::from(cpu)] = Some(dom);
+        }
+        r.step(&Event::Mem {
+            kind,
+            addr,
+            size: u32::from(size),
+        })?;
+        offset += STREAM_RECORD as u64;
+    }
+    let report = r.report();
+    Ok(StreamFigures {
+        loads,
+        stores,
+        fetches,
+        table_format: cfg.format.name().to_string(),
+        plb_entries: cfg.plb.entries,
+        plb_ways: cfg.plb.ways,
+        plb: report.plb,
+        table_refs: report.table_refs,
+        table_refs_per_access: report.table_refs_per_access,
+        table_bytes: report.table_bytes,
+        faults: report.faults.total,
+    })
 }
 
 /// Gaps being counted: per (from, to), the count and the count per symbol.
@@ -721,6 +916,7 @@ pub fn analyse(
         static_accesses,
         static_gap_accesses: static_gaps,
         dynamic_accesses,
+        stream: None,
     })
 }
 
@@ -785,6 +981,26 @@ impl KernelMmpReport {
             "\nstatic memory accesses recorded {}, of which data policy gaps {}",
             self.static_accesses, self.static_gap_accesses
         );
+        if let Some(f) = &self.stream {
+            let _ = writeln!(
+                s,
+                "\nmodule code's access stream on the layout ({} tables, PLB {} entries, {} ways): \
+                 {} loads, {} stores, {} block fetches",
+                f.table_format, f.plb_entries, f.plb_ways, f.loads, f.stores, f.fetches
+            );
+            let _ = writeln!(
+                s,
+                "  PLB hit rate {:.4} ({} hits, {} misses); table references {} ({:.4} an access); \
+                 table bytes {}; faults {}",
+                f.plb.hit_rate,
+                f.plb.hits,
+                f.plb.misses,
+                f.table_refs,
+                f.table_refs_per_access,
+                f.table_bytes,
+                f.faults
+            );
+        }
         let _ = writeln!(
             s,
             "\nmodule accesses to dynamic memory (the split cannot judge them)"

@@ -278,6 +278,10 @@ fn replay_and_sweep_take_a_split_layout() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("foo.txt"));
 }
 
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
 /// `(args, exit status, what stderr says)`: the table of bad inputs a user can hand
 /// `mmp-replay`. Each fails with its status and a message naming what is wrong, never a
 /// panic or a backtrace.
@@ -313,6 +317,34 @@ fn bad_inputs_table() {
     let missing = at("missing.txt");
     let empty = at("empty.txt");
     let uftrace = data("uftrace_replay.txt");
+    let kd = |n: &str| data(&format!("kernel-mmp/vfat/{n}"));
+    let (layout, syms, modules, rec) = (
+        kd("layout.json.xz"),
+        kd("symbols.txt.xz"),
+        kd("modules.txt"),
+        kd("recording.txt.xz"),
+    );
+    let kmmp = |recording: &str, stream: &str| -> Vec<String> {
+        let mut v = ["kernel-mmp", "--layout", &layout, "--kallsyms", &syms]
+            .map(String::from)
+            .to_vec();
+        v.extend(["--proc-modules", &modules, recording].map(String::from));
+        if !stream.is_empty() {
+            v.extend(["--stream", stream].map(String::from));
+        }
+        v
+    };
+    std::fs::write(
+        at("recording.txt"),
+        "mmp-qemu-recording 1\ndomain 0 user\nvisits 0\n",
+    )
+    .unwrap();
+    let (k_missing, k_bad, k_stream) = (
+        kmmp(&missing, ""),
+        kmmp(&at("recording.txt"), ""),
+        kmmp(&rec, &lackey),
+    );
+    let (k_missing, k_bad, k_stream) = (strs(&k_missing), strs(&k_bad), strs(&k_stream));
     #[rustfmt::skip]
     let table: &[(&[&str], i32, &str)] = &[
         (&[&missing], 1, "missing.txt: No such file or directory"),
@@ -339,6 +371,10 @@ fn bad_inputs_table() {
         (&["sweep", "-q", "--entries", "0,x"], 2, "invalid value 'x' for '--entries <ENTRIES>'"),
         (&["sweep", "-q", "--entries", "4", "--tables", "flat", "--out", &file_as_dir, &lackey], 1, "empty.txt/out: Not a directory"),
         (&["--frobnicate"], 2, "unexpected argument '--frobnicate'"),
+        (&k_missing, 1, "missing.txt: No such file or directory"),
+        (&k_bad, 1, "recording.txt: recording line 3: `visits` takes 3 fields, found 1"),
+        (&k_stream, 1, "lackey.txt: not an mmp-qemu access stream"),
+        (&["kernel-mmp", &rec], 2, "the following required arguments were not provided"),
     ];
     for (args, status, needle) in table {
         let out = Command::new(BIN)

@@ -15,7 +15,11 @@ use std::collections::HashMap;
 use std::io::Read;
 
 use mmp_benchmarks::kernel;
-use mmp_benchmarks::kernel_mmp::{KernelMmpReport, Recording, RecordingError, analyse};
+use mmp_benchmarks::kernel_mmp::{
+    KernelMmpReport, Recording, RecordingError, STREAM_MAGIC, STREAM_RECORD, StreamError, analyse,
+    replay_stream,
+};
+use mmp_benchmarks::replay::ReplayConfig;
 use mmp_split::{Kallsyms, Layout, ProcModules};
 
 fn xz(path: &str) -> String {
@@ -263,4 +267,95 @@ fn bad_recordings_are_refused_with_their_line() {
         0,
         "the fixed three"
     );
+}
+
+fn stream_bytes(name: &str) -> Vec<u8> {
+    let path = format!(
+        "{}/tests/data/kernel-mmp/{name}/stream.bin.xz",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut bytes = Vec::new();
+    lzma_rust2::XzReader::new(std::fs::File::open(&path).unwrap(), true)
+        .read_to_end(&mut bytes)
+        .unwrap();
+    bytes
+}
+
+fn vfat_layout() -> Layout {
+    let dir = format!("{}/tests/data/kernel-mmp/vfat", env!("CARGO_MANIFEST_DIR"));
+    Layout::from_json(&xz(&format!("{dir}/layout.json.xz"))).unwrap()
+}
+
+#[test]
+fn the_access_stream_holds_every_access_the_recording_counts_and_replays_on_the_layout() {
+    let r = run("vfat");
+    let bytes = stream_bytes("vfat");
+    assert_eq!(&bytes[..8], STREAM_MAGIC);
+    let records = &bytes[8..];
+    assert_eq!(records.len() % STREAM_RECORD, 0);
+    // The raw records, by kind.
+    let mut by_kind = [0u64; 3];
+    for rec in records.chunks(STREAM_RECORD) {
+        by_kind[usize::from(rec[3])] += 1;
+    }
+    // Every load and store module code made is in the aggregate records too.
+    let counted: u64 = records_of_modules(&r.text);
+    assert_eq!(by_kind[0] + by_kind[1], counted);
+    let f = replay_stream(&r.rec, &vfat_layout(), &bytes[..], ReplayConfig::default()).unwrap();
+    assert_eq!([f.loads, f.stores, f.fetches], by_kind);
+    assert!(f.plb.hits + f.plb.misses >= f.loads + f.stores + f.fetches);
+    assert!(f.plb.misses > 0 && f.table_refs >= f.plb.misses);
+    assert!(f.table_bytes > 0);
+    // Modules' stacks and heap objects are not in the layout, so most data accesses fault;
+    // their own code and data do not.
+    assert!(f.faults > 0 && f.faults < f.loads + f.stores + f.fetches);
+}
+
+/// Loads and stores by module code in the recording's access records.
+fn records_of_modules(text: &str) -> u64 {
+    records(text, "access")
+        .iter()
+        .filter(|a| num(a[0]) > 2)
+        .map(|a| num(a[6]))
+        .sum()
+}
+
+#[test]
+fn bad_access_streams_are_refused_with_their_place() {
+    let r = run("vfat");
+    let layout = vfat_layout();
+    let go = |bytes: &[u8]| replay_stream(&r.rec, &layout, bytes, ReplayConfig::default());
+    let mut ok = STREAM_MAGIC.to_vec();
+    let rec = |cpu: u8, dom: u16, kind: u8| {
+        let mut v = vec![cpu];
+        v.extend(dom.to_le_bytes());
+        v.push(kind);
+        v.extend(8u16.to_le_bytes());
+        v.extend(0xffff_ffff_c020_0000u64.to_le_bytes());
+        v
+    };
+    ok.extend(rec(0, 3, 0));
+    assert!(go(&ok).is_ok());
+    assert!(matches!(go(b"MMPTRACE"), Err(StreamError::Magic)));
+    assert!(matches!(go(b"MMP"), Err(StreamError::Magic)));
+    assert!(matches!(
+        go(&ok[..ok.len() - 1]),
+        Err(StreamError::Truncated { offset: 8 })
+    ));
+    for (bad, what) in [
+        (rec(9, 3, 0), "vCPU"),
+        (rec(0, 1, 0), "domain"),
+        (rec(0, 99, 0), "domain"),
+        (rec(0, 3, 7), "kind"),
+    ] {
+        let mut b = ok.clone();
+        b.extend(bad);
+        match go(&b) {
+            Err(StreamError::Record {
+                offset: 22,
+                what: w,
+            }) => assert!(w.contains(what), "{w}"),
+            other => panic!("{what}: {other:?}"),
+        }
+    }
 }

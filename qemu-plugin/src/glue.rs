@@ -1,7 +1,8 @@
 //! The QEMU side: arguments, the translation callback that instruments each block, and the
 //! exit callback that writes the recording.
 //!
-//! Arguments: `out=FILE` (the recording) and `loader=HEX`, the address of the kernel's
+//! Arguments: `out=FILE` (the recording), `stream=FILE` (optional: the access stream of the
+//! module code, see [`crate::recorder`]) and `loader=HEX`, the address of the kernel's
 //! `load_module` (with `nokaslr`, the same in every boot of one kernel image): each time a
 //! vCPU enters it, a module load begins ([`Loads::begin`]), and the core kernel's stores
 //! into the module area show where the module goes ([`Loads::core_store`]).
@@ -25,7 +26,7 @@ use qemu_plugin::plugin::{HasCallbacks, Register};
 use qemu_plugin::{MemRW, PluginId, TranslationBlock, register};
 
 use crate::map::{CORE, FIRST_MODULE, Loads, Place, layout};
-use crate::recorder::{Shard, wanted};
+use crate::recorder::{STREAM_MAGIC, Shard, StreamKind, stream_record, wanted};
 
 /// vCPUs the plugin keeps apart; a higher index is not recorded (and counted).
 const MAX_VCPUS: usize = 64;
@@ -52,6 +53,8 @@ struct State {
     version: AtomicU64,
     locals: Box<[Mutex<Local>]>,
     out: PathBuf,
+    /// The access stream, if asked for.
+    stream: Option<Mutex<std::io::BufWriter<std::fs::File>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -101,6 +104,16 @@ impl State {
         }
     }
 
+    /// Appends a record to the access stream, if there is one (a vCPU past 255 is not
+    /// streamed).
+    fn emit(&self, vcpu: u32, dom: u16, kind: StreamKind, size: u16, addr: u64) {
+        if let (Some(s), Ok(v)) = (&self.stream, u8::try_from(vcpu)) {
+            let r = stream_record(v, dom, kind, size, addr);
+            // A write error shows at the flush at exit.
+            let _ = std::io::Write::write_all(&mut *lock(s), &r);
+        }
+    }
+
     /// Module code of `dom` ran while a load takes pages.
     fn module_ran(&self, dom: u16) {
         let mut l = lock(&self.loads);
@@ -140,6 +153,15 @@ impl Register for MmpPlugin {
         if let Err(e) = std::fs::write(out, b"") {
             fail(format!("{out}: {e}"))
         }
+        let stream = setting(args, "stream").map(|path| {
+            let mut f = std::fs::File::create(path)
+                .map(|f| std::io::BufWriter::with_capacity(1 << 20, f))
+                .unwrap_or_else(|e| fail(format!("{path}: {e}")));
+            if let Err(e) = std::io::Write::write_all(&mut f, STREAM_MAGIC) {
+                fail(format!("{path}: {e}"))
+            }
+            Mutex::new(f)
+        });
         let state = Arc::new(State {
             loader,
             loads: Mutex::new(Loads::new()),
@@ -150,6 +172,7 @@ impl Register for MmpPlugin {
                 .map(|_| Mutex::new(Local::default()))
                 .collect(),
             out: PathBuf::from(out),
+            stream,
         });
         self.state = Some(state.clone());
         qemu_plugin::qemu_plugin_register_atexit_cb(id, move |_| write(&state))?;
@@ -167,6 +190,11 @@ fn write(state: &State) {
             vcpus += 1;
         }
         all.merge(&l.shard);
+    }
+    if let Some(s) = &state.stream
+        && let Err(e) = std::io::Write::flush(&mut *lock(s))
+    {
+        eprintln!("mmp-qemu-plugin: the access stream: {e}");
     }
     let loads = lock(&state.loads).clone();
     let result = std::fs::File::create(&state.out).and_then(|f| {
@@ -201,10 +229,12 @@ impl HasCallbacks for MmpPlugin {
             return Ok(());
         };
         let mut last = first;
+        let mut bytes = 0usize;
         let dom = state.current().domain_of(first);
         for insn in tb.instructions() {
             let pc = insn.vaddr();
             last = pc;
+            bytes += insn.size();
             if pc < layout::KERNEL_HALF {
                 continue;
             }
@@ -219,6 +249,14 @@ impl HasCallbacks for MmpPlugin {
                     {
                         st.core_store(addr);
                     }
+                    if dom >= FIRST_MODULE {
+                        let kind = if info.is_store() {
+                            StreamKind::Store
+                        } else {
+                            StreamKind::Load
+                        };
+                        st.emit(vcpu, dom, kind, 1 << info.size_shift(), addr);
+                    }
                     if wanted(dom, addr)
                         && let Some(mut l) = st.local(vcpu)
                     {
@@ -231,12 +269,16 @@ impl HasCallbacks for MmpPlugin {
             );
         }
         let begins = state.loader != 0 && first == state.loader;
+        let bytes = u16::try_from(bytes).unwrap_or(u16::MAX);
         tb.register_execute_callback(move |vcpu| {
             if begins {
                 state.load_begins();
             }
             if dom >= FIRST_MODULE && state.taking.load(Ordering::Acquire) {
                 state.module_ran(dom);
+            }
+            if dom >= FIRST_MODULE {
+                state.emit(vcpu, dom, StreamKind::Fetch, bytes, first);
             }
             if let Some(mut l) = state.local(vcpu) {
                 l.shard.block(dom, first, n, last);

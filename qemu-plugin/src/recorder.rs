@@ -33,10 +33,52 @@
 //!                                    TARGET hexadecimal or a place (`@direct-map`, ...)
 //! ```
 
+//!
+//! **The access stream** (optional) is binary: [`STREAM_MAGIC`], then one [`RECORD`]-byte
+//! record for each instruction fetch (one per translation block run, its bytes) and each
+//! load or store made while module code runs, in the order each vCPU made them:
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 0 | vCPU |
+//! | 1..3 | domain (little-endian) |
+//! | 3 | kind: 0 load, 1 store, 2 fetch |
+//! | 4..6 | size in bytes (little-endian) |
+//! | 6..14 | address (little-endian) |
+
 use std::collections::HashMap;
 use std::io::{self, Write};
 
 use crate::map::{CORE, Loads, Place, UNMAPPED};
+
+/// The first bytes of an access stream.
+pub const STREAM_MAGIC: &[u8; 8] = b"MMPQSTR1";
+/// Bytes of an access-stream record.
+pub const RECORD: usize = 14;
+
+/// What an access-stream record is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamKind {
+    /// A load.
+    Load = 0,
+    /// A store.
+    Store = 1,
+    /// The instructions of a translation block, fetched.
+    Fetch = 2,
+}
+
+/// The access-stream record of `size` bytes at `addr`, by code of domain `dom` on `vcpu`
+/// (see the [module docs](self)).
+#[must_use]
+pub fn stream_record(vcpu: u8, dom: u16, kind: StreamKind, size: u16, addr: u64) -> [u8; RECORD] {
+    let mut r = [0u8; RECORD];
+    r[0] = vcpu;
+    r[1..3].copy_from_slice(&dom.to_le_bytes());
+    r[3] = kind as u8;
+    r[4..6].copy_from_slice(&size.to_le_bytes());
+    r[6..14].copy_from_slice(&addr.to_le_bytes());
+    r
+}
 
 /// Histogram buckets: one per power of two of a visit's instructions.
 pub const BUCKETS: usize = 64;
@@ -286,6 +328,13 @@ mod tests {
         assert_eq!(s.changes[&(CORE, USER, K + 4, 0x40_0000)], 2);
         assert_eq!(s.visits[usize::from(USER)].count, 3);
         assert_eq!(s.visits[usize::from(CORE)].count, 3);
+    }
+
+    #[test]
+    fn stream_records_are_laid_out_as_documented() {
+        let r = stream_record(1, 0x0203, StreamKind::Fetch, 0x0405, 0x0607_0809_0a0b_0c0d);
+        assert_eq!(r, [1, 3, 2, 2, 5, 4, 0x0d, 0x0c, 0x0b, 0x0a, 9, 8, 7, 6]);
+        assert_eq!(STREAM_MAGIC.len(), 8);
     }
 
     #[test]

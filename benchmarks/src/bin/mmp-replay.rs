@@ -114,8 +114,9 @@ enum Synthetic {
 /// Events of the `memrefs` synthetic trace.
 const MEMREF_EVENTS: usize = 10_000_000;
 
+/// The table format and PLB shape of a replay.
 #[derive(Debug, Args)]
-struct MachineArgs {
+struct ShapeArgs {
     /// Permissions-table format.
     #[arg(long, value_parser = table_format(), default_value = "mlpt")]
     table: TableFormat,
@@ -125,6 +126,29 @@ struct MachineArgs {
     /// PLB ways (1: direct-mapped; the entry count: fully associative).
     #[arg(long, default_value_t = 4)]
     plb_ways: usize,
+}
+
+impl ShapeArgs {
+    /// A replay of this shape on `cpus` CPUs, tables capped at `cap` bytes of growth.
+    fn config(&self, cpus: usize, cap: Option<usize>) -> ReplayConfig {
+        ReplayConfig {
+            format: self.table,
+            plb: PlbConfig {
+                entries: self.plb_entries,
+                ways: self.plb_ways,
+                replacement: Replacement::Lru,
+                sidecars: 2,
+            },
+            cpus,
+            table_growth_cap: cap,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct MachineArgs {
+    #[command(flatten)]
+    shape: ShapeArgs,
     /// CPUs of the machine.
     #[arg(long, default_value_t = 4)]
     cpus: usize,
@@ -213,6 +237,13 @@ enum Command {
         /// The same run's `/proc/modules`, read at its end (names each module load).
         #[arg(long, value_name = "FILE")]
         proc_modules: PathBuf,
+        /// The plugin's access stream of the same run (`stream=`): replayed on the layout
+        /// for the PLB and table figures.
+        #[arg(long, value_name = "FILE")]
+        stream: Option<PathBuf>,
+        /// The machine the stream replays on.
+        #[command(flatten)]
+        shape: ShapeArgs,
         /// Print one JSON object instead of the table.
         #[arg(long)]
         json: bool,
@@ -1244,6 +1275,7 @@ fn kernel_mmp(
     layout: &Path,
     kallsyms: &Path,
     proc_modules: &Path,
+    stream: Option<(&Path, ReplayConfig)>,
     json: bool,
 ) -> Result<(), String> {
     use mmp_benchmarks::kernel_mmp::{Recording, analyse};
@@ -1272,7 +1304,14 @@ fn kernel_mmp(
         .map_err(|e| format!("{}: {e}", layout.display()))?;
     let name = kallsyms.display().to_string();
     let syms = mmp_split::Kallsyms::parse(&name, &read(kallsyms)?).map_err(|e| e.to_string())?;
-    let report = analyse(&rec, &lay, &syms).map_err(|e| format!("{}: {e}", layout.display()))?;
+    let mut report =
+        analyse(&rec, &lay, &syms).map_err(|e| format!("{}: {e}", layout.display()))?;
+    if let Some((path, cfg)) = stream {
+        let (r, _) = open_input(path)?;
+        let figures = mmp_benchmarks::kernel_mmp::replay_stream(&rec, &lay, r, cfg)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        report.stream = Some(figures);
+    }
     if json {
         println!(
             "{}",
@@ -1325,8 +1364,14 @@ fn run(cli: Cli) -> Result<(), String> {
             layout,
             kallsyms,
             proc_modules,
+            stream,
+            shape,
             json,
-        }) => kernel_mmp(&recording, &layout, &kallsyms, &proc_modules, json),
+        }) => {
+            let cfg = shape.config(1, growth_cap(DEFAULT_TABLE_GROWTH_CAP >> 20));
+            let stream = stream.as_deref().map(|p| (p, cfg));
+            kernel_mmp(&recording, &layout, &kallsyms, &proc_modules, stream, json)
+        }
         Some(Command::Convert {
             input,
             output,
@@ -1334,17 +1379,7 @@ fn run(cli: Cli) -> Result<(), String> {
         }) => convert(&input, &output, text),
         None => {
             let m = &cli.machine;
-            let cfg = ReplayConfig {
-                format: m.table,
-                plb: PlbConfig {
-                    entries: m.plb_entries,
-                    ways: m.plb_ways,
-                    replacement: Replacement::Lru,
-                    sidecars: 2,
-                },
-                cpus: m.cpus,
-                table_growth_cap: m.table_growth_cap(),
-            };
+            let cfg = m.shape.config(m.cpus, m.table_growth_cap());
             let layout = layout_for(&cli.input, m.layout.as_deref())?;
             let (mut r, name) =
                 replay_one(&cli.input, cfg, layout.as_ref(), cli.quiet || cli.json)?;
