@@ -228,6 +228,71 @@ fn the_plugin_sees_at_least_the_core_to_module_calls_ftrace_saw() {
     );
 }
 
+/// Every module function ftrace saw called from the core kernel, the plugin saw entered from
+/// the core kernel, unless a function of its own module jumps to it: ftrace names a tail
+/// call's caller as the jumping function's caller (for the plugin it stays in the module).
+#[test]
+fn the_plugin_misses_no_core_to_module_callee_ftrace_saw_but_tail_calls_inside_a_module() {
+    let mut ftrace: HashMap<(String, String), u64> = HashMap::new();
+    for line in std::io::BufRead::lines(kernel::trace()) {
+        let line = line.unwrap();
+        let Some((callee, caller)) = line.split_once(" <-") else {
+            continue;
+        };
+        let callee = callee.trim_end();
+        if line.starts_with('#') || !callee.ends_with(']') || caller.trim_end().ends_with(']') {
+            continue;
+        }
+        // `... name+0x0/0x20 [module]`
+        let (sym, module) = callee.rsplit_once(' ').unwrap();
+        let name = sym.rsplit_once(' ').map_or(sym, |x| x.1);
+        let name = name.split_once('+').map_or(name, |x| x.0);
+        let module = module.trim_matches(|c| c == '[' || c == ']');
+        *ftrace.entry((module.into(), name.into())).or_default() += 1;
+    }
+    let r = run("full");
+    let dir = format!("{}/tests/data/kernel-mmp/full", env!("CARGO_MANIFEST_DIR"));
+    let syms = Kallsyms::parse("symbols.txt", &xz(&format!("{dir}/symbols.txt.xz"))).unwrap();
+    let layout = Layout::from_json(&xz(&format!("{dir}/layout.json.xz"))).unwrap();
+    // Every name at an address (`init_module` and `loop_init` are one function).
+    let mut starts: HashMap<(u64, &str), Vec<&str>> = HashMap::new();
+    for s in &syms.symbols {
+        if let Some(m) = &s.module {
+            starts
+                .entry((s.addr, m.as_str()))
+                .or_default()
+                .push(s.name.as_str());
+        }
+    }
+    let mut plugin: HashMap<(String, String), u64> = HashMap::new();
+    for c in records(&r.text, "change") {
+        let to = num(c[1]) as usize;
+        if c[0] != "1" || to <= 2 {
+            continue;
+        }
+        let module = r.rec.domains[to].as_str();
+        let at = u64::from_str_radix(c[3], 16).unwrap();
+        for name in starts.get(&(at, module)).into_iter().flatten() {
+            *plugin.entry((module.into(), (*name).into())).or_default() += num(c[4]);
+        }
+    }
+    let tail_calls: std::collections::HashSet<(String, String)> = layout
+        .entries
+        .iter()
+        .filter(|e| e.via == mmp_split::EntryVia::TailCall)
+        .map(|e| (e.owner.clone(), e.symbol.clone()))
+        .collect();
+    let unseen: Vec<_> = ftrace
+        .keys()
+        .filter(|k| !plugin.contains_key(*k) && !tail_calls.contains(*k))
+        .collect();
+    assert!(
+        unseen.is_empty(),
+        "ftrace saw, the plugin did not: {unseen:?}"
+    );
+    assert!(ftrace.len() > 100 && plugin.len() >= ftrace.len() - 50);
+}
+
 #[test]
 fn bad_recordings_are_refused_with_their_line() {
     let ok = "mmp-qemu-recording 1\ndomain 0 user\ndomain 1 vmlinux\ndomain 2 unmapped\n";
