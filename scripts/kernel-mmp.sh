@@ -31,6 +31,8 @@
 #   report.json      `mmp-replay kernel-mmp --json`: domain changes, instructions per visit,
 #                    call and data policy gaps, PLB and table figures
 #   report.txt       the same report as text
+#   stream.mmpt      the access stream as a trace in our binary format, for
+#                    `mmp-replay --layout OUT/layout.json` and `mmp-replay sweep --layout ...`
 #
 # Needs what scripts/kernel-trace.sh needs (root, a Debian archive) and cargo.
 # Usage: kernel-mmp.sh OUT
@@ -115,6 +117,6 @@ echo "init symbols: $(wc -l <"$out/init-symbols.txt")"
     --out "$out/layout.json" "$out/modules"
 judge=("$here/target/release/mmp-replay" kernel-mmp --layout "$out/layout.json"
     --kallsyms "$out/symbols.txt" --proc-modules "$out/modules.txt" --stream "$out/stream.bin.zst" "$out/recording.txt.zst")
-"${judge[@]}" --json >"$out/report.json"
+"${judge[@]}" --json --trace-out "$out/stream.mmpt" >"$out/report.json"
 "${judge[@]}" | tee "$out/report.txt"
 echo "kernel-mmp: $out in $(($(date +%s) - started)) s"

@@ -463,30 +463,40 @@ pub const STREAM_MAGIC: &[u8; 8] = b"MMPQSTR1";
 /// 1 store, 2 fetch), size (2), address (8).
 pub const STREAM_RECORD: usize = 14;
 
-/// Replays the module code's access stream (`stream=` of the plugin) of the run `rec`
-/// recorded on a machine holding `layout`, configured by `cfg` (its CPUs are the
-/// recording's vCPUs). Addresses are mapped to the machine's 48 bits as the layout's are.
+/// What [`for_each_stream_event`] read: the records of each kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StreamCounts {
+    /// Loads.
+    pub loads: u64,
+    /// Stores.
+    pub stores: u64,
+    /// Fetches (one per translation block run).
+    pub fetches: u64,
+}
+
+/// Reads the module code's access stream (`stream=` of the plugin) of the run `rec`
+/// recorded, and hands `sink` the trace events it is: first a `Domain` declaration for
+/// each module of the recording (numbered as the recording numbers them), then for each
+/// record a `Cpu` event when the vCPU changes, a `Switch` when the vCPU's domain changes,
+/// and the `Mem` event, its address mapped to 48 bits as the layout's addresses are.
 ///
 /// # Errors
 /// [`StreamError`] for a stream without its magic, a cut record, a record whose vCPU, domain
-/// or kind the recording does not have, or a replay that stops.
-pub fn replay_stream(
+/// or kind the recording does not have, a non-canonical address, or the sink's error.
+pub fn for_each_stream_event(
     rec: &Recording,
-    layout: &Layout,
     stream: impl std::io::Read,
-    cfg: ReplayConfig,
-) -> Result<StreamFigures, StreamError> {
+    mut sink: impl FnMut(&Event) -> Result<(), StreamError>,
+) -> Result<StreamCounts, StreamError> {
     use std::io::Read;
     let cpus = usize::try_from(rec.vcpus).unwrap_or(1).max(1);
-    let cfg = ReplayConfig { cpus, ..cfg };
-    let mut r = Replay::with_layout(cfg, layout)?;
     for (d, name) in rec
         .domains
         .iter()
         .enumerate()
         .skip(usize::from(UNMAPPED) + 1)
     {
-        r.step(&Event::Domain {
+        sink(&Event::Domain {
             no: d as u32,
             name: name.clone(),
         })?;
@@ -499,7 +509,7 @@ pub fn replay_stream(
     if &magic != STREAM_MAGIC {
         return Err(StreamError::Magic);
     }
-    let (mut loads, mut stores, mut fetches) = (0u64, 0u64, 0u64);
+    let mut n = StreamCounts::default();
     let mut cpu_now: Option<u8> = None;
     let mut dom_on = vec![None::<u16>; cpus];
     let mut offset = 8u64;
@@ -507,11 +517,11 @@ pub fn replay_stream(
     loop {
         let mut got = 0;
         while got < STREAM_RECORD {
-            let n = input.read(&mut buf[got..])?;
-            if n == 0 {
+            let k = input.read(&mut buf[got..])?;
+            if k == 0 {
                 break;
             }
-            got += n;
+            got += k;
         }
         if got == 0 {
             break;
@@ -536,15 +546,15 @@ pub fn replay_stream(
         }
         let kind = match buf[3] {
             0 => {
-                loads += 1;
+                n.loads += 1;
                 MemKind::Load
             }
             1 => {
-                stores += 1;
+                n.stores += 1;
                 MemKind::Store
             }
             2 => {
-                fetches += 1;
+                n.fetches += 1;
                 MemKind::Fetch
             }
             k => return Err(bad(format!("kind {k} (0 load, 1 store, 2 fetch)"))),
@@ -553,24 +563,47 @@ pub fn replay_stream(
             return Err(bad(format!("{addr:#x} is not a canonical address")));
         };
         if cpu_now != Some(cpu) {
-            r.step(&Event::Cpu {
+            sink(&Event::Cpu {
                 cpu: u32::from(cpu),
             })?;
             cpu_now = Some(cpu);
         }
         if dom_on[usize::from(cpu)] != Some(dom) {
-            r.step(&Event::Switch {
+            sink(&Event::Switch {
                 domain: u32::from(dom),
             })?;
             dom_on[usize::from(cpu)] = Some(dom);
         }
-        r.step(&Event::Mem {
+        sink(&Event::Mem {
             kind,
             addr,
             size: u32::from(size),
         })?;
         offset += STREAM_RECORD as u64;
     }
+    Ok(n)
+}
+
+/// Replays the module code's access stream of the run `rec` recorded (see
+/// [`for_each_stream_event`]) on a machine holding `layout`, configured by `cfg` (its CPUs
+/// are the recording's vCPUs).
+///
+/// # Errors
+/// [`StreamError`], as [`for_each_stream_event`] and the replay give it.
+pub fn replay_stream(
+    rec: &Recording,
+    layout: &Layout,
+    stream: impl std::io::Read,
+    cfg: ReplayConfig,
+) -> Result<StreamFigures, StreamError> {
+    let cpus = usize::try_from(rec.vcpus).unwrap_or(1).max(1);
+    let cfg = ReplayConfig { cpus, ..cfg };
+    let mut r = Replay::with_layout(cfg, layout)?;
+    let StreamCounts {
+        loads,
+        stores,
+        fetches,
+    } = for_each_stream_event(rec, stream, |e| Ok(r.step(e)?))?;
     let report = r.report();
     Ok(StreamFigures {
         loads,

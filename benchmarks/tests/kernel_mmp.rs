@@ -17,7 +17,7 @@ use std::io::Read;
 use mmp_benchmarks::kernel;
 use mmp_benchmarks::kernel_mmp::{
     KernelMmpReport, Recording, RecordingError, STREAM_MAGIC, STREAM_RECORD, StreamError, analyse,
-    replay_stream,
+    for_each_stream_event, replay_stream,
 };
 use mmp_benchmarks::replay::ReplayConfig;
 use mmp_split::{Kallsyms, Layout, ProcModules};
@@ -423,4 +423,38 @@ fn bad_access_streams_are_refused_with_their_place() {
             other => panic!("{what}: {other:?}"),
         }
     }
+}
+
+/// The stream written as a trace in our binary format replays on the layout to the same
+/// figures as the stream itself: what `kernel-mmp --trace-out` gives `mmp-replay` and its
+/// sweeps.
+#[test]
+fn the_stream_as_a_binary_trace_replays_to_the_same_figures() {
+    use mmp_benchmarks::replay::Replay;
+    use mmp_benchmarks::trace::TraceWidth;
+    use mmp_benchmarks::trace::binary::{BinaryReader, BinaryWriter};
+    let r = run("vfat");
+    let bytes = stream_bytes("vfat");
+    let layout = vfat_layout();
+    let direct = replay_stream(&r.rec, &layout, &bytes[..], ReplayConfig::default()).unwrap();
+    let mut w = BinaryWriter::new(std::io::Cursor::new(Vec::new()), TraceWidth::Bits48).unwrap();
+    let n = for_each_stream_event(&r.rec, &bytes[..], |e| Ok(w.write(e)?)).unwrap();
+    assert_eq!(
+        [n.loads, n.stores, n.fetches],
+        [direct.loads, direct.stores, direct.fetches]
+    );
+    let trace = w.finish().unwrap().into_inner();
+    let cfg = ReplayConfig {
+        cpus: r.rec.vcpus as usize,
+        ..ReplayConfig::default()
+    };
+    let mut replay = Replay::with_layout(cfg, &layout).unwrap();
+    let mut src = BinaryReader::new(&trace[..]).unwrap();
+    replay.run(&mut src, |_| {}).unwrap();
+    let rep = replay.report();
+    assert_eq!(rep.plb, direct.plb);
+    assert_eq!(rep.table_refs, direct.table_refs);
+    assert_eq!(rep.table_bytes, direct.table_bytes);
+    assert_eq!(rep.faults.total, direct.faults);
+    assert!(rep.accesses >= direct.loads + direct.stores + direct.fetches);
 }

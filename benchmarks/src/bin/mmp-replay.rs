@@ -241,6 +241,10 @@ enum Command {
         /// for the PLB and table figures.
         #[arg(long, value_name = "FILE")]
         stream: Option<PathBuf>,
+        /// Also write the stream as a trace in our binary format (its modules declared by
+        /// name), for `mmp-replay --layout` and `mmp-replay sweep --layout`.
+        #[arg(long, value_name = "FILE", requires = "stream")]
+        trace_out: Option<PathBuf>,
         /// The machine the stream replays on.
         #[command(flatten)]
         shape: ShapeArgs,
@@ -1276,6 +1280,7 @@ fn kernel_mmp(
     kallsyms: &Path,
     proc_modules: &Path,
     stream: Option<(&Path, ReplayConfig)>,
+    trace_out: Option<&Path>,
     json: bool,
 ) -> Result<(), String> {
     use mmp_benchmarks::kernel_mmp::{Recording, analyse};
@@ -1311,6 +1316,16 @@ fn kernel_mmp(
         let figures = mmp_benchmarks::kernel_mmp::replay_stream(&rec, &lay, r, cfg)
             .map_err(|e| format!("{}: {e}", path.display()))?;
         report.stream = Some(figures);
+        if let Some(out) = trace_out {
+            let werr = |e: std::io::Error| format!("{}: {e}", out.display());
+            let file = std::fs::File::create(out).map_err(werr)?;
+            let mut w = BinaryWriter::new(std::io::BufWriter::new(file), TraceWidth::Bits48)
+                .map_err(werr)?;
+            let (r, _) = open_input(path)?;
+            mmp_benchmarks::kernel_mmp::for_each_stream_event(&rec, r, |e| Ok(w.write(e)?))
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            w.finish().map_err(werr)?;
+        }
     }
     if json {
         println!(
@@ -1365,12 +1380,21 @@ fn run(cli: Cli) -> Result<(), String> {
             kallsyms,
             proc_modules,
             stream,
+            trace_out,
             shape,
             json,
         }) => {
             let cfg = shape.config(1, growth_cap(DEFAULT_TABLE_GROWTH_CAP >> 20));
             let stream = stream.as_deref().map(|p| (p, cfg));
-            kernel_mmp(&recording, &layout, &kallsyms, &proc_modules, stream, json)
+            kernel_mmp(
+                &recording,
+                &layout,
+                &kallsyms,
+                &proc_modules,
+                stream,
+                trace_out.as_deref(),
+                json,
+            )
         }
         Some(Command::Convert {
             input,
