@@ -31,6 +31,8 @@
 #   report.json      `mmp-replay kernel-mmp --json`: domain changes, instructions per visit,
 #                    call and data policy gaps, PLB and table figures
 #   report.txt       the same report as text
+#   plots/           its charts (SVG): visits.svg, module_changes.svg, call_gaps.svg,
+#                    data_gaps.svg
 #   stream.mmpt      the access stream as a trace in our binary format, for
 #                    `mmp-replay --layout OUT/layout.json` and `mmp-replay sweep --layout ...`
 #
@@ -117,6 +119,6 @@ echo "init symbols: $(wc -l <"$out/init-symbols.txt")"
     --out "$out/layout.json" "$out/modules"
 judge=("$here/target/release/mmp-replay" kernel-mmp --layout "$out/layout.json"
     --kallsyms "$out/symbols.txt" --proc-modules "$out/modules.txt" --stream "$out/stream.bin.zst" "$out/recording.txt.zst")
-"${judge[@]}" --json --trace-out "$out/stream.mmpt" >"$out/report.json"
+"${judge[@]}" --json --trace-out "$out/stream.mmpt" --plot "$out/plots" >"$out/report.json"
 "${judge[@]}" | tee "$out/report.txt"
 echo "kernel-mmp: $out in $(($(date +%s) - started)) s"

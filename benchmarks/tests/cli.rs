@@ -779,3 +779,60 @@ fn merged_shards_equal_the_unsharded_sweep() {
     );
     fail(&[scratch("nothing-here").to_str().unwrap()], "shard.json");
 }
+
+/// `mmp-replay kernel-mmp` on a real recording of QEMU's mmp plugin: the report's JSON has
+/// what `scripts/kernel-mmp.sh` promises in `report.json`, `--plot` draws its charts, and
+/// `--trace-out` writes a trace that `mmp-replay --layout` replays to the same PLB figures.
+#[test]
+fn kernel_mmp_reports_plots_and_writes_its_stream_as_a_trace() {
+    let kd = |n: &str| data(&format!("kernel-mmp/vfat/{n}"));
+    let plots = scratch("kmmp-plots");
+    let trace = scratch("kmmp-stream.mmpt");
+    let (layout, plots_s, trace_s) = (
+        kd("layout.json.xz"),
+        plots.to_str().unwrap().to_string(),
+        trace.to_str().unwrap().to_string(),
+    );
+    let v = json(&[
+        "kernel-mmp",
+        "--json",
+        "--layout",
+        &layout,
+        "--kallsyms",
+        &kd("symbols.txt.xz"),
+        "--proc-modules",
+        &kd("modules.txt"),
+        "--stream",
+        &kd("stream.bin.xz"),
+        "--plot",
+        &plots_s,
+        "--trace-out",
+        &trace_s,
+        &kd("recording.txt.xz"),
+    ]);
+    assert!(v["domain_changes"]["total"].as_u64().unwrap() > 0);
+    assert!(v["instructions_per_visit"]["mean"].as_f64().unwrap() > 0.0);
+    assert!(
+        !v["instructions_per_visit"]["histogram"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    assert!(v["policy_gaps"].is_array());
+    let gap = &v["data_policy_gaps"][0];
+    for key in ["from", "to", "count", "symbols"] {
+        assert!(gap.get(key).is_some(), "data_policy_gaps[0].{key}");
+    }
+    let s = &v["stream"];
+    assert!(s["plb"]["hit_rate"].as_f64().unwrap() > 0.5);
+    assert!(s["table_refs_per_access"].as_f64().unwrap() > 0.0);
+    assert!(s["table_bytes"].as_u64().unwrap() > 0);
+    for svg in ["visits.svg", "module_changes.svg", "data_gaps.svg"] {
+        let body = std::fs::read_to_string(plots.join(svg)).unwrap();
+        assert!(body.starts_with("<svg"), "{svg}");
+    }
+    let r = json(&["--json", "--cpus", "2", "--layout", &layout, &trace_s]);
+    assert_eq!(r["plb"]["hits"], s["plb"]["hits"]);
+    assert_eq!(r["table_refs"], s["table_refs"]);
+    assert_eq!(r["faults"]["total"], s["faults"]);
+}

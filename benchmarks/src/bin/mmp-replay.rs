@@ -173,6 +173,40 @@ fn growth_cap(mib: usize) -> Option<usize> {
     (mib != 0).then(|| mib.saturating_mul(1 << 20))
 }
 
+/// `mmp-replay kernel-mmp`'s arguments.
+#[derive(Debug, Args)]
+struct KernelMmpArgs {
+    /// The plugin's recording.
+    recording: PathBuf,
+    /// The split of the same run's modules (`mmp-split --out`).
+    #[arg(long, value_name = "LAYOUT.json")]
+    layout: PathBuf,
+    /// The same run's `/proc/kallsyms`.
+    #[arg(long, value_name = "FILE")]
+    kallsyms: PathBuf,
+    /// The same run's `/proc/modules`, read at its end (names each module load).
+    #[arg(long, value_name = "FILE")]
+    proc_modules: PathBuf,
+    /// The plugin's access stream of the same run (`stream=`): replayed on the layout
+    /// for the PLB and table figures.
+    #[arg(long, value_name = "FILE")]
+    stream: Option<PathBuf>,
+    /// Write SVG plots of the report into this directory: instructions per visit, domain
+    /// changes per module, call and data policy gaps per domain pair.
+    #[arg(long, value_name = "DIR")]
+    plot: Option<PathBuf>,
+    /// Also write the stream as a trace in our binary format (its modules declared by
+    /// name), for `mmp-replay --layout` and `mmp-replay sweep --layout`.
+    #[arg(long, value_name = "FILE", requires = "stream")]
+    trace_out: Option<PathBuf>,
+    /// The machine the stream replays on.
+    #[command(flatten)]
+    shape: ShapeArgs,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Replay over a grid of PLB sizes and table formats; write CSV and SVG.
@@ -225,33 +259,7 @@ enum Command {
     /// Judge a recording of QEMU's mmp plugin (`scripts/kernel-mmp.sh`) against the split of
     /// the same kernel: domain changes, instructions per domain visit, call and data policy
     /// gaps.
-    KernelMmp {
-        /// The plugin's recording.
-        recording: PathBuf,
-        /// The split of the same run's modules (`mmp-split --out`).
-        #[arg(long, value_name = "LAYOUT.json")]
-        layout: PathBuf,
-        /// The same run's `/proc/kallsyms`.
-        #[arg(long, value_name = "FILE")]
-        kallsyms: PathBuf,
-        /// The same run's `/proc/modules`, read at its end (names each module load).
-        #[arg(long, value_name = "FILE")]
-        proc_modules: PathBuf,
-        /// The plugin's access stream of the same run (`stream=`): replayed on the layout
-        /// for the PLB and table figures.
-        #[arg(long, value_name = "FILE")]
-        stream: Option<PathBuf>,
-        /// Also write the stream as a trace in our binary format (its modules declared by
-        /// name), for `mmp-replay --layout` and `mmp-replay sweep --layout`.
-        #[arg(long, value_name = "FILE", requires = "stream")]
-        trace_out: Option<PathBuf>,
-        /// The machine the stream replays on.
-        #[command(flatten)]
-        shape: ShapeArgs,
-        /// Print one JSON object instead of the table.
-        #[arg(long)]
-        json: bool,
-    },
+    KernelMmp(KernelMmpArgs),
     /// Write a trace in our binary format (or, with --text, the text form).
     Convert {
         #[command(flatten)]
@@ -718,17 +726,36 @@ fn pow2_label(v: u64) -> String {
 
 /// The report's charts, each only when the report has its figure; returns the files written
 /// and, for each chart left out, why.
+/// A directory charts are written into, and the files written.
+struct PlotDir<'a> {
+    dir: &'a Path,
+    wrote: Vec<PathBuf>,
+}
+
+impl<'a> PlotDir<'a> {
+    /// `dir`, made if missing.
+    fn new(dir: &'a Path) -> Result<PlotDir<'a>, String> {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        Ok(PlotDir {
+            dir,
+            wrote: Vec::new(),
+        })
+    }
+
+    /// Writes `body` as `name` in the directory.
+    fn save(&mut self, name: &str, body: &str) -> Result<(), String> {
+        let p = self.dir.join(name);
+        write_file(&p, body)?;
+        self.wrote.push(p);
+        Ok(())
+    }
+}
+
 fn plots(dir: &Path, r: &Report) -> Result<(Vec<PathBuf>, Vec<String>), String> {
     use plot::{Scale, Series};
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let mut wrote = Vec::new();
+    let mut out = PlotDir::new(dir)?;
     let mut left_out = Vec::new();
-    let mut save = |name: &str, body: String| -> Result<(), String> {
-        let p = dir.join(name);
-        write_file(&p, &body)?;
-        wrote.push(p);
-        Ok(())
-    };
+    let mut save = |name: &str, body: String| out.save(name, &body);
     let top: Vec<_> = r.crossing_pairs.iter().take(16).collect();
     if top.is_empty() {
         left_out.push("crossing_pairs.svg: the trace has no crossings".to_string());
@@ -806,7 +833,7 @@ fn plots(dir: &Path, r: &Report) -> Result<(Vec<PathBuf>, Vec<String>), String> 
             ),
         )?;
     }
-    Ok((wrote, left_out))
+    Ok((out.wrote, left_out))
 }
 
 /// Tells on stderr what `plots` or a sweep wrote and what it left out.
@@ -1274,16 +1301,10 @@ fn convert(input: &Input, output: &Path, as_text: bool) -> Result<(), String> {
     Ok(())
 }
 
-fn kernel_mmp(
-    recording: &Path,
-    layout: &Path,
-    kallsyms: &Path,
-    proc_modules: &Path,
-    stream: Option<(&Path, ReplayConfig)>,
-    trace_out: Option<&Path>,
-    json: bool,
-) -> Result<(), String> {
+fn kernel_mmp(a: &KernelMmpArgs) -> Result<(), String> {
     use mmp_benchmarks::kernel_mmp::{Recording, analyse};
+    let (recording, layout, kallsyms, proc_modules) =
+        (&a.recording, &a.layout, &a.kallsyms, &a.proc_modules);
     // Each file may be xz- or zstd-compressed (told by its first bytes).
     let read = |p: &Path| -> Result<String, String> {
         use std::io::Read;
@@ -1311,12 +1332,15 @@ fn kernel_mmp(
     let syms = mmp_split::Kallsyms::parse(&name, &read(kallsyms)?).map_err(|e| e.to_string())?;
     let mut report =
         analyse(&rec, &lay, &syms).map_err(|e| format!("{}: {e}", layout.display()))?;
-    if let Some((path, cfg)) = stream {
+    if let Some(path) = &a.stream {
+        let cfg = a
+            .shape
+            .config(1, growth_cap(DEFAULT_TABLE_GROWTH_CAP >> 20));
         let (r, _) = open_input(path)?;
         let figures = mmp_benchmarks::kernel_mmp::replay_stream(&rec, &lay, r, cfg)
             .map_err(|e| format!("{}: {e}", path.display()))?;
         report.stream = Some(figures);
-        if let Some(out) = trace_out {
+        if let Some(out) = &a.trace_out {
             let werr = |e: std::io::Error| format!("{}: {e}", out.display());
             let file = std::fs::File::create(out).map_err(werr)?;
             let mut w = BinaryWriter::new(std::io::BufWriter::new(file), TraceWidth::Bits48)
@@ -1327,7 +1351,11 @@ fn kernel_mmp(
             w.finish().map_err(werr)?;
         }
     }
-    if json {
+    if let Some(dir) = &a.plot {
+        let (wrote, left_out) = kernel_mmp_plots(dir, &report)?;
+        tell_plots(&wrote, &left_out);
+    }
+    if a.json {
         println!(
             "{}",
             serde_json::to_string(&report).map_err(|e| e.to_string())?
@@ -1336,6 +1364,116 @@ fn kernel_mmp(
         print!("{}", report.table());
     }
     Ok(())
+}
+
+/// The plots of a `kernel-mmp` report: what it wrote, and what it left out and why.
+fn kernel_mmp_plots(
+    dir: &Path,
+    r: &mmp_benchmarks::kernel_mmp::KernelMmpReport,
+) -> Result<(Vec<PathBuf>, Vec<String>), String> {
+    use plot::Scale;
+    let mut out = PlotDir::new(dir)?;
+    let mut left_out = Vec::new();
+    let mut save = |name: &str, body: String| out.save(name, &body);
+    let h = &r.instructions_per_visit.histogram;
+    if h.is_empty() {
+        left_out.push("visits.svg: no kernel-domain visit".to_string());
+    } else {
+        // Every power of two from the first bucket to the last (empty ones too, so the axis
+        // is even), labelled every other bar.
+        let by_low: std::collections::HashMap<u64, u64> =
+            h.iter().map(|b| (b.low, b.count)).collect();
+        let (first, last) = (
+            h[0].low.trailing_zeros(),
+            h[h.len() - 1].low.trailing_zeros(),
+        );
+        let lows: Vec<u64> = (first..=last).map(|b| 1u64 << b).collect();
+        let counts: Vec<f64> = lows
+            .iter()
+            .map(|l| by_low.get(l).copied().unwrap_or(0) as f64)
+            .collect();
+        let labels: Vec<String> = lows
+            .iter()
+            .enumerate()
+            .map(|(k, &l)| {
+                if k % 2 == 0 {
+                    pow2_label(l)
+                } else {
+                    String::new()
+                }
+            })
+            .collect();
+        save(
+            "visits.svg",
+            plot::vbars(
+                &format!(
+                    "Instructions per kernel-domain visit (mean {:.0})",
+                    r.instructions_per_visit.mean
+                ),
+                "instructions (each bar: at least this many, under twice as many)",
+                "visits",
+                &labels,
+                &counts,
+                Scale::for_values(counts.iter().copied()),
+            ),
+        )?;
+    }
+    let m = &r.domain_changes.per_module;
+    if m.is_empty() {
+        left_out.push("module_changes.svg: no domain change involves a module".to_string());
+    } else {
+        let v: Vec<f64> = m.iter().map(|m| m.changes as f64).collect();
+        save(
+            "module_changes.svg",
+            plot::hbars(
+                &format!(
+                    "Domain changes to or from each module ({} in all)",
+                    r.domain_changes.total
+                ),
+                "changes",
+                &m.iter().map(|m| m.module.clone()).collect::<Vec<_>>(),
+                &[("changes".into(), v.clone())],
+                Scale::for_values(v.iter().copied()),
+            ),
+        )?;
+    }
+    for (name, what, gaps) in [
+        ("call_gaps.svg", "Call policy gaps", &r.policy_gaps),
+        ("data_gaps.svg", "Data policy gaps", &r.data_policy_gaps),
+    ] {
+        let top: Vec<_> = gaps.iter().take(24).collect();
+        if top.is_empty() {
+            left_out.push(format!("{name}: no {}", what.to_lowercase()));
+            continue;
+        }
+        let v: Vec<f64> = top.iter().map(|g| g.count as f64).collect();
+        let title = if gaps.len() > top.len() {
+            format!(
+                "{what} per domain pair (the {} largest of {})",
+                top.len(),
+                gaps.len()
+            )
+        } else {
+            format!("{what} per domain pair")
+        };
+        save(
+            name,
+            plot::hbars(
+                &title,
+                if name == "call_gaps.svg" {
+                    "calls"
+                } else {
+                    "accesses"
+                },
+                &top.iter()
+                    .map(|g| format!("{} → {}", g.from, g.to))
+                    .collect::<Vec<_>>(),
+                &[("count".into(), v.clone())],
+                Scale::for_values(v.iter().copied()),
+            ),
+        )?;
+    }
+    Ok((out.wrote, left_out))
 }
 
 fn run(cli: Cli) -> Result<(), String> {
@@ -1374,28 +1512,7 @@ fn run(cli: Cli) -> Result<(), String> {
             sweep(&input, &grid, &out, jobs, shard, quiet)
         }
         Some(Command::Merge { out, shards }) => merge(&shards, &out),
-        Some(Command::KernelMmp {
-            recording,
-            layout,
-            kallsyms,
-            proc_modules,
-            stream,
-            trace_out,
-            shape,
-            json,
-        }) => {
-            let cfg = shape.config(1, growth_cap(DEFAULT_TABLE_GROWTH_CAP >> 20));
-            let stream = stream.as_deref().map(|p| (p, cfg));
-            kernel_mmp(
-                &recording,
-                &layout,
-                &kallsyms,
-                &proc_modules,
-                stream,
-                trace_out.as_deref(),
-                json,
-            )
-        }
+        Some(Command::KernelMmp(args)) => kernel_mmp(&args),
         Some(Command::Convert {
             input,
             output,
