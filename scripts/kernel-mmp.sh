@@ -36,8 +36,8 @@
 #   stream.mmpt      the access stream as a trace in our binary format, for
 #                    `mmp-replay --layout OUT/layout.json` and `mmp-replay sweep --layout ...`
 #
-# Needs what scripts/kernel-trace.sh needs (root, a Debian archive) and cargo.
-# Usage: kernel-mmp.sh OUT
+# Needs what scripts/kernel-trace.sh needs (root, a Debian archive) and cargo; installs
+# binutils (readelf) when missing. Usage: kernel-mmp.sh OUT
 set -euo pipefail
 if [ $# -ne 1 ]; then
     echo "usage: $0 OUT" >&2
@@ -50,6 +50,11 @@ work=$(mktemp -d /tmp/kernel-mmp.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 started=$(date +%s)
 export DEBIAN_FRONTEND=noninteractive
+# readelf, for the modules' init symbols (QEMU and the rest: scripts/kernel-trace.sh).
+if ! command -v readelf >/dev/null; then
+    apt-get update
+    apt-get install -y --no-install-recommends binutils
+fi
 
 (cd "$here" && cargo build --release -p mmp-qemu-plugin -p mmp-split -p mmp-benchmarks --bins)
 plugin="$here/target/release/libmmp_qemu_plugin.so"
