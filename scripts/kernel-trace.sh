@@ -40,9 +40,9 @@
 #   ring buffer (default 20480); USE_KVM=1 adds -enable-kvm; KERNEL_DEB=FILE uses that
 #   kernel package instead of downloading one.
 #   For scripts/kernel-mmp.sh (no ftrace; the kernel boots with nokaslr): MMP_MODE=place loads
-#   the modules, writes modules.txt and sections.txt (every module section's address) and
-#   powers off; MMP_MODE=plugin runs the workload under QEMU_PLUGIN (a -plugin argument) and
-#   also writes sections.txt.
+#   the modules, writes modules.txt, kallsyms.txt and sections.txt (every module section's
+#   address) and powers off; MMP_MODE=plugin runs the workload under QEMU_PLUGIN (a -plugin
+#   argument) and also writes sections.txt.
 set -euo pipefail
 if [ $# -ne 1 ]; then
     echo "usage: $0 OUTDIR" >&2

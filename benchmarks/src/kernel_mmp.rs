@@ -10,14 +10,18 @@
 //! names it), and [`analyse`] judges it:
 //!
 //! - **Domain changes** between kernel domains (the core kernel, PD 1, and each module) are
-//!   the paper's count. A change that lands on the first byte of a function (by the run's
-//!   `/proc/kallsyms`) is a **call** (a direct or indirect call, or a tail call), one that
-//!   lands on an interrupt or exception entry (an `asm_*` entry stub) an **interrupt**, any
-//!   other a **return** (into the middle of a function). Changes to and from user space (and
-//!   firmware, which also runs below the kernel half) are counted apart.
-//! - **Call policy gaps**: a call no gate of the layout allows (`Machine::gate` of the
-//!   caller's domain on the callee's word, as the layout placed it), by domain pair with the
-//!   callees.
+//!   the paper's count. Each is named by the symbols of the domain it enters (module memory
+//!   changes hands as modules load, so an address is named by the symbols of the domain that
+//!   held it then; the run's `/proc/kallsyms` plus the modules' init symbols). A change that
+//!   lands on an interrupt or exception entry (an `asm_*` stub, the vector stubs) is an
+//!   **interrupt**; one made by `iretq`, or landing inside a function, a **return**; one
+//!   landing on the first byte of a function a **call** (a direct or indirect call, or a
+//!   tail call). Changes to and from user space (and firmware, which also runs below the
+//!   kernel half) are counted apart.
+//! - **Call policy gaps**: a call no gate of the layout allows, by domain pair with the
+//!   callees. A gate allows it if the layout placed one on the callee's word in the caller's
+//!   table (`Machine::gate`), or names the callee as an entry point of its domain or a gate
+//!   from the caller (for callees it could not place, such as init functions).
 //! - **Data policy gaps**: an access, by code of a kernel domain, to static memory (the
 //!   kernel image or a module's memory) on which the layout gives that domain no permission
 //!   for it (read for a load, write for a store), by (accessor, owner) with the target's
