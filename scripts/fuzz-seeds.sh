@@ -3,8 +3,9 @@
 # the repo's own test data: the importers' real tool output (benchmarks/tests/data), the same
 # converted to our binary and text forms, modules compiled from fuzz/seed-sources with gcc (and
 # xz/zstd copies when those tools are present), the symbol files there, a layout the split
-# tool writes from them, and for supervisor_ops 64 pseudo-random operation sequences
-# (oracle/examples/op_seeds.rs). Needs gcc; run by scripts/fuzz.sh.
+# tool writes from them, the fronts of the real mmp-plugin recordings and access streams, and
+# for supervisor_ops 64 pseudo-random operation sequences (oracle/examples/op_seeds.rs).
+# Needs gcc and xz; run by scripts/fuzz.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -45,6 +46,23 @@ for f in "$seeds"/trace_text/*.txt "$seeds"/trace_binary/*.mmpt "$data"/*.txt; d
         { printf "\\x0$b"; cat "$f"; } > "$seeds/trace_replay/$b-$(basename "$f")"
     done
 done
+
+# kernel_mmp: a byte picking the input, then the front of a real recording (0) or access
+# stream (3: with its magic; 1: without, the target adds it)
+mkdir -p "$seeds/kernel_mmp"
+front=$(mktemp)
+for f in "$data"/kernel-mmp/*/recording.txt.xz; do
+    run=$(basename "$(dirname "$f")")
+    xz -dc "$f" >"$front"
+    { printf '\x00'; head -c 60000 "$front"; } >"$seeds/kernel_mmp/0-$run-recording.txt"
+done
+for f in "$data"/kernel-mmp/*/stream.bin.xz; do
+    run=$(basename "$(dirname "$f")")
+    xz -dc "$f" >"$front"
+    { printf '\x03'; head -c 60000 "$front"; } >"$seeds/kernel_mmp/3-$run-stream.bin"
+    { printf '\x01'; head -c 60008 "$front" | tail -c +9; } >"$seeds/kernel_mmp/1-$run-stream.bin"
+done
+rm -f "$front"
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
