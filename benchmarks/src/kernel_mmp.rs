@@ -40,9 +40,7 @@ use mmp_machine::{Machine, MachineConfig};
 use mmp_split::{Kallsyms, KallsymsSymbol, Layout, SymbolKind};
 use serde::Serialize;
 
-use crate::replay::{
-    GAP_SYMBOLS, GapSymbol, PlbReport, PolicyGap, Replay, ReplayConfig, ReplayError,
-};
+use crate::replay::{PlbReport, PolicyGap, Replay, ReplayConfig, ReplayError};
 use crate::trace::{Event, MemKind};
 
 /// The domain number of user space (and firmware) in a recording.
@@ -624,39 +622,21 @@ pub fn replay_stream(
     })
 }
 
-/// Gaps being counted: per (from, to), the count and the count per symbol.
-type Gaps = HashMap<(String, String), (u64, HashMap<String, u64>)>;
+/// Gaps being counted: per (from, to), the count per symbol.
+type Gaps = HashMap<(String, String), HashMap<String, u64>>;
 
-/// Adds `count` to the gap (from, to) and to its symbol.
+/// Adds `count` to the gap (from, to), by its symbol.
 fn add_gap(gaps: &mut Gaps, from: &str, to: &str, symbol: String, count: u64) {
     let e = gaps.entry((from.to_string(), to.to_string())).or_default();
-    e.0 += count;
-    *e.1.entry(symbol).or_insert(0) += count;
+    *e.entry(symbol).or_insert(0) += count;
 }
 
 fn gap_list(gaps: Gaps) -> Vec<PolicyGap> {
     let mut out: Vec<PolicyGap> = gaps
         .into_iter()
-        .map(|((from, to), (count, syms))| {
-            let mut symbols: Vec<GapSymbol> = syms
-                .into_iter()
-                .map(|(symbol, count)| GapSymbol { symbol, count })
-                .collect();
-            symbols.sort_by(|a, b| b.count.cmp(&a.count).then(a.symbol.cmp(&b.symbol)));
-            symbols.truncate(GAP_SYMBOLS);
-            PolicyGap {
-                from,
-                to,
-                count,
-                symbols,
-            }
-        })
+        .map(|((from, to), syms)| PolicyGap::new(from, to, syms))
         .collect();
-    out.sort_by(|a, b| {
-        b.count
-            .cmp(&a.count)
-            .then_with(|| (&a.from, &a.to).cmp(&(&b.from, &b.to)))
-    });
+    PolicyGap::sort(&mut out);
     out
 }
 

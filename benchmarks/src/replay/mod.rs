@@ -1069,25 +1069,11 @@ impl Replay {
             .policy_gaps
             .iter()
             .map(|(&(f, t), by)| {
-                let mut symbols: Vec<GapSymbol> = by
-                    .iter()
-                    .map(|(s, &count)| GapSymbol {
-                        symbol: s.clone(),
-                        count,
-                    })
-                    .collect();
-                symbols.sort_by(|a, b| b.count.cmp(&a.count).then(a.symbol.cmp(&b.symbol)));
-                symbols.truncate(GAP_SYMBOLS);
-                PolicyGap {
-                    from: self.name(f),
-                    to: self.name(t),
-                    count: by.values().sum(),
-                    symbols,
-                }
+                let by = by.iter().map(|(s, &n)| (s.clone(), n));
+                PolicyGap::new(self.name(f), self.name(t), by)
             })
             .collect();
-        // Most frequent first, then by names.
-        policy_gaps.sort_by(|a, b| (b.count, &a.from, &a.to).cmp(&(a.count, &b.from, &b.to)));
+        PolicyGap::sort(&mut policy_gaps);
         let mut interrupted: Vec<DomainCount> = self
             .interrupted
             .iter()

@@ -46,6 +46,36 @@ pub struct PolicyGap {
     pub symbols: Vec<GapSymbol>,
 }
 
+impl PolicyGap {
+    /// The gap from `from` to `to` whose callees were refused as `by_symbol` says: its count
+    /// is their sum, and it lists the most frequent [`GAP_SYMBOLS`] of them (ties by name).
+    #[must_use]
+    pub fn new(
+        from: String,
+        to: String,
+        by_symbol: impl IntoIterator<Item = (String, u64)>,
+    ) -> PolicyGap {
+        let mut symbols: Vec<GapSymbol> = by_symbol
+            .into_iter()
+            .map(|(symbol, count)| GapSymbol { symbol, count })
+            .collect();
+        let count = symbols.iter().map(|s| s.count).sum();
+        symbols.sort_by(|a, b| b.count.cmp(&a.count).then(a.symbol.cmp(&b.symbol)));
+        symbols.truncate(GAP_SYMBOLS);
+        PolicyGap {
+            from,
+            to,
+            count,
+            symbols,
+        }
+    }
+
+    /// Sorts gaps as reports list them: most frequent first, then by domain names.
+    pub fn sort(gaps: &mut [PolicyGap]) {
+        gaps.sort_by(|a, b| (b.count, &a.from, &a.to).cmp(&(a.count, &b.from, &b.to)));
+    }
+}
+
 /// A callee of a [`PolicyGap`] and how often it was called.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GapSymbol {
