@@ -1,5 +1,6 @@
 //! `cargo bench -p mmp-benchmarks --bench tables`: lookup speed of each permissions-table
-//! format and of a naive `BTreeMap` of segments, over the same 64 MiB layout
+//! format (the multi-level table on its default plan, `mlpt_*`, and on the MMP papers' plan,
+//! `mlpt_paper_random`) and of a naive `BTreeMap` of segments, over the same 64 MiB layout
 //! ([`mixed_layout`]) and the same pre-generated address streams. `*_random_dense` repeat
 //! the random stream on [`dense_layout`], the worst case for a multi-level table. Each iteration looks up a whole stream
 //! ([`STREAM_LEN`] words), so time per lookup is the median divided by `STREAM_LEN`.
@@ -38,6 +39,7 @@ fn tables(c: &mut Criterion) {
     let layout = mixed_layout(1);
     let flat = build(Flat::new(AddrWidth::Bits32), &layout);
     let mlpt = build(Mlpt::new(AddrWidth::Bits32), &layout);
+    let mlpt_paper = build(Mlpt::paper(AddrWidth::Bits32), &layout);
     let sst = build(Sst::new(AddrWidth::Bits32), &layout);
     let mut naive = BTreeSegments::new();
     for &(r, p) in &layout {
@@ -49,9 +51,10 @@ fn tables(c: &mut Criterion) {
     let seq = sequential_words();
     let random = random_words(2);
     eprintln!(
-        "footprints: flat {} B, mlpt {} B, sst {} B ({} segments), btreemap {} segments",
+        "footprints: flat {} B, mlpt {} B, mlpt-paper {} B, sst {} B ({} segments), btreemap {} segments",
         flat.footprint_bytes(),
         mlpt.footprint_bytes(),
+        mlpt_paper.footprint_bytes(),
         sst.footprint_bytes(),
         sst.segments(),
         naive.len()
@@ -72,6 +75,9 @@ fn tables(c: &mut Criterion) {
     });
     g.bench_function("mlpt_random", |b| {
         b.iter(|| sweep(&mlpt, black_box(&random)))
+    });
+    g.bench_function("mlpt_paper_random", |b| {
+        b.iter(|| sweep(&mlpt_paper, black_box(&random)))
     });
     g.bench_function("sst_random", |b| b.iter(|| sweep(&sst, black_box(&random))));
     g.bench_function("btreemap_random", |b| {

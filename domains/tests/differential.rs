@@ -177,12 +177,16 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
 
     #[test]
-    fn giant_ranges_mlpt_and_sst_match_the_reference(
+    fn giant_ranges_mlpts_and_sst_match_the_reference(
         ops in giant_case(AddrWidth::Bits48),
         ops32 in giant_case(AddrWidth::Bits32),
     ) {
         for (width, ops) in [(AddrWidth::Bits48, ops), (AddrWidth::Bits32, ops32)] {
-            let mut tables = [Table::new(TableFormat::Mlpt, width), Table::new(TableFormat::Sst, width)];
+            let mut tables = [
+                Table::new(TableFormat::Mlpt, width),
+                Table::new(TableFormat::MlptPaper, width),
+                Table::new(TableFormat::Sst, width),
+            ];
             let mut reference = RefTable::new(width);
             for &(lo, hi, p) in &ops {
                 let r = mmp_domains::WordRange::new(lo, hi).expect("non-empty");

@@ -3,7 +3,7 @@
 //! epoch before it returns).
 
 use mmp_domains::table::runs;
-use mmp_domains::{ByteAddr, PdId, Perm, PermTable, Table, TableError, WordAddr, WordRange};
+use mmp_domains::{ByteAddr, Mlpt, PdId, Perm, PermTable, Table, TableError, WordAddr, WordRange};
 use mmp_gates::{Gate, GateTable};
 use mmp_plb::{Epochs, change};
 
@@ -94,6 +94,31 @@ impl Machine {
             .filter(|(k, _)| *k != 0)
             .map(|(_, s)| s.table.footprint_bytes())
             .sum()
+    }
+
+    /// Bytes all domains' tables would occupy with subtables below the roots shared between
+    /// domains whose view of a block is the same, as the MMP kernel paper proposes
+    /// ([`Mlpt::shared_footprint`]): multi-level tables count each root and each distinct
+    /// subtable once; other formats have no subtables and count whole. Never more than
+    /// [`Machine::table_bytes`]. Each domain's table stays its own, so this is a cost
+    /// figure, not a change to what any domain may do.
+    #[must_use]
+    pub fn shared_table_bytes(&self) -> usize {
+        let live = || {
+            self.pds
+                .iter()
+                .filter(|(k, _)| *k != 0)
+                .map(|(_, s)| &s.table)
+        };
+        let mlpts = live().filter_map(|t| match t {
+            Table::Mlpt(m) => Some(m),
+            _ => None,
+        });
+        let others: usize = live()
+            .filter(|t| !matches!(t, Table::Mlpt(_)))
+            .map(PermTable::footprint_bytes)
+            .sum();
+        Mlpt::shared_footprint(mlpts) + others
     }
 
     /// The cap on [`Machine::table_bytes`] that [`MachineConfig::table_growth_cap`](crate::MachineConfig::table_growth_cap) sets now:

@@ -625,7 +625,10 @@ fn table(r: &Report, name: &str) -> String {
         r.table_refs,
         r.table_refs_per_access
     );
-    s += &format!("table bytes {} in all\n", r.table_bytes);
+    s += &format!(
+        "table bytes {} in all, {} with subtables shared between domains\n",
+        r.table_bytes, r.table_bytes_shared
+    );
     for d in &r.table_bytes_per_domain {
         s += &format!("  {:<20} {:>10}\n", d.domain, d.bytes);
     }

@@ -1120,6 +1120,7 @@ impl Replay {
             table_refs: plb.table_refs,
             table_refs_per_access: ratio(plb.table_refs, self.accesses),
             table_bytes: table_bytes_per_domain.iter().map(|d| d.bytes as u64).sum(),
+            table_bytes_shared: self.machine.shared_table_bytes() as u64,
             table_bytes_per_domain,
             faults: FaultReport {
                 total: self.faults.values().sum(),

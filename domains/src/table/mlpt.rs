@@ -23,6 +23,15 @@
 //! root "can be made smaller"), root entries covering 64 MiB, second-level entries 512 KiB,
 //! third-level entries 4 KiB, and 256-byte leaves of 1,024 words. A lookup makes one
 //! reference per level it visits: 1 for a value in the root, 4 for a word in a leaf.
+//!
+//! [`LevelPlan::paper`] is the MMP papers' own layout for 32-bit addresses, so table bytes
+//! compare with theirs one for one: 10 / 10 upper-level bits and 10 leaf bits, with 32-bit
+//! upper entries. Its root is 1,024 entries (4 KiB) each answering 4 MiB, its mid-level nodes
+//! 1,024 entries (4 KiB) each answering 4 KiB, and its leaves 256 bytes of permission
+//! vectors. A 32-bit value entry has room for fewer boundaries: a root entry holds two runs,
+//! a mid-level entry three. The model keeps every entry in a `u64` in memory; the footprint
+//! counts each upper entry at the plan's entry size, which is what the papers' table stores.
+//! [`TableFormat::MlptPaper`] names a table on this plan.
 
 use super::{
     Cover, InvariantError, Lookup, PermTable, TableError, TableFormat, VECTOR_WORDS,
@@ -52,11 +61,14 @@ const fn uniform(p: Perm) -> u64 {
     (p as u64) << 1
 }
 
-/// How the word-index bits split across the levels of an [`Mlpt`].
+/// How the word-index bits split across the levels of an [`Mlpt`], and how wide its upper
+/// entries are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LevelPlan {
     upper: Vec<u8>,
     leaf: u8,
+    /// Bytes of an upper-level entry: 8, or 4 in the papers' layout.
+    entry_bytes: u8,
 }
 
 impl LevelPlan {
@@ -67,11 +79,31 @@ impl LevelPlan {
             AddrWidth::Bits32 => LevelPlan {
                 upper: vec![6, 7, 7],
                 leaf: 10,
+                entry_bytes: 8,
             },
             AddrWidth::Bits48 => LevelPlan {
                 upper: vec![7, 10, 10, 9],
                 leaf: 10,
+                entry_bytes: 8,
             },
+        }
+    }
+
+    /// The MMP papers' plan: for 32 bits, a 1,024-entry root of 4-byte entries (4 KiB, each
+    /// entry answering 4 MiB), a 1,024-entry mid level (each entry answering 4 KiB) and
+    /// 1,024-word leaves (`[10, 10] + 10`). For 48 bits the same mid level and leaves under
+    /// two more 4-byte levels (`[6, 10, 10, 10] + 10`), since the papers size only 32-bit
+    /// tables.
+    #[must_use]
+    pub fn paper(width: AddrWidth) -> LevelPlan {
+        let upper = match width {
+            AddrWidth::Bits32 => vec![10, 10],
+            AddrWidth::Bits48 => vec![6, 10, 10, 10],
+        };
+        LevelPlan {
+            upper,
+            leaf: 10,
+            entry_bytes: 4,
         }
     }
 
@@ -89,7 +121,30 @@ impl LevelPlan {
         ok.then(|| LevelPlan {
             upper: upper.to_vec(),
             leaf,
+            entry_bytes: 8,
         })
+    }
+
+    /// This plan with upper-level entries of `bytes` bytes (4 or 8; `None` otherwise, or if
+    /// a 4-byte entry could not hold one boundary of some level's block, or a node index).
+    /// Narrower entries shrink the footprint and the runs a value entry holds.
+    #[must_use]
+    pub fn with_entry_bytes(mut self, bytes: u8) -> Option<LevelPlan> {
+        let below_root: u32 =
+            self.upper[1..].iter().map(|&b| u32::from(b)).sum::<u32>() + u32::from(self.leaf);
+        let ok = match bytes {
+            8 => true,
+            4 => below_root <= 32 - BOUNDS_AT,
+            _ => false,
+        };
+        self.entry_bytes = bytes;
+        ok.then_some(self)
+    }
+
+    /// Bytes of one upper-level entry (4 or 8).
+    #[must_use]
+    pub fn entry_bytes(&self) -> u8 {
+        self.entry_bytes
     }
 
     /// Index bits of each upper level, root first.
@@ -113,6 +168,9 @@ struct Pool {
     data: Vec<u64>,
     /// Words in a node of each class.
     size: Vec<usize>,
+    /// Bytes the footprint counts for an entry of an upper-level class (the plan's entry
+    /// size); a leaf (the last class) counts its bit vector's `u64`s at 8 bytes.
+    entry_bytes: usize,
     /// Offsets of freed nodes of each class.
     free: Vec<Vec<usize>>,
     /// Live nodes of each class.
@@ -120,11 +178,12 @@ struct Pool {
 }
 
 impl Pool {
-    fn new(size: Vec<usize>) -> Self {
+    fn new(size: Vec<usize>, entry_bytes: usize) -> Self {
         let n = size.len();
         Pool {
             data: Vec::new(),
             size,
+            entry_bytes,
             free: vec![Vec::new(); n],
             live: vec![0; n],
         }
@@ -160,11 +219,18 @@ impl Pool {
     }
 
     fn live_bytes(&self) -> usize {
-        self.live
-            .iter()
-            .zip(&self.size)
-            .map(|(l, s)| l * s * 8)
-            .sum()
+        (0..self.size.len()).map(|c| self.live[c] * self.bytes(c)).sum()
+    }
+
+    /// Bytes the footprint counts for a node of class `c`.
+    #[inline]
+    fn bytes(&self, c: usize) -> usize {
+        let per = if c + 1 == self.size.len() {
+            8
+        } else {
+            self.entry_bytes
+        };
+        self.size[c] * per
     }
 
     /// Whether `off` is the start of a live node of class `c` (slow; for invariant checks).
@@ -235,6 +301,9 @@ impl<const N: usize> Runs<N> {
 
 type ValueRuns = Runs<MINI_SST_RUNS>;
 
+/// Subtables seen by [`Mlpt::shared_footprint`]: (plan, block base, class, content) to id.
+type Interned = std::collections::HashMap<(usize, u64, usize, Vec<u64>), u64>;
+
 /// A multi-level permissions table. See the [module docs](self).
 #[derive(Debug, Clone)]
 pub struct Mlpt {
@@ -250,6 +319,8 @@ pub struct Mlpt {
     mask: [u64; MAX_LEVELS],
     /// `bounds[l]`: run boundaries a value entry of level `l` holds (runs = bounds + 1).
     bounds: [u32; MAX_LEVELS],
+    /// [`TableFormat::MlptPaper`] on the papers' plan, else [`TableFormat::Mlpt`].
+    format: TableFormat,
     /// All nodes; the root is at offset 0. Class `levels` is the leaves.
     pool: Pool,
     cap: Option<usize>,
@@ -266,6 +337,7 @@ impl Mlpt {
     #[must_use]
     pub fn with_plan(width: AddrWidth, plan: LevelPlan) -> Mlpt {
         let levels = plan.upper.len();
+        let entry_bits = u32::from(plan.entry_bytes) * 8;
         let mut shift = [0u32; MAX_LEVELS];
         let mut mask = [0u64; MAX_LEVELS];
         let mut bounds = [0u32; MAX_LEVELS];
@@ -274,12 +346,17 @@ impl Mlpt {
             shift[l] = below;
             mask[l] = (1u64 << plan.upper[l]) - 1;
             // Boundaries of `below` bits after the 9 bits of tag and permissions.
-            bounds[l] = ((64 - BOUNDS_AT) / below).min(MINI_SST_RUNS as u32 - 1);
+            bounds[l] = ((entry_bits - BOUNDS_AT) / below).min(MINI_SST_RUNS as u32 - 1);
             below += u32::from(plan.upper[l]);
         }
         let mut sizes: Vec<usize> = plan.upper.iter().map(|&b| 1usize << b).collect();
         sizes.push(1usize << (plan.leaf - 5));
-        let mut pool = Pool::new(sizes);
+        let format = if plan == LevelPlan::paper(width) {
+            TableFormat::MlptPaper
+        } else {
+            TableFormat::Mlpt
+        };
+        let mut pool = Pool::new(sizes, usize::from(plan.entry_bytes));
         let root = pool.alloc(0);
         debug_assert_eq!(root, 0);
         Mlpt {
@@ -290,9 +367,16 @@ impl Mlpt {
             shift,
             mask,
             bounds,
+            format,
             pool,
             cap: None,
         }
+    }
+
+    /// An empty table over `width` on the papers' plan ([`LevelPlan::paper`]).
+    #[must_use]
+    pub fn paper(width: AddrWidth) -> Mlpt {
+        Mlpt::with_plan(width, LevelPlan::paper(width))
     }
 
     /// The level plan in use.
@@ -317,6 +401,72 @@ impl Mlpt {
         )
     }
 
+    /// Bytes `tables` take when the subtables below their roots are shared as the MMP
+    /// kernel paper proposes ("domains that share a permissions view for much of memory can
+    /// share permissions tables below the root level"): every root is counted, and every
+    /// node or leaf below a root is counted once for each distinct content it has among
+    /// tables of the same plan at the same place (the block it answers for), where a node's
+    /// content is its entries with each pointer replaced by the content of what it points
+    /// to. This is what a supervisor that shares
+    /// subtables, and gives a domain a private copy of the path it changes (copy on write),
+    /// stores at best; the tables themselves stay separate, so a change to one never
+    /// reaches another. Equal to the sum of the footprints when nothing is shared; never
+    /// more.
+    #[must_use]
+    pub fn shared_footprint<'a>(tables: impl IntoIterator<Item = &'a Mlpt>) -> usize {
+        let mut plans: Vec<&LevelPlan> = Vec::new();
+        let mut seen = Interned::new();
+        let mut bytes = 0;
+        for t in tables {
+            let plan = match plans.iter().position(|p| **p == t.plan) {
+                Some(i) => i,
+                None => {
+                    plans.push(&t.plan);
+                    plans.len() - 1
+                }
+            };
+            bytes += t.pool.bytes(0);
+            for (i, &e) in t.pool.node(0, 0).iter().enumerate() {
+                t.intern(plan, 0, e, (i as u64) << t.shift[0], &mut seen, &mut bytes);
+            }
+        }
+        bytes
+    }
+
+    /// The interned id of the subtree below entry `e` of level `l` whose block starts at
+    /// word `base` (`e` itself for a value), counting the bytes of each node not seen before.
+    fn intern(
+        &self,
+        plan: usize,
+        l: usize,
+        e: u64,
+        base: u64,
+        seen: &mut Interned,
+        bytes: &mut usize,
+    ) -> u64 {
+        if !is_pointer(e) {
+            return e;
+        }
+        let off = (e >> 1) as usize;
+        let class = l + 1;
+        let content: Vec<u64> = if class == self.levels {
+            self.pool.node(class, off).to_vec()
+        } else {
+            (0..self.pool.size[class])
+                .map(|i| {
+                    let cbase = base + ((i as u64) << self.shift[class]);
+                    self.intern(plan, class, self.pool.data[off + i], cbase, seen, bytes)
+                })
+                .collect()
+        };
+        let next = seen.len() as u64;
+        let id = *seen.entry((plan, base, class, content)).or_insert_with(|| {
+            *bytes += self.pool.bytes(class);
+            next
+        });
+        pointer(id as usize)
+    }
+
     /// Words covered by one entry of level `l`.
     #[inline]
     fn size(&self, l: usize) -> u64 {
@@ -325,7 +475,7 @@ impl Mlpt {
 
     /// Worst-case bytes one `set` can add: two new paths of nodes down to leaves.
     fn worst_growth(&self) -> usize {
-        let nodes: usize = self.pool.size[1..].iter().map(|s| s * 8).sum();
+        let nodes: usize = (1..self.pool.size.len()).map(|c| self.pool.bytes(c)).sum();
         2 * nodes
     }
 
@@ -627,7 +777,7 @@ impl Mlpt {
         base: u64,
         counts: &mut [usize; 2],
     ) -> Result<(), InvariantError> {
-        let bad = |what: String| Err(InvariantError::new(TableFormat::Mlpt, what));
+        let bad = |what: String| Err(InvariantError::new(self.format, what));
         if e & !0b110 == 0 {
             // A uniform value (one run, no boundary, nothing else set): canonical as it is.
             return Ok(());
@@ -695,7 +845,7 @@ fn leaf_runs<const N: usize>(bits: &[u64]) -> Option<Runs<N>> {
 
 impl PermTable for Mlpt {
     fn format(&self) -> TableFormat {
-        TableFormat::Mlpt
+        self.format
     }
 
     fn width(&self) -> AddrWidth {
@@ -821,7 +971,7 @@ impl PermTable for Mlpt {
         let want = [inner_live, self.pool.live[self.levels]];
         if counts != want || self.pool.live[0] != 1 {
             return Err(InvariantError::new(
-                TableFormat::Mlpt,
+                self.format,
                 format!("reachable (inner, leaves) {counts:?} but live {want:?}"),
             ));
         }
@@ -903,5 +1053,145 @@ mod tests {
         assert!(LevelPlan::custom(AddrWidth::Bits32, &[10, 10], 9).is_none());
         assert!(LevelPlan::custom(AddrWidth::Bits32, &[26], 4).is_none());
         assert!(LevelPlan::custom(AddrWidth::Bits48, &[], 46).is_none());
+        let paper = LevelPlan::custom(AddrWidth::Bits32, &[10, 10], 10)
+            .and_then(|p| p.with_entry_bytes(4))
+            .unwrap();
+        assert_eq!(paper, LevelPlan::paper(AddrWidth::Bits32));
+        assert!(
+            LevelPlan::custom(AddrWidth::Bits32, &[4, 16], 10)
+                .and_then(|p| p.with_entry_bytes(4))
+                .is_none(),
+            "a 4-byte root entry cannot hold a boundary of a 2^26-word block"
+        );
+        assert!(
+            LevelPlan::paper(AddrWidth::Bits32)
+                .with_entry_bytes(5)
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn the_paper_plan_sizes_its_nodes_as_the_papers_do() {
+        let t = Mlpt::paper(AddrWidth::Bits32);
+        assert_eq!(t.format(), TableFormat::MlptPaper);
+        assert_eq!(
+            t.footprint_bytes(),
+            4096,
+            "a 1,024-entry root of 4-byte entries"
+        );
+        assert_eq!(t.runs_per_entry(0), Some(2), "a root entry answers 4 MiB");
+        assert_eq!(
+            t.runs_per_entry(1),
+            Some(3),
+            "a mid-level entry answers 4 KiB"
+        );
+        assert_eq!((t.shift[0], t.shift[1]), (20, 10));
+        assert_eq!(Mlpt::new(AddrWidth::Bits32).format(), TableFormat::Mlpt);
+    }
+
+    /// Words of `mib` MiB starting at byte `at`.
+    fn mib(at: u64, mib: u64) -> WordRange {
+        WordRange::new(at / 4, (at + (mib << 20)) / 4).unwrap()
+    }
+
+    #[test]
+    fn one_gib_uniform_region_costs_the_paper_plan_its_root_alone() {
+        // Aligned to a root entry, to a page, and to a word: each root entry the region
+        // covers part of holds two runs, so nothing is needed below the 4 KiB root.
+        for at in [0x4000_0000, 0x1234_5000, 0x1234_567c] {
+            let mut t = Mlpt::paper(AddrWidth::Bits32);
+            t.set(mib(at, 1024), Perm::ReadWrite).unwrap();
+            assert_eq!(t.footprint_bytes(), 4096, "1 GiB at {at:#x}");
+            assert_eq!(t.node_counts(), (1, 0));
+            t.check_invariants().unwrap();
+        }
+        // Three runs in one 4 MiB block need a 4 KiB mid-level node below the root; five
+        // runs in one 4 KiB block a 256-byte leaf below that.
+        let mut t = Mlpt::paper(AddrWidth::Bits32);
+        t.set(mib(0x4000_0000, 1024), Perm::ReadWrite).unwrap();
+        t.set(
+            WordRange::new(0x2000_0400, 0x2000_0800).unwrap(),
+            Perm::ReadOnly,
+        )
+        .unwrap();
+        assert_eq!(t.footprint_bytes(), 4096 + 4096);
+        t.set(
+            WordRange::new(0x2000_0410, 0x2000_0420).unwrap(),
+            Perm::None,
+        )
+        .unwrap();
+        assert_eq!(
+            t.footprint_bytes(),
+            4096 + 4096,
+            "three runs fit a mid-level entry"
+        );
+        t.set(
+            WordRange::new(0x2000_0430, 0x2000_0440).unwrap(),
+            Perm::None,
+        )
+        .unwrap();
+        assert_eq!(t.footprint_bytes(), 4096 + 4096 + 256);
+        // The default plan's root is 512 bytes of 8-byte entries, each answering 64 MiB.
+        let mut d = Mlpt::new(AddrWidth::Bits32);
+        d.set(mib(0x4000_0000, 1024), Perm::ReadWrite).unwrap();
+        assert_eq!(d.footprint_bytes(), 512);
+    }
+
+    #[test]
+    fn domains_with_the_same_view_of_a_block_share_its_subtables() {
+        // A 64 MiB block with detail everywhere: a grant on every other 4 KiB page, and in
+        // each granted page a read-only word every 64 words (enough runs to need a leaf).
+        let block = 0x1000_0000u64 / 4..(0x1000_0000u64 + (64 << 20)) / 4;
+        let view = |t: &mut Mlpt| {
+            for page in (block.start..block.end).step_by(2048) {
+                t.set(WordRange::new(page, page + 1024).unwrap(), Perm::ReadWrite)
+                    .unwrap();
+                for w in (page..page + 1024).step_by(64).take(4) {
+                    t.set(WordRange::new(w, w + 1).unwrap(), Perm::ReadOnly)
+                        .unwrap();
+                }
+            }
+        };
+        let (mut a, mut b) = (
+            Mlpt::paper(AddrWidth::Bits32),
+            Mlpt::paper(AddrWidth::Bits32),
+        );
+        view(&mut a);
+        view(&mut b);
+        // Different grants elsewhere, in a root entry of their own.
+        a.set(
+            WordRange::new(0x3000_0000, 0x3000_0100).unwrap(),
+            Perm::ReadOnly,
+        )
+        .unwrap();
+        let one = a.footprint_bytes();
+        let below_root = b.footprint_bytes() - 4096;
+        assert!(below_root >= 16 * 4096 + 16 * 512 * 256, "{below_root}");
+        assert_eq!(
+            Mlpt::shared_footprint([&a, &b]),
+            one + 4096,
+            "the second domain pays its root alone"
+        );
+        // A change to one: it gets a private copy of the path it changed (a mid-level node
+        // and a leaf), and the other's permissions stay as they were.
+        let w = block.start + 2048 * 7 + 3;
+        b.set(WordRange::new(w, w + 1).unwrap(), Perm::None)
+            .unwrap();
+        assert_eq!(a.perm(WordAddr(w)), Perm::ReadWrite);
+        assert_eq!(b.perm(WordAddr(w)), Perm::None);
+        assert_eq!(Mlpt::shared_footprint([&a, &b]), one + 4096 + 4096 + 256);
+        // Tables of different plans share nothing.
+        let mut c = Mlpt::new(AddrWidth::Bits32);
+        view(&mut c);
+        assert_eq!(
+            Mlpt::shared_footprint([&a, &c]),
+            a.footprint_bytes() + c.footprint_bytes()
+        );
+        // Nor do tables with nothing below their roots.
+        let empty = [
+            Mlpt::paper(AddrWidth::Bits32),
+            Mlpt::paper(AddrWidth::Bits32),
+        ];
+        assert_eq!(Mlpt::shared_footprint(&empty), 8192);
     }
 }

@@ -1,9 +1,11 @@
-//! The permissions table: one per protection domain, behind one trait, in three formats.
+//! The permissions table: one per protection domain, behind one trait, in three formats (the
+//! multi-level one on two plans: ours and the MMP papers').
 //!
 //! | format | what it is | lookup | memory |
 //! |---|---|---|---|
 //! | [`Flat`] | 2 bits per word, directly indexed | 1 reference | 6.25% of what it covers, always |
 //! | [`Mlpt`] | MMP's multi-level table with uniform entries, mini-SSTs and leaf vectors | 1 to levels + 1 references | proportional to the layout's detail |
+//! | [`Mlpt::paper`] | the same on the papers' plan: a 4 KiB root of 4 MiB entries, 4 KiB mid-level nodes, 256-byte leaves | 1 to 3 references | 4 KiB plus the detail below the root |
 //! | [`Sst`] | sorted segment table, binary searched | log2(segments) + 1 references | one record per segment |
 //!
 //! All three implement [`PermTable`], so an experiment can swap one for another on the same
@@ -79,23 +81,32 @@ pub struct Lookup {
 pub enum TableFormat {
     /// [`Flat`].
     Flat,
-    /// [`Mlpt`].
+    /// [`Mlpt`] on its default plan.
     Mlpt,
     /// [`Sst`].
     Sst,
+    /// [`Mlpt`] on the MMP papers' plan ([`LevelPlan::paper`]): a 4 KiB root of 1,024
+    /// entries each answering 4 MiB, as the papers size their table.
+    MlptPaper,
 }
 
 impl TableFormat {
     /// All formats.
-    pub const ALL: [TableFormat; 3] = [TableFormat::Flat, TableFormat::Mlpt, TableFormat::Sst];
+    pub const ALL: [TableFormat; 4] = [
+        TableFormat::Flat,
+        TableFormat::Mlpt,
+        TableFormat::Sst,
+        TableFormat::MlptPaper,
+    ];
 
-    /// Lower-case name (`flat`, `mlpt`, `sst`).
+    /// Lower-case name (`flat`, `mlpt`, `sst`, `mlpt-paper`).
     #[must_use]
     pub const fn name(self) -> &'static str {
         match self {
             TableFormat::Flat => "flat",
             TableFormat::Mlpt => "mlpt",
             TableFormat::Sst => "sst",
+            TableFormat::MlptPaper => "mlpt-paper",
         }
     }
 }
@@ -445,6 +456,7 @@ impl Table {
             TableFormat::Flat => Table::Flat(Flat::new(width)),
             TableFormat::Mlpt => Table::Mlpt(Mlpt::new(width)),
             TableFormat::Sst => Table::Sst(Sst::new(width)),
+            TableFormat::MlptPaper => Table::Mlpt(Mlpt::paper(width)),
         }
     }
 }
