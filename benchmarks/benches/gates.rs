@@ -10,7 +10,14 @@
 //!   `load`, `ret`;
 //! - `direct_call`: an ordinary call and return inside A: a call to A's own code (no gate
 //!   there: an execute check at the target) and a return from an instruction with no return
-//!   gate (an execute check at the return address). Two machine operations: `call`, `ret`.
+//!   gate (an execute check at the return address). Two machine operations: `call`, `ret`;
+//! - `args4_window` and `args4_table_export`: the round trip passing four stack words, B
+//!   loading all four, once through the argument window (`call_export` with a 4-word
+//!   window) and once the MMP kernel paper's way (section 3.3.1): a read-only table write
+//!   for the four slots into B's table before the call and a revoking write after the
+//!   return, what the supervisor's stylized entry point (`Supervisor::export_stack_args`)
+//!   writes; the entry point's own crossings into the supervisor are left out, so the
+//!   difference is the table writes, the epoch the revoke advances and B's PLB misses.
 
 use std::hint::black_box;
 
@@ -155,6 +162,64 @@ fn gates(c: &mut Criterion) {
         })
     });
     assert_eq!(m.running(0).expect("cpu 0"), a);
+    m.check_invariants().expect("invariants");
+
+    const FOUR: ArgWindow = ArgWindow {
+        words: 4,
+        writable: false,
+    };
+    let load4 = |m: &mut Machine| -> u64 {
+        (0..4)
+            .map(|i| {
+                m.load(0, black_box(ByteAddr(SP + 4 * i)), 4)
+                    .expect("exported")
+            })
+            .sum()
+    };
+    g.bench_function("args4_window", |bch| {
+        bch.iter(|| {
+            let callee = m
+                .call_export(
+                    0,
+                    ByteAddr(B_ENTRY),
+                    ByteAddr(A_RET_ADDR),
+                    ByteAddr(SP),
+                    FOUR,
+                )
+                .expect("call gate");
+            let sum = load4(&mut m);
+            let caller = m
+                .ret(0, ByteAddr(B_RET), ByteAddr(A_RET_ADDR))
+                .expect("return gate");
+            black_box((callee, sum, caller))
+        })
+    });
+    let (e0, s0) = (m.epochs(b).expect("live"), m.plb_stats(0).expect("cpu 0"));
+    let mut rounds = 0u64;
+    g.bench_function("args4_table_export", |bch| {
+        bch.iter(|| {
+            m.set_perm(b, ByteAddr(SP), 16, Perm::ReadOnly)
+                .expect("export");
+            let callee = m
+                .call(0, ByteAddr(B_ENTRY), ByteAddr(A_RET_ADDR), ByteAddr(SP))
+                .expect("call gate");
+            let sum = load4(&mut m);
+            let caller = m
+                .ret(0, ByteAddr(B_RET), ByteAddr(A_RET_ADDR))
+                .expect("return gate");
+            m.set_perm(b, ByteAddr(SP), 16, Perm::None).expect("revoke");
+            rounds += 1;
+            black_box((callee, sum, caller))
+        })
+    });
+    let (e1, s1) = (m.epochs(b).expect("live"), m.plb_stats(0).expect("cpu 0"));
+    eprintln!(
+        "args4_table_export: per round trip {:.2} table writes, {:.2} narrowing epochs, {:.2} PLB misses, {:.2} table references",
+        (e1.narrow - e0.narrow + e1.widen - e0.widen) as f64 / rounds as f64,
+        (e1.narrow - e0.narrow) as f64 / rounds as f64,
+        (s1.misses - s0.misses) as f64 / rounds as f64,
+        (s1.table_refs - s0.table_refs) as f64 / rounds as f64,
+    );
     m.check_invariants().expect("invariants");
     g.finish();
 }

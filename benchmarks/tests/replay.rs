@@ -137,6 +137,29 @@ fn gated_calls_cross_and_ordinary_calls_do_not() {
 }
 
 #[test]
+fn a_crossings_table_references_include_its_gate_lookup() {
+    let mut src = TextReader::new(TWO_DOMAINS.as_bytes()).unwrap();
+    let mut replay = Replay::new(ReplayConfig::default(), src.width()).unwrap();
+    replay.run(&mut src, |_| {}).unwrap();
+    let r = replay.report();
+    let walks = replay.machine().plb_totals().table_refs;
+    assert_eq!(
+        r.gate_lookups, 2,
+        "two calls cross a call gate; returns read no gate"
+    );
+    assert_eq!(r.table_refs, walks + 2);
+    // The boot trace: one lookup for every cross-domain call.
+    let boot = replay_boot();
+    assert_eq!(boot.gate_lookups, boot.cross_domain_calls);
+    assert!(boot.call_stack.buffer > 0);
+    assert_eq!(boot.call_stack.spills, boot.call_stack.refills);
+}
+
+fn replay_boot() -> Report {
+    replay(&mut BootTrace::new(DEFAULT_SEED), ReplayConfig::default())
+}
+
+#[test]
 fn faults_are_counted_by_kind_and_the_replay_goes_on() {
     let r = text(
         &format!(

@@ -10,8 +10,9 @@
 //! - [`GateTable`]: the gate records a domain's permissions table keeps beside its 2-bit
 //!   permissions (the record is the permission: a call gate in a domain's table lets that
 //!   domain call the word, whatever its 2-bit permission there);
-//! - [`CallStack`]: the bounded cross-domain call stack, in protected storage the model
-//!   accounts for; overflow and underflow are errors, never panics;
+//! - [`CallStack`]: the cross-domain call stack, an on-chip buffer that spills to protected
+//!   memory up to a limit ([`Moved`], [`StackTraffic`]); overflow and underflow are errors,
+//!   never panics;
 //! - [`FrameRegs`]: the frame base and stack limit registers, giving the running thread
 //!   access to `[sl, fb)`, and the [`ArgWindow`] a cross-domain call exports above `fb`;
 //! - [`CrossingStats`]: crossings per (caller, callee) pair and per gate.
@@ -150,6 +151,16 @@ pub enum StackInvariantError {
         /// Its capacity.
         capacity: usize,
     },
+    /// More frames on chip than the buffer, or than the stack, holds.
+    #[error("{resident} frames on chip, with a buffer of {buffer} and {frames} frames")]
+    Resident {
+        /// Frames counted on chip.
+        resident: usize,
+        /// The buffer's entries.
+        buffer: usize,
+        /// Frames on the stack.
+        frames: usize,
+    },
     /// A frame's frame base is not below the older frame's.
     #[error("frame base {fb:#x} is not below the older {older:#x}")]
     FrameOrder {
@@ -160,12 +171,71 @@ pub enum StackInvariantError {
     },
 }
 
-/// The bounded per-CPU cross-domain call stack. It lives in protected storage that only the
-/// hardware reaches; [`CallStack::protected_bytes`] is what that storage costs.
+/// What a push or pop moved between a call stack's on-chip buffer and the protected memory
+/// behind it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[must_use]
+pub enum Moved {
+    /// Nothing: the buffer had room (push) or held the frame (pop).
+    Nothing,
+    /// The push found the buffer full and wrote its oldest frame to memory.
+    Spilled,
+    /// The pop found the buffer empty and read the newest frame in memory back first.
+    Refilled,
+}
+
+/// Frames a CPU's call stack moved between its on-chip buffer and protected memory, and the
+/// memory references that cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct StackTraffic {
+    /// Frames written to memory by pushes onto a full buffer.
+    pub spills: u64,
+    /// Frames read back by pops from an empty buffer.
+    pub refills: u64,
+}
+
+impl StackTraffic {
+    /// Counts what one push or pop moved.
+    #[inline]
+    pub fn record(&mut self, m: Moved) {
+        match m {
+            Moved::Nothing => {}
+            Moved::Spilled => self.spills += 1,
+            Moved::Refilled => self.refills += 1,
+        }
+    }
+
+    /// Adds another CPU's counts.
+    pub fn add(&mut self, o: &StackTraffic) {
+        self.spills += o.spills;
+        self.refills += o.refills;
+    }
+
+    /// Memory references the moves made: one for each 32-bit word of every frame moved
+    /// ([`CallStack::FRAME_WORDS`]).
+    #[must_use]
+    pub fn memory_refs(&self) -> u64 {
+        (self.spills + self.refills) * CallStack::FRAME_WORDS as u64
+    }
+}
+
+/// The per-CPU cross-domain call stack as the paper builds it: an on-chip top-of-stack
+/// buffer of [`CallStack::buffer`] frames, backed by protected memory that only the hardware
+/// reaches, up to a limit of [`CallStack::capacity`] frames in all.
+///
+/// A push onto a full buffer spills the buffer's oldest frame to memory; a pop from an
+/// empty buffer (the frames above it were popped) refills the newest frame from memory
+/// first. Each returns what it [`Moved`], so the machine counts the traffic
+/// ([`StackTraffic`]). Only a push past the memory limit fails. The frames themselves, and
+/// every answer but the traffic, are the same whatever the buffer's size.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallStack {
     frames: Vec<Frame>,
     capacity: usize,
+    /// On-chip entries (at least 1).
+    buffer: usize,
+    /// Newest frames held on chip: at most `buffer`, at most `frames.len()`.
+    resident: usize,
 }
 
 impl CallStack {
@@ -173,37 +243,60 @@ impl CallStack {
     /// argument window: 31 bits of words and a writable bit).
     pub const FRAME_BYTES: usize = 8 + 4 + 8 + 4;
 
-    /// An empty stack of at most `capacity` frames.
+    /// 32-bit words of a frame: the memory references one spill or refill makes.
+    pub const FRAME_WORDS: usize = Self::FRAME_BYTES / 4;
+
+    /// An empty stack of at most `capacity` frames, all of them on chip (it never spills).
     #[must_use]
     pub fn new(capacity: usize) -> CallStack {
+        CallStack::with_buffer(capacity, capacity)
+    }
+
+    /// An empty stack of at most `capacity` frames in all, the newest `buffer` of them on
+    /// chip (a `buffer` of 0 is taken as 1: the top frame is always on chip).
+    #[must_use]
+    pub fn with_buffer(capacity: usize, buffer: usize) -> CallStack {
         CallStack {
             frames: Vec::with_capacity(capacity.min(1 << 16)),
             capacity,
+            buffer: buffer.max(1),
+            resident: 0,
         }
     }
 
-    /// Pushes a frame.
+    /// Pushes a frame; a full buffer spills its oldest frame to memory first.
     ///
     /// # Errors
-    /// [`StackError::Overflow`] when full; nothing changes.
+    /// [`StackError::Overflow`] when the stack holds `capacity` frames; nothing changes.
     #[inline]
-    pub fn push(&mut self, f: Frame) -> Result<(), StackError> {
+    pub fn push(&mut self, f: Frame) -> Result<Moved, StackError> {
         if self.frames.len() >= self.capacity {
             return Err(StackError::Overflow {
                 depth: self.capacity,
             });
         }
         self.frames.push(f);
-        Ok(())
+        if self.resident == self.buffer {
+            Ok(Moved::Spilled)
+        } else {
+            self.resident += 1;
+            Ok(Moved::Nothing)
+        }
     }
 
-    /// Pops the newest frame.
+    /// Pops the newest frame; an empty buffer refills it from memory first.
     ///
     /// # Errors
     /// [`StackError::Underflow`] when empty.
     #[inline]
-    pub fn pop(&mut self) -> Result<Frame, StackError> {
-        self.frames.pop().ok_or(StackError::Underflow)
+    pub fn pop(&mut self) -> Result<(Frame, Moved), StackError> {
+        let f = self.frames.pop().ok_or(StackError::Underflow)?;
+        if self.resident == 0 {
+            Ok((f, Moved::Refilled))
+        } else {
+            self.resident -= 1;
+            Ok((f, Moved::Nothing))
+        }
     }
 
     /// The newest frame.
@@ -211,6 +304,18 @@ impl CallStack {
     #[inline]
     pub fn top(&self) -> Option<&Frame> {
         self.frames.last()
+    }
+
+    /// On-chip entries.
+    #[must_use]
+    pub fn buffer(&self) -> usize {
+        self.buffer
+    }
+
+    /// Frames on chip now (the newest ones); the rest are in protected memory.
+    #[must_use]
+    pub fn resident(&self) -> usize {
+        self.resident
     }
 
     /// Frames on the stack, oldest first.
@@ -238,8 +343,10 @@ impl CallStack {
         self.capacity.saturating_mul(Self::FRAME_BYTES)
     }
 
-    /// Checks the stack is well formed: within capacity, and frame bases strictly increasing
-    /// from the newest frame to the oldest (each crossing's new frame base is below the old).
+    /// Checks the stack is well formed: within capacity, no more frames on chip than the
+    /// buffer or the stack holds, and frame bases strictly increasing from the newest frame
+    /// to the oldest (each crossing's new frame base is below the old) except where no
+    /// stack is active: a frame base of 0 may only be followed by frame bases of 0.
     ///
     /// # Errors
     /// The first problem.
@@ -250,8 +357,16 @@ impl CallStack {
                 capacity: self.capacity,
             });
         }
+        if self.resident > self.buffer.min(self.frames.len()) {
+            return Err(StackInvariantError::Resident {
+                resident: self.resident,
+                buffer: self.buffer,
+                frames: self.frames.len(),
+            });
+        }
         for pair in self.frames.windows(2) {
-            if pair[1].fb >= pair[0].fb {
+            let no_stack = pair[0].fb.0 == 0 && pair[1].fb.0 == 0;
+            if pair[1].fb >= pair[0].fb && !no_stack {
                 return Err(StackInvariantError::FrameOrder {
                     fb: pair[1].fb,
                     older: pair[0].fb,
@@ -326,6 +441,29 @@ impl FrameRegs {
             return a >= self.sl.0;
         }
         a >= fb && (!write || self.args.writable) && end <= fb.saturating_add(self.args.bytes())
+    }
+
+    /// The first word index in `[a, b)` whose word the registers do not allow for a load
+    /// (`write` false) or a store ([`FrameRegs::allows_word`] on each word's byte address),
+    /// or `None` if they allow all of them. Constant time: the words they allow are the
+    /// stack's `[ceil(sl / 4), floor(fb / 4))` and the argument window's
+    /// `[ceil(fb / 4), floor((fb + 4 * words) / 4))`.
+    #[must_use]
+    pub fn first_word_not_allowed(self, a: u64, b: u64, write: bool) -> Option<u64> {
+        let (sl, fb) = (self.sl.0, self.fb.0);
+        let stack = (sl.div_ceil(4), fb / 4);
+        let window = if !write || self.args.writable {
+            (fb.div_ceil(4), fb.saturating_add(self.args.bytes()) / 4)
+        } else {
+            (0, 0)
+        };
+        let mut w = a;
+        for (lo, hi) in [stack, window] {
+            if lo <= w && w < hi {
+                w = hi;
+            }
+        }
+        (w < b).then_some(w)
     }
 
     /// A range `(lo, len)` holding every byte the registers can allow a word access at:
@@ -487,33 +625,132 @@ mod tests {
             fb,
             args: ArgWindow::NONE,
         };
-        s.push(f(ByteAddr(0x9000))).unwrap();
-        s.push(f(ByteAddr(0x8000))).unwrap();
+        assert_eq!(s.push(f(ByteAddr(0x9000))), Ok(Moved::Nothing));
+        assert_eq!(s.push(f(ByteAddr(0x8000))), Ok(Moved::Nothing));
         assert_eq!(
             s.push(f(ByteAddr(0x7000))),
             Err(StackError::Overflow { depth: 2 })
         );
         assert_eq!(s.depth(), 2, "a refused push changed the stack");
         s.check_invariants().unwrap();
-        assert_eq!(s.pop().unwrap().fb, ByteAddr(0x8000));
-        assert_eq!(s.pop().unwrap().fb, ByteAddr(0x9000));
+        assert_eq!(s.pop().unwrap().0.fb, ByteAddr(0x8000));
+        assert_eq!(s.pop().unwrap().0.fb, ByteAddr(0x9000));
         assert_eq!(s.pop(), Err(StackError::Underflow));
         assert_eq!(s.protected_bytes(), 2 * CallStack::FRAME_BYTES);
+    }
+
+    #[test]
+    fn a_chain_deeper_than_the_buffer_spills_and_refills_in_order() {
+        let mut s = CallStack::with_buffer(10, 3);
+        let mut traffic = StackTraffic::default();
+        let f = |i: u64| Frame {
+            ret_addr: ByteAddr(0x100 + 4 * i),
+            caller: pd(1),
+            fb: ByteAddr(0x9000 - 0x100 * i),
+            args: ArgWindow::NONE,
+        };
+        let mut moves = Vec::new();
+        for i in 0..7 {
+            let m = s.push(f(i)).unwrap();
+            traffic.record(m);
+            moves.push(m);
+            s.check_invariants().unwrap();
+        }
+        assert_eq!(moves[..3], [Moved::Nothing; 3]);
+        assert_eq!(
+            moves[3..],
+            [Moved::Spilled; 4],
+            "each push past 3 spills one"
+        );
+        assert_eq!(s.resident(), 3);
+        // Returns come back newest first; the fourth pop finds the buffer empty.
+        let mut back = Vec::new();
+        for _ in 0..7 {
+            let (fr, m) = s.pop().unwrap();
+            traffic.record(m);
+            back.push((fr.ret_addr.0, m));
+            s.check_invariants().unwrap();
+        }
+        let want: Vec<(u64, Moved)> = (0..7u64)
+            .rev()
+            .map(|i| {
+                (
+                    0x100 + 4 * i,
+                    if i < 4 {
+                        Moved::Refilled
+                    } else {
+                        Moved::Nothing
+                    },
+                )
+            })
+            .collect();
+        assert_eq!(back, want);
+        assert_eq!((traffic.spills, traffic.refills), (4, 4));
+        assert_eq!(traffic.memory_refs(), 8 * CallStack::FRAME_WORDS as u64);
+        // Overflow only at the memory limit, not at the buffer.
+        for i in 0..10 {
+            let _ = s.push(f(i)).unwrap();
+        }
+        assert_eq!(s.push(f(10)), Err(StackError::Overflow { depth: 10 }));
+    }
+
+    #[test]
+    fn frames_without_a_stack_have_frame_base_zero() {
+        let mut s = CallStack::new(4);
+        let f = |fb| Frame {
+            ret_addr: ByteAddr(0),
+            caller: pd(1),
+            fb: ByteAddr(fb),
+            args: ArgWindow::NONE,
+        };
+        for fb in [0x9000, 0, 0] {
+            let _ = s.push(f(fb)).unwrap();
+        }
+        s.check_invariants().unwrap();
+        let _ = s.push(f(0x8000)).unwrap();
+        assert!(s.check_invariants().is_err(), "a stack after none");
     }
 
     #[test]
     fn frame_bases_must_fall_as_the_stack_grows() {
         let mut s = CallStack::new(4);
         for fb in [0x9000, 0x9000] {
-            s.push(Frame {
-                ret_addr: ByteAddr(0),
-                caller: pd(1),
-                fb: ByteAddr(fb),
-                args: ArgWindow::NONE,
-            })
-            .unwrap();
+            let _ = s
+                .push(Frame {
+                    ret_addr: ByteAddr(0),
+                    caller: pd(1),
+                    fb: ByteAddr(fb),
+                    args: ArgWindow::NONE,
+                })
+                .unwrap();
         }
         assert!(s.check_invariants().is_err());
+    }
+
+    #[test]
+    fn first_word_not_allowed_agrees_with_allows_word() {
+        for (sl, fb, words, writable) in [
+            (0x1000, 0x2000, 0, false),
+            (0x1000, 0x2000, 3, false),
+            (0x1000, 0x2000, 3, true),
+            (0x1002, 0x1ffe, 2, true),
+            (0, 0, 0, false),
+            (0x1000, 0x1000, 4, true),
+        ] {
+            let r = FrameRegs {
+                fb: ByteAddr(fb),
+                sl: ByteAddr(sl),
+                args: ArgWindow { words, writable },
+            };
+            for write in [false, true] {
+                for a in 0x3f0..0x810 {
+                    for b in [a + 1, a + 3, 0x805, 0x810] {
+                        let want = (a..b).find(|&w| !r.allows_word(ByteAddr(4 * w), write));
+                        assert_eq!(r.first_word_not_allowed(a, b, write), want, "{r:?} {a} {b}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -136,8 +136,10 @@ impl Machine {
             stack
                 .check_invariants()
                 .map_err(|source| MachineInvariantError::CallStack { cpu, source })?;
+            // With no stack active (frame base 0) the caller's frame base is 0 too.
             if let Some(top) = stack.top()
                 && c.regs.fb >= top.fb
+                && !(c.regs.fb.0 == 0 && top.fb.0 == 0)
             {
                 return Err(MachineInvariantError::FrameBase {
                     cpu,

@@ -43,7 +43,7 @@ pub mod wordset;
 pub use check::{DATA_SIDECAR, FETCH_SIDECAR};
 pub use fault::{AccessError, Fault, FaultKind, MachineError};
 pub use invariants::MachineInvariantError;
-pub use machine::{CALL_STACK_FRAMES, Machine, MachineConfig};
+pub use machine::{CALL_STACK_BUFFER, CALL_STACK_FRAMES, Machine, MachineConfig};
 pub use memory::Memory;
 pub use mmp_gates::{ArgWindow, CallStack, CrossingStats, Frame, FrameRegs, Gate, GateTable};
 pub use segmap::{SegMap, SegMapInvariantError};

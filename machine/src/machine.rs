@@ -3,7 +3,7 @@
 //! destroying and switching domains, and the counters a client reads back.
 
 use mmp_domains::{AddrWidth, ByteAddr, PdId, PdKind, PermTable, Table, TableFormat};
-use mmp_gates::{CallStack, CrossingStats, FrameRegs, GateTable};
+use mmp_gates::{CallStack, CrossingStats, FrameRegs, GateTable, StackTraffic};
 use mmp_plb::{Epochs, Plb, PlbConfig, PlbConfigError, PlbStats};
 use slab::Slab;
 
@@ -101,11 +101,19 @@ pub(crate) struct GateCpu {
     pub(crate) stack: CallStack,
     /// Crossings made on this CPU.
     pub(crate) crossings: CrossingStats,
+    /// Frames its call stack moved to and from protected memory.
+    pub(crate) traffic: StackTraffic,
+    /// Gate records read from the tables: one a crossing, for the destination domain.
+    pub(crate) gate_lookups: u64,
 }
 
-/// Frames each CPU's cross-domain call stack holds (see
-/// [`Machine::set_call_stack_capacity`]).
+/// Frames each CPU's cross-domain call stack holds in all, its on-chip buffer and the
+/// protected memory behind it (see [`Machine::set_call_stack_capacity`]).
 pub const CALL_STACK_FRAMES: usize = 64;
+
+/// Frames each CPU's call stack keeps on chip before it spills to memory (see
+/// [`Machine::set_call_stack_buffer`]).
+pub const CALL_STACK_BUFFER: usize = 8;
 
 /// The machine. See the [crate docs](crate). A clone is a snapshot of its whole state
 /// (tables, PLBs, call stacks, memory, counters) that goes on independently.
@@ -170,8 +178,10 @@ impl Machine {
         debug_assert_eq!(k, 0);
         let gate_cpus = (0..cfg.cpus)
             .map(|_| GateCpu {
-                stack: CallStack::new(CALL_STACK_FRAMES),
+                stack: CallStack::with_buffer(CALL_STACK_FRAMES, CALL_STACK_BUFFER),
                 crossings: CrossingStats::default(),
+                traffic: StackTraffic::default(),
+                gate_lookups: 0,
             })
             .collect();
         Ok(Machine {

@@ -2,10 +2,10 @@
 //! frame registers and the cross-domain call stack they use.
 
 use mmp_domains::{Access, ByteAddr, PdId};
-use mmp_gates::{ArgWindow, CallStack, CrossingStats, Frame, FrameRegs, Gate};
+use mmp_gates::{ArgWindow, CallStack, CrossingStats, Frame, FrameRegs, Gate, StackTraffic};
 
 use crate::fault::{AccessError, Fault, FaultKind, MachineError};
-use crate::machine::Machine;
+use crate::machine::{CALL_STACK_FRAMES, Machine};
 
 /// A CPU's thread state, saved by [`Machine::save_context`] and resumed by
 /// [`Machine::restore_context`]: what an operating system's context switch (or an interrupt
@@ -21,11 +21,31 @@ pub struct CpuContext {
 }
 
 impl Machine {
-    /// Sets every CPU's call stack to hold at most `frames` frames.
+    /// Sets every CPU's call stack to hold at most `frames` frames in all (its memory
+    /// limit), keeping its on-chip buffer.
     ///
     /// # Errors
     /// [`MachineError::CallsInProgress`] if a CPU's stack holds more frames now.
     pub fn set_call_stack_capacity(&mut self, frames: usize) -> Result<(), MachineError> {
+        let buffer = self.gate_cpus.first().map_or(1, |c| c.stack.buffer());
+        self.set_call_stack(frames, buffer)
+    }
+
+    /// Sets every CPU's call stack to keep `entries` frames on chip (at least 1) before it
+    /// spills to protected memory, keeping its memory limit. Frames on a stack now stay; the
+    /// newest of them are on chip. Nothing is counted as traffic.
+    ///
+    /// # Errors
+    /// None today; the `Result` is for symmetry with [`Machine::set_call_stack_capacity`].
+    pub fn set_call_stack_buffer(&mut self, entries: usize) -> Result<(), MachineError> {
+        let frames = self
+            .gate_cpus
+            .first()
+            .map_or(CALL_STACK_FRAMES, |c| c.stack.capacity());
+        self.set_call_stack(frames, entries)
+    }
+
+    fn set_call_stack(&mut self, frames: usize, buffer: usize) -> Result<(), MachineError> {
         if let Some((cpu, c)) = self
             .gate_cpus
             .iter()
@@ -38,7 +58,7 @@ impl Machine {
             });
         }
         for c in &mut self.gate_cpus {
-            let mut s = CallStack::new(frames);
+            let mut s = CallStack::with_buffer(frames, buffer);
             for f in c.stack.frames() {
                 let pushed = s.push(*f);
                 debug_assert!(pushed.is_ok());
@@ -72,7 +92,7 @@ impl Machine {
         let cpu = self.cpu_index(cpu)?;
         self.cpus[cpu].set_regs(FrameRegs::default());
         let g = &mut self.gate_cpus[cpu];
-        g.stack = CallStack::new(g.stack.capacity());
+        g.stack = CallStack::with_buffer(g.stack.capacity(), g.stack.buffer());
         Ok(())
     }
 
@@ -96,16 +116,21 @@ impl Machine {
     ///
     /// # Errors
     /// [`MachineError::NoSuchCpu`]; [`MachineError::UnknownPd`] if the context's domain is
-    /// gone; [`MachineError::Config`] if its call stack's capacity is not the machine's
-    /// (set since it was saved).
+    /// gone; [`MachineError::Config`] if its call stack's capacity or buffer is not the
+    /// machine's (set since it was saved).
     pub fn restore_context(&mut self, cpu: usize, ctx: &CpuContext) -> Result<(), MachineError> {
         let i = self.cpu_index(cpu)?;
         let slot = self.key_of(ctx.pd)?;
-        let capacity = self.gate_cpus[i].stack.capacity();
-        if ctx.stack.capacity() != capacity {
+        let (capacity, buffer) = {
+            let s = &self.gate_cpus[i].stack;
+            (s.capacity(), s.buffer())
+        };
+        if (ctx.stack.capacity(), ctx.stack.buffer()) != (capacity, buffer) {
             return Err(MachineError::Config(format!(
-                "a saved call stack of {} frames on a machine of {capacity}",
-                ctx.stack.capacity()
+                "a saved call stack of {} frames ({} on chip) on a machine of {capacity} \
+                 ({buffer} on chip)",
+                ctx.stack.capacity(),
+                ctx.stack.buffer()
             )));
         }
         self.load_pd(i, ctx.pd, slot);
@@ -136,6 +161,32 @@ impl Machine {
     /// [`MachineError::NoSuchCpu`].
     pub fn crossings(&self, cpu: usize) -> Result<&CrossingStats, MachineError> {
         Ok(&self.gate_cpus[self.cpu_index(cpu)?].crossings)
+    }
+
+    /// `cpu`'s call-stack traffic: frames spilled to and refilled from protected memory.
+    ///
+    /// # Errors
+    /// [`MachineError::NoSuchCpu`].
+    pub fn stack_traffic(&self, cpu: usize) -> Result<StackTraffic, MachineError> {
+        Ok(self.gate_cpus[self.cpu_index(cpu)?].traffic)
+    }
+
+    /// Every CPU's call-stack traffic added up.
+    #[must_use]
+    pub fn stack_traffic_totals(&self) -> StackTraffic {
+        let mut t = StackTraffic::default();
+        for c in &self.gate_cpus {
+            t.add(&c.traffic);
+        }
+        t
+    }
+
+    /// Gate records read from the tables on every CPU: one a crossing (call or jump onto a
+    /// call gate), the table reference that reads the destination domain. The PLB's
+    /// `table_refs` count the walks; a crossing's table references are this plus those.
+    #[must_use]
+    pub fn gate_lookups(&self) -> u64 {
+        self.gate_cpus.iter().map(|c| c.gate_lookups).sum()
     }
 
     /// Every CPU's crossing counts added up.
@@ -177,13 +228,17 @@ impl Machine {
     /// stack pointer `sp`, exporting `args` (the words at `sp` upward) to the callee. Returns
     /// the domain now running.
     ///
-    /// Onto a call gate in the running domain's table it is a cross-domain call: it pushes
-    /// (`ret_addr`, caller, fb, the caller's own argument window) on the CPU's call stack,
-    /// makes `sp` the new frame base (it must be below the old one), gives the callee `args`
-    /// above it, and switches to the gate's destination. The exported words must lie in the
-    /// caller's own stack, `[sl, fb)`. Anywhere else it is an ordinary call, which needs
-    /// execute permission at `target` (another domain's code is an execute fault) and exports
-    /// nothing. A faulting call changes nothing.
+    /// Onto a call gate in the running domain's table it is a cross-domain call: it reads
+    /// the gate's destination from the table (one table reference, [`Machine::gate_lookups`]),
+    /// pushes (`ret_addr`, caller, fb, the caller's own argument window) on the CPU's call
+    /// stack (which may spill a frame to memory, [`Machine::stack_traffic`]), makes `sp` the
+    /// new frame base (it must be below the old one), gives the callee `args` above it, and
+    /// switches to the gate's destination. The exported words must lie in the caller's own
+    /// stack, `[sl, fb)`. The frame registers are optional, as in the paper: with no stack
+    /// active (frame base 0) the call crosses all the same, checks no frame order, and leaves
+    /// the callee with no stack either (it can export no arguments). Anywhere else it is an
+    /// ordinary call, which needs execute permission at `target` (another domain's code is an
+    /// execute fault) and exports nothing. A faulting call changes nothing.
     ///
     /// Checks, in order: `OutOfRange` (the gate word), `Gate` (dead destination),
     /// `FrameOrder`, `ArgExport`, `StackOverflow`.
@@ -216,7 +271,8 @@ impl Machine {
             return Err(self.gate_fault(cpu, target, FaultKind::Gate).into());
         };
         let regs = self.cpus[cpu].regs;
-        if sp >= regs.fb {
+        let stack = regs.fb.0 != 0;
+        if stack && sp >= regs.fb {
             let kind = FaultKind::FrameOrder { fb: regs.fb };
             return Err(self.gate_fault(cpu, target, kind).into());
         }
@@ -235,26 +291,31 @@ impl Machine {
             args: regs.args,
         };
         let g = &mut self.gate_cpus[cpu];
-        if g.stack.push(frame).is_err() {
+        let Ok(moved) = g.stack.push(frame) else {
             return Err(self
                 .gate_fault(cpu, target, FaultKind::StackOverflow)
                 .into());
-        }
+        };
+        g.traffic.record(moved);
+        g.gate_lookups += 1;
         g.crossings.record(caller, dest, target.word());
         self.load_pd(cpu, dest, dest_slot);
-        let c = &mut self.cpus[cpu];
-        c.set_regs(FrameRegs {
-            fb: sp,
-            args,
-            ..c.regs
-        });
+        if stack {
+            let c = &mut self.cpus[cpu];
+            c.set_regs(FrameRegs {
+                fb: sp,
+                args,
+                ..c.regs
+            });
+        }
         Ok(dest)
     }
 
     /// A return by the domain on `cpu`, executed at `at`, to `to`. Returns the domain now
     /// running.
     ///
-    /// At a return gate in the running domain's table, it pops the call stack, checks that
+    /// At a return gate in the running domain's table, it pops the call stack (refilling
+    /// from memory when the on-chip buffer is empty), checks that
     /// `to` is the return address the call pushed, and switches back to the caller with its
     /// frame base and argument window. Anywhere else it is an ordinary return, which needs
     /// execute permission at `to`. A faulting return changes nothing (the frame stays on the
@@ -285,8 +346,10 @@ impl Machine {
         let Ok(slot) = self.key_of(top.caller) else {
             return Err(self.gate_fault(cpu, at, FaultKind::Gate).into());
         };
-        let popped = self.gate_cpus[cpu].stack.pop();
-        debug_assert!(popped.is_ok());
+        let g = &mut self.gate_cpus[cpu];
+        if let Ok((_, moved)) = g.stack.pop() {
+            g.traffic.record(moved);
+        }
         self.load_pd(cpu, top.caller, slot);
         let c = &mut self.cpus[cpu];
         c.set_regs(FrameRegs {
@@ -297,21 +360,24 @@ impl Machine {
         Ok(top.caller)
     }
 
-    /// A jump by the domain on `cpu` to `target`: an ordinary transfer, which needs execute
-    /// permission there. A call gate is entered by a call, not a jump: jumping onto one is a
-    /// `Gate` fault.
+    /// A jump by the domain on `cpu` to `target`, with stack pointer `sp`. Returns the domain
+    /// now running.
+    ///
+    /// Any control transfer onto a call gate crosses, as in the paper: a jump onto one is a
+    /// cross-domain call exactly as [`Machine::call`] makes it (same checks, same frame),
+    /// pushing `ret_addr`, the address the callee's return through a return gate must name
+    /// (for a tail call, the return address the jumping function was itself given).
+    /// Anywhere else it is an ordinary jump, which needs execute permission at `target`.
     ///
     /// # Errors
-    /// A [`Fault`]; [`AccessError::Machine`] for a CPU that does not exist.
-    pub fn jump(&mut self, cpu: usize, target: ByteAddr) -> Result<(), AccessError> {
-        let cpu = self.cpu_index(cpu)?;
-        if matches!(
-            self.pds[self.cpus[cpu].slot].gates.get(target.word()),
-            Some(Gate::Call { .. })
-        ) {
-            return Err(self.gate_fault(cpu, target, FaultKind::Gate).into());
-        }
-        self.check(cpu, target, 4, Access::Execute)?;
-        Ok(())
+    /// As [`Machine::call`].
+    pub fn jump(
+        &mut self,
+        cpu: usize,
+        target: ByteAddr,
+        ret_addr: ByteAddr,
+        sp: ByteAddr,
+    ) -> Result<PdId, AccessError> {
+        self.call_export(cpu, target, ret_addr, sp, ArgWindow::NONE)
     }
 }

@@ -176,12 +176,10 @@ fn other_domains_code_without_a_gate_is_an_execute_fault() {
         ),
         "{k:?}"
     );
-    assert!(m.jump(0, ByteAddr(CODE[1] + 8)).is_err());
-    // A call gate is entered by a call, not a jump.
-    assert!(matches!(
-        m.jump(0, ByteAddr(CODE[1])),
-        Err(AccessError::Fault(f)) if f.kind == FaultKind::Gate
-    ));
+    assert!(
+        m.jump(0, ByteAddr(CODE[1] + 8), ByteAddr(0), ByteAddr(0x9000))
+            .is_err()
+    );
     // Its own code is an ordinary call: no crossing.
     assert_eq!(
         m.call(
@@ -374,15 +372,19 @@ fn an_export_outside_the_callers_stack_or_without_a_stack_faults() {
             fb: ByteAddr(0xa000)
         }
     );
-    // CPU 1 has no active stack (fb 0): no cross-domain call at all.
+    // CPU 1 has no active stack (fb 0): it can export no arguments.
     assert_eq!(
-        fault(m.call(
+        fault(m.call_export(
             1,
             ByteAddr(CODE[1]),
             ByteAddr(CODE[0] + 0x10),
-            ByteAddr(0x9000)
+            ByteAddr(0x9000),
+            two
         )),
-        FaultKind::FrameOrder { fb: ByteAddr(0) }
+        FaultKind::ArgExport {
+            sl: ByteAddr(0),
+            fb: ByteAddr(0)
+        }
     );
     assert_eq!(m.running(0).unwrap(), a);
     assert_eq!(m.call_stack(0).unwrap().depth(), 0);
@@ -467,4 +469,113 @@ fn a_saved_context_resumes_on_any_cpu_and_its_call_returns() {
     ));
     assert_eq!(m.save_context(1).unwrap(), saved);
     assert!(m.restore_context(9, &saved).is_err());
+}
+
+#[test]
+fn a_gated_call_with_no_stack_set_crosses_and_returns() {
+    let World { mut m, a, b, c } = world(2);
+    // CPU 1 has no stack: the frame registers are an optional speed-up, not a condition.
+    assert_eq!(m.frame_regs(1).unwrap(), FrameRegs::default());
+    let sp = ByteAddr(0x9000);
+    assert_eq!(
+        m.call(1, ByteAddr(CODE[1]), ByteAddr(CODE[0] + 0x10), sp),
+        Ok(b)
+    );
+    assert_eq!(
+        m.call(1, ByteAddr(CODE[2]), ByteAddr(CODE[1] + 0x20), sp),
+        Ok(c)
+    );
+    m.check_invariants().unwrap();
+    // Nothing checks frames, and the callee gets no stack from the call.
+    assert_eq!(m.frame_regs(1).unwrap(), FrameRegs::default());
+    let frames: Vec<u64> = m
+        .call_stack(1)
+        .unwrap()
+        .frames()
+        .iter()
+        .map(|f| f.fb.0)
+        .collect();
+    assert_eq!(frames, [0, 0]);
+    assert!(
+        m.load(1, ByteAddr(0x8ff0), 4).is_err(),
+        "no stack, no stack access"
+    );
+    assert_eq!(
+        m.ret(1, ByteAddr(CODE[2] + RET_AT), ByteAddr(CODE[1] + 0x20)),
+        Ok(b)
+    );
+    assert_eq!(
+        m.ret(1, ByteAddr(CODE[1] + RET_AT), ByteAddr(CODE[0] + 0x10)),
+        Ok(a)
+    );
+    assert_eq!(m.crossing_totals().pairs().len(), 2);
+    m.check_invariants().unwrap();
+}
+
+#[test]
+fn a_jump_onto_a_call_gate_crosses() {
+    let World { mut m, a, b, .. } = world(1);
+    // A tail call from A into B: B's return must go where A's caller said.
+    let ret_to = ByteAddr(CODE[0] + 0x44);
+    assert_eq!(
+        m.jump(0, ByteAddr(CODE[1]), ret_to, ByteAddr(0x9000)),
+        Ok(b)
+    );
+    assert_eq!(m.call_stack(0).unwrap().top().unwrap().ret_addr, ret_to);
+    assert_eq!(m.frame_regs(0).unwrap().fb, ByteAddr(0x9000));
+    assert_eq!(m.gate_lookups(), 1);
+    assert_eq!(m.crossing_totals().pairs(), vec![((a, b), 1)]);
+    assert_eq!(m.ret(0, ByteAddr(CODE[1] + RET_AT), ret_to), Ok(a));
+    // An ordinary jump inside A's own code crosses nothing.
+    assert_eq!(
+        m.jump(0, ByteAddr(CODE[0] + 0x80), ret_to, ByteAddr(0x9000)),
+        Ok(a)
+    );
+    assert_eq!(m.gate_lookups(), 1);
+    m.check_invariants().unwrap();
+}
+
+#[test]
+fn a_chain_deeper_than_the_on_chip_buffer_spills_and_returns_correctly() {
+    let World { mut m, a, b, c } = world(1);
+    m.set_call_stack_buffer(2).unwrap();
+    m.set_call_stack_capacity(40).unwrap();
+    // A -> B -> C -> B -> C ... 30 deep, each with its own return address and frame.
+    let mut want = Vec::new();
+    let mut sp = 0x9ff0;
+    let mut running = a;
+    for i in 0..30u64 {
+        let (gate, from) = if running == b {
+            (CODE[2], CODE[1])
+        } else {
+            (CODE[1], if running == a { CODE[0] } else { CODE[2] })
+        };
+        let ret_to = ByteAddr(from + 0x100 + 4 * i);
+        let next = m.call(0, ByteAddr(gate), ret_to, ByteAddr(sp)).unwrap();
+        want.push((running, ret_to, next));
+        running = next;
+        sp -= 0x40;
+        m.check_invariants().unwrap();
+    }
+    let t = m.stack_traffic(0).unwrap();
+    assert_eq!(
+        (t.spills, t.refills),
+        (28, 0),
+        "every push past 2 spills a frame"
+    );
+    assert_eq!(m.call_stack(0).unwrap().resident(), 2);
+    while let Some((caller, ret_to, callee)) = want.pop() {
+        let code =
+            [CODE[0], CODE[1], CODE[2]][[a, b, c].iter().position(|&p| p == callee).unwrap()];
+        assert_eq!(m.ret(0, ByteAddr(code + RET_AT), ret_to), Ok(caller));
+        m.check_invariants().unwrap();
+    }
+    let t = m.stack_traffic(0).unwrap();
+    assert_eq!((t.spills, t.refills), (28, 28));
+    assert_eq!(
+        t.memory_refs(),
+        56 * mmp_gates::CallStack::FRAME_WORDS as u64
+    );
+    assert_eq!(m.frame_regs(0).unwrap().fb, ByteAddr(0xa000));
+    assert_eq!(m.gate_lookups(), 30, "one gate lookup a crossing");
 }

@@ -18,8 +18,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use mmp_domains::{Access, AddrWidth, ByteAddr, PdId, PdKind, Perm, RangeError, WordAddr};
 
-use mmp_gates::{ArgWindow, Frame, FrameRegs, Gate};
-use mmp_machine::{CALL_STACK_FRAMES, Fault, FaultKind, WordSet};
+use mmp_gates::{ArgWindow, Frame, FrameRegs, Gate, StackTraffic};
+use mmp_machine::{CALL_STACK_BUFFER, CALL_STACK_FRAMES, Fault, FaultKind, WordSet};
 use mmp_supervisor::policy::{
     ENTRY_WORDS, FaultAction, FaultPolicy, FaultRecord, FaultReport, Grant, RegionKind,
     SUPERVISOR_REGION_END, SUPERVISOR_RETURN, SupervisorCall, SupervisorError,
@@ -198,6 +198,13 @@ pub struct Model {
     pub regs: Vec<FrameRegs>,
     /// Each CPU's cross-domain call stack, oldest frame first.
     pub calls: Vec<Vec<Frame>>,
+    /// Frames of each CPU's call stack on its on-chip buffer ([`CALL_STACK_BUFFER`] of
+    /// them at most): the newest ones.
+    pub resident: Vec<usize>,
+    /// Frames spilled to and refilled from protected memory, on all CPUs.
+    pub traffic: StackTraffic,
+    /// Gate records read: one a crossing.
+    pub gate_lookups: u64,
     /// Crossings per (caller, callee).
     pub crossings: BTreeMap<(PdId, PdId), u64>,
     /// The id the next `alloc_pd` takes (see [`Model::adopt_next_id`]).
@@ -224,6 +231,9 @@ impl Model {
             memory: BTreeMap::new(),
             regs: vec![FrameRegs::default(); cpus],
             calls: vec![Vec::new(); cpus],
+            resident: vec![0; cpus],
+            traffic: StackTraffic::default(),
+            gate_lookups: 0,
             crossings: BTreeMap::new(),
             next_id: None,
         };
@@ -263,10 +273,10 @@ impl Model {
     /// gate into PD 0 exactly where `pd` holds execute-read; elsewhere what was placed.
     #[must_use]
     pub fn gate(&self, pd: PdId, w: u64) -> Option<Gate> {
-        if pd.is_supervisor() {
-            return (w == SUPERVISOR_RETURN.word().0).then_some(Gate::Return);
+        if pd.is_supervisor() && w == SUPERVISOR_RETURN.word().0 {
+            return Some(Gate::Return);
         }
-        if (ENTRY_WORDS.start().0..ENTRY_WORDS.end().0).contains(&w) {
+        if !pd.is_supervisor() && (ENTRY_WORDS.start().0..ENTRY_WORDS.end().0).contains(&w) {
             return (self.perm(pd, w) == Perm::ExecuteRead).then_some(Gate::Call {
                 dest: PdId::SUPERVISOR,
             });
@@ -803,6 +813,7 @@ impl Model {
                 self.stacks[cpu] = None;
                 self.regs[cpu] = FrameRegs::default();
                 self.calls[cpu].clear();
+                self.resident[cpu] = 0;
             }
         }
         Ok(())
@@ -962,11 +973,19 @@ impl Model {
         self.target(pd, SupervisorCall::SuprSetPerm)?;
         let (base, _) = self.stacks[cpu].ok_or(SupervisorError::NoActiveStack { cpu })?;
         let stack = self.words[&(base / 4)].region;
+        let fb = self.regs[cpu].fb;
         for w in lo..hi {
             if w < stack.0 || w >= stack.1 {
                 return Err(SupervisorError::StackNotActive {
                     cpu,
                     addr: ByteAddr(w * 4),
+                });
+            }
+            if 4 * w + 4 > fb.0 {
+                return Err(SupervisorError::AboveFrameBase {
+                    cpu,
+                    addr: ByteAddr(w * 4),
+                    fb,
                 });
             }
             self.check_sealed(caller, w)?;
@@ -1065,9 +1084,13 @@ impl Model {
         if pd.is_supervisor() {
             return Ok(());
         }
+        // The frame registers reach only the running domain's loads and stores.
+        let regs = (self.running[cpu] == pd && access != Access::Execute).then(|| self.regs[cpu]);
         for w in lo..hi {
             let held = self.perm(pd, w);
-            if !held.allows(access) {
+            let by_regs =
+                regs.is_some_and(|r| r.allows_word(ByteAddr(4 * w), access == Access::Write));
+            if !held.allows(access) && !by_regs {
                 return Err(SupervisorError::Denied {
                     pd,
                     addr: ByteAddr(addr),
@@ -1150,7 +1173,10 @@ impl Model {
             });
         }
         let (lo, hi) = self.range(addr, 4)?;
-        self.target(pd, SupervisorCall::SetGate)?;
+        // PD 0 may gate its own table (its cross-domain calls out).
+        if !(pd.is_supervisor() && caller.is_supervisor()) {
+            self.target(pd, SupervisorCall::SetGate)?;
+        }
         if let Some(Gate::Call { dest }) = gate {
             if !self.exists(dest) {
                 return Err(SupervisorError::UnknownPd { pd: dest });
@@ -1338,6 +1364,8 @@ impl Model {
             };
         };
         let regs = self.regs[cpu];
+        // With no stack active the frame registers are left out of the call altogether.
+        let stack = regs.fb.0 != 0;
         let kind = if target
             .checked_add(4)
             .is_none_or(|e| e > self.width.byte_limit())
@@ -1345,7 +1373,7 @@ impl Model {
             FaultKind::OutOfRange
         } else if !self.exists(dest) {
             FaultKind::Gate
-        } else if ByteAddr(sp) >= regs.fb {
+        } else if stack && ByteAddr(sp) >= regs.fb {
             FaultKind::FrameOrder { fb: regs.fb }
         } else if args.words > 0 && !regs.covers(ByteAddr(sp), args.bytes()) {
             FaultKind::ArgExport {
@@ -1361,10 +1389,19 @@ impl Model {
                 fb: regs.fb,
                 args: regs.args,
             });
+            // The buffer keeps the newest frames; a push onto a full one spills a frame.
+            if self.resident[cpu] == CALL_STACK_BUFFER {
+                self.traffic.spills += 1;
+            } else {
+                self.resident[cpu] += 1;
+            }
+            self.gate_lookups += 1;
             *self.crossings.entry((pd, dest)).or_default() += 1;
             self.running[cpu] = dest;
-            self.regs[cpu].fb = ByteAddr(sp);
-            self.regs[cpu].args = args;
+            if stack {
+                self.regs[cpu].fb = ByteAddr(sp);
+                self.regs[cpu].args = args;
+            }
             return Ok(dest);
         };
         self.transfer_fault(cpu, pd, target, kind)
@@ -1392,6 +1429,12 @@ impl Model {
             Some(top) if !self.exists(top.caller) => FaultKind::Gate,
             Some(top) => {
                 self.calls[cpu].pop();
+                // A pop from an empty buffer reads the frame back from memory first.
+                if self.resident[cpu] == 0 {
+                    self.traffic.refills += 1;
+                } else {
+                    self.resident[cpu] -= 1;
+                }
                 self.running[cpu] = top.caller;
                 self.regs[cpu].fb = top.fb;
                 self.regs[cpu].args = top.args;
@@ -1401,23 +1444,19 @@ impl Model {
         self.transfer_fault(cpu, pd, at, kind)
     }
 
-    /// A jump (see [`mmp_supervisor::Supervisor::jump`]).
+    /// A jump (see [`mmp_supervisor::Supervisor::jump`]): onto a call gate, the same
+    /// crossing as a call with no arguments exported.
     ///
     /// # Errors
     /// As [`mmp_supervisor::Supervisor::jump`].
-    fn jump_(&mut self, cpu: usize, target: u64) -> std::result::Result<(), FaultReport> {
-        let Some(&pd) = self.running.get(cpu) else {
-            return Err(Self::no_cpu(cpu, target, 4, Access::Execute));
-        };
-        let kind = if matches!(self.gate(pd, target / 4), Some(Gate::Call { .. })) {
-            Some(FaultKind::Gate)
-        } else {
-            self.access_fault(cpu, pd, target, 4, Access::Execute)
-        };
-        match kind {
-            None => Ok(()),
-            Some(kind) => self.transfer_fault(cpu, pd, target, kind).map(|_| ()),
-        }
+    fn jump_(
+        &mut self,
+        cpu: usize,
+        target: u64,
+        ret_addr: u64,
+        sp: u64,
+    ) -> std::result::Result<PdId, FaultReport> {
+        self.call_(cpu, target, ret_addr, sp, ArgWindow::NONE)
     }
 }
 
@@ -1537,7 +1576,13 @@ impl Mmp for Model {
     fn ret(&mut self, cpu: usize, at: ByteAddr, to: ByteAddr) -> AccessResult<PdId> {
         self.ret_(cpu, at.0, to.0)
     }
-    fn jump(&mut self, cpu: usize, target: ByteAddr) -> AccessResult<()> {
-        self.jump_(cpu, target.0)
+    fn jump(
+        &mut self,
+        cpu: usize,
+        target: ByteAddr,
+        ret_addr: ByteAddr,
+        sp: ByteAddr,
+    ) -> AccessResult<PdId> {
+        self.jump_(cpu, target.0, ret_addr.0, sp.0)
     }
 }

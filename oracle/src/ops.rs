@@ -427,6 +427,8 @@ pub enum Call {
     Jump {
         cpu: usize,
         target: ByteAddr,
+        ret: ByteAddr,
+        sp: ByteAddr,
     },
 }
 
@@ -561,7 +563,12 @@ impl Call {
                 args,
             } => Outcome::Transfer(m.call(cpu, target, ret, sp, args)),
             Call::Ret { cpu, at, to } => Outcome::Transfer(m.ret(cpu, at, to)),
-            Call::Jump { cpu, target } => Outcome::Access(m.jump(cpu, target)),
+            Call::Jump {
+                cpu,
+                target,
+                ret,
+                sp,
+            } => Outcome::Transfer(m.jump(cpu, target, ret, sp)),
         }
     }
 
@@ -1370,10 +1377,19 @@ impl Harness {
                 }
             }
             Op::Jump { cpu, at } => {
+                // A tail call: a crossing it makes returns where the newest frame's would.
                 let cpu = self.cpu(cpu);
+                let target = self.addr(at, cpu);
+                let fb = self.model.regs.get(cpu).map_or(0, |r| r.fb.0);
+                let ret = match self.newest_return(cpu) {
+                    0 => target.wrapping_add(4),
+                    r => r,
+                };
                 Call::Jump {
                     cpu,
-                    target: ByteAddr(self.addr(at, cpu)),
+                    target: ByteAddr(target),
+                    ret: ByteAddr(ret),
+                    sp: ByteAddr(fb.wrapping_sub(16)),
                 }
             }
         }
@@ -1672,6 +1688,14 @@ impl Harness {
                 self.model.crossings
             ));
         }
+        let m = self.sup.machine();
+        let (traffic, lookups) = (m.stack_traffic_totals(), m.gate_lookups());
+        if (traffic, lookups) != (self.model.traffic, self.model.gate_lookups) {
+            return Err(format!(
+                "call-stack traffic and gate lookups: {traffic:?}, {lookups} vs {:?}, {}",
+                self.model.traffic, self.model.gate_lookups
+            ));
+        }
         Ok(())
     }
 
@@ -1735,7 +1759,7 @@ impl Harness {
             }
             if !entry.contains(&w) {
                 for (&pd, &g) in &x.gates {
-                    if place(pd).is_some() {
+                    if place(pd).is_some() || pd.is_supervisor() {
                         gates.push((pd, w, g));
                     }
                 }

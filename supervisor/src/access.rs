@@ -13,7 +13,10 @@ use crate::supervisor::{Result, Supervisor};
 
 impl Supervisor {
     /// `access_ok` (KeOS): whether `pd` may make `access` on every word `[addr, addr + len)`
-    /// touches. PD 0 may everything.
+    /// touches. PD 0 may everything. It answers what the thread can really touch: when `pd`
+    /// is the domain running on `cpu`, a load or store of a word its frame registers allow
+    /// (its own stack below the frame base, and the argument window its caller exported)
+    /// is allowed whatever its table says, exactly as the machine's check allows it.
     ///
     /// # Errors
     /// Preamble; [`SupervisorError::Range`]; [`SupervisorError::UnknownPd`];
@@ -34,12 +37,20 @@ impl Supervisor {
         if pd.is_supervisor() {
             return Ok(());
         }
+        // The frame registers reach only the running domain's loads and stores.
+        let regs = (self.machine.running(cpu)? == pd && access != Access::Execute)
+            .then(|| self.machine.frame_regs(cpu))
+            .transpose()?;
+        let write = access == Access::Write;
         match self
             .perm_runs(pd, lo, hi)
             .into_iter()
-            .find(|&(_, _, p)| !p.allows(access))
-        {
-            Some((w, _, held)) => Err(SupervisorError::Denied {
+            .filter(|&(_, _, p)| !p.allows(access))
+            .find_map(|(a, b, p)| match regs {
+                Some(r) => r.first_word_not_allowed(a, b, write).map(|w| (w, p)),
+                None => Some((a, p)),
+            }) {
+            Some((w, held)) => Err(SupervisorError::Denied {
                 pd,
                 addr,
                 len,
@@ -278,17 +289,24 @@ impl Supervisor {
         )
     }
 
-    /// A jump by the domain on `cpu` to `target` (see [`Machine::jump`]); a fault is handled
-    /// by the domain's policy.
+    /// A jump by the domain on `cpu` to `target`, with stack pointer `sp` (see
+    /// [`Machine::jump`]): onto a call gate it crosses as a call would, pushing `ret_addr`;
+    /// a fault is handled by the domain's policy. Returns the domain running afterwards.
     ///
     /// # Errors
     /// A [`FaultReport`], as for [`Supervisor::load`].
-    pub fn jump(&mut self, cpu: usize, target: ByteAddr) -> std::result::Result<(), FaultReport> {
+    pub fn jump(
+        &mut self,
+        cpu: usize,
+        target: ByteAddr,
+        ret_addr: ByteAddr,
+        sp: ByteAddr,
+    ) -> std::result::Result<PdId, FaultReport> {
         self.handled(
             cpu,
             (target.0, 4, Access::Execute),
-            |m| m.jump(cpu, target),
-            |_| (),
+            |m| m.jump(cpu, target, ret_addr, sp),
+            |s| s.machine.running(cpu).unwrap_or(PdId::SUPERVISOR),
         )
     }
 }

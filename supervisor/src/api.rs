@@ -109,7 +109,13 @@ pub trait Mmp {
     /// A return ([`Supervisor::ret`]).
     fn ret(&mut self, cpu: usize, at: ByteAddr, to: ByteAddr) -> AccessResult<PdId>;
     /// A jump ([`Supervisor::jump`]).
-    fn jump(&mut self, cpu: usize, target: ByteAddr) -> AccessResult<()>;
+    fn jump(
+        &mut self,
+        cpu: usize,
+        target: ByteAddr,
+        ret_addr: ByteAddr,
+        sp: ByteAddr,
+    ) -> AccessResult<PdId>;
 }
 
 impl Mmp for Supervisor {
@@ -224,7 +230,13 @@ impl Mmp for Supervisor {
     fn ret(&mut self, cpu: usize, at: ByteAddr, to: ByteAddr) -> AccessResult<PdId> {
         Supervisor::ret(self, cpu, at, to)
     }
-    fn jump(&mut self, cpu: usize, target: ByteAddr) -> AccessResult<()> {
-        Supervisor::jump(self, cpu, target)
+    fn jump(
+        &mut self,
+        cpu: usize,
+        target: ByteAddr,
+        ret_addr: ByteAddr,
+        sp: ByteAddr,
+    ) -> AccessResult<PdId> {
+        Supervisor::jump(self, cpu, target, ret_addr, sp)
     }
 }

@@ -34,7 +34,9 @@ impl Supervisor {
             return Err(SupervisorError::Unaligned { addr, align: 4 });
         }
         let (lo, hi) = self.words(addr, 4)?;
-        self.target(pd, SupervisorCall::SetGate)?;
+        if !(pd.is_supervisor() && caller.is_supervisor()) {
+            self.target(pd, SupervisorCall::SetGate)?;
+        }
         if let Some(Gate::Call { dest }) = gate {
             if !self.pd_exists(dest) {
                 return Err(SupervisorError::UnknownPd { pd: dest });

@@ -132,7 +132,8 @@ pub enum PolicyInvariantError {
         /// The stack limit register.
         sl: ByteAddr,
     },
-    /// A CPU without an active stack has frame registers or frames.
+    /// A CPU without an active stack has frame registers, or frames from a stack (calls
+    /// made with no stack push frame base 0).
     #[error("CPU {cpu} has no active stack but frame registers {regs:?} and {depth} frames")]
     StrayFrames {
         /// The CPU.
@@ -142,8 +143,8 @@ pub enum PolicyInvariantError {
         /// Frames on its call stack.
         depth: usize,
     },
-    /// PD 0's table holds gates other than its one return gate.
-    #[error("PD 0's gates are {gates:?}, not just its return gate")]
+    /// PD 0's table lacks its return gate, or holds a gate off the heap.
+    #[error("PD 0's gates are {gates:?}: its return gate and gates on heap words expected")]
     SupervisorGates {
         /// PD 0's gates, by word.
         gates: Vec<(WordAddr, Gate)>,
@@ -452,12 +453,14 @@ impl Supervisor {
                 return Err(PolicyInvariantError::NotAStack { cpu, stack: *s });
             }
             let regs = self.machine.frame_regs(cpu).unwrap_or_default();
-            let depth = self.machine.call_stack(cpu).map_or(0, |c| c.depth());
+            let frames = self.machine.call_stack(cpu).map_or(&[][..], |c| c.frames());
+            let depth = frames.len();
             match s {
                 Some(s) if regs.sl != s.base => {
                     return Err(PolicyInvariantError::StackLimit { cpu, sl: regs.sl });
                 }
-                None if regs != FrameRegs::default() || depth > 0 => {
+                // Calls made with no stack active push frame base 0, and may be in progress.
+                None if regs != FrameRegs::default() || frames.iter().any(|f| f.fb.0 != 0) => {
                     return Err(PolicyInvariantError::StrayFrames { cpu, regs, depth });
                 }
                 _ => {}
@@ -466,12 +469,17 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Gate invariants: PD 0's table holds exactly its return gate; every other gate is on a
-    /// word of a heap region, or an entry word where its domain holds execute-read; on the
+    /// Gate invariants: PD 0's table holds its return gate, and otherwise only gates on heap
+    /// words (the cross-domain calls it makes, as into a boot loader); every other gate is on
+    /// a word of a heap region, or an entry word where its domain holds execute-read; on the
     /// entry words, a domain has a call gate into PD 0 exactly where it holds execute-read.
     fn check_gates(&self) -> Result<()> {
         let pd0 = self.machine.gates(PdId::SUPERVISOR);
-        if pd0 != [(SUPERVISOR_RETURN.word(), Gate::Return)] {
+        let heap =
+            |w: WordAddr| matches!(self.regions.at(w.0), Some(r) if r.kind == RegionKind::Heap);
+        let own_return = (SUPERVISOR_RETURN.word(), Gate::Return);
+        if !pd0.contains(&own_return) || pd0.iter().any(|&(w, g)| (w, g) != own_return && !heap(w))
+        {
             return Err(PolicyInvariantError::SupervisorGates { gates: pd0 });
         }
         let (elo, ehi) = (ENTRY_WORDS.start().0, ENTRY_WORDS.end().0);

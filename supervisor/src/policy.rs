@@ -364,6 +364,18 @@ pub enum SupervisorError {
         /// Byte address of the first word outside the active stack.
         addr: ByteAddr,
     },
+    /// The word lies at or above the frame base of the thread on the CPU: its callers'
+    /// frames, which `supr_set_perm` may not grant (the frame registers exist to hide
+    /// them).
+    #[error("{addr:#x} is at or above CPU {cpu}'s frame base {fb:#x}: a caller's frame")]
+    AboveFrameBase {
+        /// The CPU.
+        cpu: usize,
+        /// Byte address of the first word at or above the frame base.
+        addr: ByteAddr,
+        /// The frame base.
+        fb: ByteAddr,
+    },
     /// The address is not the start of a stack segment.
     #[error("{addr:#x} is not the start of a stack segment")]
     NotAStack {

@@ -10,12 +10,13 @@ use crate::supervisor::{ActiveStack, Plan, Result, Supervisor};
 impl Supervisor {
     /// `mmp_supr_set_perm`: sets `pd`'s permission on words of the stack active on `cpu` (as
     /// a non-transitive grant from PD 0); with `exclusive`, every other domain's permission
-    /// there is revoked.
+    /// there is revoked. Only words below the CPU's current frame base: a callee may take
+    /// its own frame, never its callers' frames above it.
     ///
     /// # Errors
     /// Preamble; [`SupervisorError::Range`]; [`SupervisorError::SupervisorTarget`],
     /// [`SupervisorError::UnknownPd`]; [`SupervisorError::NoActiveStack`]; per word
-    /// `StackNotActive`, `Sealed`; [`SupervisorError::OutOfTableMemory`].
+    /// `StackNotActive`, `AboveFrameBase`, `Sealed`; [`SupervisorError::OutOfTableMemory`].
     pub fn supr_set_perm(
         &mut self,
         cpu: usize,
@@ -40,21 +41,39 @@ impl Supervisor {
         } else {
             None
         };
+        // Words of the stack at or above the frame base (whole words below it are allowed).
+        let fb = self.machine.frame_regs(cpu)?.fb;
+        let fbw = fb.0 / 4;
+        let above = (hi > fbw)
+            .then_some(lo.max(fbw))
+            .filter(|&a| a >= r.start.0 && a < r.end.0);
         let sealed = self.sealed.overlapping(lo, hi).next().map(|(s, _, ())| s);
-        match (outside, sealed) {
-            (Some(o), s) if s.is_none_or(|s| o <= s) => {
+        // The lowest failing word; on one word, outside before above before sealed.
+        let first = [(outside, 0u8), (above, 1), (sealed, 2)]
+            .into_iter()
+            .filter_map(|(w, rank)| w.map(|w| (w, rank)))
+            .min();
+        match first {
+            Some((o, 0)) => {
                 return Err(SupervisorError::StackNotActive {
                     cpu,
                     addr: ByteAddr(o * 4),
                 });
             }
-            (_, Some(s)) => {
+            Some((a, 1)) => {
+                return Err(SupervisorError::AboveFrameBase {
+                    cpu,
+                    addr: ByteAddr(a * 4),
+                    fb,
+                });
+            }
+            Some((s, _)) => {
                 return Err(SupervisorError::Sealed {
                     pd: caller,
                     addr: ByteAddr(s * 4),
                 });
             }
-            _ => {}
+            None => {}
         }
         let mut plan = Plan::default();
         plan.write(pd, lo, hi, perm);
@@ -77,6 +96,44 @@ impl Supervisor {
             }
         }
         self.commit(plan)
+    }
+
+    /// The paper's stylized stack-argument export (section 3.3.1), beside the machine's
+    /// argument window ([`ArgWindow`]): an entry point that takes the stack pointer and
+    /// writes read-only permission for `words` stack slots at `sp` into `callee`'s table,
+    /// before the caller's cross-domain call; [`Supervisor::revoke_stack_args`] takes them
+    /// back after the return. It is `mmp_supr_set_perm` on those slots (same entry
+    /// permission, same checks: the slots must lie in the active stack below the caller's
+    /// frame base), so it costs what the paper's way costs: a table write to export, a
+    /// narrowing table write to revoke (which advances the callee's epoch, so its PLB
+    /// entries for the slots go), and the callee's PLB misses on the slots after each
+    /// export. The argument window needs none of these.
+    ///
+    /// # Errors
+    /// As [`Supervisor::supr_set_perm`]; [`SupervisorError::Range`] for `words` = 0.
+    pub fn export_stack_args(
+        &mut self,
+        cpu: usize,
+        sp: ByteAddr,
+        words: u32,
+        callee: PdId,
+    ) -> Result<()> {
+        self.supr_set_perm(cpu, sp, 4 * u64::from(words), Perm::ReadOnly, false, callee)
+    }
+
+    /// Takes back what [`Supervisor::export_stack_args`] gave: `callee` holds nothing on
+    /// the `words` slots at `sp` afterwards.
+    ///
+    /// # Errors
+    /// As [`Supervisor::export_stack_args`].
+    pub fn revoke_stack_args(
+        &mut self,
+        cpu: usize,
+        sp: ByteAddr,
+        words: u32,
+        callee: PdId,
+    ) -> Result<()> {
+        self.supr_set_perm(cpu, sp, 4 * u64::from(words), Perm::None, false, callee)
     }
 
     /// `mmp_set_stack`: makes the stack segment starting at `stack` active on `on_cpu`, with

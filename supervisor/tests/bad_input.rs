@@ -299,6 +299,35 @@ fn stack_call_for_an_inactive_stack() {
         .unwrap();
 }
 
+fn stack_call_above_the_frame_base() {
+    let mut e = env();
+    let u = e.u;
+    let s = e.sup.alloc(K, 1024, None, true).unwrap();
+    e.sup.set_stack(K, s, K, s + 512).unwrap();
+    refused(
+        &mut e,
+        |e| {
+            e.sup
+                .supr_set_perm(K, s + 512, 64, Perm::ReadWrite, true, u)
+        },
+        |err| {
+            matches!(err, SupervisorError::AboveFrameBase { cpu: K, addr, fb }
+                if *addr == s + 512 && *fb == s + 512)
+        },
+    );
+    refused(
+        &mut e,
+        |e| {
+            e.sup
+                .supr_set_perm(K, s + 480, 64, Perm::ReadOnly, false, u)
+        },
+        |err| matches!(err, SupervisorError::AboveFrameBase { addr, .. } if *addr == s + 512),
+    );
+    e.sup
+        .supr_set_perm(K, s + 448, 64, Perm::ReadWrite, true, u)
+        .unwrap();
+}
+
 fn table_memory_cap_reached() {
     let mut e = env();
     let (r, u) = (e.r, e.u);
@@ -347,7 +376,7 @@ fn pd_count_cap_reached() {
 /// bad call(s), and checks the typed error and the unchanged digest.
 #[test]
 fn every_bad_input_class_is_refused_and_changes_nothing() {
-    let cases: [(&str, fn()); 15] = [
+    let cases: [(&str, fn()); 16] = [
         ("zero length", zero_length),
         ("wrapping range", wrapping_range),
         ("address beyond the width", address_beyond_the_width),
@@ -372,6 +401,10 @@ fn every_bad_input_class_is_refused_and_changes_nothing() {
         (
             "stack call for an inactive stack",
             stack_call_for_an_inactive_stack,
+        ),
+        (
+            "stack call above the frame base",
+            stack_call_above_the_frame_base,
         ),
         ("table memory cap reached", table_memory_cap_reached),
         ("pd count cap reached", pd_count_cap_reached),

@@ -212,3 +212,177 @@ fn a_callee_takes_its_frame_exclusively_with_supr_set_perm() {
     assert_eq!(sup.perm(k, frame), Perm::ReadWrite);
     sup.check_invariants().unwrap();
 }
+
+#[test]
+fn a_callee_cannot_grant_itself_its_callers_frames() {
+    let World {
+        mut sup,
+        k,
+        m,
+        code,
+        stack,
+    } = world();
+    sup.set_gate(CPU, m, code, Some(Gate::Call { dest: k }))
+        .unwrap();
+    sup.switch(CPU, m).unwrap();
+    // M's frame is [stack + 0x600, stack + FB); it calls K with its stack pointer at 0x600.
+    let sp = stack + 0x600;
+    sup.call(CPU, code, ByteAddr(0x10), sp, ArgWindow::NONE)
+        .unwrap();
+    let before = sup.digest();
+    // K's attempt on M's frame, above K's frame base, is refused and changes nothing.
+    assert_eq!(
+        sup.supr_set_perm(CPU, sp, 0x40, Perm::ReadWrite, true, k),
+        Err(SupervisorError::AboveFrameBase {
+            cpu: CPU,
+            addr: sp,
+            fb: sp
+        })
+    );
+    // So is a range that starts in K's own frame and runs into M's.
+    assert_eq!(
+        sup.supr_set_perm(CPU, sp - 8, 16, Perm::ReadWrite, false, k),
+        Err(SupervisorError::AboveFrameBase {
+            cpu: CPU,
+            addr: sp,
+            fb: sp
+        })
+    );
+    assert_eq!(sup.digest(), before, "a refused call changed the state");
+    // Below the frame base it takes its own frame.
+    sup.supr_set_perm(CPU, sp - 0x40, 0x40, Perm::ReadWrite, true, k)
+        .unwrap();
+    assert_eq!(sup.perm(k, sp - 0x40), Perm::ReadWrite);
+    sup.check_invariants().unwrap();
+}
+
+#[test]
+fn access_ok_answers_what_the_thread_can_touch_its_frame_and_argument_window_included() {
+    let World {
+        mut sup,
+        k,
+        m,
+        code,
+        stack,
+    } = world();
+    sup.set_gate(CPU, m, code, Some(Gate::Call { dest: k }))
+        .unwrap();
+    sup.switch(CPU, m).unwrap();
+    let sp = stack + 0x600;
+    let two = ArgWindow {
+        words: 2,
+        writable: false,
+    };
+    sup.call(CPU, code, ByteAddr(0x10), sp, two).unwrap();
+    let ok = |sup: &mut Supervisor, pd, addr: ByteAddr, len, access| {
+        sup.access_ok(CPU, pd, addr, len, access)
+    };
+    use mmp_domains::Access::{Execute, Read, Write};
+    // K's own frame, below its frame base: its table says nothing, its registers allow.
+    assert_eq!(sup.perm(k, sp - 0x40), Perm::None);
+    assert_eq!(ok(&mut sup, k, sp - 0x40, 0x40, Read), Ok(()));
+    assert_eq!(ok(&mut sup, k, sp - 0x40, 0x40, Write), Ok(()));
+    assert_eq!(
+        ok(&mut sup, k, stack, 0x600, Write),
+        Ok(()),
+        "down to the stack limit"
+    );
+    // The two argument words its caller exported: read, not write.
+    assert_eq!(ok(&mut sup, k, sp, 8, Read), Ok(()));
+    assert_eq!(ok(&mut sup, k, sp - 4, 12, Read), Ok(()));
+    let denied = |r: Result<(), SupervisorError>, at: ByteAddr| {
+        assert!(
+            matches!(r, Err(SupervisorError::Denied { first_bad, held: Perm::None, .. }) if first_bad == at),
+            "{r:?}"
+        );
+    };
+    denied(ok(&mut sup, k, sp, 8, Write), sp);
+    // Past the window is M's frame; executing the stack is never allowed.
+    denied(ok(&mut sup, k, sp, 12, Read), sp + 8);
+    denied(ok(&mut sup, k, sp - 0x40, 4, Execute), sp - 0x40);
+    // The registers are the running thread's: M, not running, has no frame there.
+    denied(ok(&mut sup, m, sp - 0x40, 4, Read), sp - 0x40);
+    // What access_ok allows, the machine's check allows.
+    assert!(sup.load(CPU, sp - 0x40, 4).is_ok());
+    assert!(sup.load(CPU, sp + 4, 4).is_ok());
+    assert!(sup.load(CPU, sp + 8, 4).is_err());
+}
+
+/// One cross-domain call from M into K passing `ARGS` stack words, `n` times, either through
+/// the argument window or the paper's way (table writes before the call and after the
+/// return). Returns K's (narrowing, widening) epoch advances and CPU 0's PLB misses.
+fn pass_args(paper: bool, n: u64) -> (u64, u64, u64) {
+    const ARGS: u32 = 4;
+    let World {
+        mut sup,
+        k,
+        m,
+        code,
+        stack,
+    } = world();
+    let ret_gate = code + 0xf0;
+    sup.set_gate(CPU, m, code, Some(Gate::Call { dest: k }))
+        .unwrap();
+    sup.set_gate(CPU, k, ret_gate, Some(Gate::Return)).unwrap();
+    sup.switch(CPU, m).unwrap();
+    let sp = stack + 0x600;
+    for i in 0..u64::from(ARGS) {
+        sup.store(CPU, sp + 4 * i, 4, 10 + i).unwrap();
+    }
+    let epochs = |sup: &Supervisor| sup.machine().epochs(k).unwrap();
+    let misses = |sup: &Supervisor| sup.machine().plb_stats(CPU).unwrap().misses;
+    let (e0, m0) = (epochs(&sup), misses(&sup));
+    for _ in 0..n {
+        let window = if paper {
+            sup.export_stack_args(CPU, sp, ARGS, k).unwrap();
+            ArgWindow::NONE
+        } else {
+            ArgWindow {
+                words: ARGS,
+                writable: false,
+            }
+        };
+        assert_eq!(sup.call(CPU, code, ByteAddr(0x10), sp, window), Ok(k));
+        let sum: u64 = (0..u64::from(ARGS))
+            .map(|i| sup.load(CPU, sp + 4 * i, 4).unwrap())
+            .sum();
+        assert_eq!(sum, 10 + 11 + 12 + 13);
+        assert!(
+            sup.load(CPU, sp + 4 * u64::from(ARGS), 4).is_err(),
+            "past the export"
+        );
+        assert_eq!(sup.ret(CPU, ret_gate, ByteAddr(0x10)), Ok(m));
+        if paper {
+            sup.revoke_stack_args(CPU, sp, ARGS, k).unwrap();
+            assert_eq!(sup.perm(k, sp), Perm::None, "revoked on return");
+        }
+    }
+    sup.check_invariants().unwrap();
+    let e1 = epochs(&sup);
+    (
+        e1.narrow - e0.narrow,
+        e1.widen - e0.widen,
+        misses(&sup) - m0,
+    )
+}
+
+#[test]
+fn stack_arguments_the_papers_way_cost_table_writes_epochs_and_misses_the_window_does_not() {
+    let n = 50;
+    let (narrow, widen, misses) = pass_args(false, n);
+    assert_eq!((narrow, widen), (0, 0), "the window writes no table");
+    let (pnarrow, pwiden, pmisses) = pass_args(true, n);
+    assert_eq!(
+        (pnarrow, pwiden),
+        (n, n),
+        "one widening write to export and one narrowing write to revoke, a call"
+    );
+    assert!(
+        pmisses >= n,
+        "each call's first argument load misses after the revoke: {pmisses}"
+    );
+    assert!(
+        misses < n / 10,
+        "the window's loads need no PLB entry: {misses} misses"
+    );
+}

@@ -617,13 +617,18 @@ fn table(r: &Report, name: &str) -> String {
         );
     }
     s += &format!(
-        "\nPLB: {} hits ({} by sidecars), {} misses, hit rate {}\ntable references {} ({:.4} per access)\n",
+        "\nPLB: {} hits ({} by sidecars), {} misses, hit rate {}\ntable references {} ({:.4} per access; {} of them gate lookups)\n",
         r.plb.hits,
         r.plb.sidecar_hits,
         r.plb.misses,
         pct(r.plb.hit_rate),
         r.table_refs,
-        r.table_refs_per_access
+        r.table_refs_per_access,
+        r.gate_lookups
+    );
+    s += &format!(
+        "call stacks: {} frames on chip; {} spills and {} refills, {} memory references\n",
+        r.call_stack.buffer, r.call_stack.spills, r.call_stack.refills, r.call_stack.memory_refs
     );
     s += &format!(
         "table bytes {} in all, {} with subtables shared between domains\n",

@@ -44,8 +44,8 @@ mod report;
 
 pub(crate) use report::ratio;
 pub use report::{
-    Between, ConfigReport, CrossingPair, DomainBytes, DomainCount, DomainCrossings, FaultReport,
-    GAP_SYMBOLS, GapBucket, GapSymbol, PlbReport, PolicyGap, Report,
+    Between, CallStackReport, ConfigReport, CrossingPair, DomainBytes, DomainCount,
+    DomainCrossings, FaultReport, GAP_SYMBOLS, GapBucket, GapSymbol, PlbReport, PolicyGap, Report,
 };
 
 use crate::tally::Key;
@@ -1117,8 +1117,21 @@ impl Replay {
                     .collect(),
             },
             plb: PlbReport::from(plb),
-            table_refs: plb.table_refs,
-            table_refs_per_access: ratio(plb.table_refs, self.accesses),
+            table_refs: plb.table_refs + self.machine.gate_lookups(),
+            table_refs_per_access: ratio(
+                plb.table_refs + self.machine.gate_lookups(),
+                self.accesses,
+            ),
+            gate_lookups: self.machine.gate_lookups(),
+            call_stack: {
+                let t = self.machine.stack_traffic_totals();
+                CallStackReport {
+                    buffer: self.machine.call_stack(0).map_or(0, |s| s.buffer()),
+                    spills: t.spills,
+                    refills: t.refills,
+                    memory_refs: t.memory_refs(),
+                }
+            },
             table_bytes: table_bytes_per_domain.iter().map(|d| d.bytes as u64).sum(),
             table_bytes_shared: self.machine.shared_table_bytes() as u64,
             table_bytes_per_domain,

@@ -99,6 +99,20 @@ pub struct DomainCrossings {
     pub share: f64,
 }
 
+/// What the cross-domain call stacks moved between their on-chip buffers and protected
+/// memory, on all CPUs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct CallStackReport {
+    /// Frames each CPU's buffer holds.
+    pub buffer: usize,
+    /// Frames spilled to memory by calls onto a full buffer.
+    pub spills: u64,
+    /// Frames refilled from memory by returns to an empty buffer.
+    pub refills: u64,
+    /// Memory references the spills and refills made (a frame's 32-bit words each).
+    pub memory_refs: u64,
+}
+
 /// One domain's table footprint.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DomainBytes {
@@ -237,10 +251,15 @@ pub struct Report {
     pub between_crossings: Between,
     /// The PLB.
     pub plb: PlbReport,
-    /// Table memory references the PLB misses cost.
+    /// Table memory references: the walks after PLB misses, and one gate lookup a crossing
+    /// (`gate_lookups`).
     pub table_refs: u64,
     /// Table references per checked access.
     pub table_refs_per_access: f64,
+    /// Gate records read from the tables, one a crossing: the destination domain.
+    pub gate_lookups: u64,
+    /// The cross-domain call stack's traffic between its on-chip buffer and memory.
+    pub call_stack: CallStackReport,
     /// Bytes of every domain's permissions table.
     pub table_bytes: u64,
     /// Bytes of every domain's table with subtables below the roots shared between domains

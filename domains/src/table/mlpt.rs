@@ -219,7 +219,9 @@ impl Pool {
     }
 
     fn live_bytes(&self) -> usize {
-        (0..self.size.len()).map(|c| self.live[c] * self.bytes(c)).sum()
+        (0..self.size.len())
+            .map(|c| self.live[c] * self.bytes(c))
+            .sum()
     }
 
     /// Bytes the footprint counts for a node of class `c`.
