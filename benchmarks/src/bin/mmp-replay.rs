@@ -629,6 +629,22 @@ fn table(r: &Report, name: &str) -> String {
     for d in &r.table_bytes_per_domain {
         s += &format!("  {:<20} {:>10}\n", d.domain, d.bytes);
     }
+    let sp = &r.space;
+    s += &format!(
+        "space overhead {} (peak table bytes {} over {} bytes covered; at the end {} over {}: {})\n",
+        pct(r.space_overhead),
+        sp.peak_table_bytes,
+        sp.covered_bytes_at_peak,
+        sp.table_bytes_end,
+        sp.covered_bytes_end,
+        pct(sp.space_overhead_end)
+    );
+    s += &format!(
+        "traffic overhead {} ({} table references over {} memory references)\n",
+        pct(r.traffic_overhead),
+        r.table_refs,
+        r.memory_refs
+    );
     s += &format!("faults {}\n", r.faults.total);
     for (k, n) in &r.faults.by_kind {
         s += &format!("  {k:<24} {n:>10}\n");
