@@ -88,7 +88,12 @@ struct Input {
     /// With --heap-log: `coarse`, one region per mapping (heap arena and stack whole), or
     /// `fine`, one grant per live heap object (granted at its allocation, revoked at its
     /// free) and the mappings for the rest.
-    #[arg(long, value_name = "GRAIN", requires = "heap_log", default_value = "fine")]
+    #[arg(
+        long,
+        value_name = "GRAIN",
+        requires = "heap_log",
+        default_value = "fine"
+    )]
     layout_grain: LayoutGrain,
 }
 
@@ -922,7 +927,7 @@ impl Grid<'_> {
     }
 }
 
-const SWEEP_HEADER: &str = "table,plb_entries,plb_ways,events,accesses,hit_rate,table_refs,table_refs_per_access,table_bytes,faults,policy_gaps,events_per_sec,space_overhead,traffic_overhead";
+const SWEEP_HEADER: &str = "table,plb_entries,plb_ways,events,accesses,hit_rate,table_refs,table_refs_per_access,table_bytes,faults,policy_gaps,space_overhead,traffic_overhead,events_per_sec";
 
 /// One grid point's CSV row and the figures its charts draw.
 struct Row {
@@ -938,7 +943,7 @@ struct Row {
 impl Row {
     fn of(entries: usize, r: &Report) -> Row {
         let line = format!(
-            "{},{},{},{},{},{:.6},{},{:.6},{},{},{},{:.0},{:.6},{:.6}",
+            "{},{},{},{},{},{:.6},{},{:.6},{},{},{},{:.6},{:.6},{:.0}",
             r.config.table,
             entries,
             r.config.plb_ways,
@@ -950,9 +955,9 @@ impl Row {
             r.table_bytes,
             r.faults.total,
             r.policy_gap_calls,
-            r.events_per_sec,
             r.space_overhead,
-            r.traffic_overhead
+            r.traffic_overhead,
+            r.events_per_sec
         );
         Row::parse(&line).expect("a row we wrote parses")
     }
@@ -973,8 +978,8 @@ impl Row {
             hit_rate: num(5)?,
             refs_per_access: num(7)?,
             table_bytes: num(8)?,
-            space_overhead: num(12)?,
-            traffic_overhead: num(13)?,
+            space_overhead: num(11)?,
+            traffic_overhead: num(12)?,
             line: line.to_string(),
         })
     }
@@ -1221,7 +1226,7 @@ fn sweep_outputs(
         (
             "sweep_traffic_overhead.svg",
             plot::lines(
-                "Memory traffic the tables add: table references per memory reference (MMP papers: under 8%)",
+                "Traffic overhead: table references per memory reference (papers: < 8%)",
                 "PLB entries (0: no PLB)",
                 "traffic overhead",
                 &labels,
@@ -1231,7 +1236,7 @@ fn sweep_outputs(
         (
             "sweep_space_overhead.svg",
             plot::hbars(
-                "Table bytes per byte covered, at the tables' peak (MMP papers: under 9% fine, 0.7% coarse)",
+                "Space overhead: table bytes per byte covered (papers: < 9% fine, < 0.7% coarse)",
                 "space overhead",
                 tables,
                 &[("space overhead".into(), space.clone())],

@@ -209,8 +209,7 @@ fn size(s: &str) -> Result<u64, String> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!("`{s}` is not a size (decimal digits)"));
     }
-    s.parse()
-        .map_err(|_| format!("`{s}` is more than 64 bits"))
+    s.parse().map_err(|_| format!("`{s}` is more than 64 bits"))
 }
 
 /// `[ptr, ptr + len)`, checked to lie below [`LIMIT`].
@@ -253,7 +252,9 @@ fn map_line(rest: &str) -> Result<(u64, u64, Option<Perm>, String), String> {
         && matches!(p[2], b'x' | b'-')
         && matches!(p[3], b'p' | b's');
     if !ok {
-        return Err(format!("`{perms}` is not a mapping's permissions (such as r-xp)"));
+        return Err(format!(
+            "`{perms}` is not a mapping's permissions (such as r-xp)"
+        ));
     }
     if hex(offset).is_err()
         || !dev.contains(':')
@@ -492,10 +493,7 @@ impl HeapLog {
     #[must_use]
     pub fn region_of(&self, addr: u64) -> Option<usize> {
         let i = self.regions.partition_point(|r| r.end <= addr);
-        self.regions
-            .get(i)
-            .filter(|r| r.start <= addr)
-            .map(|_| i)
+        self.regions.get(i).filter(|r| r.start <= addr).map(|_| i)
     }
 }
 

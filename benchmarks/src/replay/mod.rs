@@ -461,6 +461,15 @@ impl Replay {
         &self.machine
     }
 
+    /// The machine domain of trace domain `no`, once declared.
+    #[must_use]
+    pub fn pd(&self, no: DomainNo) -> Option<PdId> {
+        self.domains
+            .get(no as usize)
+            .and_then(Option::as_ref)
+            .map(|d| d.pd)
+    }
+
     fn domain(&self, event: u64, no: DomainNo) -> Result<&DomainState, ReplayError> {
         self.domains
             .get(no as usize)
