@@ -222,8 +222,11 @@ fn object(ptr: u64, len: u64) -> Result<(u64, u64), String> {
     }
 }
 
-/// Parses one `/proc/self/maps` line: `(start, end, perm or none, name)`.
-fn map_line(rest: &str) -> Result<(u64, u64, Option<Perm>, String), String> {
+/// One `/proc/self/maps` line: start, end, permission (none for `---`), name.
+type Mapping = (u64, u64, Option<Perm>, String);
+
+/// Parses one `/proc/self/maps` line.
+fn map_line(rest: &str) -> Result<Mapping, String> {
     let mut f = rest.split_whitespace();
     let bad = || "expected `map START-END PERMS OFFSET DEV INODE [PATH]`".to_string();
     let range = f.next().ok_or_else(bad)?;
@@ -286,7 +289,7 @@ impl HeapLog {
     /// A [`HeapLogError`] naming the first line that is wrong.
     pub fn parse(text: &str) -> Result<HeapLog, HeapLogError> {
         let mut sync = None;
-        let mut snapshots: Vec<Vec<(u64, u64, Option<Perm>, String)>> = Vec::new();
+        let mut snapshots: Vec<Vec<Mapping>> = Vec::new();
         let mut in_snapshot = false;
         let mut steps = Vec::new();
         let mut live: BTreeMap<u64, Live> = BTreeMap::new();
@@ -435,7 +438,7 @@ impl HeapLog {
         let Some(sync) = sync else {
             return Err(HeapLogError::NoSync { line: last });
         };
-        let regions = Self::regions(&snapshots, &steps);
+        let regions = Self::merge_regions(&snapshots, &steps);
         Ok(HeapLog {
             sync,
             regions,
@@ -446,10 +449,7 @@ impl HeapLog {
     }
 
     /// The regions of the snapshots (see the [module docs](self#the-regions)).
-    fn regions(
-        snapshots: &[Vec<(u64, u64, Option<Perm>, String)>],
-        steps: &[HeapStep],
-    ) -> Vec<Region> {
+    fn merge_regions(snapshots: &[Vec<Mapping>], steps: &[HeapStep]) -> Vec<Region> {
         // start -> region; later snapshots replace what they overlap.
         let mut by_start: BTreeMap<u64, Region> = BTreeMap::new();
         for snap in snapshots {
