@@ -489,3 +489,68 @@ fn mangled_heap_logs_never_panic_the_parser_or_the_importer() {
         "{parsed} parsed, {refused} refused"
     );
 }
+
+#[test]
+fn regions_are_granted_whole_once_and_unmapped_bytes_by_the_page() {
+    let log = "mmp-heap-log 1\nsync 0x9008\n\
+               map 00001000-00003000 r-xp 0 fe:00 7 /prog\n\
+               map 00009000-0000a000 rw-p 0 00:00 0\n\
+               map 00020000-00030000 rw-p 0 00:00 0\n\
+               malloc 12 0x20010\nfree 0x20010\nend\n";
+    let trace = "I  00001000,4\nI  00002ffe,4\n S 00009008,8\n L 00020010,8\n \
+                 S 00009008,8\n L 00050000,8\n L 00050ff8,16\n";
+    let grants = |grain| {
+        let options = ReadOptions {
+            lackey_heap: Some(HeapLayout {
+                log: Arc::new(HeapLog::parse(log).unwrap()),
+                grain,
+            }),
+            ..ReadOptions::default()
+        };
+        let mut src = import::from_reader_with(
+            std::io::Cursor::new(trace.to_string()),
+            Some(InputFormat::Lackey),
+            &options,
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        while let Some(e) = src.next_event().unwrap() {
+            if let Event::Grant {
+                addr, len, perm, ..
+            } = e
+            {
+                out.push((addr, len, perm));
+            }
+        }
+        out
+    };
+    use Perm::{ExecuteRead as Rx, None as No, ReadWrite as Rw};
+    // The fetch spanning the program's text end: its region once, then the next 4 KiB
+    // page (no region) by the page; the data region whole at the sync store.
+    let common = [
+        (0x1000, 0x2000, Rx),
+        (0x3000, 0x1000, Rx),
+        (0x9000, 0x1000, Rw),
+    ];
+    let coarse: Vec<_> = common
+        .iter()
+        .copied()
+        .chain([
+            (0x2_0000, 0x1_0000, Rw),
+            (0x5_0000, 0x1000, Rw),
+            (0x5_1000, 0x1000, Rw),
+        ])
+        .collect();
+    assert_eq!(grants(LayoutGrain::Coarse), coarse);
+    let fine: Vec<_> = common
+        .iter()
+        .copied()
+        .chain([
+            (0x2_0010, 12, Rw),
+            (0x2_0010, 12, No),
+            (0x5_0000, 0x1000, Rw),
+            (0x5_1000, 0x1000, Rw),
+        ])
+        .collect();
+    assert_eq!(grants(LayoutGrain::Fine), fine);
+}
