@@ -345,6 +345,17 @@ fn bad_inputs_table() {
         kmmp(&rec, &lackey),
     );
     let (k_missing, k_bad, k_stream) = (strs(&k_missing), strs(&k_bad), strs(&k_stream));
+    std::fs::write(
+        at("heap.log"),
+        "mmp-heap-log 1\nsync 0x1000\nmalloc 8 0x2000\nmalloc 8 0x2004\n",
+    )
+    .unwrap();
+    std::fs::write(
+        at("heap_other.log"),
+        "mmp-heap-log 1\nsync 0x4021000\nmalloc 8 0x2000\n",
+    )
+    .unwrap();
+    let heap_trace = data("heap/trace.txt.xz");
     #[rustfmt::skip]
     let table: &[(&[&str], i32, &str)] = &[
         (&[&missing], 1, "missing.txt: No such file or directory"),
@@ -375,6 +386,12 @@ fn bad_inputs_table() {
         (&k_bad, 1, "recording.txt: recording line 3: `visits` takes 3 fields, found 1"),
         (&k_stream, 1, "lackey.txt: not an mmp-qemu access stream"),
         (&["kernel-mmp", &rec], 2, "the following required arguments were not provided"),
+        (&["--heap-log", &at("heap.log"), &heap_trace], 1, "heap.log: line 4: the object at 0x2004 (8 bytes) overlaps the live object at 0x2000 allocated on line 3"),
+        (&["--heap-log", &empty, &heap_trace], 1, "empty.txt: line 1: not a heap log"),
+        (&["--heap-log", &missing, &heap_trace], 1, "missing.txt: No such file or directory"),
+        (&["--heap-log", &at("heap_other.log"), &lackey], 1, "the trace ends after 0 of the heap log's 1 allocation records"),
+        (&["--layout-grain", "fine", &lackey], 2, "--heap-log <LOG>"),
+        (&["--heap-log", &at("heap.log"), "--layout-grain", "medium", &lackey], 2, "unknown layout grain `medium`"),
     ];
     for (args, status, needle) in table {
         let out = Command::new(BIN)
@@ -389,6 +406,72 @@ fn bad_inputs_table() {
             !err.contains("panicked") && !err.contains("backtrace"),
             "{args:?}: {err}"
         );
+    }
+}
+
+/// The real heap-log sample through the command line: `--json` carries the space and traffic
+/// overheads (fine above coarse in space), the text report has a line for each, and a sweep
+/// over it writes their columns and charts.
+#[test]
+fn heap_log_layouts_report_space_and_traffic_overheads() {
+    let (trace, log) = (data("heap/trace.txt.xz"), data("heap/heap.log"));
+    let get = |grain: &str| {
+        json(&[
+            "--json",
+            "--heap-log",
+            &log,
+            "--layout-grain",
+            grain,
+            &trace,
+        ])
+    };
+    let (c, f) = (get("coarse"), get("fine"));
+    for v in [&c, &f] {
+        let space = v["space_overhead"].as_f64().unwrap();
+        let traffic = v["traffic_overhead"].as_f64().unwrap();
+        assert!(
+            space > 0.0 && space < 1.0 && traffic > 0.0 && traffic < 1.0,
+            "{v}"
+        );
+        let refs = v["table_refs"].as_f64().unwrap() / v["memory_refs"].as_f64().unwrap();
+        assert!((traffic - refs).abs() < 1e-12);
+        let sp = &v["space"];
+        let peak = sp["peak_table_bytes"].as_f64().unwrap()
+            / sp["covered_bytes_at_peak"].as_f64().unwrap();
+        assert!((space - peak).abs() < 1e-12);
+    }
+    assert!(f["space_overhead"].as_f64() > c["space_overhead"].as_f64());
+    assert_eq!(c["memory_refs"], f["memory_refs"]);
+    let out = run(&["-q", "--heap-log", &log, &trace]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    for needle in ["\nspace overhead ", "\ntraffic overhead "] {
+        assert!(text.contains(needle), "{text}");
+    }
+    let dir = scratch("sweep-heap");
+    let o = run(&[
+        "sweep",
+        "-q",
+        "--entries",
+        "16,64",
+        "--tables",
+        "mlpt,sst",
+        "--out",
+        dir.to_str().unwrap(),
+        "--heap-log",
+        &log,
+        "--layout-grain",
+        "fine",
+        &trace,
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let csv = std::fs::read_to_string(dir.join("sweep.csv")).unwrap();
+    rows_equal_single_replays(
+        &csv,
+        &["--heap-log", &log, "--layout-grain", "fine", &trace],
+    );
+    for svg in ["sweep_space_overhead.svg", "sweep_traffic_overhead.svg"] {
+        assert!(dir.join(svg).exists(), "{svg}");
     }
 }
 
@@ -619,7 +702,7 @@ fn untimed_rows(csv: &str) -> Vec<String> {
 }
 
 /// Checks each row of a sweep's CSV against replaying its grid point alone.
-fn rows_equal_single_replays(csv: &str, trace: Option<&str>) {
+fn rows_equal_single_replays(csv: &str, input: &[&str]) {
     let mut lines = csv.lines();
     let head: Vec<&str> = lines.next().unwrap().split(',').collect();
     let mut n = 0;
@@ -635,7 +718,7 @@ fn rows_equal_single_replays(csv: &str, trace: Option<&str>) {
             "--plb-ways",
             col("plb_ways"),
         ];
-        args.extend(trace);
+        args.extend(input);
         let v = json(&args);
         let rate = format!("{:.6}", v["plb"]["hit_rate"].as_f64().unwrap());
         let per = format!("{:.6}", v["table_refs_per_access"].as_f64().unwrap());
@@ -646,6 +729,10 @@ fn rows_equal_single_replays(csv: &str, trace: Option<&str>) {
         assert_eq!(col("table_refs_per_access"), per, "{line}");
         assert_eq!(col("table_bytes"), v["table_bytes"].to_string(), "{line}");
         assert_eq!(col("faults"), v["faults"]["total"].to_string(), "{line}");
+        for key in ["space_overhead", "traffic_overhead"] {
+            let want = format!("{:.6}", v[key].as_f64().unwrap());
+            assert_eq!(col(key), want, "{key}: {line}");
+        }
         assert_eq!(
             col("policy_gaps"),
             v["policy_gap_calls"].to_string(),
@@ -667,7 +754,7 @@ fn a_sweep_decoded_once_on_two_threads_equals_each_point_replayed_alone() {
         "flat,mlpt",
         &scratch("sweep-main"),
     );
-    rows_equal_single_replays(&csv, None);
+    rows_equal_single_replays(&csv, &[]);
     let bin = scratch("threads.mmpt");
     let o = run(&[
         "convert",
@@ -684,7 +771,7 @@ fn a_sweep_decoded_once_on_two_threads_equals_each_point_replayed_alone() {
         "mlpt,sst",
         &scratch("sweep-bin"),
     );
-    rows_equal_single_replays(&csv, Some(b));
+    rows_equal_single_replays(&csv, &[b]);
     // One thread or three: the same rows.
     let one = sweep(
         b,
@@ -744,6 +831,8 @@ fn merged_shards_equal_the_unsharded_sweep() {
         "sweep_hit_rate.svg",
         "sweep_table_refs.svg",
         "sweep_table_bytes.svg",
+        "sweep_space_overhead.svg",
+        "sweep_traffic_overhead.svg",
     ] {
         assert!(merged.join(svg).exists(), "{svg}");
     }

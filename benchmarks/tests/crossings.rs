@@ -90,6 +90,7 @@ fn by_bindings(uftrace: &str, bindings: &str, program: &str) -> u64 {
 fn by_importer(uftrace: &str, symbols: Option<Symbols>) -> u64 {
     let options = ReadOptions {
         uftrace_symbols: symbols,
+        ..ReadOptions::default()
     };
     let mut src = import::from_reader_with(
         std::io::Cursor::new(uftrace.to_string()),

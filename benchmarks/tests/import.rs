@@ -517,6 +517,7 @@ fn uftrace_symbols_name_the_object_of_unattributed_calls() {
     let read = |symbols: Option<Symbols>| {
         let options = ReadOptions {
             uftrace_symbols: symbols,
+            ..ReadOptions::default()
         };
         let mut src = import::from_reader_with(
             Cursor::new(t.to_string()),

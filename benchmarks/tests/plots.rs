@@ -341,7 +341,7 @@ fn report_plots_of_a_sample_trace() {
     );
 }
 
-/// Runs a sweep and checks its three charts against its CSV.
+/// Runs a sweep and checks its charts against its CSV (the space overhead chart: drawn).
 fn check_sweep(dir: &Path, trace: &[&str], entries: &str) {
     let mut args = vec![
         "sweep",
@@ -372,6 +372,8 @@ fn check_sweep(dir: &Path, trace: &[&str], entries: &str) {
         "sweep_hit_rate.svg",
         "sweep_table_refs.svg",
         "sweep_table_bytes.svg",
+        "sweep_space_overhead.svg",
+        "sweep_traffic_overhead.svg",
     ] {
         assert!(
             stderr.contains(&format!("wrote {}", dir.join(f).display())),
@@ -382,6 +384,7 @@ fn check_sweep(dir: &Path, trace: &[&str], entries: &str) {
     for (svg, column) in [
         ("sweep_hit_rate.svg", "hit_rate"),
         ("sweep_table_refs.svg", "table_refs_per_access"),
+        ("sweep_traffic_overhead.svg", "traffic_overhead"),
     ] {
         let s = read(&dir.join(svg));
         let a = axes(&s);

@@ -18,6 +18,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let options = ReadOptions {
         uftrace_symbols: Some(symbols),
+        ..ReadOptions::default()
     };
     mmp_fuzz::read_all_with(&data[nul + 1..], Some(InputFormat::Uftrace), &options);
 });

@@ -14,6 +14,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use mmp_benchmarks::import::heap::{HeapLog, LayoutGrain};
 use mmp_benchmarks::import::{self, InputFormat};
 use mmp_benchmarks::plot;
 use mmp_benchmarks::replay::{DEFAULT_TABLE_GROWTH_CAP, Replay, ReplayConfig, Report, many};
@@ -78,6 +79,22 @@ struct Input {
     /// each call uftrace leaves unattributed.
     #[arg(long, value_name = "FILE")]
     uftrace_symbols: Option<PathBuf>,
+    /// For a Valgrind lackey trace: the heap log of the same run (heaplog.c's, as
+    /// scripts/record-heap-trace.sh records it; plain, xz or zstd). The layout then comes
+    /// from the program's mappings and heap objects (see --layout-grain) instead of 4 KiB
+    /// pages.
+    #[arg(long, value_name = "LOG")]
+    heap_log: Option<PathBuf>,
+    /// With --heap-log: `coarse`, one region per mapping (heap arena and stack whole), or
+    /// `fine`, one grant per live heap object (granted at its allocation, revoked at its
+    /// free) and the mappings for the rest.
+    #[arg(
+        long,
+        value_name = "GRAIN",
+        requires = "heap_log",
+        default_value = "fine"
+    )]
+    layout_grain: LayoutGrain,
 }
 
 impl Input {
@@ -97,7 +114,25 @@ impl Input {
             }
             None => None,
         };
-        Ok(import::ReadOptions { uftrace_symbols })
+        let lackey_heap = match &self.heap_log {
+            Some(p) => {
+                let mut text = String::new();
+                open_input(p)?
+                    .0
+                    .read_to_string(&mut text)
+                    .map_err(|e| format!("{}: {e}", p.display()))?;
+                let log = HeapLog::parse(&text).map_err(|e| format!("{}: {e}", p.display()))?;
+                Some(import::lackey::HeapLayout {
+                    log: std::sync::Arc::new(log),
+                    grain: self.layout_grain,
+                })
+            }
+            None => None,
+        };
+        Ok(import::ReadOptions {
+            uftrace_symbols,
+            lackey_heap,
+        })
     }
 }
 
@@ -216,9 +251,9 @@ enum Command {
         /// PLB entry counts to try (0: no PLB).
         #[arg(long, value_delimiter = ',', default_values_t = [0usize, 1, 4, 16, 64, 256, 1024])]
         entries: Vec<usize>,
-        /// Table formats to try.
-        #[arg(long, value_parser = table_format(), value_delimiter = ',', default_values = ["flat", "mlpt", "sst"])]
-        tables: Vec<TableFormat>,
+        /// Table formats to try (default: every format `--table` accepts).
+        #[arg(long, value_parser = table_format(), value_delimiter = ',')]
+        tables: Option<Vec<TableFormat>>,
         /// Ways of each PLB (capped at its entry count).
         #[arg(long, default_value_t = 4)]
         plb_ways: usize,
@@ -637,6 +672,22 @@ fn table(r: &Report, name: &str) -> String {
     for d in &r.table_bytes_per_domain {
         s += &format!("  {:<20} {:>10}\n", d.domain, d.bytes);
     }
+    let sp = &r.space;
+    s += &format!(
+        "space overhead {} (peak table bytes {} over {} bytes covered; at the end {} over {}: {})\n",
+        pct(r.space_overhead),
+        sp.peak_table_bytes,
+        sp.covered_bytes_at_peak,
+        sp.table_bytes_end,
+        sp.covered_bytes_end,
+        pct(sp.space_overhead_end)
+    );
+    s += &format!(
+        "traffic overhead {} ({} table references over {} memory references)\n",
+        pct(r.traffic_overhead),
+        r.table_refs,
+        r.memory_refs
+    );
     s += &format!("faults {}\n", r.faults.total);
     for (k, n) in &r.faults.by_kind {
         s += &format!("  {k:<24} {n:>10}\n");
@@ -884,7 +935,7 @@ impl Grid<'_> {
     }
 }
 
-const SWEEP_HEADER: &str = "table,plb_entries,plb_ways,events,accesses,hit_rate,table_refs,table_refs_per_access,table_bytes,faults,policy_gaps,events_per_sec";
+const SWEEP_HEADER: &str = "table,plb_entries,plb_ways,events,accesses,hit_rate,table_refs,table_refs_per_access,table_bytes,faults,policy_gaps,space_overhead,traffic_overhead,events_per_sec";
 
 /// One grid point's CSV row and the figures its charts draw.
 struct Row {
@@ -892,13 +943,15 @@ struct Row {
     hit_rate: f64,
     refs_per_access: f64,
     table_bytes: f64,
+    space_overhead: f64,
+    traffic_overhead: f64,
     line: String,
 }
 
 impl Row {
     fn of(entries: usize, r: &Report) -> Row {
         let line = format!(
-            "{},{},{},{},{},{:.6},{},{:.6},{},{},{},{:.0}",
+            "{},{},{},{},{},{:.6},{},{:.6},{},{},{},{:.6},{:.6},{:.0}",
             r.config.table,
             entries,
             r.config.plb_ways,
@@ -910,6 +963,8 @@ impl Row {
             r.table_bytes,
             r.faults.total,
             r.policy_gap_calls,
+            r.space_overhead,
+            r.traffic_overhead,
             r.events_per_sec
         );
         Row::parse(&line).expect("a row we wrote parses")
@@ -931,6 +986,8 @@ impl Row {
             hit_rate: num(5)?,
             refs_per_access: num(7)?,
             table_bytes: num(8)?,
+            space_overhead: num(11)?,
+            traffic_overhead: num(12)?,
             line: line.to_string(),
         })
     }
@@ -1035,7 +1092,7 @@ const MANIFEST: &str = "shard.json";
 const MANIFEST_FORMAT: &str = "mmp-replay-sweep-shard";
 
 fn table_name(t: TableFormat) -> String {
-    format!("{t:?}").to_lowercase()
+    t.name().to_string()
 }
 
 fn sweep(
@@ -1115,7 +1172,7 @@ fn csv(rows: &[Row]) -> String {
     s
 }
 
-/// `sweep.csv` and the three charts of a whole grid (`rows` in grid order: tables outer).
+/// `sweep.csv` and the five charts of a whole grid (`rows` in grid order: tables outer).
 fn sweep_outputs(
     out: &Path,
     entries: &[usize],
@@ -1144,6 +1201,15 @@ fn sweep_outputs(
                 .map_or(0.0, |r| r.table_bytes)
         })
         .collect();
+    // Nor does its space overhead.
+    let space: Vec<f64> = tables
+        .iter()
+        .map(|t| {
+            rows.iter()
+                .find(|r| &r.table == t)
+                .map_or(0.0, |r| r.space_overhead)
+        })
+        .collect();
     let charts = [
         (
             "sweep_hit_rate.svg",
@@ -1163,6 +1229,26 @@ fn sweep_outputs(
                 "references per access",
                 &labels,
                 &series(|r| r.refs_per_access),
+            ),
+        ),
+        (
+            "sweep_traffic_overhead.svg",
+            plot::lines(
+                "Traffic overhead: table references per memory reference (papers: < 8%)",
+                "PLB entries (0: no PLB)",
+                "traffic overhead",
+                &labels,
+                &series(|r| r.traffic_overhead),
+            ),
+        ),
+        (
+            "sweep_space_overhead.svg",
+            plot::hbars(
+                "Space overhead: table bytes per byte covered (papers: < 9% fine, < 0.7% coarse)",
+                "space overhead",
+                tables,
+                &[("space overhead".into(), space.clone())],
+                plot::Scale::for_values(space.iter().copied()),
             ),
         ),
         (
@@ -1505,6 +1591,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 (None, false) => None,
             };
             let layout = layout_for(&input, layout.as_deref())?;
+            let tables = tables.unwrap_or_else(|| TableFormat::ALL.to_vec());
             let grid = Grid {
                 entries: &entries,
                 tables: &tables,

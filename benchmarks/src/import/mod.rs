@@ -32,6 +32,7 @@
 //! [`TraceError::Parse`] naming its line, after which the reader yields nothing more.
 
 pub mod ftrace;
+pub mod heap;
 pub mod lackey;
 pub mod ltrace;
 pub mod uftrace;
@@ -75,6 +76,10 @@ pub struct ReadOptions {
     /// The recording's symbols, for the calls `uftrace replay` leaves unattributed (see
     /// [`uftrace::Symbols`]); other formats ignore them.
     pub uftrace_symbols: Option<uftrace::Symbols>,
+    /// For a lackey trace: the heap log of the same run and the layout to derive from it
+    /// (see [`lackey`]); without it lackey's layout grants 4 KiB pages. Other formats
+    /// ignore it.
+    pub lackey_heap: Option<lackey::HeapLayout>,
 }
 
 /// An input, as a format's reader takes it.
@@ -463,8 +468,11 @@ trait LineParser {
     /// Events before the first line's.
     fn start(&mut self, _out: &mut Out) {}
 
-    /// Events at the end of the input.
-    fn finish(&mut self, _out: &mut Out) {}
+    /// Events at the end of the input; an error message if the input ended where it must
+    /// not.
+    fn finish(&mut self, _out: &mut Out) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// The streaming driver every importer wraps: reads lines, hands them to its parser, and
@@ -506,7 +514,15 @@ impl<R: BufRead, P: LineParser> Driver<R, P> {
                 Ok(true) => {}
                 Ok(false) => {
                     self.finished = true;
-                    self.parser.finish(&mut self.out);
+                    if let Err(message) = self.parser.finish(&mut self.out) {
+                        self.failed = true;
+                        self.out.queue.clear();
+                        return Err(TraceError::Parse {
+                            place: Place::Line(self.lines.line_no),
+                            message,
+                            text: String::new(),
+                        });
+                    }
                     continue;
                 }
                 Err(e) => {

@@ -32,13 +32,16 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
-use mmp_domains::{Access, AddrWidth, ByteAddr, PdId, PdKind, Perm, PermTable, TableFormat};
+use mmp_domains::{
+    Access, AddrWidth, ByteAddr, PdId, PdKind, Perm, PermTable, TableFormat, WordRange,
+};
 use mmp_gates::{ArgWindow, FrameRegs, Gate};
 use mmp_machine::{
     AccessError, CpuContext, Fault, FaultKind, Machine, MachineConfig, MachineError,
 };
 use mmp_plb::PlbConfig;
 
+pub mod cover;
 pub mod many;
 mod report;
 
@@ -46,6 +49,7 @@ pub(crate) use report::ratio;
 pub use report::{
     Between, CallStackReport, ConfigReport, CrossingPair, DomainBytes, DomainCount,
     DomainCrossings, FaultReport, GAP_SYMBOLS, GapBucket, GapSymbol, PlbReport, PolicyGap, Report,
+    SpaceReport,
 };
 
 use crate::tally::Key;
@@ -291,6 +295,15 @@ pub struct Replay {
     /// ([`Replay::flush_window_hits`] does, before any other event and before a public call
     /// returns).
     window_hits: u64,
+    /// The words some domain holds a permission other than none on, kept from every
+    /// permission write the engine makes (and a layout's, read once at load).
+    coverage: cover::Coverage<PdId>,
+    /// Bytes of every domain's table in the machine, kept from every write.
+    table_bytes_now: u64,
+    /// The largest `table_bytes_now` so far.
+    peak_table_bytes: u64,
+    /// The most words covered while the tables stood at `peak_table_bytes`.
+    covered_words_at_peak: u64,
 }
 
 impl Replay {
@@ -318,6 +331,17 @@ impl Replay {
     ) -> Result<Replay, ReplayError> {
         let mut r = Self::build(cfg, TraceWidth::Bits48, layout.domains.len() + 512)?;
         let loaded = layout.load(&mut r.machine)?;
+        // What the layout granted, read once from its tables.
+        let all = WordRange::new(0, r.machine.config().width.word_limit());
+        for &pd in loaded.pds.values() {
+            if let (Some(t), Some(all)) = (r.machine.table(pd), all) {
+                for (run, perm) in t.runs(all) {
+                    r.coverage.set(pd, run.start().0, run.end().0, perm);
+                }
+            }
+        }
+        r.table_bytes_now = r.machine.table_bytes() as u64;
+        r.note_peak();
         r.layout = Some(loaded);
         Ok(r)
     }
@@ -386,7 +410,42 @@ impl Replay {
             seconds: 0.0,
             windows: [(0, 0); 3],
             window_hits: 0,
+            coverage: cover::Coverage::default(),
+            table_bytes_now: 0,
+            peak_table_bytes: 0,
+            covered_words_at_peak: 0,
         })
+    }
+
+    /// Notes the tables' size and the words covered now, for the peak.
+    fn note_peak(&mut self) {
+        let covered = self.coverage.words();
+        if self.table_bytes_now > self.peak_table_bytes {
+            self.peak_table_bytes = self.table_bytes_now;
+            self.covered_words_at_peak = covered;
+        } else if self.table_bytes_now == self.peak_table_bytes {
+            self.covered_words_at_peak = self.covered_words_at_peak.max(covered);
+        }
+    }
+
+    /// `pd`'s table footprint.
+    fn footprint(&self, pd: PdId) -> u64 {
+        self.machine
+            .table(pd)
+            .map_or(0, |t| t.footprint_bytes() as u64)
+    }
+
+    /// [`Machine::set_perm`], keeping the coverage, the tables' size and their peak.
+    fn set_perm(&mut self, pd: PdId, addr: u64, len: u64, perm: Perm) -> Result<(), MachineError> {
+        let before = self.footprint(pd);
+        self.machine.set_perm(pd, ByteAddr(addr), len, perm)?;
+        let after = self.footprint(pd);
+        self.table_bytes_now = (self.table_bytes_now + after).saturating_sub(before);
+        // It succeeded: the range is inside the width, so nothing overflows.
+        let (lo, hi) = (addr / 4, (addr + len).div_ceil(4));
+        self.coverage.set(pd, lo, hi, perm);
+        self.note_peak();
+        Ok(())
     }
 
     fn fresh_regs(limit: u64) -> FrameRegs {
@@ -401,6 +460,15 @@ impl Replay {
     #[must_use]
     pub fn machine(&self) -> &Machine {
         &self.machine
+    }
+
+    /// The machine domain of trace domain `no`, once declared.
+    #[must_use]
+    pub fn pd(&self, no: DomainNo) -> Option<PdId> {
+        self.domains
+            .get(no as usize)
+            .and_then(Option::as_ref)
+            .map(|d| d.pd)
     }
 
     fn domain(&self, event: u64, no: DomainNo) -> Result<&DomainState, ReplayError> {
@@ -657,6 +725,8 @@ impl Replay {
                     .machine
                     .create_pd(PdKind::Kernel)
                     .map_err(|e| self.machine_err(e))?;
+                self.table_bytes_now += self.footprint(pd);
+                self.note_peak();
                 if self.layout.is_some() {
                     self.unmatched.push(name.to_string());
                 }
@@ -729,8 +799,7 @@ impl Replay {
                 "lies in the engine's own bytes at the top of the address space",
             ));
         }
-        self.machine
-            .set_perm(pd, ByteAddr(addr), 4, Perm::ExecuteRead)
+        self.set_perm(pd, addr, 4, Perm::ExecuteRead)
             .map_err(|e| bad(&e.to_string()))?;
         self.fn_names.insert(addr, name.to_string());
         if self.layout.is_some() {
@@ -765,8 +834,7 @@ impl Replay {
                 "reaches the engine's own bytes at the top of the address space".into(),
             ));
         }
-        self.machine
-            .set_perm(pd, ByteAddr(addr), len, perm)
+        self.set_perm(pd, addr, len, perm)
             .map_err(|e| bad(e.to_string()))
     }
 
@@ -1017,6 +1085,8 @@ impl Replay {
     #[must_use]
     pub fn report(&self) -> Report {
         let plb = self.machine.plb_totals();
+        // The walks after PLB misses, and one gate lookup a crossing.
+        let table_refs = plb.table_refs + self.machine.gate_lookups();
         let mut pairs: Vec<CrossingPair> = self
             .pairs
             .iter()
@@ -1117,11 +1187,8 @@ impl Replay {
                     .collect(),
             },
             plb: PlbReport::from(plb),
-            table_refs: plb.table_refs + self.machine.gate_lookups(),
-            table_refs_per_access: ratio(
-                plb.table_refs + self.machine.gate_lookups(),
-                self.accesses,
-            ),
+            table_refs,
+            table_refs_per_access: ratio(table_refs, self.accesses),
             gate_lookups: self.machine.gate_lookups(),
             call_stack: {
                 let t = self.machine.stack_traffic_totals();
@@ -1131,6 +1198,16 @@ impl Replay {
                     refills: t.refills,
                     memory_refs: t.memory_refs(),
                 }
+            },
+            memory_refs: kinds[EventKind::Mem],
+            traffic_overhead: ratio(table_refs, kinds[EventKind::Mem]),
+            space_overhead: ratio(self.peak_table_bytes, 4 * self.covered_words_at_peak),
+            space: SpaceReport {
+                peak_table_bytes: self.peak_table_bytes,
+                covered_bytes_at_peak: 4 * self.covered_words_at_peak,
+                table_bytes_end: self.table_bytes_now,
+                covered_bytes_end: 4 * self.coverage.words(),
+                space_overhead_end: ratio(self.table_bytes_now, 4 * self.coverage.words()),
             },
             table_bytes: table_bytes_per_domain.iter().map(|d| d.bytes as u64).sum(),
             table_bytes_shared: self.machine.shared_table_bytes() as u64,

@@ -186,6 +186,29 @@ pub struct FaultReport {
     pub samples: Vec<String>,
 }
 
+/// The protection tables' size beside the memory they cover.
+///
+/// A word is **covered** when at least one domain other than the supervisor holds a
+/// permission other than none on it; the **bytes covered** are 4 bytes a covered word. The
+/// engine keeps them exactly from every permission write it makes (the trace's grants, its
+/// function declarations, and a split layout's grants, read once from the tables when it is
+/// loaded), with an interval map per domain: no table is scanned per event. The **table
+/// bytes** are the footprints of every domain's table in the machine
+/// ([`mmp_domains::PermTable::footprint_bytes`]), kept from the same writes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SpaceReport {
+    /// The most bytes all tables took together at any moment of the run (after any event).
+    pub peak_table_bytes: u64,
+    /// The most bytes covered at a moment when the tables took `peak_table_bytes`.
+    pub covered_bytes_at_peak: u64,
+    /// Bytes all tables take at the end of the run.
+    pub table_bytes_end: u64,
+    /// Bytes covered at the end of the run.
+    pub covered_bytes_end: u64,
+    /// `table_bytes_end` over `covered_bytes_end` (0 when nothing is covered).
+    pub space_overhead_end: f64,
+}
+
 /// The configuration replayed on.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ConfigReport {
@@ -260,6 +283,20 @@ pub struct Report {
     pub gate_lookups: u64,
     /// The cross-domain call stack's traffic between its on-chip buffer and memory.
     pub call_stack: CallStackReport,
+    /// Memory references the trace made: its load, store, modify and fetch events, each
+    /// counted once (every one is checked; [`Report::accesses`] counts the checks, two for
+    /// a modify and one per piece of a large reference).
+    pub memory_refs: u64,
+    /// Memory traffic the protection tables add: [`Report::table_refs`] (the table words
+    /// the PLB's misses read, and the gate lookups) over [`Report::memory_refs`]. 0 when
+    /// no reference was made.
+    pub traffic_overhead: f64,
+    /// Memory the protection tables take beside what they protect, at their largest:
+    /// [`SpaceReport::peak_table_bytes`] over [`SpaceReport::covered_bytes_at_peak`]. 0 when
+    /// nothing was covered then.
+    pub space_overhead: f64,
+    /// The figures of [`Report::space_overhead`], and the same at the end of the run.
+    pub space: SpaceReport,
     /// Bytes of every domain's permissions table.
     pub table_bytes: u64,
     /// Bytes of every domain's table with subtables below the roots shared between domains
