@@ -32,6 +32,9 @@ for s in "$data"/crossings/*.symbols.txt; do
 done
 for f in "$data"/ltrace*.txt; do seed import_ltrace "$f"; done
 for f in "$data"/lackey*.txt; do seed import_lackey "$f"; done
+# the real heap log alone, and with the front of its lackey trace after a NUL
+seed heap_log "$data/heap/heap.log"
+{ cat "$data/heap/heap.log"; printf '\0'; (xz -dc "$data/heap/trace.txt.xz" || true) | head -c 200000; } > "$seeds/heap_log/with-trace"
 mkdir -p "$seeds/trace_binary" "$seeds/trace_text"
 for f in "$data"/*.txt; do
     name=$(basename "$f" .txt)

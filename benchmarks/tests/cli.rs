@@ -77,6 +77,32 @@ fn the_default_replays_the_embedded_real_kernel_trace_on_its_split() {
 }
 
 #[test]
+fn the_call_stack_buffer_decides_the_spills_of_the_main_job() {
+    let traffic = |buffer: &str| {
+        let v = json(&["--json", "--call-stack-buffer", buffer]);
+        let c = &v["call_stack"];
+        assert_eq!(c["buffer"].to_string(), buffer);
+        let (spills, refills) = (
+            c["spills"].as_u64().unwrap(),
+            c["refills"].as_u64().unwrap(),
+        );
+        assert_eq!(c["memory_refs"].as_u64().unwrap(), 6 * (spills + refills));
+        // The gate lookups are table references too, one a cross-domain call.
+        assert_eq!(v["gate_lookups"], v["cross_domain_calls"]);
+        assert!(v["table_refs"].as_u64() > v["gate_lookups"].as_u64());
+        (spills, refills)
+    };
+    let (one, _) = traffic("1");
+    let (two, _) = traffic("2");
+    let (deep, _) = traffic("64");
+    assert!(
+        one > two && two > 0,
+        "a smaller buffer spills more: {one}, {two}"
+    );
+    assert_eq!(deep, 0, "the trace's calls nest less than 64 deep");
+}
+
+#[test]
 fn the_synthetic_boot_replay_reports_the_papers_boot_figures() {
     let v = json(&["--json", "--synthetic", "boot"]);
     for key in [

@@ -474,3 +474,26 @@ fn references_answered_from_the_open_windows_count_as_the_machine_would() {
         (b.accesses, &b.faults.by_kind, format!("{:?}", b.plb))
     );
 }
+
+#[test]
+fn shared_subtables_never_cost_more_than_separate_tables() {
+    for format in TableFormat::ALL {
+        let cfg = ReplayConfig {
+            format,
+            ..ReplayConfig::default()
+        };
+        let r = replay(&mut BootTrace::new(DEFAULT_SEED), cfg);
+        assert!(r.table_bytes > 0, "{format:?}");
+        match format {
+            TableFormat::Mlpt | TableFormat::MlptPaper => {
+                assert!(r.table_bytes_shared <= r.table_bytes, "{format:?}: {r:?}")
+            }
+            TableFormat::Flat | TableFormat::Sst => {
+                assert_eq!(
+                    r.table_bytes_shared, r.table_bytes,
+                    "{format:?}: no subtables"
+                )
+            }
+        }
+    }
+}

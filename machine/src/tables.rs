@@ -104,17 +104,33 @@ impl Machine {
     /// figure, not a change to what any domain may do.
     #[must_use]
     pub fn shared_table_bytes(&self) -> usize {
-        let live = || {
-            self.pds
-                .iter()
-                .filter(|(k, _)| *k != 0)
-                .map(|(_, s)| &s.table)
-        };
-        let mlpts = live().filter_map(|t| match t {
+        let live: Vec<PdId> = self
+            .pds
+            .iter()
+            .filter(|(k, _)| *k != 0)
+            .map(|(_, s)| s.id)
+            .collect();
+        self.shared_table_bytes_of(&live)
+    }
+
+    /// [`Machine::shared_table_bytes`] over the tables of `pds` alone (unknown domains and
+    /// PD 0 count nothing; a domain named twice counts once). Never more than the sum of
+    /// their footprints.
+    #[must_use]
+    pub fn shared_table_bytes_of(&self, pds: &[PdId]) -> usize {
+        let mut keys: Vec<usize> = pds
+            .iter()
+            .filter(|p| !p.is_supervisor())
+            .filter_map(|&p| self.slot(p).ok())
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let tables = || keys.iter().map(|&k| &self.pds[k].table);
+        let mlpts = tables().filter_map(|t| match t {
             Table::Mlpt(m) => Some(m),
             _ => None,
         });
-        let others: usize = live()
+        let others: usize = tables()
             .filter(|t| !matches!(t, Table::Mlpt(_)))
             .map(PermTable::footprint_bytes)
             .sum();

@@ -161,6 +161,10 @@ struct ShapeArgs {
     /// PLB ways (1: direct-mapped; the entry count: fully associative).
     #[arg(long, default_value_t = 4)]
     plb_ways: usize,
+    /// Frames each CPU's cross-domain call stack keeps on chip; deeper calls spill to
+    /// protected memory (the report's `call_stack` counts the traffic).
+    #[arg(long, default_value_t = mmp_machine::CALL_STACK_BUFFER)]
+    call_stack_buffer: usize,
 }
 
 impl ShapeArgs {
@@ -176,6 +180,7 @@ impl ShapeArgs {
             },
             cpus,
             table_growth_cap: cap,
+            call_stack_buffer: self.call_stack_buffer,
         }
     }
 }
@@ -931,6 +936,7 @@ impl Grid<'_> {
             plb: plb(n, self.ways),
             cpus: self.cpus,
             table_growth_cap: self.table_growth_cap,
+            ..ReplayConfig::default()
         }
     }
 }

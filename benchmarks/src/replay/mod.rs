@@ -86,6 +86,9 @@ pub struct ReplayConfig {
     /// ([`MachineConfig::table_growth_cap`]): a grant past it is an error, not an
     /// allocation.
     pub table_growth_cap: Option<usize>,
+    /// Frames each CPU's cross-domain call stack keeps on chip before it spills to
+    /// protected memory (`Machine::set_call_stack_buffer`; 0 is taken as 1).
+    pub call_stack_buffer: usize,
 }
 
 /// The default [`ReplayConfig::table_growth_cap`]: 4 GiB.
@@ -93,13 +96,15 @@ pub const DEFAULT_TABLE_GROWTH_CAP: usize = 4 << 30;
 
 impl Default for ReplayConfig {
     /// MLPT tables, the default PLB (64 entries, 4-way, LRU, two sidecars), 4 CPUs, tables
-    /// that may grow by [`DEFAULT_TABLE_GROWTH_CAP`].
+    /// that may grow by [`DEFAULT_TABLE_GROWTH_CAP`], the machine's call-stack buffer
+    /// (`mmp_machine::CALL_STACK_BUFFER` frames).
     fn default() -> Self {
         ReplayConfig {
             format: TableFormat::Mlpt,
             plb: PlbConfig::default(),
             cpus: 4,
             table_growth_cap: Some(DEFAULT_TABLE_GROWTH_CAP),
+            call_stack_buffer: mmp_machine::CALL_STACK_BUFFER,
         }
     }
 }
@@ -363,6 +368,9 @@ impl Replay {
         let mut machine = Machine::new(mcfg).map_err(err)?;
         machine
             .set_call_stack_capacity(CALL_STACK_FRAMES)
+            .map_err(err)?;
+        machine
+            .set_call_stack_buffer(cfg.call_stack_buffer)
             .map_err(err)?;
         for cpu in 0..cfg.cpus {
             machine
@@ -1210,7 +1218,10 @@ impl Replay {
                 space_overhead_end: ratio(self.table_bytes_now, 4 * self.coverage.words()),
             },
             table_bytes: table_bytes_per_domain.iter().map(|d| d.bytes as u64).sum(),
-            table_bytes_shared: self.machine.shared_table_bytes() as u64,
+            table_bytes_shared: {
+                let pds: Vec<_> = self.domains.iter().flatten().map(|d| d.pd).collect();
+                self.machine.shared_table_bytes_of(&pds) as u64
+            },
             table_bytes_per_domain,
             faults: FaultReport {
                 total: self.faults.values().sum(),

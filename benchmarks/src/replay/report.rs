@@ -299,10 +299,10 @@ pub struct Report {
     pub space: SpaceReport,
     /// Bytes of every domain's permissions table.
     pub table_bytes: u64,
-    /// Bytes of every domain's table with subtables below the roots shared between domains
-    /// whose view of a block is the same (the MMP kernel paper's proposal;
-    /// `Machine::shared_table_bytes`); equal to `table_bytes` for formats without
-    /// subtables.
+    /// Bytes of the same domains' tables with subtables below the roots shared between
+    /// domains whose view of a block is the same (the MMP kernel paper's proposal;
+    /// `Machine::shared_table_bytes_of`); at most `table_bytes`, and equal to it for
+    /// formats without subtables.
     pub table_bytes_shared: u64,
     /// Per domain.
     pub table_bytes_per_domain: Vec<DomainBytes>,
