@@ -40,6 +40,7 @@ fn machine(cpus: usize, entries: usize, ways: usize) -> (Machine, PdId) {
         plb,
         max_pds: 16,
         table_growth_cap: None,
+        ..MachineConfig::default()
     };
     let mut m = Machine::new(cfg).expect("valid config");
     let pd = m.create_pd(PdKind::Kernel).expect("room");

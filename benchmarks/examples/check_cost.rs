@@ -31,6 +31,7 @@ fn machine(entries: usize, ways: usize) -> Machine {
         },
         max_pds: 16,
         table_growth_cap: None,
+        ..MachineConfig::default()
     };
     let mut m = Machine::new(cfg).expect("valid config");
     let pd = m.create_pd(PdKind::Kernel).expect("room");

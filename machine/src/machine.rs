@@ -31,10 +31,14 @@ pub struct MachineConfig {
     /// [`MachineError::OutOfTableMemory`] and changes nothing; so a huge range given by
     /// untrusted input (a trace's grant, a layout's) is refused before anything is allocated.
     pub table_growth_cap: Option<usize>,
+    /// Frames each CPU's cross-domain call stack keeps on chip before it spills to
+    /// protected memory (0 is taken as 1; see [`Machine::set_call_stack_buffer`]).
+    pub call_stack_buffer: usize,
 }
 
 impl Default for MachineConfig {
-    /// One CPU, 32-bit, MLPT tables, the default PLB, 4,096 domains, no table memory cap.
+    /// One CPU, 32-bit, MLPT tables, the default PLB, 4,096 domains, no table memory cap,
+    /// a call-stack buffer of [`CALL_STACK_BUFFER`] frames.
     fn default() -> Self {
         MachineConfig {
             cpus: 1,
@@ -43,6 +47,7 @@ impl Default for MachineConfig {
             plb: PlbConfig::default(),
             max_pds: 4096,
             table_growth_cap: None,
+            call_stack_buffer: CALL_STACK_BUFFER,
         }
     }
 }
@@ -178,7 +183,7 @@ impl Machine {
         debug_assert_eq!(k, 0);
         let gate_cpus = (0..cfg.cpus)
             .map(|_| GateCpu {
-                stack: CallStack::with_buffer(CALL_STACK_FRAMES, CALL_STACK_BUFFER),
+                stack: CallStack::with_buffer(CALL_STACK_FRAMES, cfg.call_stack_buffer),
                 crossings: CrossingStats::default(),
                 traffic: StackTraffic::default(),
                 gate_lookups: 0,

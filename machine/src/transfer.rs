@@ -42,7 +42,9 @@ impl Machine {
             .gate_cpus
             .first()
             .map_or(CALL_STACK_FRAMES, |c| c.stack.capacity());
-        self.set_call_stack(frames, entries)
+        self.set_call_stack(frames, entries)?;
+        self.cfg.call_stack_buffer = entries;
+        Ok(())
     }
 
     fn set_call_stack(&mut self, frames: usize, buffer: usize) -> Result<(), MachineError> {

@@ -111,6 +111,7 @@ fn run(format: TableFormat, plb: PlbConfig, ops: &[Op]) -> Result<(), TestCaseEr
         plb,
         max_pds: 16,
         table_growth_cap: None,
+        ..MachineConfig::default()
     };
     let mut m = Machine::new(cfg).unwrap();
     // `m` is used as a trace replay uses it: a load or fetch inside the CPU's windows

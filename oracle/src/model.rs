@@ -198,9 +198,12 @@ pub struct Model {
     pub regs: Vec<FrameRegs>,
     /// Each CPU's cross-domain call stack, oldest frame first.
     pub calls: Vec<Vec<Frame>>,
-    /// Frames of each CPU's call stack on its on-chip buffer ([`CALL_STACK_BUFFER`] of
-    /// them at most): the newest ones.
+    /// Frames of each CPU's call stack on its on-chip buffer (`call_stack_buffer` of them
+    /// at most): the newest ones.
     pub resident: Vec<usize>,
+    /// Frames a CPU's call stack keeps on chip: [`CALL_STACK_BUFFER`] unless set to the
+    /// machine's (at least 1).
+    pub call_stack_buffer: usize,
     /// Frames spilled to and refilled from protected memory, on all CPUs.
     pub traffic: StackTraffic,
     /// Gate records read: one a crossing.
@@ -232,6 +235,7 @@ impl Model {
             regs: vec![FrameRegs::default(); cpus],
             calls: vec![Vec::new(); cpus],
             resident: vec![0; cpus],
+            call_stack_buffer: CALL_STACK_BUFFER,
             traffic: StackTraffic::default(),
             gate_lookups: 0,
             crossings: BTreeMap::new(),
@@ -1390,7 +1394,7 @@ impl Model {
                 args: regs.args,
             });
             // The buffer keeps the newest frames; a push onto a full one spills a frame.
-            if self.resident[cpu] == CALL_STACK_BUFFER {
+            if self.resident[cpu] >= self.call_stack_buffer.max(1) {
                 self.traffic.spills += 1;
             } else {
                 self.resident[cpu] += 1;

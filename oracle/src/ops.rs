@@ -36,7 +36,7 @@ use mmp_domains::{
     Access, AddrWidth, ByteAddr, PdId, PdKind, Perm, PermTable, TableFormat, WordAddr, WordRange,
 };
 use mmp_gates::{ArgWindow, Gate};
-use mmp_machine::MachineConfig;
+use mmp_machine::{CALL_STACK_BUFFER, MachineConfig};
 use mmp_plb::PlbConfig;
 use mmp_supervisor::policy::{
     ENTRY_BASE, ENTRY_LEN, ENTRY_WORDS, FaultAction, FaultPolicy, Grant, RegionKind,
@@ -770,15 +770,20 @@ pub struct Shape {
     pub cpus: usize,
     /// PLB entries (fully associative; 1 is the smallest PLB).
     pub plb_entries: usize,
+    /// Frames each CPU's call stack keeps on chip (1: every nested crossing spills).
+    pub call_stack_buffer: usize,
 }
 
 impl Shape {
-    /// The shape a selector byte picks: every table format (MLPT most often), both widths, a
-    /// one-entry and a 16-entry PLB, one and two CPUs. Tests and the fuzz target share it.
+    /// The shape a selector byte picks: every table format (MLPT most often, on both
+    /// plans), both widths, a one-entry and a 16-entry PLB, one and two CPUs, a call stack
+    /// that spills from its second frame or keeps the machine's default on chip. Tests and
+    /// the fuzz target share it.
     #[must_use]
     pub fn from_selector(i: u8) -> Shape {
         let format = match i % 8 {
-            0..=4 => TableFormat::Mlpt,
+            0..=3 => TableFormat::Mlpt,
+            4 => TableFormat::MlptPaper,
             5 | 6 => TableFormat::Sst,
             _ => TableFormat::Flat,
         };
@@ -791,6 +796,7 @@ impl Shape {
             },
             cpus: 1 + usize::from(i % 3 != 0),
             plb_entries: if i % 2 == 0 { 1 } else { 16 },
+            call_stack_buffer: if i % 7 < 3 { 1 } else { CALL_STACK_BUFFER },
         }
     }
 }
@@ -802,6 +808,7 @@ impl Default for Shape {
             width: AddrWidth::Bits32,
             cpus: 2,
             plb_entries: 16,
+            call_stack_buffer: CALL_STACK_BUFFER,
         }
     }
 }
@@ -839,13 +846,16 @@ impl Harness {
                 plb,
                 max_pds,
                 table_growth_cap: None,
+                call_stack_buffer: shape.call_stack_buffer,
             },
             table_memory_cap: None,
         };
         let sup = Supervisor::new(cfg).expect("the harness's shapes are valid");
+        let mut model = Model::new(shape.width, shape.cpus, max_pds);
+        model.call_stack_buffer = shape.call_stack_buffer;
         Harness {
             sup,
-            model: Model::new(shape.width, shape.cpus, max_pds),
+            model,
             ids: vec![PdId::SUPERVISOR, PdId::from_raw(0x7fff_0fff)],
             addrs: vec![ENTRY_BASE.0],
             stack_addrs: Vec::new(),
@@ -864,7 +874,8 @@ impl Harness {
     /// domains from PD 0, the first (A) on CPU 0 with a page, a stack and a child (C), the
     /// second (B) on CPU 1 with a small region, and a grant chain over A's page: A gives B
     /// read-write transitively, B passes it on to the third (U) and read-only to C; B places
-    /// a call gate into its region in A's table and a return gate in its own.
+    /// a call gate into its region in A's table and a return gate in its own, and A a call
+    /// gate into its page in B's table and a return gate in its own.
     ///
     /// # Errors
     /// The first disagreement.
@@ -953,6 +964,24 @@ impl Harness {
                 cpu: 1,
                 pd: 3,
                 at: Addr::Owned { idx: 0, words: 8 },
+                kind: 2,
+                dest: 0,
+            },
+            // And back: a call gate into A's page in B's table, a return gate in A's, so
+            // crossings nest (A -> B -> A -> ...) and call stacks spill. (With one CPU, B
+            // runs on it now: A comes back first.)
+            Op::Switch { cpu: 0, pd: 2 },
+            Op::SetGate {
+                cpu: 0,
+                pd: 3,
+                at: Addr::Owned { idx: 0, words: 12 },
+                kind: 0,
+                dest: 2,
+            },
+            Op::SetGate {
+                cpu: 0,
+                pd: 2,
+                at: Addr::Owned { idx: 0, words: 16 },
                 kind: 2,
                 dest: 0,
             },

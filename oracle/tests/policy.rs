@@ -55,6 +55,7 @@ fn fuzz_logic_runs_on_random_bytes() {
 #[ignore = "a report, not a check"]
 fn operation_coverage_report() {
     let mut total: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
+    let (mut spills, mut refills, mut lookups) = (0, 0, 0);
     let mut x = 0x1234_5678_9abc_def1u64;
     for _ in 0..100 {
         x = x
@@ -64,6 +65,9 @@ fn operation_coverage_report() {
             .map(|i| (x.rotate_left(i % 64) >> 7) as u8 ^ (i as u8).wrapping_mul(31))
             .collect();
         let h = run_bytes(shape(x as u8), &data, 200).expect("agrees");
+        spills += h.model.traffic.spills;
+        refills += h.model.traffic.refills;
+        lookups += h.model.gate_lookups;
         for (k, (a, b)) in h.stats {
             let e = total.entry(k).or_default();
             e.0 += a;
@@ -73,6 +77,7 @@ fn operation_coverage_report() {
     for (k, (a, b)) in total {
         println!("{k:12} ok {a:6} failed {b:6}");
     }
+    println!("call-stack spills {spills}, refills {refills}; gate lookups {lookups}");
 }
 
 /// Many short inputs, as a fuzzer starts with: each runs the prelude and a few operations.
@@ -110,4 +115,46 @@ fn every_shapes_prelude_passes_every_check_and_forks_go_on_alike() {
         assert_eq!(copy.sup.digest(), h.sup.digest(), "shape {sel}");
         assert_eq!((copy.ops, copy.failed), (h.ops, h.failed), "shape {sel}");
     }
+}
+
+/// Crossings nested deeper than the call stack's on-chip buffer: the supervisor and the
+/// model agree on every step (the harness compares the spills, refills and gate lookups
+/// after each transfer), and on the totals.
+#[test]
+fn nested_crossings_spill_and_refill_alike_on_both_sides() {
+    use mmp_oracle::ops::{Addr, Checks, Harness, Op};
+    // Selector 0: one CPU, MLPT, a one-frame buffer.
+    let shape = Shape::from_selector(0);
+    assert_eq!(shape.call_stack_buffer, 1);
+    let mut h = Harness::with_checks(shape, Checks::THOROUGH);
+    h.prelude().unwrap();
+    let call = |gate| Op::Call {
+        cpu: 0,
+        gate: Some(gate),
+        at: Addr::Raw(0),
+        ret: Addr::Raw(0x100),
+        down: 1,
+        args: 0,
+        writable: false,
+    };
+    // A's own gates (outside the entry points) are its return gate and the call gate into
+    // B, in that order, so gate operand 4 picks the call; B's are the call gate into A and
+    // its return gate, so 0 picks the call.
+    let running = |h: &Harness| h.sup.machine().running(0).unwrap();
+    let a = running(&h);
+    for i in 0..12 {
+        let before = running(&h);
+        h.step(call(if i % 2 == 0 { 4 } else { 0 })).unwrap();
+        assert_ne!(running(&h), before, "call {i} crossed");
+    }
+    assert_eq!(h.sup.machine().call_stack(0).unwrap().depth(), 12);
+    for _ in 0..12 {
+        h.step(Op::Return { cpu: 0, idx: 0 }).unwrap();
+    }
+    assert_eq!(running(&h), a);
+    let t = h.sup.machine().stack_traffic_totals();
+    assert_eq!((t.spills, t.refills), (11, 11));
+    assert_eq!(t, h.model.traffic);
+    assert_eq!(h.sup.machine().gate_lookups(), h.model.gate_lookups);
+    h.finish().unwrap();
 }

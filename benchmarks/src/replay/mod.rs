@@ -362,15 +362,13 @@ impl Replay {
             plb: cfg.plb,
             max_pds,
             table_growth_cap: cfg.table_growth_cap,
+            call_stack_buffer: cfg.call_stack_buffer,
         };
         let err = ReplayError::Config;
         let limit = mcfg.width.byte_limit();
         let mut machine = Machine::new(mcfg).map_err(err)?;
         machine
             .set_call_stack_capacity(CALL_STACK_FRAMES)
-            .map_err(err)?;
-        machine
-            .set_call_stack_buffer(cfg.call_stack_buffer)
             .map_err(err)?;
         for cpu in 0..cfg.cpus {
             machine
