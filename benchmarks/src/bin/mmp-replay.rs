@@ -1198,24 +1198,15 @@ fn sweep_outputs(
             })
             .collect()
     };
-    // A table's bytes do not depend on the PLB: its first point's.
-    let bytes: Vec<f64> = tables
-        .iter()
-        .map(|t| {
-            rows.iter()
-                .find(|r| &r.table == t)
-                .map_or(0.0, |r| r.table_bytes)
-        })
-        .collect();
-    // Nor does its space overhead.
-    let space: Vec<f64> = tables
-        .iter()
-        .map(|t| {
-            rows.iter()
-                .find(|r| &r.table == t)
-                .map_or(0.0, |r| r.space_overhead)
-        })
-        .collect();
+    // A table's bytes and space overhead do not depend on the PLB: its first point's.
+    let per_table = |f: fn(&Row) -> f64| -> Vec<f64> {
+        tables
+            .iter()
+            .map(|t| rows.iter().find(|r| &r.table == t).map_or(0.0, f))
+            .collect()
+    };
+    let bytes = per_table(|r| r.table_bytes);
+    let space = per_table(|r| r.space_overhead);
     let charts = [
         (
             "sweep_hit_rate.svg",
