@@ -21,8 +21,8 @@ pub enum FaultKind {
     /// The CPU does not exist (reported by [`Machine::check`](crate::Machine::check); `load`, `store` and
     /// `fetch` report [`MachineError::NoSuchCpu`] instead).
     NoSuchCpu,
-    /// A misused gate: a jump onto a call gate (a call gate is entered by a call), or a call
-    /// gate whose destination domain no longer exists.
+    /// A dead gate: a call gate whose destination domain no longer exists, or a return gate
+    /// whose frame's caller no longer exists.
     Gate,
     /// A return through a return gate to an address other than the one the matching call
     /// pushed.
@@ -79,10 +79,7 @@ impl std::fmt::Display for FaultKind {
             FaultKind::OutOfRange => write!(f, "beyond the address width"),
             FaultKind::BadSize => write!(f, "not 1, 2, 4 or 8 bytes"),
             FaultKind::NoSuchCpu => write!(f, "no such CPU"),
-            FaultKind::Gate => write!(
-                f,
-                "misused gate (a jump onto a call gate, or a dead domain)"
-            ),
+            FaultKind::Gate => write!(f, "dead gate (its domain no longer exists)"),
             FaultKind::ReturnMismatch { expected } => {
                 write!(f, "return address mismatch (the call pushed {expected:#x})")
             }

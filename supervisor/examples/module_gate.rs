@@ -12,9 +12,9 @@
 //! buffer's words writable. K runs as itself (a different domain on the same CPU, with no
 //! trap), reads and updates the buffer through the argument window and nothing more, and
 //! returns through its return gate. Finally M tries to reach K's code the wrong ways: a jump
-//! or call past the gate is an execute fault (M holds nothing on K's code), and a jump onto
-//! the gate is a gate fault (a call gate is entered by a call). Crossing counts and the
-//! faults are printed; every expectation is asserted.
+//! or call past the gate is an execute fault (M holds nothing on K's code), while a jump onto
+//! the gate (a tail call) crosses just as the call did: any transfer onto a call gate does.
+//! Crossing counts and the faults are printed; every expectation is asserted.
 //!
 //! Run with `cargo run -p mmp-supervisor --example module_gate`.
 
