@@ -1,6 +1,7 @@
 //! How many inputs a second the `supervisor_ops` fuzz logic runs, over a directory of inputs
 //! (a fuzz corpus): `cargo run --release -p mmp-oracle --example fuzz_rate -- DIR`. Prints the
-//! inputs, the operations they decoded to, and the rate; libFuzzer's own `exec/s` adds its
+//! inputs, the operations they ran (after the prelude; an input that finds something counts
+//! none), and both rates; libFuzzer's own `exec/s` adds its
 //! instrumentation on top.
 
 use std::time::Instant;
@@ -23,15 +24,19 @@ fn main() {
     inputs.sort();
     let t = Instant::now();
     let mut findings = 0;
+    let mut ops = 0;
     for data in &inputs {
-        if mmp_oracle::ops::fuzz_one(data).is_err() {
-            findings += 1;
+        match mmp_oracle::ops::fuzz_one_counted(data) {
+            Ok(n) => ops += n,
+            Err(_) => findings += 1,
         }
     }
     let secs = t.elapsed().as_secs_f64();
     println!(
-        "{} inputs in {secs:.2} s: {:.0} inputs/s, {findings} findings",
+        "{} inputs ({ops} operations) in {secs:.2} s: {:.0} inputs/s, {:.0} operations/s, \
+         {findings} findings",
         inputs.len(),
-        inputs.len() as f64 / secs
+        inputs.len() as f64 / secs,
+        ops as f64 / secs
     );
 }

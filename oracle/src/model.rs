@@ -26,6 +26,8 @@ use mmp_supervisor::policy::{
 };
 use mmp_supervisor::{AccessResult, CallResult, Mmp};
 
+use smallvec::SmallVec;
+
 use crate::words::Words;
 
 type Result<T> = std::result::Result<T, SupervisorError>;
@@ -57,21 +59,23 @@ pub struct Word {
 
 /// A map from domains to `V` as a vector sorted by domain: a word is held by a few domains
 /// at most, so this is the compact (and cheap to copy) form of a `BTreeMap<PdId, V>`, with
-/// the same operations and the same ascending order.
+/// the same operations and the same ascending order. Up to two entries are kept inline, so
+/// a word held by its owner and one more domain costs no allocation (the model fills
+/// thousands of words a call).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VecMap<V>(Vec<(PdId, V)>);
+pub struct VecMap<V>(SmallVec<[(PdId, V); 2]>);
 
 impl<V> Default for VecMap<V> {
     fn default() -> Self {
-        VecMap(Vec::new())
+        VecMap(SmallVec::new())
     }
 }
 
 impl<V> VecMap<V> {
     /// The empty map.
     #[must_use]
-    pub const fn new() -> Self {
-        VecMap(Vec::new())
+    pub fn new() -> Self {
+        VecMap(SmallVec::new())
     }
 
     fn find(&self, k: PdId) -> std::result::Result<usize, usize> {
@@ -108,7 +112,7 @@ impl<V> VecMap<V> {
 
     /// Keeps the entries `f` accepts.
     pub fn retain(&mut self, mut f: impl FnMut(&PdId, &mut V) -> bool) {
-        self.0.retain_mut(|(k, v)| f(k, v));
+        self.0.retain(|(k, v)| f(k, v));
     }
 
     /// Removes every entry.

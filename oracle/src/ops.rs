@@ -1542,16 +1542,46 @@ impl Harness {
     }
 
     /// A digest of every live domain's permissions on the words `span` names (and two more
-    /// each side, as the comparisons take them): what a failed call that named them must
-    /// leave as it was. 0 for no span.
+    /// each side, as the comparisons take them) that lie in or beside the supervisor's
+    /// regions: what a failed call that named them must leave as it was. 0 for no span.
+    /// (A huge length names far more words than any state holds. Outside the regions no
+    /// domain but PD 0 holds a right, an invariant of the full check, and the full check
+    /// compares every word from the first region to the last against the model.)
     fn table_digest(&self, span: Option<(u64, u64)>) -> u64 {
-        span.and_then(|(a, b)| {
-            WordRange::new(
-                a.saturating_sub(2),
-                b.saturating_add(2).min(self.model_limit()),
-            )
-        })
-        .map_or(0, |range| self.sup.tables_digest(range))
+        let Some((a, b)) = span else {
+            return 0;
+        };
+        let (lo, hi) = (
+            a.saturating_sub(2),
+            b.saturating_add(2).min(self.model_limit()),
+        );
+        let Some(range) = WordRange::new(lo, hi) else {
+            return 0;
+        };
+        // The regions' words, two more each side, merged and cut to the range.
+        let mut pieces: Vec<(u64, u64)> = Vec::new();
+        for r in self
+            .sup
+            .regions_in(WordRange::new(lo.saturating_sub(2), hi.saturating_add(2)).unwrap_or(range))
+        {
+            let (x, y) = (
+                r.start.0.saturating_sub(2).max(lo),
+                r.end.0.saturating_add(2).min(hi),
+            );
+            match pieces.last_mut() {
+                Some(last) if x <= last.1 => last.1 = last.1.max(y),
+                _ if x < y => pieces.push((x, y)),
+                _ => {}
+            }
+        }
+        let mut h = 0u64;
+        for (x, y) in pieces {
+            if let Some(piece) = WordRange::new(x, y) {
+                h = (h.rotate_left(5) ^ self.sup.tables_digest(piece))
+                    .wrapping_mul(0x517c_c1b7_2722_0a95);
+            }
+        }
+        h
     }
 
     /// The supervisor's digest: the one kept from the last failed call if nothing has
@@ -1866,22 +1896,30 @@ impl Harness {
     /// word wider each way. (Past it, no table holds anything and no word is marked: the
     /// supervisor's invariants say so, and the model never writes an unallocated word.)
     fn compare_all(&self) -> Result<(), String> {
-        let regions = self.sup.regions();
-        let lo = [regions.first().map(|r| r.start.0), self.model.words.first()]
+        match self.compared_words() {
+            Some((lo, hi)) => self.compare_span(lo, hi),
+            None => Ok(()),
+        }
+    }
+
+    /// The words a full check compares: from the first word the supervisor's regions or the
+    /// model's words hold to the last, and two more each side. Outside it no word is
+    /// allocated in either, so no domain but PD 0 holds a right there (an invariant the full
+    /// check checks).
+    fn compared_words(&self) -> Option<(u64, u64)> {
+        let sup = self.sup.allocated_span();
+        let lo = [sup.map(|r| r.start().0), self.model.words.first()]
             .into_iter()
             .flatten()
-            .min();
+            .min()?;
         let hi = [
-            regions.last().map(|r| r.end.0),
+            sup.map(|r| r.end().0),
             self.model.words.last().map(|w| w + 1),
         ]
         .into_iter()
         .flatten()
-        .max();
-        match (lo, hi) {
-            (Some(lo), Some(hi)) => self.compare_span(lo.saturating_sub(1), hi.saturating_add(1)),
-            _ => Ok(()),
-        }
+        .max()?;
+        Some((lo.saturating_sub(2), hi.saturating_add(2)))
     }
 
     /// The end of a run: the invariants, the shared state and every allocated word.
@@ -1948,11 +1986,22 @@ fn span(at: ByteAddr, len: u64) -> (u64, u64) {
 /// # Errors
 /// The first disagreement or broken invariant.
 pub fn fuzz_one(data: &[u8]) -> Result<(), Finding> {
+    fuzz_one_counted(data).map(|_| ())
+}
+
+/// [`fuzz_one`], returning how many operations the input ran after the prelude (for rates
+/// in operations a second, which unlike inputs a second do not depend on input length).
+///
+/// # Errors
+/// The first disagreement or broken invariant.
+pub fn fuzz_one_counted(data: &[u8]) -> Result<usize, Finding> {
     let Some((&sel, rest)) = data.split_first() else {
-        return Ok(());
+        return Ok(0);
     };
     let mut h = after_prelude(sel)?;
-    h.run_ops(rest, 300)
+    let before = h.ops;
+    h.run_ops(rest, 300)?;
+    Ok(h.ops - before)
 }
 
 thread_local! {

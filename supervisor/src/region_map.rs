@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use mmp_domains::{AddrWidth, ByteAddr, PdId, WordAddr};
+use mmp_domains::{AddrWidth, ByteAddr, PdId, WordAddr, WordRange};
 
 use crate::buddy::Buddy;
 use crate::invariants::PolicyInvariantError;
@@ -68,6 +68,23 @@ impl RegionMap {
     /// Every region, ascending.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Region> + '_ {
         self.regions.values()
+    }
+
+    /// The regions that overlap words `[a, b)`, ascending (whole, not cut).
+    pub(crate) fn overlapping(&self, a: u64, b: u64) -> Vec<Region> {
+        let first = self.regions.range(..=a).next_back().map_or(a, |(&s, _)| s);
+        self.regions
+            .range(first..b)
+            .map(|(_, r)| *r)
+            .filter(|r| r.end.0 > a)
+            .collect()
+    }
+
+    /// From the first region's first word to the last region's end.
+    pub(crate) fn span(&self) -> Option<WordRange> {
+        let first = self.regions.values().next()?;
+        let last = self.regions.values().next_back()?;
+        WordRange::new(first.start.0, last.end.0)
     }
 
     /// Pieces `(lo, hi, owner)` of regions within words `[a, b)`, ascending.

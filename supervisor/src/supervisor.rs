@@ -248,12 +248,15 @@ impl Supervisor {
     /// The regions that overlap words `range`, ascending (whole, not cut).
     #[must_use]
     pub fn regions_in(&self, range: WordRange) -> Vec<Region> {
-        let (lo, hi) = (range.start().0, range.end().0);
-        self.regions
-            .iter()
-            .filter(|r| r.start.0 < hi && lo < r.end.0)
-            .copied()
-            .collect()
+        self.regions.overlapping(range.start().0, range.end().0)
+    }
+
+    /// The words from the first region's first to the last region's last: every allocated
+    /// word lies in it (`None` only with no region, which a supervisor never has: its own
+    /// region stays).
+    #[must_use]
+    pub fn allocated_span(&self) -> Option<WordRange> {
+        self.regions.span()
     }
 
     /// The words `pd` holds by grants, as runs of words with one grant each, ascending.

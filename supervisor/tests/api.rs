@@ -277,3 +277,42 @@ fn exclusive_stack_grant_revokes_everyone_else() {
     assert_eq!(sup.active_stack(A), None);
     sup.check_invariants().unwrap();
 }
+
+#[test]
+fn regions_in_a_range_are_those_that_overlap_it_and_the_allocated_span_holds_them_all() {
+    use mmp_domains::WordRange;
+    let mut sup = two_cpus();
+    let k = sup.alloc_pd(B, PdKind::Kernel).unwrap();
+    sup.switch(B, k).unwrap();
+    // Regions of several sizes, one placed far above the others, and one freed between.
+    let mut starts = Vec::new();
+    for len in [64, 4096, 12, 256, 8192] {
+        starts.push(sup.alloc(B, len, None, false).unwrap().0 / 4);
+    }
+    sup.alloc(B, 4096, Some(ByteAddr(1 << 28)), false).unwrap();
+    sup.free(B, ByteAddr(starts[2] * 4), None).unwrap();
+    let all = sup.regions();
+    let span = sup.allocated_span().unwrap();
+    assert_eq!(span.start().0, all[0].start.0);
+    assert_eq!(span.end().0, all.last().unwrap().end.0);
+    // Every range from a word just before to a word just after each region's edges.
+    let mut edges: Vec<u64> = all.iter().flat_map(|r| [r.start.0, r.end.0]).collect();
+    edges.extend([0, 1, 1 << 26, span.end().0 + 5]);
+    let near: Vec<u64> = edges
+        .iter()
+        .flat_map(|&e| [e.saturating_sub(1), e, e + 1])
+        .collect();
+    for &lo in &near {
+        for &hi in &near {
+            let Some(range) = WordRange::new(lo, hi) else {
+                continue;
+            };
+            let expected: Vec<_> = all
+                .iter()
+                .filter(|r| r.start.0 < hi && lo < r.end.0)
+                .copied()
+                .collect();
+            assert_eq!(sup.regions_in(range), expected, "words [{lo}, {hi})");
+        }
+    }
+}
