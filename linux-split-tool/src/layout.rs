@@ -311,6 +311,78 @@ fn json_error(e: &serde_json::Error) -> LayoutError {
 }
 
 impl Layout {
+    /// Writes the layout as `serde_json::to_writer_pretty` does, byte for byte (`mmp-split
+    /// --out`'s file, tens of MiB for a whole distribution), with each list's entries
+    /// serialized in parallel on rayon's pool and written in order.
+    ///
+    /// # Errors
+    /// The writer's error.
+    pub fn write_pretty<W: std::io::Write>(&self, w: &mut W) -> std::io::Result<()> {
+        /// A list's entries in pretty JSON, each indented for its place in the layout (four
+        /// spaces: JSON text has no raw newline inside a string, so every newline starts a
+        /// line of the entry).
+        fn entries<T: Serialize + Sync>(list: &[T]) -> std::io::Result<Vec<Vec<u8>>> {
+            list.par_chunks(512)
+                .map(|chunk| {
+                    let mut out = Vec::new();
+                    for (i, x) in chunk.iter().enumerate() {
+                        if i > 0 {
+                            out.extend_from_slice(b",\n");
+                        }
+                        out.extend_from_slice(b"    ");
+                        for &b in &serde_json::to_vec_pretty(x)? {
+                            out.push(b);
+                            if b == b'\n' {
+                                out.extend_from_slice(b"    ");
+                            }
+                        }
+                    }
+                    Ok(out)
+                })
+                .collect()
+        }
+        fn list<T: Serialize + Sync, W: std::io::Write>(
+            w: &mut W,
+            key: &str,
+            list: &[T],
+        ) -> std::io::Result<()> {
+            write!(w, ",\n  \"{key}\": ")?;
+            if list.is_empty() {
+                return w.write_all(b"[]");
+            }
+            w.write_all(b"[\n")?;
+            for (i, chunk) in entries(list)?.iter().enumerate() {
+                if i > 0 {
+                    w.write_all(b",\n")?;
+                }
+                w.write_all(chunk)?;
+            }
+            w.write_all(b"\n  ]")
+        }
+        let Layout {
+            format,
+            version,
+            domains,
+            gates,
+            grants,
+            unclassified,
+            entries: entry_points,
+            memory,
+        } = self;
+        write!(
+            w,
+            "{{\n  \"format\": {},\n  \"version\": {version}",
+            serde_json::to_string(format)?
+        )?;
+        list(w, "domains", domains)?;
+        list(w, "gates", gates)?;
+        list(w, "grants", grants)?;
+        list(w, "unclassified", unclassified)?;
+        list(w, "entries", entry_points)?;
+        list(w, "memory", memory)?;
+        w.write_all(b"\n}")
+    }
+
     /// Reads a layout written by `mmp-split --out` (or [`serde_json`] from a [`Layout`]) and
     /// [validates](Layout::validate) it. A valid layout read back equals the one written.
     ///

@@ -284,7 +284,7 @@ fn main() -> ExitCode {
             .and_then(|f| {
                 use std::io::Write;
                 let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
-                serde_json::to_writer_pretty(&mut w, &l).map_err(|e| e.to_string())?;
+                l.write_pretty(&mut w).map_err(|e| e.to_string())?;
                 w.write_all(b"\n").map_err(|e| e.to_string())?;
                 w.flush().map_err(|e| e.to_string())
             });

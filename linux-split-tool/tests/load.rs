@@ -121,6 +121,51 @@ fn a_layout_round_trips_through_json() {
 }
 
 #[test]
+fn the_layout_file_is_serde_jsons_pretty_text_byte_for_byte() {
+    let l = fixture_layout();
+    // Lists longer than one parallel chunk (512 entries), and empty ones.
+    let mut big = l.clone();
+    big.domains = (0..1500)
+        .map(|i| l.domains[i % l.domains.len()].clone())
+        .collect();
+    big.gates = (0..2000)
+        .map(|i| l.gates[i % l.gates.len()].clone())
+        .collect();
+    big.grants = (0..513)
+        .map(|i| l.grants[i % l.grants.len()].clone())
+        .collect();
+    // Every list filled somewhere, strings that need escapes, and a null.
+    big.entries = (0..600)
+        .map(|i| mmp_split::EntryPoint {
+            owner: format!("mod_{i}"),
+            symbol: format!("f\"{i}\"\n\t\u{e9}"),
+            via: mmp_split::EntryVia::Data,
+            addr: (i % 2 == 0).then(|| format!("0x{i:x}")),
+        })
+        .collect();
+    big.memory = (0..3)
+        .map(|i| mmp_split::MemoryEntry {
+            domain: format!("mod_{i}"),
+            kind: mmp_split::MemoryKind::Text,
+            bytes: i,
+            addr: None,
+        })
+        .collect();
+    let mut empty = l.clone();
+    empty.domains.clear();
+    empty.gates.clear();
+    empty.entries.clear();
+    for x in [&l, &big, &empty] {
+        let mut mine = Vec::new();
+        x.write_pretty(&mut mine).unwrap();
+        assert_eq!(
+            String::from_utf8(mine).unwrap(),
+            serde_json::to_string_pretty(x).unwrap()
+        );
+    }
+}
+
+#[test]
 fn entry_points_are_gates_every_other_domain_may_use() {
     let mut v = small();
     v["domains"] = json!([
