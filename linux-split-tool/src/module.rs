@@ -235,17 +235,28 @@ pub fn parse_module(file: &str, bytes: &[u8]) -> Result<ModuleInfo, ModuleError>
             }
         }
     }
-    let section_flags = |i: object::SectionIndex| -> Option<(u64, SectionKind, String)> {
-        let s = obj.section_by_index(i).ok()?;
+    // Per section index: its flags and whether it is an export table (`__ksymtab` or
+    // `__ksymtab_gpl`), looked up once, not once a symbol.
+    let mut sections: Vec<Option<(u64, bool)>> = Vec::new();
+    for s in obj.sections() {
+        let i = s.index().0;
+        if sections.len() <= i {
+            sections.resize(i + 1, None);
+        }
         let flags = match s.flags() {
             SectionFlags::Elf { sh_flags } => sh_flags,
             _ => 0,
         };
-        Some((flags, s.kind(), s.name().unwrap_or("").to_string()))
-    };
+        let ksymtab = matches!(s.name(), Ok("__ksymtab" | "__ksymtab_gpl"));
+        sections[i] = Some((flags, ksymtab));
+    }
+    let section_flags =
+        |i: object::SectionIndex| -> Option<(u64, bool)> { sections.get(i.0).copied().flatten() };
     let mut imports = Vec::new();
     let mut exports = Vec::new();
-    let mut defined = BTreeMap::new();
+    // Every defined symbol in symbol-table order; sorted once below, the first of a name
+    // kept.
+    let mut defined: Vec<(String, Defined)> = Vec::new();
     for sym in obj.symbols() {
         let Ok(sname) = sym.name() else {
             return Err(err(format!(
@@ -262,25 +273,31 @@ pub fn parse_module(file: &str, bytes: &[u8]) -> Result<ModuleInfo, ModuleError>
         }
         let sec = sym.section_index().and_then(section_flags);
         if let Some(exported) = sname.strip_prefix("__ksymtab_")
-            && let Some((_, _, secname)) = &sec
-            && (secname == "__ksymtab" || secname == "__ksymtab_gpl")
+            && let Some((_, true)) = sec
         {
             exports.push(exported.to_string());
         }
-        let kind = match (sym.kind(), &sec) {
+        let kind = match (sym.kind(), sec) {
             (object::SymbolKind::Text, _) => SymbolKind::Function,
-            (object::SymbolKind::Data, Some((flags, _, _))) => SymbolKind::Data {
+            (object::SymbolKind::Data, Some((flags, _))) => SymbolKind::Data {
                 read_only: flags & SHF_WRITE == 0,
             },
             (object::SymbolKind::Data, None) => SymbolKind::Data { read_only: false },
-            (_, Some((flags, _, _))) if flags & SHF_EXECINSTR != 0 => SymbolKind::Function,
+            (_, Some((flags, _))) if flags & SHF_EXECINSTR != 0 => SymbolKind::Function,
             _ => SymbolKind::Unclassified,
         };
-        defined.entry(sname.to_string()).or_insert(Defined {
-            kind,
-            size: sym.size(),
-        });
+        defined.push((
+            sname.to_string(),
+            Defined {
+                kind,
+                size: sym.size(),
+            },
+        ));
     }
+    // A stable sort keeps a name's first definition first, and dedup keeps the first.
+    defined.sort_by(|a, b| a.0.cmp(&b.0));
+    defined.dedup_by(|later, first| later.0 == first.0);
+    let defined: BTreeMap<String, Defined> = defined.into_iter().collect();
     imports.sort_unstable();
     imports.dedup();
     exports.sort_unstable();
