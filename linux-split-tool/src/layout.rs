@@ -324,13 +324,15 @@ impl Layout {
         fn entries<T: Serialize + Sync>(list: &[T]) -> std::io::Result<Vec<Vec<u8>>> {
             list.par_chunks(512)
                 .map(|chunk| {
-                    let mut out = Vec::new();
+                    let (mut out, mut one) = (Vec::new(), Vec::new());
                     for (i, x) in chunk.iter().enumerate() {
                         if i > 0 {
                             out.extend_from_slice(b",\n");
                         }
                         out.extend_from_slice(b"    ");
-                        for &b in &serde_json::to_vec_pretty(x)? {
+                        one.clear();
+                        serde_json::to_writer_pretty(&mut one, x)?;
+                        for &b in &one {
                             out.push(b);
                             if b == b'\n' {
                                 out.extend_from_slice(b"    ");
@@ -644,45 +646,57 @@ pub fn layout(split: &[ModuleSplit], at: &(impl Addresses + Sync)) -> Layout {
         unclassified.extend(u);
     }
     // Entry points: each module's own, then the functions modules point at in their
-    // exporters, each (owner, symbol) once.
-    let mut entries = Vec::new();
-    let mut seen: rustc_hash::FxHashSet<(&str, &str)> = rustc_hash::FxHashSet::default();
-    for m in split {
-        let own = Exporter::Module(m.name.clone());
-        for (name, via) in &m.entries {
-            if seen.insert((m.name.as_str(), name.as_str())) {
-                entries.push(EntryPoint {
+    // exporters, each (owner, symbol) once. Each module's candidates are made in parallel
+    // (names copied, addresses looked up and written), then kept in module order.
+    let own: Vec<Vec<EntryPoint>> = split
+        .par_iter()
+        .map(|m| {
+            let me = Exporter::Module(m.name.clone());
+            m.entries
+                .iter()
+                .map(|(name, via)| EntryPoint {
                     owner: m.name.clone(),
                     symbol: name.clone(),
                     via: *via,
-                    addr: addr_of(&own, name),
-                });
-            }
-        }
-    }
-    for m in split {
-        for (name, via) in &m.pointer_imports {
-            let Ok(i) = m.imports.binary_search_by(|i| i.name.as_str().cmp(name)) else {
-                continue;
-            };
-            let imp = &m.imports[i];
-            let (Some(e), SymbolKind::Function) = (&imp.exporter, imp.kind) else {
-                continue;
-            };
-            let owner = match e {
-                Exporter::Kernel => CORE,
-                Exporter::Module(x) => x.as_str(),
-            };
-            if seen.insert((owner, name.as_str())) {
-                entries.push(EntryPoint {
-                    owner: owner.to_string(),
+                    addr: addr_of(&me, name),
+                })
+                .collect()
+        })
+        .collect();
+    let pointed: Vec<Vec<EntryPoint>> = split
+        .par_iter()
+        .map(|m| {
+            let mut out = Vec::new();
+            for (name, via) in &m.pointer_imports {
+                let Ok(i) = m.imports.binary_search_by(|i| i.name.as_str().cmp(name)) else {
+                    continue;
+                };
+                let imp = &m.imports[i];
+                let (Some(e), SymbolKind::Function) = (&imp.exporter, imp.kind) else {
+                    continue;
+                };
+                out.push(EntryPoint {
+                    owner: exporter_name(e),
                     symbol: name.clone(),
                     via: *via,
                     addr: addr_of(e, name),
                 });
             }
-        }
-    }
+            out
+        })
+        .collect();
+    let all: Vec<EntryPoint> = own.into_iter().chain(pointed).flatten().collect();
+    let keep: Vec<bool> = {
+        let mut seen: rustc_hash::FxHashSet<(&str, &str)> = rustc_hash::FxHashSet::default();
+        all.iter()
+            .map(|e| seen.insert((e.owner.as_str(), e.symbol.as_str())))
+            .collect()
+    };
+    let entries: Vec<EntryPoint> = all
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(e, k)| k.then_some(e))
+        .collect();
     let mut memory = Vec::new();
     for m in split {
         let mut next = at.module_base(&m.name);

@@ -161,7 +161,9 @@ pub struct ModuleInfo {
     /// Exported symbols (a `__ksymtab_NAME` symbol in section `__ksymtab` or
     /// `__ksymtab_gpl` exports NAME), sorted, each once.
     pub exports: Vec<String>,
-    /// Every named symbol the module defines, by name.
+    /// How the module defines each symbol it exports (its first definition), by name: what
+    /// its importers see of it. (Only exports: a whole distribution's modules define some
+    /// millions of symbols, and nothing outside a module reaches the others.)
     pub defined: BTreeMap<String, Defined>,
     /// The module's own entry points, by function name, each with the first way found (in
     /// [`EntryVia`] order). See the [module docs](self#entry-points).
@@ -177,7 +179,8 @@ pub struct ModuleInfo {
 }
 
 impl ModuleInfo {
-    /// The kind of an exported (or any defined) symbol, by its own entry in the module.
+    /// The kind of an exported symbol, by its own entry in the module (unclassified for a
+    /// name the module does not export).
     #[must_use]
     pub fn kind_of(&self, name: &str) -> SymbolKind {
         self.defined
@@ -254,9 +257,9 @@ pub fn parse_module(file: &str, bytes: &[u8]) -> Result<ModuleInfo, ModuleError>
         |i: object::SectionIndex| -> Option<(u64, bool)> { sections.get(i.0).copied().flatten() };
     let mut imports = Vec::new();
     let mut exports = Vec::new();
-    // Every defined symbol in symbol-table order; sorted once below, the first of a name
-    // kept.
-    let mut defined: Vec<(String, Defined)> = Vec::new();
+    // Every defined symbol in symbol-table order (names borrowed from the file); the
+    // exported ones are kept below, the first definition of a name.
+    let mut defined: Vec<(&str, Defined)> = Vec::new();
     for sym in obj.symbols() {
         let Ok(sname) = sym.name() else {
             return Err(err(format!(
@@ -287,21 +290,25 @@ pub fn parse_module(file: &str, bytes: &[u8]) -> Result<ModuleInfo, ModuleError>
             _ => SymbolKind::Unclassified,
         };
         defined.push((
-            sname.to_string(),
+            sname,
             Defined {
                 kind,
                 size: sym.size(),
             },
         ));
     }
-    // A stable sort keeps a name's first definition first, and dedup keeps the first.
-    defined.sort_by(|a, b| a.0.cmp(&b.0));
-    defined.dedup_by(|later, first| later.0 == first.0);
-    let defined: BTreeMap<String, Defined> = defined.into_iter().collect();
     imports.sort_unstable();
     imports.dedup();
     exports.sort_unstable();
     exports.dedup();
+    // A stable sort keeps a name's first definition first, and dedup keeps the first.
+    defined.retain(|(name, _)| exports.binary_search_by(|e| e.as_str().cmp(name)).is_ok());
+    defined.sort_by(|a, b| a.0.cmp(b.0));
+    defined.dedup_by(|later, first| later.0 == first.0);
+    let defined: BTreeMap<String, Defined> = defined
+        .into_iter()
+        .map(|(name, d)| (name.to_string(), d))
+        .collect();
     let found = entry_points(file, &obj, &exports)?;
     let mut memory = ModuleMemory::default();
     for s in obj.sections() {
@@ -349,18 +356,22 @@ pub fn parse_module(file: &str, bytes: &[u8]) -> Result<ModuleInfo, ModuleError>
 
 /// A function's place: its section and its byte range there.
 #[derive(Debug, Clone)]
-struct Func {
+struct Func<'data> {
     start: u64,
     end: u64,
-    names: Vec<String>,
+    names: Vec<&'data str>,
 }
 
 /// Records `name` as an entry point reached by `via`, keeping the first kind in
 /// [`EntryVia`] order.
 fn note(map: &mut BTreeMap<String, EntryVia>, name: &str, via: EntryVia) {
-    map.entry(name.to_string())
-        .and_modify(|v| *v = (*v).min(via))
-        .or_insert(via);
+    // A name noted again (most are) costs no allocation.
+    match map.get_mut(name) {
+        Some(v) => *v = (*v).min(via),
+        None => {
+            map.insert(name.to_string(), via);
+        }
+    }
 }
 
 /// The module's own entry points and the imported functions it points at (see the
@@ -415,7 +426,7 @@ fn entry_points(
                 names: Vec::new(),
             });
         f.end = f.end.max(start.saturating_add(sym.size()));
-        f.names.push(name.to_string());
+        f.names.push(name);
     }
     let func_at = |sec: usize, off: u64| funcs.get(&sec).and_then(|m| m.get(&off));
     let func_containing = |sec: usize, off: u64| {
@@ -607,7 +618,7 @@ fn entry_points(
         v.sort_unstable();
         v
     };
-    let (own_hit, ext_hit) = reach(keys_of(&|f| f.names.iter().any(|n| own.contains_key(n))));
+    let (own_hit, ext_hit) = reach(keys_of(&|f| f.names.iter().any(|n| own.contains_key(*n))));
     for t in own_hit {
         if let Some(f) = func_at(t.0, t.1) {
             for n in &f.names {
@@ -628,7 +639,7 @@ fn entry_points(
         let mut names: Vec<String> = own_hit
             .into_iter()
             .filter_map(|t| func_at(t.0, t.1))
-            .flat_map(|f| f.names.iter().cloned())
+            .flat_map(|f| f.names.iter().map(|n| (*n).to_string()))
             .collect();
         names.sort_unstable();
         names.dedup();
