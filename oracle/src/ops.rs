@@ -1892,9 +1892,10 @@ impl Harness {
     }
 
     /// Compares every allocated word, on both sides, and everything between and beside
-    /// them: the span from the lowest to the highest word either side has allocated, one
-    /// word wider each way. (Past it, no table holds anything and no word is marked: the
-    /// supervisor's invariants say so, and the model never writes an unallocated word.)
+    /// them: the span from the lowest to the highest word either side has allocated, two
+    /// words wider each way ([`Harness::compared_words`]). (Past it, no table holds anything
+    /// and no word is marked: the supervisor's invariants say so, and the model never
+    /// writes an unallocated word.)
     fn compare_all(&self) -> Result<(), String> {
         match self.compared_words() {
             Some((lo, hi)) => self.compare_span(lo, hi),
@@ -1904,8 +1905,7 @@ impl Harness {
 
     /// The words a full check compares: from the first word the supervisor's regions or the
     /// model's words hold to the last, and two more each side. Outside it no word is
-    /// allocated in either, so no domain but PD 0 holds a right there (an invariant the full
-    /// check checks).
+    /// allocated in either.
     fn compared_words(&self) -> Option<(u64, u64)> {
         let sup = self.sup.allocated_span();
         let lo = [sup.map(|r| r.start().0), self.model.words.first()]

@@ -89,11 +89,8 @@ impl RegionMap {
 
     /// Pieces `(lo, hi, owner)` of regions within words `[a, b)`, ascending.
     pub(crate) fn pieces(&self, a: u64, b: u64) -> Vec<(u64, u64, PdId)> {
-        let first = self.regions.range(..=a).next_back().map_or(a, |(&s, _)| s);
-        self.regions
-            .range(first..b)
-            .map(|(_, r)| r)
-            .filter(|r| r.end.0 > a)
+        self.overlapping(a, b)
+            .into_iter()
             .map(|r| (r.start.0.max(a), r.end.0.min(b), r.owner))
             .collect()
     }
