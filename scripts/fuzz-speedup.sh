@@ -8,9 +8,11 @@
 # temporary git worktree, so it needs the repository's history) and at the working tree,
 # both with the flags scripts/fuzz.sh uses, then runs each binary once over every input in DIR
 # (libFuzzer's -runs=0: no mutation, so both run exactly the same inputs, each cut to the
-# same -max_len=3000 bytes that BASE's campaigns used) and times it with /usr/bin/time. It
-# prints each wall time, the inputs a second, and the ratio. The older harness is slow: about
-# 20 inputs a second on a campaign's inputs, so 9,000 inputs take some eight minutes.
+# same -max_len=3000 bytes that BASE's campaigns used) and times it with /usr/bin/time,
+# FUZZ_SPEEDUP_RUNS times each (default 3; a run of a few seconds moves by a second with what
+# else the machine does), and prints each wall time, the medians' inputs a second, and their
+# ratio. The older harness is slow: about 20 inputs a second on a campaign's inputs, so 3,000
+# inputs take some two and a half minutes a run.
 # Installs cargo-fuzz if it is missing.
 set -euo pipefail
 dir=${1:?usage: fuzz-speedup.sh DIR [BASE]}
@@ -46,9 +48,11 @@ run() { # label binary: prints the wall seconds
     echo "  $1: $(grep -E '^Done' "$work/log" || true), $(cat "$work/t") s wall" >&2
     cat "$work/t"
 }
-echo "$n inputs in $dir"
-t_new=$(run "working tree" "$new")
-t_old=$(run "$base" "$old")
+runs=${FUZZ_SPEEDUP_RUNS:-3}
+median() { sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
+echo "$n inputs in $dir, $runs runs each"
+t_new=$(for _ in $(seq "$runs"); do run "working tree" "$new"; done | median)
+t_old=$(for _ in $(seq "$runs"); do run "$base" "$old"; done | median)
 awk -v n="$n" -v a="$t_new" -v b="$t_old" -v base="$base" 'BEGIN {
-    printf "working tree %.0f inputs/s, %s %.1f inputs/s: %.1fx\n", n / a, base, n / b, b / a
+    printf "medians: working tree %.2f s (%.0f inputs/s), %s %.2f s (%.1f inputs/s): %.1fx\n", a, n / a, base, b, n / b, b / a
 }'

@@ -1793,34 +1793,34 @@ impl Harness {
         let mut grants: Vec<Runs<Grant>> = vec![Vec::new(); pds.len()];
         let mut gates: Vec<(PdId, u64, Gate)> = Vec::new();
         let entry = ENTRY_WORDS.start().0..ENTRY_WORDS.end().0;
-        for (w, x) in model.words.range(lo..hi) {
+        // Runs of equal words (a chunk of 64 equal words is one): every word of a run
+        // stands where the first does.
+        for (a, b, x) in model.words.range_runs(lo..hi) {
             match regions.last_mut() {
-                // the word after the last run's, in the same region: the run grows
-                Some(last) if last.1 == w && last.2 == (x.region, x.owner, x.kind) => {
-                    last.1 = w + 1
-                }
-                _ => regions.push((w, w + 1, (x.region, x.owner, x.kind))),
+                // the run after the last run's, in the same region: the run grows
+                Some(last) if last.1 == a && last.2 == (x.region, x.owner, x.kind) => last.1 = b,
+                _ => regions.push((a, b, (x.region, x.owner, x.kind))),
             }
+            // The entry words among the run's (their gates follow the entry permission).
+            let (ea, eb) = (a.max(entry.start), b.min(entry.end));
             for (&pd, h) in &x.held {
                 let Some(k) = place(pd) else {
                     continue;
                 };
                 if h.perm != Perm::None {
-                    push(&mut perms[k], w, h.perm);
+                    push_run(&mut perms[k], a, b, h.perm);
                 }
                 if let Some(g) = h.grant {
-                    push(&mut grants[k], w, g);
+                    push_run(&mut grants[k], a, b, g);
                 }
-                if h.perm == Perm::ExecuteRead && entry.contains(&w) {
+                if h.perm == Perm::ExecuteRead {
                     let dest = PdId::SUPERVISOR;
-                    gates.push((pd, w, Gate::Call { dest }));
+                    gates.extend((ea..eb).map(|w| (pd, w, Gate::Call { dest })));
                 }
             }
-            if !entry.contains(&w) {
-                for (&pd, &g) in &x.gates {
-                    if place(pd).is_some() || pd.is_supervisor() {
-                        gates.push((pd, w, g));
-                    }
+            for (&pd, &g) in &x.gates {
+                if place(pd).is_some() || pd.is_supervisor() {
+                    gates.extend((a..b).filter(|w| !entry.contains(w)).map(|w| (pd, w, g)));
                 }
             }
         }
@@ -1952,11 +1952,6 @@ fn push_run<T: PartialEq>(runs: &mut Runs<T>, a: u64, b: u64, v: T) {
         return;
     }
     runs.push((a, b, v));
-}
-
-/// Appends word `w` with `v` (see [`push_run`]).
-fn push<T: PartialEq>(runs: &mut Runs<T>, w: u64, v: T) {
-    push_run(runs, w, w + 1, v);
 }
 
 /// `Ok` if the supervisor's and the model's lists agree; else the first difference.

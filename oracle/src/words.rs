@@ -3,10 +3,14 @@
 //! words shared copy-on-write. Copying a model (a harness forks one per fuzz input) then
 //! costs a pointer per chunk, and a call that changes a word copies only that word's chunk.
 //! It is a container, not a policy: every rule stays per word in [`Model`](crate::model::Model).
+//!
+//! A chunk remembers, once asked, whether all its words are allocated and whether they are
+//! all equal, until one of them changes: walks over many words ([`Words::runs`],
+//! [`Words::range_runs`]) then take such a chunk whole.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::model::Word;
 
@@ -15,7 +19,57 @@ const SHIFT: u32 = 6;
 /// Words in a chunk.
 const CHUNK: u64 = 1 << SHIFT;
 
-type Chunk = [Option<Word>; CHUNK as usize];
+type Slots = [Option<Word>; CHUNK as usize];
+
+/// What a chunk's slots are as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Summary {
+    /// Every slot holds a word.
+    full: bool,
+    /// Every slot holds a word, and all are equal.
+    uniform: bool,
+}
+
+/// 64 slots, and their [`Summary`] once worked out (forgotten by [`slots_mut`]).
+#[derive(Debug, Clone)]
+struct Chunk {
+    slots: Slots,
+    summary: OnceLock<Summary>,
+}
+
+impl PartialEq for Chunk {
+    fn eq(&self, other: &Chunk) -> bool {
+        self.slots == other.slots
+    }
+}
+
+impl Eq for Chunk {}
+
+impl Chunk {
+    fn empty() -> Arc<Chunk> {
+        Arc::new(Chunk {
+            slots: std::array::from_fn(|_| None),
+            summary: OnceLock::new(),
+        })
+    }
+
+    fn summary(&self) -> Summary {
+        *self.summary.get_or_init(|| {
+            let full = self.slots.iter().all(Option::is_some);
+            Summary {
+                full,
+                uniform: full && self.slots.windows(2).all(|p| p[0] == p[1]),
+            }
+        })
+    }
+}
+
+/// A chunk's slots, to change: copied first if shared, and its summary forgotten.
+fn slots_mut(ch: &mut Arc<Chunk>) -> &mut Slots {
+    let c = Arc::make_mut(ch);
+    c.summary = OnceLock::new();
+    &mut c.slots
+}
 
 /// Allocated words by index. See the [module docs](self).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -52,25 +106,22 @@ impl Words {
     #[must_use]
     pub fn get(&self, w: &u64) -> Option<&Word> {
         let (c, i) = split(*w);
-        self.chunks.get(&c).and_then(|ch| ch[i].as_ref())
+        self.chunks.get(&c).and_then(|ch| ch.slots[i].as_ref())
     }
 
     /// Word `w`, to change (its chunk copied first if shared).
     pub fn get_mut(&mut self, w: &u64) -> Option<&mut Word> {
         let (c, i) = split(*w);
         let ch = self.chunks.get_mut(&c)?;
-        ch[i].as_ref()?;
-        Arc::make_mut(ch)[i].as_mut()
+        ch.slots[i].as_ref()?;
+        slots_mut(ch)[i].as_mut()
     }
 
     /// Sets word `w`; returns the word it replaces.
     pub fn insert(&mut self, w: u64, x: Word) -> Option<Word> {
         let (c, i) = split(w);
-        let ch = self
-            .chunks
-            .entry(c)
-            .or_insert_with(|| Arc::new(std::array::from_fn(|_| None)));
-        let old = Arc::make_mut(ch)[i].replace(x);
+        let ch = self.chunks.entry(c).or_insert_with(Chunk::empty);
+        let old = slots_mut(ch)[i].replace(x);
         if old.is_none() {
             self.len += 1;
         }
@@ -84,11 +135,8 @@ impl Words {
         while w < hi {
             let (c, i) = split(w);
             let n = ((hi - w) as usize).min(CHUNK as usize - i);
-            let ch = self
-                .chunks
-                .entry(c)
-                .or_insert_with(|| Arc::new(std::array::from_fn(|_| None)));
-            for slot in &mut Arc::make_mut(ch)[i..i + n] {
+            let ch = self.chunks.entry(c).or_insert_with(Chunk::empty);
+            for slot in &mut slots_mut(ch)[i..i + n] {
                 if slot.replace(x.clone()).is_none() {
                     self.len += 1;
                 }
@@ -105,11 +153,11 @@ impl Words {
         mut f: impl FnMut(u64, &mut Word),
     ) {
         for (&c, ch) in &mut self.chunks {
-            if !ch.iter().flatten().any(&touch) {
+            if !ch.slots.iter().flatten().any(&touch) {
                 continue;
             }
             let base = c << SHIFT;
-            for (i, slot) in Arc::make_mut(ch).iter_mut().enumerate() {
+            for (i, slot) in slots_mut(ch).iter_mut().enumerate() {
                 if let Some(x) = slot
                     && touch(x)
                 {
@@ -123,10 +171,10 @@ impl Words {
     pub fn remove(&mut self, w: &u64) -> Option<Word> {
         let (c, i) = split(*w);
         let ch = self.chunks.get_mut(&c)?;
-        ch[i].as_ref()?;
-        let old = Arc::make_mut(ch)[i].take();
+        ch.slots[i].as_ref()?;
+        let old = slots_mut(ch)[i].take();
         self.len -= 1;
-        if ch.iter().all(Option::is_none) {
+        if ch.slots.iter().all(Option::is_none) {
             self.chunks.remove(&c);
         }
         old
@@ -145,10 +193,41 @@ impl Words {
             let base = c << SHIFT;
             let a = lo.saturating_sub(base).min(CHUNK) as usize;
             let b = (hi - base).min(CHUNK) as usize;
-            ch[a..b]
+            ch.slots[a..b]
                 .iter()
                 .enumerate()
                 .filter_map(move |(i, x)| Some((base + (a + i) as u64, x.as_ref()?)))
+        })
+    }
+
+    /// The words in `range` as runs `[start, end)` of equal words, ascending: what
+    /// [`Words::range`] lists, with a chunk whose words are all equal given as one run (its
+    /// part in the range) and every other word as a run of one. Runs that touch may be
+    /// equal.
+    pub fn range_runs(&self, range: Range<u64>) -> impl Iterator<Item = (u64, u64, &Word)> + '_ {
+        let (lo, hi) = (range.start, range.end);
+        let chunks = if lo < hi {
+            self.chunks.range(lo >> SHIFT..=(hi - 1) >> SHIFT)
+        } else {
+            self.chunks.range(1..1)
+        };
+        chunks.flat_map(move |(&c, ch)| {
+            let base = c << SHIFT;
+            let a = lo.saturating_sub(base).min(CHUNK) as usize;
+            let b = (hi - base).min(CHUNK) as usize;
+            // A uniform chunk: its first slot in the range, standing for all of them.
+            let (end, len) = if a < b && ch.summary().uniform {
+                (a + 1, (b - a) as u64)
+            } else {
+                (b, 1)
+            };
+            ch.slots[a..end]
+                .iter()
+                .enumerate()
+                .filter_map(move |(i, x)| {
+                    let w = base + (a + i) as u64;
+                    Some((w, w + len, x.as_ref()?))
+                })
         })
     }
 
@@ -169,6 +248,14 @@ impl Words {
         let mut out: Vec<(u64, u64)> = Vec::new();
         for (&c, ch) in &self.chunks {
             let base = c << SHIFT;
+            if ch.summary().full {
+                match out.last_mut() {
+                    Some(last) if last.1 == base => last.1 = base + CHUNK,
+                    _ => out.push((base, base + CHUNK)),
+                }
+                continue;
+            }
+            let ch = &ch.slots;
             let mut i = 0;
             while i < ch.len() {
                 if ch[i].is_none() {
@@ -199,7 +286,7 @@ impl Words {
     #[must_use]
     pub fn last(&self) -> Option<u64> {
         let (&c, ch) = self.chunks.iter().next_back()?;
-        let i = ch.iter().rposition(Option::is_some)?;
+        let i = ch.slots.iter().rposition(Option::is_some)?;
         Some((c << SHIFT) + i as u64)
     }
 }
@@ -335,6 +422,15 @@ mod tests {
         let some: Vec<u64> = words.range(100..700).map(|(w, _)| w).collect();
         let want: Vec<u64> = oracle.range(100..700).map(|(&w, _)| w).collect();
         assert_eq!(some, want);
+        // Runs of equal words, expanded, are the words.
+        for (lo, hi) in [(0, u64::MAX), (100, 700), (37, 38), (64, 128)] {
+            let expanded: Vec<(u64, &Word)> = words
+                .range_runs(lo..hi)
+                .flat_map(|(a, b, x)| (a..b).map(move |w| (w, x)))
+                .collect();
+            let want: Vec<(u64, &Word)> = oracle.range(lo..hi).map(|(&w, x)| (w, x)).collect();
+            assert_eq!(expanded, want, "{lo}..{hi}");
+        }
         let mut runs: Vec<(u64, u64)> = Vec::new();
         for &w in oracle.keys() {
             match runs.last_mut() {
@@ -363,8 +459,49 @@ mod tests {
         }
         assert!(changed.len() <= 3, "{changed:?}");
         let (words, oracle) = copy.unwrap();
+        let runs: Vec<(u64, u64, &Word)> = words.range_runs(0..u64::MAX).collect();
+        let want: Vec<(u64, u64, &Word)> = oracle.iter().map(|(&w, x)| (w, w + 1, x)).collect();
+        let expanded: Vec<(u64, u64, &Word)> = runs
+            .iter()
+            .flat_map(|&(a, b, x)| (a..b).map(move |w| (w, w + 1, x)))
+            .collect();
+        assert_eq!(expanded, want, "the copy's runs");
         let all: Vec<(u64, &Word)> = words.iter().collect();
         let want: Vec<(u64, &Word)> = oracle.iter().map(|(&w, x)| (w, x)).collect();
         assert_eq!(all, want, "the copy kept its contents");
+    }
+
+    /// A chunk of equal words is one run, and stops being one when a word changes; the
+    /// runs of allocated words take a full chunk whole, and split it when a word goes.
+    #[test]
+    fn equal_words_in_a_chunk_are_one_run_until_one_changes() {
+        let mut words = Words::new();
+        words.fill(10, 200, &word(1));
+        let runs = |w: &Words, lo, hi| -> Vec<(u64, u64)> {
+            w.range_runs(lo..hi).map(|(a, b, _)| (a, b)).collect()
+        };
+        // Chunk 0 is not full (words 0..10 are free): a run per word. Chunks 1 and 2 are
+        // whole; chunk 3 holds 192..200 only.
+        let got = runs(&words, 60, 300);
+        let mut want: Vec<(u64, u64)> = (60..64).map(|w| (w, w + 1)).collect();
+        want.extend([(64, 128), (128, 192)]);
+        want.extend((192..200).map(|w| (w, w + 1)));
+        assert_eq!(got, want);
+        // Cut to the range.
+        assert_eq!(runs(&words, 70, 100), vec![(70, 100)]);
+        // A copy shares the chunks; a change to one word of the original splits its chunk
+        // into words there, and leaves the copy's chunk whole.
+        let copy = words.clone();
+        words.get_mut(&70).unwrap().region.0 += 1;
+        assert_eq!(runs(&words, 64, 128).len(), 64);
+        assert_eq!(runs(&copy, 64, 128), vec![(64, 128)]);
+        // Made equal again, it is one run again.
+        words.get_mut(&70).unwrap().region.0 -= 1;
+        assert_eq!(runs(&words, 64, 128), vec![(64, 128)]);
+        // Allocated runs: whole chunks merge; a word removed splits the run.
+        assert_eq!(words.runs(), vec![(10, 200)]);
+        words.remove(&100);
+        assert_eq!(words.runs(), vec![(10, 100), (101, 200)]);
+        assert_eq!(copy.runs(), vec![(10, 200)]);
     }
 }
