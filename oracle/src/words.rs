@@ -180,19 +180,26 @@ impl Words {
         old
     }
 
-    /// The words in `range`, ascending.
-    pub fn range(&self, range: Range<u64>) -> impl Iterator<Item = (u64, &Word)> + '_ {
+    /// The chunks that overlap `range`, ascending, each with its first word's index and the
+    /// slots `[a, b)` of it inside the range (never empty).
+    fn chunks_in(&self, range: Range<u64>) -> impl Iterator<Item = (u64, &Chunk, usize, usize)> {
         let (lo, hi) = (range.start, range.end);
         let chunks = if lo < hi {
             self.chunks.range(lo >> SHIFT..=(hi - 1) >> SHIFT)
         } else {
             self.chunks.range(1..1)
         };
-        chunks.flat_map(move |(&c, ch)| {
-            // The chunk's slots inside the range (the chunk overlaps it).
+        chunks.map(move |(&c, ch)| {
             let base = c << SHIFT;
             let a = lo.saturating_sub(base).min(CHUNK) as usize;
             let b = (hi - base).min(CHUNK) as usize;
+            (base, &**ch, a, b)
+        })
+    }
+
+    /// The words in `range`, ascending.
+    pub fn range(&self, range: Range<u64>) -> impl Iterator<Item = (u64, &Word)> + '_ {
+        self.chunks_in(range).flat_map(move |(base, ch, a, b)| {
             ch.slots[a..b]
                 .iter()
                 .enumerate()
@@ -205,18 +212,9 @@ impl Words {
     /// part in the range) and every other word as a run of one. Runs that touch may be
     /// equal.
     pub fn range_runs(&self, range: Range<u64>) -> impl Iterator<Item = (u64, u64, &Word)> + '_ {
-        let (lo, hi) = (range.start, range.end);
-        let chunks = if lo < hi {
-            self.chunks.range(lo >> SHIFT..=(hi - 1) >> SHIFT)
-        } else {
-            self.chunks.range(1..1)
-        };
-        chunks.flat_map(move |(&c, ch)| {
-            let base = c << SHIFT;
-            let a = lo.saturating_sub(base).min(CHUNK) as usize;
-            let b = (hi - base).min(CHUNK) as usize;
+        self.chunks_in(range).flat_map(move |(base, ch, a, b)| {
             // A uniform chunk: its first slot in the range, standing for all of them.
-            let (end, len) = if a < b && ch.summary().uniform {
+            let (end, len) = if ch.summary().uniform {
                 (a + 1, (b - a) as u64)
             } else {
                 (b, 1)
