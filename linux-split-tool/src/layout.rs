@@ -332,12 +332,15 @@ impl Layout {
                         out.extend_from_slice(b"    ");
                         one.clear();
                         serde_json::to_writer_pretty(&mut one, x)?;
-                        for &b in &one {
-                            out.push(b);
-                            if b == b'\n' {
-                                out.extend_from_slice(b"    ");
-                            }
+                        // Line by line (found by memchr), each newline followed by the
+                        // indent.
+                        let mut rest = &one[..];
+                        while let Some(i) = memchr::memchr(b'\n', rest) {
+                            out.extend_from_slice(&rest[..=i]);
+                            out.extend_from_slice(b"    ");
+                            rest = &rest[i + 1..];
                         }
+                        out.extend_from_slice(rest);
                     }
                     Ok(out)
                 })

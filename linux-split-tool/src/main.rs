@@ -10,6 +10,9 @@
 //! processed, and the exit code is 1. A bad symbol file (`--system-map`, `--vmlinux`,
 //! `--symvers`) or an unwritable `--out` is exit code 2; bad arguments are clap's exit code 2.
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -170,6 +173,24 @@ fn symbols(args: &Args) -> Result<Symbols, String> {
     Ok((map, kallsyms, loaded, symvers))
 }
 
+/// The module files the paths name (each directory walked), and an error for each path
+/// that cannot be read or is a directory without module files.
+fn module_files(args: &Args) -> (Vec<PathBuf>, Vec<String>) {
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    for p in &args.paths {
+        let before = files.len();
+        collect(p, &mut files, &mut errors);
+        if files.len() == before && p.is_dir() {
+            errors.push(format!(
+                "{}: no module files (.ko, .ko.xz, .ko.zst) under it",
+                p.display()
+            ));
+        }
+    }
+    (files, errors)
+}
+
 /// One module file read (into `buf`, which a thread reuses from file to file, so that a
 /// whole tree costs no fresh allocation per file), decompressed and parsed; or why not,
 /// naming the file.
@@ -213,25 +234,15 @@ fn main() -> ExitCode {
         eprintln!("mmp-split: --jobs {n}: {e}");
         return ExitCode::from(2);
     }
-    let (map, kallsyms, loaded, symvers) = match symbols(&args) {
+    // The symbol files are parsed while the module tree is walked.
+    let (symbols, (files, mut errors)) = rayon::join(|| symbols(&args), || module_files(&args));
+    let (map, kallsyms, loaded, symvers) = match symbols {
         Ok(s) => s,
         Err(e) => {
             eprintln!("mmp-split: {e}");
             return ExitCode::from(2);
         }
     };
-    let mut files = Vec::new();
-    let mut errors = Vec::new();
-    for p in &args.paths {
-        let before = files.len();
-        collect(p, &mut files, &mut errors);
-        if files.len() == before && p.is_dir() {
-            errors.push(format!(
-                "{}: no module files (.ko, .ko.xz, .ko.zst) under it",
-                p.display()
-            ));
-        }
-    }
     let bar = ProgressBar::new(files.len() as u64);
     if std::io::stderr().is_terminal() {
         bar.set_style(

@@ -464,7 +464,9 @@ fn entry_points(
         } else {
             &[]
         };
-        let mut relocated: HashSet<u64> = HashSet::default();
+        // Offsets the relocations patch: pushed in the order the section lists them
+        // (ascending in practice), sorted below if not, and searched by bisection.
+        let mut relocated: Vec<u64> = Vec::new();
         for (off, rel) in s.relocations() {
             let RelocationTarget::Symbol(si) = rel.target() else {
                 continue;
@@ -483,7 +485,7 @@ fn entry_points(
             if !matches!(r_type, 1 | 2 | 4 | 10 | 11 | 24) {
                 continue;
             }
-            relocated.insert(off);
+            relocated.push(off);
             // What the instruction does with it, in code.
             let prev = off
                 .checked_sub(1)
@@ -541,6 +543,9 @@ fn entry_points(
                 note(&mut own, n, via);
             }
         }
+        if !relocated.is_sorted() {
+            relocated.sort_unstable();
+        }
         // Jumps the assembler resolved inside this section: `e9 rel32` onto a function's
         // first byte, at a place no relocation patches.
         if exec && let Some(m) = funcs.get(&s.index().0) {
@@ -558,7 +563,7 @@ fn entry_points(
                     let i = f.start + off as u64;
                     let at = i as usize;
                     let target = match data[at] {
-                        0xe9 if end - i >= 5 && !relocated.contains(&(i + 1)) => {
+                        0xe9 if end - i >= 5 && relocated.binary_search(&(i + 1)).is_err() => {
                             let rel = i32::from_le_bytes([
                                 data[at + 1],
                                 data[at + 2],
@@ -629,12 +634,24 @@ fn entry_points(
     for n in ext_hit {
         note(&mut imported, &n, EntryVia::TailCall);
     }
+    // Each function name's functions, so that an export's are found without a pass over
+    // every function of the module (a module may export thousands of them).
+    let mut by_name: HashMap<&str, Vec<(usize, u64)>> = HashMap::default();
+    for (sec, m) in &funcs {
+        for f in m.values() {
+            for n in &f.names {
+                by_name.entry(n).or_default().push((*sec, f.start));
+            }
+        }
+    }
     let mut export_tails: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for e in exports {
-        let starts = keys_of(&|f| f.names.iter().any(|n| n == e));
-        if starts.is_empty() {
+        // The export's functions, sorted, each once (as `keys_of` gives them).
+        let Some(mut starts) = by_name.get(e.as_str()).cloned() else {
             continue;
-        }
+        };
+        starts.sort_unstable();
+        starts.dedup();
         let (own_hit, _) = reach(starts);
         let mut names: Vec<String> = own_hit
             .into_iter()

@@ -76,19 +76,46 @@ impl Machine {
     /// checks inside the windows itself (a trace replay does) asks after each check it
     /// makes; the check path itself never opens or reads a window, so other callers pay
     /// nothing for them.
+    #[inline]
     pub fn open_windows(&mut self, cpu: usize, addr: ByteAddr, access: Access) -> [(u64, u64); 3] {
         let Some(c) = self.cpus.get_mut(cpu) else {
             return [(0, 0); 3];
         };
-        let reg = sidecar_for(access);
-        let accesses: &[Access] = if reg == FETCH_SIDECAR {
-            &[Access::Execute]
+        let (pd, w, epoch) = (c.pd, addr.word(), c.epochs.narrow);
+        // Each call names its access kinds as a constant, so each is compiled for its own.
+        if sidecar_for(access) == FETCH_SIDECAR {
+            c.plb
+                .open_windows(pd, w, epoch, FETCH_SIDECAR, &[Access::Execute]);
         } else {
-            &[Access::Read, Access::Write]
-        };
-        c.plb
-            .open_windows(c.pd, addr.word(), c.epochs.narrow, reg, accesses);
+            c.plb
+                .open_windows(pd, w, epoch, DATA_SIDECAR, &[Access::Read, Access::Write]);
+        }
         c.plb.windows()
+    }
+
+    /// [`Machine::check`], then [`Machine::open_windows`] for the last byte the access
+    /// touches, in one call: the same verdict, the same counts and the same windows. For a
+    /// caller whose own copy of the windows did not answer the access (a trace replay), so
+    /// it skips the check's sidecar fast path, which the windows stand for: the full path's
+    /// probe tries the sidecar first and answers and counts as the fast path would.
+    ///
+    /// # Errors
+    /// As [`Machine::check`].
+    #[inline]
+    pub fn check_then_open_windows(
+        &mut self,
+        cpu: usize,
+        addr: ByteAddr,
+        size: u64,
+        access: Access,
+    ) -> (Result<(), Fault>, [(u64, u64); 3]) {
+        let a = addr.0;
+        let verdict = match self.check_full(cpu, sidecar_for(access), a, size, access) {
+            Ok(()) => Ok(()),
+            Err(r) => Err(self.refusal_fault(cpu, a, size, access, r)),
+        };
+        let last = ByteAddr(a.saturating_add(size.saturating_sub(1)));
+        (verdict, self.open_windows(cpu, last, access))
     }
 
     /// The fault for a refusal of the full path. Inlined, so a caller that only asks

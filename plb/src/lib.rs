@@ -203,17 +203,13 @@ impl Entry {
     #[must_use]
     pub fn from_lookup(pd: PdId, epochs: Epochs, w: WordAddr, l: &Lookup) -> Entry {
         let w = w.0;
-        let (mask, vector) = match l.cover {
-            Cover::Block { log2_words } => {
-                let mask = if log2_words >= 64 {
-                    0
-                } else {
-                    !((1u64 << log2_words) - 1)
-                };
-                (mask, 0x5555_5555u32 * l.perm as u32)
-            }
-            Cover::Vector16 { perms } => (!(VECTOR_WORDS - 1), perms),
+        // Both arms are plain values, so this compiles to selects, not a branch: a miss
+        // stream's covers alternate unpredictably between blocks and vectors.
+        let (log2, vector) = match l.cover {
+            Cover::Block { log2_words } => (u32::from(log2_words), 0x5555_5555u32 * l.perm as u32),
+            Cover::Vector16 { perms } => (VECTOR_WORDS.trailing_zeros(), perms),
         };
+        let mask = u64::MAX.checked_shl(log2).unwrap_or(0);
         Entry {
             pd,
             epoch: epochs.narrow,
@@ -574,7 +570,10 @@ impl Plb {
     /// otherwise nothing is opened. An access kind the entry refuses at `w` gets no window.
     /// A window is the entry's whole span if it allows the access on every word, else the
     /// run of words around `w` in its 16-word vector that do.
-    #[inline]
+    ///
+    /// Inlined, so a caller that passes a constant list of accesses gets the work for those
+    /// kinds only.
+    #[inline(always)]
     pub fn open_windows(
         &mut self,
         pd: PdId,
@@ -755,9 +754,13 @@ impl Plb {
     }
 
     /// [`Plb::probe`], and on a miss the walk and the fill in the same pass: `walk` looks
-    /// the word up, its answer fills the victim way of the word's set (no re-test of the
-    /// last hit, which a miss clears), and comes back as [`Probed::Walked`]. Counts, entries, LRU order and sidecars end exactly
-    /// as after `probe`, then `walk`, then [`Plb::fill`].
+    /// the word up, its answer fills the victim way of the word's set, and comes back as
+    /// [`Probed::Walked`]. Counts, entries, LRU order and sidecars end exactly as after
+    /// `probe`, then `walk`, then [`Plb::fill`].
+    ///
+    /// This is the machine's miss path, so it does the least work that keeps every count:
+    /// the set is located once, one pass over its ways finds both the matching entry and the
+    /// least recently used way, and the fill goes straight to that way.
     #[inline(always)]
     pub fn probe_or_walk(
         &mut self,
@@ -767,18 +770,85 @@ impl Plb {
         reg: usize,
         walk: impl FnOnce() -> Lookup,
     ) -> Probed {
-        if let Some(h) = self.probe(pd, w, epochs, reg) {
-            return Probed::Hit(h);
+        // An empty sidecar never matches: its epoch is one no domain reaches.
+        if reg < self.cfg.sidecars
+            && let e = &self.sidecars[reg]
+            && e.matches(pd, w, epochs.narrow)
+        {
+            self.stats.sidecar_hits += 1;
+            self.last_hit = usize::MAX;
+            return Probed::Hit(Hit {
+                perm: e.perm(w),
+                denial_is_final: e.widen == epochs.widen,
+            });
         }
+        match self.set_ways {
+            1 => self.probe_or_walk_set::<1>(pd, w, epochs, reg, walk),
+            2 => self.probe_or_walk_set::<2>(pd, w, epochs, reg, walk),
+            4 => self.probe_or_walk_set::<4>(pd, w, epochs, reg, walk),
+            8 => self.probe_or_walk_set::<8>(pd, w, epochs, reg, walk),
+            _ => {
+                // Other shapes (and no entries at all): the two steps one after the other.
+                if let Some(h) = self.probe(pd, w, epochs, reg) {
+                    return Probed::Hit(h);
+                }
+                let l = walk();
+                self.fill(pd, w, epochs, &l, reg);
+                Probed::Walked(l)
+            }
+        }
+    }
+
+    /// [`Plb::probe_or_walk`] past the sidecar, for a PLB of `W`-way sets.
+    #[inline(always)]
+    fn probe_or_walk_set<const W: usize>(
+        &mut self,
+        pd: PdId,
+        w: WordAddr,
+        epochs: Epochs,
+        reg: usize,
+        walk: impl FnOnce() -> Lookup,
+    ) -> Probed {
+        let epoch = epochs.narrow;
+        self.tick += 1;
+        let first = self.set_first(pd, w);
+        // The way whose entry covers the word (at most one does, see `probe`).
+        let found = way_of::<W>(&self.entries, first, pd, w).unwrap_or(usize::MAX);
+        if found != usize::MAX {
+            let i = first + found;
+            let e = self.entries[i];
+            if e.epoch == epoch {
+                self.stamps[i] = self.tick;
+                self.stats.hits += 1;
+                self.last_hit = i;
+                if reg < self.cfg.sidecars {
+                    self.sidecars[reg] = e;
+                    self.close_windows(reg);
+                }
+                return Probed::Hit(Hit {
+                    perm: e.perm(w),
+                    denial_is_final: e.widen == epochs.widen,
+                });
+            }
+            // A stale entry: dropped, so its way is empty (stamp 0) for the fill below.
+            self.entries[i] = Entry::EMPTY;
+            self.stamps[i] = 0;
+            self.stats.invalidations += 1;
+        }
+        self.stats.misses += 1;
         let l = walk();
         self.stats.table_refs += u64::from(l.refs);
-        if !self.entries.is_empty() {
-            // As `fill` after a miss: `last_hit` is clear, so the victim is chosen.
-            self.tick += 1;
-            let first = self.set_first(pd, w);
-            let i = self.victim(first);
-            self.put(i, Entry::from_lookup(pd, epochs, w, &l), reg);
-        }
+        self.tick += 1;
+        // The victim from the set's stamps alone: no second compare of its entries.
+        let victim = match self.cfg.replacement {
+            Replacement::Lru => {
+                let v = first + oldest::<W>(&self.stamps, first);
+                self.stats.evictions += u64::from(self.entries[v].is_valid());
+                v
+            }
+            Replacement::Random { .. } => self.victim(first),
+        };
+        self.put(victim, Entry::from_lookup(pd, epochs, w, &l), reg);
         Probed::Walked(l)
     }
 

@@ -541,14 +541,16 @@ impl Replay {
     }
 
     fn check_on_machine(&mut self, addr: u64, size: u64, access: Access) {
-        if let Err(f) = self.machine.check(self.cpu, ByteAddr(addr), size, access) {
+        // The check, then the windows of the sidecar it went through, from the entry it
+        // holds now (for the last word the access touched), and the other kinds' as they
+        // are.
+        let (verdict, windows) =
+            self.machine
+                .check_then_open_windows(self.cpu, ByteAddr(addr), size, access);
+        self.windows = windows;
+        if let Err(f) = verdict {
             self.fault(&f);
         }
-        // The windows of the sidecar this access went through, from the entry it holds
-        // now (for the last word the access touched), and the other kinds' as they are.
-        self.windows =
-            self.machine
-                .open_windows(self.cpu, ByteAddr(addr.saturating_add(size - 1)), access);
     }
 
     /// Counts the checks answered from the open windows on the machine's PLB (of the CPU
