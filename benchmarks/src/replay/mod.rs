@@ -565,19 +565,16 @@ impl Replay {
 
     #[inline(always)]
     pub(crate) fn mem(&mut self, kind: MemKind, addr: u64, size: u32) {
+        // The access by table, not by branch: fetches and data references interleave
+        // unpredictably.
+        const ACCESS: [Access; 4] = [Access::Read, Access::Write, Access::Read, Access::Execute];
+        let access = ACCESS[kind as usize];
         let mut addr = addr;
-        let access = match kind {
-            MemKind::Load | MemKind::Modify => Access::Read,
-            MemKind::Store => Access::Write,
-            MemKind::Fetch => {
-                // A fetch of a function the layout placed elsewhere is made at its new
-                // address.
-                if !self.translate.is_empty() {
-                    addr = self.translate.get(&addr).copied().unwrap_or(addr);
-                }
-                Access::Execute
-            }
-        };
+        // A fetch of a function the layout placed elsewhere is made at its new address
+        // (the kind is tested only when some function moved, off the hot path).
+        if !self.translate.is_empty() {
+            addr = self.moved(kind, addr);
+        }
         let size = u64::from(size);
         if matches!(size, 1 | 2 | 4 | 8) {
             self.check(addr, size, access);
@@ -586,6 +583,18 @@ impl Replay {
             }
         } else {
             self.mem_pieces(kind, addr, size, access);
+        }
+    }
+
+    /// Where a reference of `kind` at `addr` is made in the layout: a fetch of a function
+    /// the layout placed elsewhere at its new address, anything else where it is.
+    #[cold]
+    #[inline(never)]
+    fn moved(&self, kind: MemKind, addr: u64) -> u64 {
+        if kind == MemKind::Fetch {
+            self.translate.get(&addr).copied().unwrap_or(addr)
+        } else {
+            addr
         }
     }
 

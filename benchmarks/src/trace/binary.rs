@@ -79,6 +79,22 @@ const fn mem_tag(kind: MemKind) -> u8 {
 }
 
 /// The memory reference of tag kind `k` (one of [`K_LOAD`] to [`K_FETCH`]).
+/// The kind of a memory-reference tag `k` (one of `K_LOAD..=K_FETCH`) from its low two bits,
+/// which are the kind's own index: no table and no branch.
+#[inline(always)]
+const fn mem_kind_of_low_bits(k: u8) -> MemKind {
+    match k & 3 {
+        0 => MemKind::Load,
+        1 => MemKind::Store,
+        2 => MemKind::Modify,
+        _ => MemKind::Fetch,
+    }
+}
+const _: () = assert!(
+    K_LOAD & 3 == 0 && K_STORE & 3 == 1 && K_MODIFY & 3 == 2 && K_FETCH & 3 == 3,
+    "a memory tag's low two bits are its kind's index"
+);
+
 const fn mem_kind(k: u8) -> MemKind {
     match k {
         K_LOAD => MemKind::Load,
@@ -678,13 +694,14 @@ impl<R: Read> BinaryReader<R> {
                     n += 1;
                     let size = u32::from(tag >> 4);
                     let d = unzigzag(v) as u64;
-                    if k == K_FETCH {
-                        last_fetch = last_fetch.wrapping_add(d);
-                        sink.mem(MemKind::Fetch, last_fetch, size);
-                    } else {
-                        last_data = last_data.wrapping_add(d);
-                        sink.mem(mem_kind(k), last_data, size);
-                    }
+                    // Fetches and data references interleave unpredictably, so the kind is
+                    // looked up, the address chosen by selects, and the sink called from one
+                    // place: no branch on the kind.
+                    let fetch = k == K_FETCH;
+                    let addr = if fetch { last_fetch } else { last_data }.wrapping_add(d);
+                    last_fetch = if fetch { addr } else { last_fetch };
+                    last_data = if fetch { last_data } else { addr };
+                    sink.mem(mem_kind_of_low_bits(k), addr, size);
                 }
             }
             self.pos = pos;
