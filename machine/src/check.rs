@@ -110,7 +110,7 @@ impl Machine {
         access: Access,
     ) -> (Result<(), Fault>, [(u64, u64); 3]) {
         let a = addr.0;
-        let verdict = match self.check_full(cpu, sidecar_for(access), a, size, access) {
+        let verdict = match self.check_hits_first(cpu, a, size, access) {
             Ok(()) => Ok(()),
             Err(r) => Err(self.refusal_fault(cpu, a, size, access, r)),
         };
@@ -280,6 +280,61 @@ impl Machine {
             w += 1;
         }
         Ok(())
+    }
+
+    /// [`Machine::check_full`] for a caller whose own checks have mostly missed the
+    /// sidecar (a trace replay's windows stand for it): first the words the sidecar or a
+    /// PLB entry allows, each counted as the full path would count it, without the full
+    /// path's walk, fill and refusals around them. From the first word that is not such a
+    /// hit on, the full path, which then does exactly what it would have done alone (a
+    /// refusal names the word; the caller's fault names the whole access).
+    #[inline(always)]
+    fn check_hits_first(
+        &mut self,
+        cpu: usize,
+        addr: u64,
+        size: u64,
+        access: Access,
+    ) -> Result<(), Refusal> {
+        let reg = sidecar_for(access);
+        let limit = self.cfg.width.byte_limit();
+        if let Some(c) = self.cpus.get_mut(cpu)
+            && matches!(size, 1 | 2 | 4 | 8)
+            && addr.checked_add(size).is_some_and(|end| end <= limit)
+            && !c.pd.is_supervisor()
+        {
+            let (pd, epochs) = (c.pd, c.epochs);
+            let last = (addr + size - 1) >> 2;
+            let mut w = addr >> 2;
+            while c.plb.probe_allows(pd, WordAddr(w), epochs, reg, access) {
+                if w == last {
+                    return Ok(());
+                }
+                w += 1;
+            }
+            if w != addr >> 2 {
+                // The words from `w` to `last` (one or two, inside the width), as an aligned
+                // access of their own.
+                let rest = if last > w { 8 } else { 4 };
+                return self.check_full_out_of_line(cpu, reg, w << 2, rest, access);
+            }
+        }
+        self.check_full_out_of_line(cpu, reg, addr, size, access)
+    }
+
+    /// [`Machine::check_full`], never inlined: the rare way out of
+    /// [`Machine::check_hits_first`], which stays small.
+    #[cold]
+    #[inline(never)]
+    fn check_full_out_of_line(
+        &mut self,
+        cpu: usize,
+        reg: usize,
+        addr: u64,
+        size: u64,
+        access: Access,
+    ) -> Result<(), Refusal> {
+        self.check_full(cpu, reg, addr, size, access)
     }
 
     /// Loads `size` bytes (1, 2, 4 or 8) at `addr`, little-endian, as the domain on `cpu`.

@@ -485,6 +485,58 @@ impl Plb {
         None
     }
 
+    /// [`Plb::probe`] when it would hit with an answer that allows `access`: then counts,
+    /// stamps and loads the sidecar exactly as `probe` would and returns true. Otherwise
+    /// (a miss, a stale entry, a denial) returns false having changed nothing, and the
+    /// caller probes as usual.
+    #[inline(always)]
+    pub fn probe_allows(
+        &mut self,
+        pd: PdId,
+        w: WordAddr,
+        epochs: Epochs,
+        reg: usize,
+        access: mmp_domains::Access,
+    ) -> bool {
+        let epoch = epochs.narrow;
+        if reg < self.cfg.sidecars
+            && let e = &self.sidecars[reg]
+            && e.matches(pd, w, epoch)
+        {
+            if !e.perm(w).allows(access) {
+                return false;
+            }
+            self.stats.sidecar_hits += 1;
+            self.last_hit = usize::MAX;
+            return true;
+        }
+        let first = self.set_first(pd, w);
+        let found = match self.set_ways {
+            1 => way_of::<1>(&self.entries, first, pd, w),
+            2 => way_of::<2>(&self.entries, first, pd, w),
+            4 => way_of::<4>(&self.entries, first, pd, w),
+            8 => way_of::<8>(&self.entries, first, pd, w),
+            n => way_of_any(&self.entries[first..first + n], pd, w),
+        };
+        let Some(way) = found else {
+            return false;
+        };
+        let i = first + way;
+        let e = self.entries[i];
+        if e.epoch != epoch || !e.perm(w).allows(access) {
+            return false;
+        }
+        self.tick += 1;
+        self.stamps[i] = self.tick;
+        self.stats.hits += 1;
+        self.last_hit = i;
+        if reg < self.cfg.sidecars {
+            self.sidecars[reg] = e;
+            self.close_windows(reg);
+        }
+        true
+    }
+
     /// The fast path of [`Plb::probe`]: the permission sidecar `reg` gives `pd`'s word `w`
     /// if it holds the domain's current entry for it and that answer is final (it allows
     /// `access`, or its denial is final). Counts a sidecar hit only then; on `None` the

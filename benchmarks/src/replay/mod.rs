@@ -291,11 +291,13 @@ pub struct Replay {
     faults: BTreeMap<FaultClass, u64>,
     fault_samples: Vec<String>,
     seconds: f64,
-    /// The machine's windows on `cpu` ([`Machine::open_windows`]): a load, store or
-    /// fetch inside one passes on the sidecar fast path, so the engine answers it itself
-    /// and counts it in `window_hits`. Asked again after every check the machine makes;
-    /// closed before any other event reaches the machine.
-    windows: [(u64, u64); 3],
+    /// The machine's windows on `cpu` ([`Machine::open_windows`]), by [`MemKind`]: a load,
+    /// store or fetch inside its kind's window passes on the sidecar fast path, so the
+    /// engine answers it itself and counts it in `window_hits`. A modify's slot holds the
+    /// write window, which lies inside the read window (every permission that allows a
+    /// write allows a read), so both its checks pass there. Asked again after every check
+    /// the machine makes; closed before any other event reaches the machine.
+    windows: [(u64, u64); 4],
     /// Word checks answered from `windows`, not yet counted on the machine's PLB
     /// ([`Replay::flush_window_hits`] does, before any other event and before a public call
     /// returns).
@@ -414,7 +416,7 @@ impl Replay {
             faults: BTreeMap::new(),
             fault_samples: Vec::new(),
             seconds: 0.0,
-            windows: [(0, 0); 3],
+            windows: [(0, 0); 4],
             window_hits: 0,
             coverage: cover::Coverage::default(),
             table_bytes_now: 0,
@@ -530,16 +532,24 @@ impl Replay {
 
     #[inline(always)]
     fn check(&mut self, addr: u64, size: u64, access: Access) {
+        /// The slot of `windows` an access kind's window is in.
+        const SLOT: [usize; 3] = [
+            MemKind::Load as usize,
+            MemKind::Store as usize,
+            MemKind::Fetch as usize,
+        ];
         self.accesses += 1;
         // Inside the open window of this access kind: the machine's check would pass on its
         // sidecar fast path, counting a sidecar hit a word and changing nothing else.
-        if let Some(words) = mmp_plb::window_words(self.windows[access as usize], addr, size) {
+        if let Some(words) = mmp_plb::window_words(self.windows[SLOT[access as usize]], addr, size)
+        {
             self.window_hits += words;
             return;
         }
         self.check_on_machine(addr, size, access);
     }
 
+    #[inline(never)]
     fn check_on_machine(&mut self, addr: u64, size: u64, access: Access) {
         // The check, then the windows of the sidecar it went through, from the entry it
         // holds now (for the last word the access touched), and the other kinds' as they
@@ -547,7 +557,7 @@ impl Replay {
         let (verdict, windows) =
             self.machine
                 .check_then_open_windows(self.cpu, ByteAddr(addr), size, access);
-        self.windows = windows;
+        self.windows = [windows[0], windows[1], windows[1], windows[2]];
         if let Err(f) = verdict {
             self.fault(&f);
         }
@@ -565,22 +575,49 @@ impl Replay {
 
     #[inline(always)]
     pub(crate) fn mem(&mut self, kind: MemKind, addr: u64, size: u32) {
-        // The access by table, not by branch: fetches and data references interleave
-        // unpredictably.
-        const ACCESS: [Access; 4] = [Access::Read, Access::Write, Access::Read, Access::Execute];
-        let access = ACCESS[kind as usize];
         let mut addr = addr;
         // A fetch of a function the layout placed elsewhere is made at its new address
         // (the kind is tested only when some function moved, off the hot path).
         if !self.translate.is_empty() {
             addr = self.moved(kind, addr);
         }
+        // The common case, with the window found by the kind itself (fetches and data
+        // references interleave unpredictably, so no branch on the kind): a reference of
+        // 1, 2, 4 or 8 bytes inside its kind's window. A modify's two checks both pass
+        // there (see `windows`).
+        if size < 16
+            && (0x116u32 >> size) & 1 == 1
+            && let Some(words) =
+                mmp_plb::window_words(self.windows[kind as usize], addr, u64::from(size))
+        {
+            self.accesses += 1;
+            self.window_hits += words;
+            if kind == MemKind::Modify {
+                self.accesses += 1;
+                self.window_hits += words;
+            }
+            return;
+        }
+        self.mem_checks(kind, addr, size);
+    }
+
+    /// The checks of a reference [`Replay::mem`] did not answer from a window: each of its
+    /// 1, 2, 4 or 8-byte pieces (a modify's twice, read then write) through
+    /// [`Replay::check`].
+    #[inline(never)]
+    fn mem_checks(&mut self, kind: MemKind, addr: u64, size: u32) {
+        const ACCESS: [Access; 4] = [Access::Read, Access::Write, Access::Read, Access::Execute];
+        let access = ACCESS[kind as usize];
         let size = u64::from(size);
         if matches!(size, 1 | 2 | 4 | 8) {
-            self.check(addr, size, access);
-            if kind == MemKind::Modify {
-                self.check(addr, size, Access::Write);
+            if kind != MemKind::Modify {
+                // Its window did not answer it (`mem` asked): straight to the machine.
+                self.accesses += 1;
+                self.check_on_machine(addr, size, access);
+                return;
             }
+            self.check(addr, size, access);
+            self.check(addr, size, Access::Write);
         } else {
             self.mem_pieces(kind, addr, size, access);
         }
@@ -978,7 +1015,7 @@ impl Replay {
         // Every other event may change the machine or the CPU: count the window hits on the
         // CPU they were made on, and ask for the windows again after the next check.
         self.flush_window_hits();
-        self.windows = [(0, 0); 3];
+        self.windows = [(0, 0); 4];
         match e {
             Event::Domain { no, name } => self.declare_domain(*no, name),
             Event::Function { addr, domain, name } => self.declare_function(*addr, *domain, name),
