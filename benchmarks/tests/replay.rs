@@ -483,6 +483,29 @@ fn references_answered_from_the_open_windows_count_as_the_machine_would() {
     };
     let (plb, a) = run(&events);
     let (plb_closed, b) = run(&interleaved);
+    // Every check counted, against the rule: a reference in pieces of 8, 4, 2 and 1 bytes
+    // (one piece if it is 1, 2, 4 or 8 bytes), each checked once, twice for a modify.
+    let checks: u64 = events
+        .iter()
+        .map(|e| match *e {
+            Event::Mem { kind, size, .. } => {
+                let pieces = if matches!(size, 1 | 2 | 4 | 8) {
+                    1
+                } else {
+                    let mut left = u64::from(size);
+                    let mut n = 0;
+                    while left > 0 {
+                        left -= [8, 4, 2, 1].into_iter().find(|&p| p <= left).unwrap();
+                        n += 1;
+                    }
+                    n
+                };
+                pieces * if kind == MemKind::Modify { 2 } else { 1 }
+            }
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(a.accesses, checks);
     assert!(plb.sidecar_hits > 40_000, "{plb:?}");
     assert!(a.faults.total >= 600, "{:?}", a.faults);
     assert_eq!(plb, plb_closed);

@@ -279,7 +279,11 @@ pub struct Replay {
     cpu: usize,
     events: u64,
     kinds: KindCounts,
-    accesses: u64,
+    /// Checks beyond one a memory reference (a modify's second, a pieced reference's
+    /// pieces past the first; wrapping, as a reference of no bytes makes none): the report's
+    /// accesses are the memory references plus these, so the common reference counts
+    /// nothing here.
+    extra_accesses: u64,
     instructions: u64,
     crossings: u64,
     switches: u64,
@@ -405,7 +409,7 @@ impl Replay {
             cpu: 0,
             events: 0,
             kinds: KindCounts::default(),
-            accesses: 0,
+            extra_accesses: 0,
             instructions: 0,
             crossings: 0,
             switches: 0,
@@ -538,7 +542,6 @@ impl Replay {
             MemKind::Store as usize,
             MemKind::Fetch as usize,
         ];
-        self.accesses += 1;
         // Inside the open window of this access kind: the machine's check would pass on its
         // sidecar fast path, counting a sidecar hit a word and changing nothing else.
         if let Some(words) = mmp_plb::window_words(self.windows[SLOT[access as usize]], addr, size)
@@ -590,10 +593,9 @@ impl Replay {
             && let Some(words) =
                 mmp_plb::window_words(self.windows[kind as usize], addr, u64::from(size))
         {
-            self.accesses += 1;
             self.window_hits += words;
             if kind == MemKind::Modify {
-                self.accesses += 1;
+                self.extra_accesses += 1;
                 self.window_hits += words;
             }
             return;
@@ -612,10 +614,10 @@ impl Replay {
         if matches!(size, 1 | 2 | 4 | 8) {
             if kind != MemKind::Modify {
                 // Its window did not answer it (`mem` asked): straight to the machine.
-                self.accesses += 1;
                 self.check_on_machine(addr, size, access);
                 return;
             }
+            self.extra_accesses += 1;
             self.check(addr, size, access);
             self.check(addr, size, Access::Write);
         } else {
@@ -639,6 +641,7 @@ impl Replay {
     fn mem_pieces(&mut self, kind: MemKind, addr: u64, size: u64, access: Access) {
         let mut a = addr;
         let end = addr.saturating_add(size);
+        let mut checks = 0u64;
         while a < end {
             let n = match end - a {
                 n if n >= 8 => 8,
@@ -647,11 +650,15 @@ impl Replay {
                 _ => 1,
             };
             self.check(a, n, access);
+            checks += 1;
             if kind == MemKind::Modify {
                 self.check(a, n, Access::Write);
+                checks += 1;
             }
             a += n;
         }
+        // The reference itself counts one.
+        self.extra_accesses = self.extra_accesses.wrapping_add(checks).wrapping_sub(1);
     }
 
     fn crossed(&mut self, from: PdId, to: PdId, call: bool) {
@@ -1188,6 +1195,7 @@ impl Replay {
         let mut kinds = self.kinds;
         kinds[EventKind::Mem] = 0;
         kinds[EventKind::Mem] = self.events - kinds.total();
+        let accesses = kinds[EventKind::Mem].wrapping_add(self.extra_accesses);
         let last = self.gaps.iter().rposition(|&c| c > 0).map_or(0, |i| i + 1);
         let mut policy_gaps: Vec<PolicyGap> = self
             .policy_gaps
@@ -1224,7 +1232,7 @@ impl Replay {
                 .map(|k| (k.name().to_string(), kinds[k]))
                 .collect(),
             instructions: self.instructions,
-            accesses: self.accesses,
+            accesses,
             crossings: self.crossings,
             switches: self.switches,
             syscalls: self.syscalls,
@@ -1242,7 +1250,7 @@ impl Replay {
             },
             plb: PlbReport::from(plb),
             table_refs,
-            table_refs_per_access: ratio(table_refs, self.accesses),
+            table_refs_per_access: ratio(table_refs, accesses),
             gate_lookups: self.machine.gate_lookups(),
             call_stack: {
                 let t = self.machine.stack_traffic_totals();
