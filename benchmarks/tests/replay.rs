@@ -538,3 +538,64 @@ fn shared_subtables_never_cost_more_than_separate_tables() {
         }
     }
 }
+
+/// Every kind of reference is checked as its access, whatever its size: a store of 3 or 16
+/// bytes into read-only data faults once a piece (2 + 1 and 8 + 8 bytes), a modify once a
+/// piece (its write), a load of those sizes not at all; one of 4 bytes faults once.
+#[test]
+fn each_piece_of_a_reference_is_checked_as_its_kind() {
+    use mmp_benchmarks::trace::{Event, MemKind};
+    use mmp_domains::Perm;
+    let ro = 0x10_0000u64;
+    let mut events = vec![
+        Event::Domain {
+            no: 1,
+            name: "program".into(),
+        },
+        Event::Grant {
+            domain: 1,
+            addr: ro,
+            len: 4096,
+            perm: Perm::ReadOnly,
+        },
+        Event::Switch { domain: 1 },
+    ];
+    let refs = [
+        (MemKind::Store, 3, 2),
+        (MemKind::Store, 16, 2),
+        (MemKind::Modify, 3, 2),
+        (MemKind::Load, 3, 0),
+        (MemKind::Load, 16, 0),
+        (MemKind::Store, 4, 1),
+        (MemKind::Modify, 8, 1),
+    ];
+    for &(kind, size, _) in &refs {
+        // Twice each: the second time the windows are open.
+        for _ in 0..2 {
+            events.push(Event::Mem {
+                kind,
+                addr: ro + 64,
+                size,
+            });
+        }
+    }
+    let faults: u64 = refs.iter().map(|r| 2 * r.2).sum();
+    for binary in [false, true] {
+        let mut r = Replay::new(ReplayConfig::default(), TraceWidth::Bits32).unwrap();
+        if binary {
+            let mut bytes = Cursor::new(Vec::new());
+            let mut w = BinaryWriter::new(&mut bytes, TraceWidth::Bits32).unwrap();
+            for e in &events {
+                w.write(e).unwrap();
+            }
+            w.finish().unwrap();
+            r.run_binary(&mut BinaryReader::new(&bytes.get_ref()[..]).unwrap())
+                .unwrap();
+        } else {
+            for e in &events {
+                r.step(e).unwrap();
+            }
+        }
+        assert_eq!(r.report().faults.total, faults, "binary: {binary}");
+    }
+}

@@ -295,12 +295,13 @@ pub struct Replay {
     faults: BTreeMap<FaultClass, u64>,
     fault_samples: Vec<String>,
     seconds: f64,
-    /// The machine's windows on `cpu` ([`Machine::open_windows`]), by [`MemKind`]: a load,
-    /// store or fetch inside its kind's window passes on the sidecar fast path, so the
-    /// engine answers it itself and counts it in `window_hits`. A modify's slot holds the
-    /// write window, which lies inside the read window (every permission that allows a
-    /// write allows a read), so both its checks pass there. Asked again after every check
-    /// the machine makes; closed before any other event reaches the machine.
+    /// The machine's windows on `cpu` ([`Machine::open_windows`]), by [`MemKind`], so the
+    /// hot path finds a reference's window by its kind without a branch: a load, store or
+    /// fetch inside its kind's window passes on the sidecar fast path, so the engine
+    /// answers it itself and counts it in `window_hits`. (A modify's slot is never read: a
+    /// modify's two checks go through [`Replay::check`], which reads the read and write
+    /// windows.) Asked again after every check the machine makes; closed before any other
+    /// event reaches the machine.
     windows: [(u64, u64); 4],
     /// Word checks answered from `windows`, not yet counted on the machine's PLB
     /// ([`Replay::flush_window_hits`] does, before any other event and before a public call
@@ -316,6 +317,10 @@ pub struct Replay {
     /// The most words covered while the tables stood at `peak_table_bytes`.
     covered_words_at_peak: u64,
 }
+
+/// The access a memory reference's (first) check is, by [`MemKind`]: a modify's first is its
+/// read.
+const ACCESS_OF: [Access; 4] = [Access::Read, Access::Write, Access::Read, Access::Execute];
 
 impl Replay {
     /// An engine with an empty machine for a trace of `width`.
@@ -560,7 +565,7 @@ impl Replay {
         let (verdict, windows) =
             self.machine
                 .check_then_open_windows(self.cpu, ByteAddr(addr), size, access);
-        self.windows = [windows[0], windows[1], windows[1], windows[2]];
+        self.windows = [windows[0], windows[1], (0, 0), windows[2]];
         if let Err(f) = verdict {
             self.fault(&f);
         }
@@ -578,45 +583,55 @@ impl Replay {
 
     #[inline(always)]
     pub(crate) fn mem(&mut self, kind: MemKind, addr: u64, size: u32) {
+        /// Bit `size << 2 | kind` is set for a reference that is one check: a load, store
+        /// or fetch of 1, 2, 4 or 8 bytes.
+        const ONE_CHECK: u64 = {
+            let mut bits = 0u64;
+            let sizes = [1u32, 2, 4, 8];
+            let kinds = [MemKind::Load, MemKind::Store, MemKind::Fetch];
+            let mut s = 0;
+            while s < sizes.len() {
+                let mut k = 0;
+                while k < kinds.len() {
+                    bits |= 1 << ((sizes[s] << 2) | kinds[k] as u32);
+                    k += 1;
+                }
+                s += 1;
+            }
+            bits
+        };
         let mut addr = addr;
         // A fetch of a function the layout placed elsewhere is made at its new address
         // (the kind is tested only when some function moved, off the hot path).
         if !self.translate.is_empty() {
             addr = self.moved(kind, addr);
         }
-        // The common case, with the window found by the kind itself (fetches and data
-        // references interleave unpredictably, so no branch on the kind): a reference of
-        // 1, 2, 4 or 8 bytes inside its kind's window. A modify's two checks both pass
-        // there (see `windows`).
-        if size < 16
-            && (0x116u32 >> size) & 1 == 1
-            && let Some(words) =
-                mmp_plb::window_words(self.windows[kind as usize], addr, u64::from(size))
-        {
-            self.window_hits += words;
-            if kind == MemKind::Modify {
-                self.extra_accesses += 1;
-                self.window_hits += words;
+        // The common case, told by one test of the kind and the size together, with the
+        // window found by the kind itself (fetches and data references interleave
+        // unpredictably, so no branch on the kind): one check, answered inside its kind's
+        // window, else by the machine.
+        let key = (size << 2) | kind as u32;
+        if key < 64 && (ONE_CHECK >> key) & 1 == 1 {
+            let size = u64::from(size);
+            match mmp_plb::window_words(self.windows[kind as usize], addr, size) {
+                Some(words) => self.window_hits += words,
+                None => self.check_on_machine(addr, size, ACCESS_OF[kind as usize]),
             }
             return;
         }
         self.mem_checks(kind, addr, size);
     }
 
-    /// The checks of a reference [`Replay::mem`] did not answer from a window: each of its
-    /// 1, 2, 4 or 8-byte pieces (a modify's twice, read then write) through
-    /// [`Replay::check`].
+    /// The checks of a modify (a read, then a write) or of a reference of another size
+    /// (its pieces of 8, 4, 2 and 1 bytes), each through [`Replay::check`].
+    #[cold]
     #[inline(never)]
     fn mem_checks(&mut self, kind: MemKind, addr: u64, size: u32) {
-        const ACCESS: [Access; 4] = [Access::Read, Access::Write, Access::Read, Access::Execute];
-        let access = ACCESS[kind as usize];
+        // A modify's first check of each piece is its read.
+        let access = ACCESS_OF[kind as usize];
         let size = u64::from(size);
         if matches!(size, 1 | 2 | 4 | 8) {
-            if kind != MemKind::Modify {
-                // Its window did not answer it (`mem` asked): straight to the machine.
-                self.check_on_machine(addr, size, access);
-                return;
-            }
+            // A modify (`mem` took every other reference of these sizes).
             self.extra_accesses += 1;
             self.check(addr, size, access);
             self.check(addr, size, Access::Write);
