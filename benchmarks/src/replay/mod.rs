@@ -250,6 +250,10 @@ pub struct Replay {
     layout: Option<mmp_split::load::Loaded>,
     /// Trace function addresses the layout places elsewhere.
     translate: HashMap<u64, u64>,
+    /// Bit `size << 2 | kind` set: a reference of that kind and size takes
+    /// [`Replay::mem`]'s fast path, as one check where it is. [`ONE_CHECK`] while no
+    /// function has moved; after, fetches (which may have to move) are left out.
+    fast: u64,
     /// With a layout: each function's machine address to its owner (its name is in
     /// `fn_names`).
     fn_at: HashMap<u64, PdId>,
@@ -302,7 +306,7 @@ pub struct Replay {
     /// modify's two checks go through [`Replay::check`], which reads the read and write
     /// windows.) Asked again after every check the machine makes; closed before any other
     /// event reaches the machine.
-    windows: [(u64, u64); 4],
+    windows: Windows,
     /// Word checks answered from `windows`, not yet counted on the machine's PLB
     /// ([`Replay::flush_window_hits`] does, before any other event and before a public call
     /// returns).
@@ -316,6 +320,60 @@ pub struct Replay {
     peak_table_bytes: u64,
     /// The most words covered while the tables stood at `peak_table_bytes`.
     covered_words_at_peak: u64,
+}
+
+/// Bit `size << 2 | kind` (a [`MemKind`]) is set for a reference that is one check: a load,
+/// store or fetch of 1, 2, 4 or 8 bytes.
+const ONE_CHECK: u64 = kind_size_bits(&[MemKind::Load, MemKind::Store, MemKind::Fetch]);
+
+/// The bits of [`ONE_CHECK`] that are fetches.
+const FETCHES: u64 = kind_size_bits(&[MemKind::Fetch]);
+
+/// Bit `size << 2 | kind` for each of `kinds` and each size of one check (1, 2, 4, 8).
+const fn kind_size_bits(kinds: &[MemKind]) -> u64 {
+    let sizes = [1u32, 2, 4, 8];
+    let mut bits = 0u64;
+    let mut s = 0;
+    while s < sizes.len() {
+        let mut k = 0;
+        while k < kinds.len() {
+            bits |= 1 << ((sizes[s] << 2) | kinds[k] as u32);
+            k += 1;
+        }
+        s += 1;
+    }
+    bits
+}
+
+/// The machine's windows as the engine keeps them, by [`MemKind`]: their starts and their
+/// lengths in two arrays, so a window is found by its kind with one scaled index.
+#[derive(Debug, Clone, Copy)]
+struct Windows {
+    lo: [u64; 4],
+    len: [u64; 4],
+}
+
+impl Windows {
+    const CLOSED: Windows = Windows {
+        lo: [0; 4],
+        len: [0; 4],
+    };
+
+    /// The machine's windows ([`Machine::open_windows`], by access) by reference kind: a
+    /// modify's slot stays closed (it is never read).
+    #[inline(always)]
+    fn by_kind(w: [(u64, u64); 3]) -> Windows {
+        Windows {
+            lo: [w[0].0, w[1].0, 0, w[2].0],
+            len: [w[0].1, w[1].1, 0, w[2].1],
+        }
+    }
+
+    /// [`mmp_plb::window_words`] of slot `k`.
+    #[inline(always)]
+    fn words(&self, k: usize, addr: u64, size: u64) -> Option<u64> {
+        mmp_plb::window_words((self.lo[k], self.len[k]), addr, size)
+    }
 }
 
 /// The access a memory reference's (first) check is, by [`MemKind`]: a modify's first is its
@@ -396,6 +454,7 @@ impl Replay {
             no_of: Vec::new(),
             layout: None,
             translate: HashMap::new(),
+            fast: ONE_CHECK,
             fn_at: HashMap::new(),
             fn_names: HashMap::new(),
             policy_gaps: HashMap::new(),
@@ -425,7 +484,7 @@ impl Replay {
             faults: BTreeMap::new(),
             fault_samples: Vec::new(),
             seconds: 0.0,
-            windows: [(0, 0); 4],
+            windows: Windows::CLOSED,
             window_hits: 0,
             coverage: cover::Coverage::default(),
             table_bytes_now: 0,
@@ -549,8 +608,7 @@ impl Replay {
         ];
         // Inside the open window of this access kind: the machine's check would pass on its
         // sidecar fast path, counting a sidecar hit a word and changing nothing else.
-        if let Some(words) = mmp_plb::window_words(self.windows[SLOT[access as usize]], addr, size)
-        {
+        if let Some(words) = self.windows.words(SLOT[access as usize], addr, size) {
             self.window_hits += words;
             return;
         }
@@ -565,7 +623,7 @@ impl Replay {
         let (verdict, windows) =
             self.machine
                 .check_then_open_windows(self.cpu, ByteAddr(addr), size, access);
-        self.windows = [windows[0], windows[1], (0, 0), windows[2]];
+        self.windows = Windows::by_kind(windows);
         if let Err(f) = verdict {
             self.fault(&f);
         }
@@ -583,55 +641,47 @@ impl Replay {
 
     #[inline(always)]
     pub(crate) fn mem(&mut self, kind: MemKind, addr: u64, size: u32) {
-        /// Bit `size << 2 | kind` is set for a reference that is one check: a load, store
-        /// or fetch of 1, 2, 4 or 8 bytes.
-        const ONE_CHECK: u64 = {
-            let mut bits = 0u64;
-            let sizes = [1u32, 2, 4, 8];
-            let kinds = [MemKind::Load, MemKind::Store, MemKind::Fetch];
-            let mut s = 0;
-            while s < sizes.len() {
-                let mut k = 0;
-                while k < kinds.len() {
-                    bits |= 1 << ((sizes[s] << 2) | kinds[k] as u32);
-                    k += 1;
-                }
-                s += 1;
-            }
-            bits
-        };
-        let mut addr = addr;
-        // A fetch of a function the layout placed elsewhere is made at its new address
-        // (the kind is tested only when some function moved, off the hot path).
-        if !self.translate.is_empty() {
-            addr = self.moved(kind, addr);
-        }
-        // The common case, told by one test of the kind and the size together, with the
-        // window found by the kind itself (fetches and data references interleave
-        // unpredictably, so no branch on the kind): one check, answered inside its kind's
-        // window, else by the machine.
+        // The common case, told by one test of the kind and the size together (see
+        // `fast`), with the window found by the kind itself (fetches and data references
+        // interleave unpredictably, so no branch on the kind): one check, answered inside
+        // its kind's window, else by the machine.
         let key = (size << 2) | kind as u32;
-        if key < 64 && (ONE_CHECK >> key) & 1 == 1 {
-            let size = u64::from(size);
-            match mmp_plb::window_words(self.windows[kind as usize], addr, size) {
-                Some(words) => self.window_hits += words,
-                None => self.check_on_machine(addr, size, ACCESS_OF[kind as usize]),
-            }
+        if key < 64 && (self.fast >> key) & 1 == 1 {
+            self.one_check(kind, addr, u64::from(size));
             return;
         }
         self.mem_checks(kind, addr, size);
     }
 
-    /// The checks of a modify (a read, then a write) or of a reference of another size
-    /// (its pieces of 8, 4, 2 and 1 bytes), each through [`Replay::check`].
-    #[cold]
+    /// A reference that is one check, at the address it is made at: answered inside its
+    /// kind's window, else by the machine.
+    #[inline(always)]
+    fn one_check(&mut self, kind: MemKind, addr: u64, size: u64) {
+        match self.windows.words(kind as usize, addr, size) {
+            Some(words) => self.window_hits += words,
+            None => self.check_on_machine(addr, size, ACCESS_OF[kind as usize]),
+        }
+    }
+
+    /// The references [`Replay::mem`] leaves: made where the layout puts them (a fetch of
+    /// a function placed elsewhere, at its new address), then a reference that is one
+    /// check as there; a modify as its read and its write; a reference of another size as
+    /// its pieces of 8, 4, 2 and 1 bytes, each through [`Replay::check`].
     #[inline(never)]
     fn mem_checks(&mut self, kind: MemKind, addr: u64, size: u32) {
+        let addr = if self.translate.is_empty() {
+            addr
+        } else {
+            self.moved(kind, addr)
+        };
         // A modify's first check of each piece is its read.
         let access = ACCESS_OF[kind as usize];
         let size = u64::from(size);
         if matches!(size, 1 | 2 | 4 | 8) {
-            // A modify (`mem` took every other reference of these sizes).
+            if kind != MemKind::Modify {
+                self.one_check(kind, addr, size);
+                return;
+            }
             self.extra_accesses += 1;
             self.check(addr, size, access);
             self.check(addr, size, Access::Write);
@@ -855,6 +905,8 @@ impl Replay {
         {
             // The layout placed it (and gave its owner execute there).
             self.translate.insert(addr, p.addr.0);
+            // Fetches are made where the layout puts them, off the fast path.
+            self.fast = ONE_CHECK & !FETCHES;
             self.fn_at.insert(p.addr.0, p.owner);
             self.fn_names.insert(p.addr.0, name.to_string());
             return Ok(());
@@ -1037,7 +1089,7 @@ impl Replay {
         // Every other event may change the machine or the CPU: count the window hits on the
         // CPU they were made on, and ask for the windows again after the next check.
         self.flush_window_hits();
-        self.windows = [(0, 0); 4];
+        self.windows = Windows::CLOSED;
         match e {
             Event::Domain { no, name } => self.declare_domain(*no, name),
             Event::Function { addr, domain, name } => self.declare_function(*addr, *domain, name),
