@@ -110,10 +110,76 @@ impl Machine {
         access: Access,
     ) -> (Result<(), Fault>, [(u64, u64); 3]) {
         let a = addr.0;
-        let verdict = match self.check_hits_first(cpu, a, size, access) {
-            Ok(()) => Ok(()),
-            Err(r) => Err(self.refusal_fault(cpu, a, size, access, r)),
+        let reg = sidecar_for(access);
+        let limit = self.cfg.width.byte_limit();
+        // The common case, a caller's window having just missed: every word an allowing
+        // hit of the sidecar or the PLB (counted as the full path counts it), then the
+        // windows from the sidecar those hits went through, on the CPU already in hand.
+        if let Some(c) = self.cpus.get_mut(cpu)
+            && size <= 8
+            && (0x116u32 >> size) & 1 == 1
+            && a.checked_add(size).is_some_and(|end| end <= limit)
+            && !c.pd.is_supervisor()
+        {
+            let (pd, epochs) = (c.pd, c.epochs);
+            let last = (a + size - 1) >> 2;
+            let mut w = a >> 2;
+            while c.plb.probe_allows(pd, WordAddr(w), epochs, reg, access) {
+                if w == last {
+                    let w = WordAddr(last);
+                    // Each sidecar's access kinds as a constant, each compiled for its own.
+                    if reg == FETCH_SIDECAR {
+                        c.plb.open_windows_of_sidecar(
+                            pd,
+                            w,
+                            epochs.narrow,
+                            reg,
+                            &[Access::Execute],
+                        );
+                    } else {
+                        c.plb.open_windows_of_sidecar(
+                            pd,
+                            w,
+                            epochs.narrow,
+                            reg,
+                            &[Access::Read, Access::Write],
+                        );
+                    }
+                    return (Ok(()), c.plb.windows());
+                }
+                w += 1;
+            }
+            return self.check_rest_then_open_windows(cpu, a, size, access, w);
+        }
+        self.check_rest_then_open_windows(cpu, a, size, access, a >> 2)
+    }
+
+    /// The rest of [`Machine::check_then_open_windows`] once word `from` of the access was
+    /// not an allowing hit (the words before it were, and are counted): the full path from
+    /// there, which then does exactly what it would have done alone, and the windows. Out
+    /// of line and cold, so the common case stays small.
+    #[cold]
+    #[inline(never)]
+    fn check_rest_then_open_windows(
+        &mut self,
+        cpu: usize,
+        a: u64,
+        size: u64,
+        access: Access,
+        from: u64,
+    ) -> (Result<(), Fault>, [(u64, u64); 3]) {
+        let reg = sidecar_for(access);
+        let refusal = if from == a >> 2 {
+            self.check_full(cpu, reg, a, size, access)
+        } else {
+            // The words from `from` to the last (one or two, inside the width, past an
+            // access that passed every test), as an aligned access of their own.
+            let last = (a + size - 1) >> 2;
+            let rest = if last > from { 8 } else { 4 };
+            self.check_full(cpu, reg, from << 2, rest, access)
         };
+        // A refusal names the word; the fault names the whole access.
+        let verdict = refusal.map_err(|r| self.refusal_fault(cpu, a, size, access, r));
         let last = ByteAddr(a.saturating_add(size.saturating_sub(1)));
         (verdict, self.open_windows(cpu, last, access))
     }
@@ -280,61 +346,6 @@ impl Machine {
             w += 1;
         }
         Ok(())
-    }
-
-    /// [`Machine::check_full`] for a caller whose own checks have mostly missed the
-    /// sidecar (a trace replay's windows stand for it): first the words the sidecar or a
-    /// PLB entry allows, each counted as the full path would count it, without the full
-    /// path's walk, fill and refusals around them. From the first word that is not such a
-    /// hit on, the full path, which then does exactly what it would have done alone (a
-    /// refusal names the word; the caller's fault names the whole access).
-    #[inline(always)]
-    fn check_hits_first(
-        &mut self,
-        cpu: usize,
-        addr: u64,
-        size: u64,
-        access: Access,
-    ) -> Result<(), Refusal> {
-        let reg = sidecar_for(access);
-        let limit = self.cfg.width.byte_limit();
-        if let Some(c) = self.cpus.get_mut(cpu)
-            && matches!(size, 1 | 2 | 4 | 8)
-            && addr.checked_add(size).is_some_and(|end| end <= limit)
-            && !c.pd.is_supervisor()
-        {
-            let (pd, epochs) = (c.pd, c.epochs);
-            let last = (addr + size - 1) >> 2;
-            let mut w = addr >> 2;
-            while c.plb.probe_allows(pd, WordAddr(w), epochs, reg, access) {
-                if w == last {
-                    return Ok(());
-                }
-                w += 1;
-            }
-            if w != addr >> 2 {
-                // The words from `w` to `last` (one or two, inside the width), as an aligned
-                // access of their own.
-                let rest = if last > w { 8 } else { 4 };
-                return self.check_full_out_of_line(cpu, reg, w << 2, rest, access);
-            }
-        }
-        self.check_full_out_of_line(cpu, reg, addr, size, access)
-    }
-
-    /// [`Machine::check_full`], never inlined: the rare way out of
-    /// [`Machine::check_hits_first`], which stays small.
-    #[cold]
-    #[inline(never)]
-    fn check_full_out_of_line(
-        &mut self,
-        cpu: usize,
-        reg: usize,
-        addr: u64,
-        size: u64,
-        access: Access,
-    ) -> Result<(), Refusal> {
-        self.check_full(cpu, reg, addr, size, access)
     }
 
     /// Loads `size` bytes (1, 2, 4 or 8) at `addr`, little-endian, as the domain on `cpu`.

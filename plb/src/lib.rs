@@ -634,12 +634,36 @@ impl Plb {
         reg: usize,
         accesses: &[mmp_domains::Access],
     ) {
-        let Some(e) = self.sidecars.get(reg) else {
-            return;
-        };
-        if !e.matches(pd, w, epoch) {
+        match self.sidecars.get(reg) {
+            Some(e) if e.matches(pd, w, epoch) => {
+                self.open_windows_of_sidecar(pd, w, epoch, reg, accesses)
+            }
+            _ => {}
+        }
+    }
+
+    /// [`Plb::open_windows`] for a caller that knows sidecar `reg`, if the PLB has it (its
+    /// configuration's `sidecars`), holds `pd`'s entry for word `w` under narrowing epoch
+    /// `epoch` (it has just probed `w` through it, and every probe that passes through a
+    /// sidecar leaves that entry there): the same windows, without comparing the entry
+    /// again.
+    #[inline(always)]
+    pub fn open_windows_of_sidecar(
+        &mut self,
+        pd: PdId,
+        w: WordAddr,
+        epoch: u64,
+        reg: usize,
+        accesses: &[mmp_domains::Access],
+    ) {
+        if reg >= self.cfg.sidecars {
             return;
         }
+        let e = &self.sidecars[reg];
+        debug_assert!(
+            e.matches(pd, w, epoch),
+            "sidecar {reg} does not hold {pd:?}'s word {w:?}"
+        );
         let (v, mask, tag) = (e.vector, e.mask, e.tag);
         // Bits 2i and 2i+1 of `lo` and `hi`: the low and high bit of word i's permission.
         let (lo, hi) = (v & 0x5555_5555, (v >> 1) & 0x5555_5555);
