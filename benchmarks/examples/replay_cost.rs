@@ -11,11 +11,6 @@
 //! valgrind --tool=callgrind --toggle-collect='*BinaryReader*for_each*' \
 //!     target/release/examples/replay_cost replay
 //! ```
-//!
-//! `replay_cost alternate [ROUNDS]` times the two in turn instead, a replay then a decode,
-//! ROUNDS times (default 40), and prints each one's fastest and median round and the ratio
-//! of the fastest: on a shared machine whose speed changes from second to second, rounds
-//! taken in turn see the same changes, and the fastest of many is the least disturbed.
 
 use std::hint::black_box;
 use std::io::Cursor;
@@ -34,14 +29,6 @@ fn main() {
         w.write(&e).expect("write");
     }
     let bytes = w.finish().expect("finish").into_inner();
-    if mode == "alternate" {
-        let rounds: usize = std::env::args()
-            .nth(2)
-            .map_or(Ok(40), |s| s.parse())
-            .expect("usage: replay_cost alternate [ROUNDS]");
-        alternate(&bytes, rounds.max(1));
-        return;
-    }
     let mut src = BinaryReader::new(&bytes[..]).expect("header");
     match mode.as_str() {
         "decode" => {
@@ -66,36 +53,4 @@ fn main() {
             );
         }
     }
-}
-
-/// A replay and a decode of `bytes` in turn, `rounds` times; prints the fastest and the
-/// median of each and the ratio of the fastest.
-fn alternate(bytes: &[u8], rounds: usize) {
-    use std::time::Instant;
-    let (mut replay, mut decode) = (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
-    for _ in 0..rounds {
-        let t = Instant::now();
-        let mut src = BinaryReader::new(bytes).expect("header");
-        let mut r = Replay::new(ReplayConfig::default(), TraceWidth::Bits32).expect("machine");
-        r.run_binary(&mut src).expect("replay");
-        black_box(r.report().accesses);
-        replay.push(t.elapsed().as_secs_f64() * 1e3);
-        let t = Instant::now();
-        let mut src = BinaryReader::new(bytes).expect("header");
-        let mut sink = DecodeOnly::default();
-        src.for_each(&mut sink).expect("decode");
-        black_box(sink.addr_sum);
-        decode.push(t.elapsed().as_secs_f64() * 1e3);
-    }
-    for v in [&mut replay, &mut decode] {
-        v.sort_by(f64::total_cmp);
-    }
-    let (r, d) = (replay[0], decode[0]);
-    println!(
-        "replay: fastest {r:.3} ms, median {:.3} ms; decode: fastest {d:.3} ms, median {:.3} ms; \
-         fastest replay / fastest decode: {:.2} ({rounds} rounds in turn)",
-        replay[rounds / 2],
-        decode[rounds / 2],
-        r / d
-    );
 }

@@ -251,6 +251,19 @@ fn the_binary_fast_path_gives_the_same_report_as_event_by_event_replay() {
 }
 
 fn fast_equals_slow(events: &mut Vec<mmp_benchmarks::trace::Event>) {
+    use mmp_benchmarks::trace::{Event, MemKind};
+    // Faults in the middle of the reader's runs of references (a store outside every grant,
+    // a modify and a pieced store on read-only data): the fault samples name their events.
+    let at = events.len() / 2;
+    events.splice(
+        at..at,
+        [
+            (MemKind::Store, 0x2000_0000, 8),
+            (MemKind::Modify, 0x80_0000, 4),
+            (MemKind::Store, 0x80_0010, 3),
+        ]
+        .map(|(kind, addr, size)| Event::Mem { kind, addr, size }),
+    );
     events.push(mmp_benchmarks::trace::Event::Mem {
         kind: mmp_benchmarks::trace::MemKind::Modify,
         addr: 0x12_3456,

@@ -612,11 +612,13 @@ impl Replay {
             self.window_hits += words;
             return;
         }
-        self.check_on_machine(addr, size, access);
+        self.check_on_machine(addr, size, access, 0);
     }
 
+    /// The machine's check of a reference no window answered, `events` lagging by `lag`
+    /// (see [`Replay::mem_lagging`]), then its windows.
     #[inline(never)]
-    fn check_on_machine(&mut self, addr: u64, size: u64, access: Access) {
+    fn check_on_machine(&mut self, addr: u64, size: u64, access: Access, lag: u64) {
         // The check, then the windows of the sidecar it went through, from the entry it
         // holds now (for the last word the access touched), and the other kinds' as they
         // are.
@@ -625,7 +627,9 @@ impl Replay {
                 .check_then_open_windows(self.cpu, ByteAddr(addr), size, access);
         self.windows = Windows::by_kind(windows);
         if let Err(f) = verdict {
+            self.events += lag;
             self.fault(&f);
+            self.events -= lag;
         }
     }
 
@@ -641,25 +645,33 @@ impl Replay {
 
     #[inline(always)]
     pub(crate) fn mem(&mut self, kind: MemKind, addr: u64, size: u32) {
+        self.mem_lagging(kind, addr, size, 0);
+    }
+
+    /// [`Replay::mem`] while `events` lags the trace by `lag` references (the binary
+    /// reader's runs count their references for the engine after each run): a fault
+    /// names the event it happened at all the same.
+    #[inline(always)]
+    fn mem_lagging(&mut self, kind: MemKind, addr: u64, size: u32, lag: u64) {
         // The common case, told by one test of the kind and the size together (see
         // `fast`), with the window found by the kind itself (fetches and data references
         // interleave unpredictably, so no branch on the kind): one check, answered inside
         // its kind's window, else by the machine.
         let key = (size << 2) | kind as u32;
         if key < 64 && (self.fast >> key) & 1 == 1 {
-            self.one_check(kind, addr, u64::from(size));
+            self.one_check(kind, addr, u64::from(size), lag);
             return;
         }
-        self.mem_checks(kind, addr, size);
+        self.mem_checks(kind, addr, size, lag);
     }
 
     /// A reference that is one check, at the address it is made at: answered inside its
     /// kind's window, else by the machine.
     #[inline(always)]
-    fn one_check(&mut self, kind: MemKind, addr: u64, size: u64) {
+    fn one_check(&mut self, kind: MemKind, addr: u64, size: u64, lag: u64) {
         match self.windows.words(kind as usize, addr, size) {
             Some(words) => self.window_hits += words,
-            None => self.check_on_machine(addr, size, ACCESS_OF[kind as usize]),
+            None => self.check_on_machine(addr, size, ACCESS_OF[kind as usize], lag),
         }
     }
 
@@ -668,7 +680,15 @@ impl Replay {
     /// check as there; a modify as its read and its write; a reference of another size as
     /// its pieces of 8, 4, 2 and 1 bytes, each through [`Replay::check`].
     #[inline(never)]
-    fn mem_checks(&mut self, kind: MemKind, addr: u64, size: u32) {
+    fn mem_checks(&mut self, kind: MemKind, addr: u64, size: u32, lag: u64) {
+        self.events += lag;
+        self.mem_checks_counted(kind, addr, size);
+        self.events -= lag;
+    }
+
+    /// [`Replay::mem_checks`] with `events` up to date.
+    #[inline(always)]
+    fn mem_checks_counted(&mut self, kind: MemKind, addr: u64, size: u32) {
         let addr = if self.translate.is_empty() {
             addr
         } else {
@@ -679,7 +699,7 @@ impl Replay {
         let size = u64::from(size);
         if matches!(size, 1 | 2 | 4 | 8) {
             if kind != MemKind::Modify {
-                self.one_check(kind, addr, size);
+                self.one_check(kind, addr, size, 0);
                 return;
             }
             self.extra_accesses += 1;
@@ -1184,6 +1204,17 @@ impl Replay {
             fn mem(&mut self, kind: MemKind, addr: u64, size: u32) {
                 self.replay.mem(kind, addr, size);
                 self.replay.events += 1;
+            }
+
+            #[inline(always)]
+            fn mem_in_run(&mut self, kind: MemKind, addr: u64, size: u32, n: u64) {
+                // Counted with the run, in `mems_done`.
+                self.replay.mem_lagging(kind, addr, size, n);
+            }
+
+            #[inline(always)]
+            fn mems_done(&mut self, n: u64) {
+                self.replay.events += n;
             }
 
             fn other(&mut self, e: Event) -> Result<(), ReplayError> {

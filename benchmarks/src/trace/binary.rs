@@ -357,6 +357,22 @@ pub trait EventSink {
     /// A memory reference.
     fn mem(&mut self, kind: MemKind, addr: u64, size: u32);
 
+    /// A memory reference decoded in a run of them, `n` references into the run (from 0):
+    /// a sink that counts references can leave the count to [`EventSink::mems_done`],
+    /// which gets the run's length after it. [`EventSink::mem`] unless overridden.
+    #[inline(always)]
+    fn mem_in_run(&mut self, kind: MemKind, addr: u64, size: u32, n: u64) {
+        let _ = n;
+        self.mem(kind, addr, size);
+    }
+
+    /// The run of `n` references just given to [`EventSink::mem_in_run`] is over. Does
+    /// nothing unless overridden.
+    #[inline(always)]
+    fn mems_done(&mut self, n: u64) {
+        let _ = n;
+    }
+
     /// Any other event.
     ///
     /// # Errors
@@ -691,7 +707,6 @@ impl<R: Read> BinaryReader<R> {
                         }
                     };
                     pos += len;
-                    n += 1;
                     let size = u32::from(tag >> 4);
                     let d = unzigzag(v) as u64;
                     // Fetches and data references interleave unpredictably, so the kind is
@@ -701,13 +716,15 @@ impl<R: Read> BinaryReader<R> {
                     let addr = if fetch { last_fetch } else { last_data }.wrapping_add(d);
                     last_fetch = if fetch { addr } else { last_fetch };
                     last_data = if fetch { last_data } else { addr };
-                    sink.mem(mem_kind_of_low_bits(k), addr, size);
+                    sink.mem_in_run(mem_kind_of_low_bits(k), addr, size, n);
+                    n += 1;
                 }
             }
             self.pos = pos;
             self.last_data = last_data;
             self.last_fetch = last_fetch;
             self.counts[EventKind::Mem] += n;
+            sink.mems_done(n);
             sink.position(HEADER_LEN as u64 + self.base + self.pos as u64);
             match self.read_event()? {
                 Some(Event::Mem { kind, addr, size }) => sink.mem(kind, addr, size),
