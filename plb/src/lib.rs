@@ -432,6 +432,19 @@ impl Plb {
         set as usize * self.set_ways
     }
 
+    /// The way of the set at `first` whose entry covers `pd`'s word `w`, if any (at most
+    /// one does: a fill follows a miss, and a probe drops the stale entries it meets).
+    #[inline(always)]
+    fn way_in_set(&self, first: usize, pd: PdId, w: WordAddr) -> Option<usize> {
+        match self.set_ways {
+            1 => way_of::<1>(&self.entries, first, pd, w),
+            2 => way_of::<2>(&self.entries, first, pd, w),
+            4 => way_of::<4>(&self.entries, first, pd, w),
+            8 => way_of::<8>(&self.entries, first, pd, w),
+            n => way_of_any(&self.entries[first..first + n], pd, w),
+        }
+    }
+
     /// Looks up word `w` of `pd` under the domain's current `epochs`, through sidecar `reg`
     /// (ignored if there is no such sidecar). Counts a hit or a miss; drops stale entries it
     /// meets.
@@ -456,14 +469,9 @@ impl Plb {
         // the stale entries it meets), so the ways are compared without branching on which
         // one matches: the hit way varies, and a branch per way mispredicts.
         let first = self.set_first(pd, w);
-        let found = match self.set_ways {
-            1 => way_of::<1>(&self.entries, first, pd, w),
-            2 => way_of::<2>(&self.entries, first, pd, w),
-            4 => way_of::<4>(&self.entries, first, pd, w),
-            8 => way_of::<8>(&self.entries, first, pd, w),
-            n => way_of_any(&self.entries[first..first + n], pd, w),
-        }
-        .map_or(usize::MAX, |way| first + way);
+        let found = self
+            .way_in_set(first, pd, w)
+            .map_or(usize::MAX, |way| first + way);
         if found != usize::MAX {
             let e = self.entries[found];
             if e.epoch == epoch {
@@ -511,14 +519,7 @@ impl Plb {
             return true;
         }
         let first = self.set_first(pd, w);
-        let found = match self.set_ways {
-            1 => way_of::<1>(&self.entries, first, pd, w),
-            2 => way_of::<2>(&self.entries, first, pd, w),
-            4 => way_of::<4>(&self.entries, first, pd, w),
-            8 => way_of::<8>(&self.entries, first, pd, w),
-            n => way_of_any(&self.entries[first..first + n], pd, w),
-        };
-        let Some(way) = found else {
+        let Some(way) = self.way_in_set(first, pd, w) else {
             return false;
         };
         let i = first + way;
