@@ -175,7 +175,7 @@ impl BootTrace {
         self.segment += 1;
         let base =
             BOOT_INSTRUCTIONS / BOOT_CHANGES + u64::from(i < BOOT_INSTRUCTIONS % BOOT_CHANGES);
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             self.jitter = self.rng.below(3000);
             base + self.jitter
         } else {

@@ -147,7 +147,7 @@ impl ByteAddr {
     #[must_use]
     #[inline]
     pub const fn is_word_aligned(self) -> bool {
-        self.0 % WORD_BYTES == 0
+        self.0.is_multiple_of(WORD_BYTES)
     }
 }
 

@@ -133,13 +133,14 @@ fn jumps(ko: &Path) -> BTreeMap<String, Vec<String>> {
             continue;
         }
         // `R_X86_64_PLT32 imp_release-0x4` on the line after a relocated jmp.
-        if last_jmp && (t.contains("R_X86_64_PLT32") || t.contains("R_X86_64_PC32")) {
-            if let Some(sym) = t.split_whitespace().last() {
-                let name = sym.split(['-', '+']).next().unwrap_or(sym);
-                map.entry(current.clone())
-                    .or_default()
-                    .push(name.to_string());
-            }
+        if last_jmp
+            && (t.contains("R_X86_64_PLT32") || t.contains("R_X86_64_PC32"))
+            && let Some(sym) = t.split_whitespace().last()
+        {
+            let name = sym.split(['-', '+']).next().unwrap_or(sym);
+            map.entry(current.clone())
+                .or_default()
+                .push(name.to_string());
         }
         last_jmp = false;
     }

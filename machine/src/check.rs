@@ -4,8 +4,8 @@
 //! The fast path answers a one-word access (or an 8-byte one) from the sidecar register's
 //! entry; everything else takes the full path.
 
-use mmp_domains::{Access, ByteAddr, PdId, Perm, PermTable, WordAddr};
-use mmp_plb::Probed;
+use mmp_domains::{Access, ByteAddr, Lookup, PdId, Perm, PermTable, Table, WordAddr};
+use mmp_plb::Hit;
 
 use crate::fault::{AccessError, Fault, FaultKind};
 use crate::machine::{Cpu, Machine};
@@ -313,39 +313,37 @@ impl Machine {
         let mut w = addr >> 2;
         let table = &self.pds[c.slot].table;
         loop {
-            // A probe, and on a miss the walk and the fill in one pass.
-            match c
+            // A probe, and on a miss the walk and the fill in one pass; a walked answer
+            // comes back as a hit whose denial is final.
+            let mut h = c
                 .plb
-                .probe_or_walk(pd, WordAddr(w), epochs, reg, || table.lookup(WordAddr(w)))
-            {
-                Probed::Hit(h) if h.perm.allows(access) => {}
-                Probed::Hit(h) if h.denial_is_final => {
-                    if !frame_allows(c, w, access) {
-                        return Err(Refusal::NoPermission { w, held: h.perm });
-                    }
-                }
-                Probed::Hit(_) => {
-                    // A denial from before the domain's last widening: re-checked against
-                    // the table, whose answer replaces the entry.
-                    c.plb.note_denied_hit();
-                    let l = table.lookup(WordAddr(w));
-                    c.plb.fill(pd, WordAddr(w), epochs, &l, reg);
-                    if !l.perm.allows(access) && !frame_allows(c, w, access) {
-                        return Err(Refusal::NoPermission { w, held: l.perm });
-                    }
-                }
-                Probed::Walked(l) => {
-                    if !l.perm.allows(access) && !frame_allows(c, w, access) {
-                        return Err(Refusal::NoPermission { w, held: l.perm });
-                    }
-                }
+                .probe_or_walk_hit(pd, WordAddr(w), epochs, reg, || walk(table, WordAddr(w)));
+            let denied = !h.perm.allows(access);
+            if denied & !h.denial_is_final {
+                // A denial from before the domain's last widening (rare).
+                h = recheck_denial(c, table, w, reg);
             }
-            if w == last {
-                break;
+            // Whether the word is refused, decided without a branch on the permission (an
+            // access stream's verdicts are as unpredictable as its addresses): only a denial
+            // inside the frame registers' reach asks them, out of the common path.
+            let denied = !h.perm.allows(access);
+            let refused = if denied & in_frame_reach(c, w, access) {
+                !c.regs
+                    .allows_word(ByteAddr(w << 2), access == Access::Write)
+            } else {
+                denied
+            };
+            if refused | (w == last) {
+                let held = h.perm;
+                // A select, not a branch: the verdict is as unpredictable as the permission.
+                return std::hint::select_unpredictable(
+                    refused,
+                    Err(Refusal::NoPermission { w, held }),
+                    Ok(()),
+                );
             }
             w += 1;
         }
-        Ok(())
     }
 
     /// Loads `size` bytes (1, 2, 4 or 8) at `addr`, little-endian, as the domain on `cpu`.
@@ -393,6 +391,32 @@ impl Machine {
     }
 }
 
+/// A PLB hit whose denial predates the domain's last widening: re-checked against the
+/// table, whose answer replaces the entry, and comes back as a final answer. Out of line
+/// and cold: it follows only a widening.
+#[cold]
+#[inline(never)]
+fn recheck_denial(c: &mut Cpu, table: &Table, w: u64, reg: usize) -> Hit {
+    c.plb.note_denied_hit();
+    let l = table.lookup(WordAddr(w));
+    c.plb.fill(c.pd, WordAddr(w), c.epochs, &l, reg);
+    Hit {
+        perm: l.perm,
+        denial_is_final: true,
+    }
+}
+
+/// The walk a PLB miss makes: the domain's table looked up at word `w`. The multi-level
+/// table, the default format, is walked inline (no call, and its answer stays in registers);
+/// the other formats through their own lookup.
+#[inline(always)]
+fn walk(table: &Table, w: WordAddr) -> Lookup {
+    match table {
+        Table::Mlpt(t) => t.walk(w),
+        t => t.lookup(w),
+    }
+}
+
 /// The sidecar register an access goes through: the fetch sidecar for instruction fetches,
 /// the data sidecar for loads and stores.
 #[inline(always)]
@@ -401,6 +425,14 @@ const fn sidecar_for(access: Access) -> usize {
         Access::Execute => FETCH_SIDECAR,
         Access::Read | Access::Write => DATA_SIDECAR,
     }
+}
+
+/// Whether word `w` lies where `cpu`'s frame registers could allow `access` (see
+/// [`frame_allows`]), worked out without a branch.
+#[inline(always)]
+fn in_frame_reach(c: &Cpu, w: u64, access: Access) -> bool {
+    let (lo, len) = c.reach;
+    (access != Access::Execute) & ((w << 2).wrapping_sub(lo.0) < len)
 }
 
 /// Whether `cpu`'s frame registers let it make `access` to word `w` the table refused (see

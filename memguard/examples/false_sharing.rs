@@ -48,7 +48,7 @@ fn run_once<P: MemoryProtection>(backend: P, rounds: u64) -> Result<Outcome, Mem
     for round in 0..rounds {
         for r in 0..RECORDS {
             n += 1;
-            if n % BUG_EVERY == 0 {
+            if n.is_multiple_of(BUG_EVERY) {
                 // The bug: a store into the configuration.
                 g.store(0xbad, r * RECORD, &[0xff; 8])?;
             } else {

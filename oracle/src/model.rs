@@ -1045,7 +1045,7 @@ impl Model {
                 creator,
             });
         }
-        if fb % 4 != 0 {
+        if !fb.is_multiple_of(4) {
             return Err(SupervisorError::Unaligned {
                 addr: ByteAddr(fb),
                 align: 4,
@@ -1174,7 +1174,7 @@ impl Model {
     /// As [`mmp_supervisor::Supervisor::set_gate`].
     fn set_gate_(&mut self, cpu: usize, pd: PdId, addr: u64, gate: Option<Gate>) -> Result<()> {
         let caller = self.caller(cpu, SupervisorCall::SetGate)?;
-        if addr % 4 != 0 {
+        if !addr.is_multiple_of(4) {
             return Err(SupervisorError::Unaligned {
                 addr: ByteAddr(addr),
                 align: 4,

@@ -794,8 +794,8 @@ impl Shape {
             } else {
                 AddrWidth::Bits32
             },
-            cpus: 1 + usize::from(i % 3 != 0),
-            plb_entries: if i % 2 == 0 { 1 } else { 16 },
+            cpus: 1 + usize::from(!i.is_multiple_of(3)),
+            plb_entries: if i.is_multiple_of(2) { 1 } else { 16 },
             call_stack_buffer: if i % 7 < 3 { 1 } else { CALL_STACK_BUFFER },
         }
     }
@@ -1500,7 +1500,7 @@ impl Harness {
             }
             self.digest = Some(after.0);
         }
-        let full = self.ops % self.checks.full_every == 0;
+        let full = self.ops.is_multiple_of(self.checks.full_every);
         if full {
             self.sup
                 .check_invariants()

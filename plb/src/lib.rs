@@ -180,6 +180,21 @@ pub enum Probed {
     Walked(Lookup),
 }
 
+/// A miss [`Plb::probe_or_miss`] counted: the word, and the way its fill replaces. Hand it
+/// with the walk's answer to [`Plb::fill_miss`]; dropped unfilled, the PLB stays as after a
+/// probe that missed, with the miss and any eviction counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "a miss is filled with the walk's answer by `Plb::fill_miss`"]
+pub struct Miss {
+    /// The slot the fill replaces; `usize::MAX`: the fill chooses (shapes without a fixed
+    /// path).
+    victim: usize,
+    pd: PdId,
+    w: WordAddr,
+    epochs: Epochs,
+    reg: usize,
+}
+
 /// One PLB entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Entry {
@@ -200,15 +215,22 @@ pub struct Entry {
 
 impl Entry {
     /// The entry a lookup of word `w` for `pd` fills.
+    #[inline(always)]
     #[must_use]
     pub fn from_lookup(pd: PdId, epochs: Epochs, w: WordAddr, l: &Lookup) -> Entry {
         let w = w.0;
         // Both arms are plain values, so this compiles to selects, not a branch: a miss
         // stream's covers alternate unpredictably between blocks and vectors.
-        let (log2, vector) = match l.cover {
-            Cover::Block { log2_words } => (u32::from(log2_words), 0x5555_5555u32 * l.perm as u32),
-            Cover::Vector16 { perms } => (VECTOR_WORDS.trailing_zeros(), perms),
+        let (block_log2, perms) = match l.cover {
+            Cover::Block { log2_words } => (u32::from(log2_words), 0),
+            Cover::Vector16 { perms } => (0, perms),
         };
+        let is_block = matches!(l.cover, Cover::Block { .. });
+        let (log2, vector) = std::hint::select_unpredictable(
+            is_block,
+            (block_log2, 0x5555_5555u32 * l.perm as u32),
+            (VECTOR_WORDS.trailing_zeros(), perms),
+        );
         let mask = u64::MAX.checked_shl(log2).unwrap_or(0);
         Entry {
             pd,
@@ -300,6 +322,9 @@ pub struct Plb {
     set_mask: u64,
     /// Ways per set actually present (0 with no entries).
     set_ways: usize,
+    /// 1, 2, 3, 4 for sets of 1, 2, 4, 8 ways (the shapes with a path of their own); 0 for
+    /// any other.
+    fixed_shape: u8,
     /// The entry array, set by set; an empty slot holds [`Entry::EMPTY`].
     entries: Vec<Entry>,
     /// Last-use tick of each slot (LRU).
@@ -369,7 +394,7 @@ impl Plb {
         let sets = if cfg.entries == 0 {
             1
         } else {
-            if cfg.ways == 0 || cfg.ways > 1 << 16 || cfg.entries % cfg.ways != 0 {
+            if cfg.ways == 0 || cfg.ways > 1 << 16 || !cfg.entries.is_multiple_of(cfg.ways) {
                 return Err(PlbConfigError::Ways {
                     entries: cfg.entries,
                     ways: cfg.ways,
@@ -393,6 +418,13 @@ impl Plb {
             cfg,
             set_mask: sets as u64 - 1,
             set_ways: cfg.ways.min(cfg.entries),
+            fixed_shape: match cfg.ways.min(cfg.entries) {
+                1 => 1,
+                2 => 2,
+                4 => 3,
+                8 => 4,
+                _ => 0,
+            },
             entries: vec![Entry::EMPTY; cfg.entries],
             stamps: vec![0; cfg.entries],
             sidecars: [Entry::EMPTY; MAX_SIDECARS],
@@ -761,8 +793,8 @@ impl Plb {
                 || win.epoch != epoch
                 || entry.pd != win.pd
                 || entry.epoch != win.epoch
-                || win.lo % 4 != 0
-                || win.len % 4 != 0
+                || !win.lo.is_multiple_of(4)
+                || !win.len.is_multiple_of(4)
             {
                 return Err(err());
             }
@@ -833,11 +865,8 @@ impl Plb {
     /// [`Plb::probe`], and on a miss the walk and the fill in the same pass: `walk` looks
     /// the word up, its answer fills the victim way of the word's set, and comes back as
     /// [`Probed::Walked`]. Counts, entries, LRU order and sidecars end exactly as after
-    /// `probe`, then `walk`, then [`Plb::fill`].
-    ///
-    /// This is the machine's miss path, so it does the least work that keeps every count:
-    /// the set is located once, one pass over its ways finds both the matching entry and the
-    /// least recently used way, and the fill goes straight to that way.
+    /// `probe`, then `walk`, then [`Plb::fill`]. The same as [`Plb::probe_or_miss`], then
+    /// `walk` and [`Plb::fill_miss`] on a miss.
     #[inline(always)]
     pub fn probe_or_walk(
         &mut self,
@@ -847,6 +876,64 @@ impl Plb {
         reg: usize,
         walk: impl FnOnce() -> Lookup,
     ) -> Probed {
+        match self.probe_or_miss(pd, w, epochs, reg) {
+            Ok(h) => Probed::Hit(h),
+            Err(miss) => {
+                let l = walk();
+                self.fill_miss(miss, &l);
+                Probed::Walked(l)
+            }
+        }
+    }
+
+    /// [`Plb::probe_or_walk`] for a caller that needs only the permission: the hit, or on a
+    /// miss the walk's answer as a hit whose denial is final (the entry was just filled under
+    /// the current epochs). Counts, entries, LRU order and sidecars end as after
+    /// `probe_or_walk`. The machine's access check uses this: its answer fits a register.
+    #[inline(always)]
+    pub fn probe_or_walk_hit(
+        &mut self,
+        pd: PdId,
+        w: WordAddr,
+        epochs: Epochs,
+        reg: usize,
+        walk: impl FnOnce() -> Lookup,
+    ) -> Hit {
+        match self.probe_or_miss(pd, w, epochs, reg) {
+            Ok(h) => h,
+            Err(miss) => {
+                let l = walk();
+                self.fill_miss(miss, &l);
+                Hit {
+                    perm: l.perm,
+                    denial_is_final: true,
+                }
+            }
+        }
+    }
+
+    /// The first half of the machine's miss path: [`Plb::probe`], and on a miss the way the
+    /// fill will replace, chosen before the walk (the walk changes nothing the choice reads).
+    /// Hand the [`Miss`] with the walk's answer to [`Plb::fill_miss`]; together they leave
+    /// counts, entries, LRU order and sidecars exactly as `probe`, then the walk, then
+    /// [`Plb::fill`] would.
+    ///
+    /// This does the least work that keeps every count: the set is located once, one pass
+    /// over its ways finds the matching entry, the victim comes from the set's stamps alone
+    /// (no second compare of its entries), and the caller walks inline, between the halves,
+    /// with the answer in registers.
+    ///
+    /// # Errors
+    /// A [`Miss`] if no sidecar or entry covers the word under the current narrowing epoch
+    /// (counted as a miss).
+    #[inline(always)]
+    pub fn probe_or_miss(
+        &mut self,
+        pd: PdId,
+        w: WordAddr,
+        epochs: Epochs,
+        reg: usize,
+    ) -> Result<Hit, Miss> {
         // An empty sidecar never matches: its epoch is one no domain reaches.
         if reg < self.cfg.sidecars
             && let e = &self.sidecars[reg]
@@ -854,46 +941,99 @@ impl Plb {
         {
             self.stats.sidecar_hits += 1;
             self.last_hit = usize::MAX;
-            return Probed::Hit(Hit {
+            return Ok(Hit {
                 perm: e.perm(w),
                 denial_is_final: e.widen == epochs.widen,
             });
         }
-        match self.set_ways {
-            1 => self.probe_or_walk_set::<1>(pd, w, epochs, reg, walk),
-            2 => self.probe_or_walk_set::<2>(pd, w, epochs, reg, walk),
-            4 => self.probe_or_walk_set::<4>(pd, w, epochs, reg, walk),
-            8 => self.probe_or_walk_set::<8>(pd, w, epochs, reg, walk),
-            _ => {
-                // Other shapes (and no entries at all): the two steps one after the other.
-                if let Some(h) = self.probe(pd, w, epochs, reg) {
-                    return Probed::Hit(h);
-                }
-                let l = walk();
-                self.fill(pd, w, epochs, &l, reg);
-                Probed::Walked(l)
-            }
-        }
+        // Each fixed shape compiled for its own set size; a dense index, so one jump.
+        let probed = match self.fixed_shape {
+            1 => self.probe_set::<1>(pd, w, epochs, reg),
+            2 => self.probe_set::<2>(pd, w, epochs, reg),
+            3 => self.probe_set::<4>(pd, w, epochs, reg),
+            4 => self.probe_set::<8>(pd, w, epochs, reg),
+            // Other shapes (and no entries at all): the fill chooses after the walk.
+            _ => self.probe_other_shape(pd, w, epochs, reg),
+        };
+        let victim = match probed {
+            Ok(h) => return Ok(h),
+            Err(victim) => victim,
+        };
+        Err(Miss {
+            victim,
+            pd,
+            w,
+            epochs,
+            reg,
+        })
     }
 
-    /// [`Plb::probe_or_walk`] past the sidecar, for a PLB of `W`-way sets.
-    #[inline(always)]
-    fn probe_or_walk_set<const W: usize>(
+    /// [`Plb::probe_or_miss`] past the sidecar for the shapes without a fixed path: the hit,
+    /// or `Err(usize::MAX)` (the fill chooses the way after the walk). Out of line, so the fixed
+    /// shapes' paths stay small.
+    #[cold]
+    #[inline(never)]
+    fn probe_other_shape(
         &mut self,
         pd: PdId,
         w: WordAddr,
         epochs: Epochs,
         reg: usize,
-        walk: impl FnOnce() -> Lookup,
-    ) -> Probed {
+    ) -> Result<Hit, usize> {
+        self.probe(pd, w, epochs, reg).ok_or(usize::MAX)
+    }
+
+    /// The second half of the miss path (see [`Plb::probe_or_miss`]): records the walk and
+    /// fills its answer `l` into the way chosen, and into the sidecar the probe went through.
+    #[inline(always)]
+    pub fn fill_miss(&mut self, miss: Miss, l: &Lookup) {
+        let Miss {
+            victim,
+            pd,
+            w,
+            epochs,
+            reg,
+        } = miss;
+        if victim == usize::MAX {
+            self.fill_other_shape(pd, w, epochs, l, reg);
+        } else {
+            self.stats.table_refs += u64::from(l.refs);
+            self.put(victim, Entry::from_lookup(pd, epochs, w, l), reg);
+        }
+    }
+
+    /// [`Plb::fill`] for the shapes without a fixed path, out of line (see
+    /// [`Plb::probe_other_shape`]).
+    #[cold]
+    #[inline(never)]
+    fn fill_other_shape(&mut self, pd: PdId, w: WordAddr, epochs: Epochs, l: &Lookup, reg: usize) {
+        self.fill(pd, w, epochs, l, reg);
+    }
+
+    /// [`Plb::probe_or_miss`] past the sidecar, for a PLB of `W`-way sets: the hit, or
+    /// `Err` with the way a miss's fill replaces (an eviction counted if it holds an entry).
+    /// A miss takes one tick for the probe and the fill: nothing is stamped between them, so
+    /// the LRU order is the one two ticks would give.
+    #[inline(always)]
+    fn probe_set<const W: usize>(
+        &mut self,
+        pd: PdId,
+        w: WordAddr,
+        epochs: Epochs,
+        reg: usize,
+    ) -> Result<Hit, usize> {
         let epoch = epochs.narrow;
         self.tick += 1;
         let first = self.set_first(pd, w);
+        // The set as a fixed-size array: one bounds check, and every way index below W.
+        let set: &[Entry; W] = self.entries[first..first + W]
+            .try_into()
+            .expect("a set is W slots");
         // The way whose entry covers the word (at most one does, see `probe`).
-        let found = way_of::<W>(&self.entries, first, pd, w).unwrap_or(usize::MAX);
+        let found = way_of_any(set, pd, w).unwrap_or(usize::MAX);
         if found != usize::MAX {
-            let i = first + found;
-            let e = self.entries[i];
+            let e = set[found & (W - 1)];
+            let i = first + (found & (W - 1));
             if e.epoch == epoch {
                 self.stamps[i] = self.tick;
                 self.stats.hits += 1;
@@ -902,31 +1042,36 @@ impl Plb {
                     self.sidecars[reg] = e;
                     self.close_windows(reg);
                 }
-                return Probed::Hit(Hit {
+                return Ok(Hit {
                     perm: e.perm(w),
                     denial_is_final: e.widen == epochs.widen,
                 });
             }
-            // A stale entry: dropped, so its way is empty (stamp 0) for the fill below.
+            // A stale entry: dropped, so its way is empty (stamp 0) for the fill.
             self.entries[i] = Entry::EMPTY;
             self.stamps[i] = 0;
             self.stats.invalidations += 1;
         }
         self.stats.misses += 1;
-        let l = walk();
-        self.stats.table_refs += u64::from(l.refs);
-        self.tick += 1;
-        // The victim from the set's stamps alone: no second compare of its entries.
         let victim = match self.cfg.replacement {
             Replacement::Lru => {
-                let v = first + oldest::<W>(&self.stamps, first);
-                self.stats.evictions += u64::from(self.entries[v].is_valid());
-                v
+                let stamps: &[u64; W] = self.stamps[first..first + W]
+                    .try_into()
+                    .expect("a set is W slots");
+                let way = oldest_any(stamps) & (W - 1);
+                self.stats.evictions += u64::from(self.entries[first..first + W][way].is_valid());
+                first + way
             }
-            Replacement::Random { .. } => self.victim(first),
+            Replacement::Random { .. } => self.random_victim(first),
         };
-        self.put(victim, Entry::from_lookup(pd, epochs, w, &l), reg);
-        Probed::Walked(l)
+        Err(victim)
+    }
+
+    /// [`Plb::victim`] under random replacement, out of line (the machine's miss path is
+    /// laid out for LRU).
+    #[inline(never)]
+    fn random_victim(&mut self, first: usize) -> usize {
+        self.victim(first)
     }
 
     /// The way a fill in the set at `first` replaces: the oldest (LRU; empty ways have stamp

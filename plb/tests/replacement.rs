@@ -132,13 +132,14 @@ fn empty_slots_match_no_domain_and_no_word() {
     }
 }
 
-/// `probe_or_walk` (probe, and on a miss walk and fill in one pass) leaves the PLB exactly as
-/// `probe`, then the walk, then `fill` do: the same answers, counters and entries after every
-/// step, for every associativity, both replacement policies, with and without sidecars, as
-/// epochs advance (stale entries) between steps.
+/// `probe_or_walk` (probe, and on a miss walk and fill in one pass) and `probe_or_walk_hit`
+/// (the machine's form of it) leave the PLB exactly as `probe`, then the walk, then `fill`
+/// do: the same answers, counters and entries after every step, for every associativity,
+/// both replacement policies, with and without sidecars, as epochs advance (stale entries)
+/// between steps.
 #[test]
 fn probe_or_walk_equals_probe_then_fill() {
-    use mmp_plb::Probed;
+    use mmp_plb::{Hit, Probed};
     let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
     let mut next = move || {
         rng ^= rng << 13;
@@ -155,7 +156,11 @@ fn probe_or_walk_equals_probe_then_fill() {
                     replacement,
                     sidecars,
                 };
-                let (mut a, mut b) = (Plb::new(cfg).unwrap(), Plb::new(cfg).unwrap());
+                let (mut a, mut b, mut c) = (
+                    Plb::new(cfg).unwrap(),
+                    Plb::new(cfg).unwrap(),
+                    Plb::new(cfg).unwrap(),
+                );
                 let mut epochs = Epochs::default();
                 for _ in 0..2000 {
                     if next() % 50 == 0 {
@@ -180,9 +185,21 @@ fn probe_or_walk_equals_probe_then_fill() {
                         }
                     };
                     let got_b = b.probe_or_walk(pd(), w, epochs, reg, || l);
+                    let got_c = c.probe_or_walk_hit(pd(), w, epochs, reg, || l);
                     assert_eq!(got_a, got_b, "{cfg:?}");
+                    let want_c = match got_a {
+                        Probed::Hit(h) => h,
+                        Probed::Walked(l) => Hit {
+                            perm: l.perm,
+                            denial_is_final: true,
+                        },
+                    };
+                    assert_eq!(got_c, want_c, "{cfg:?}");
                     assert_eq!(a.stats(), b.stats(), "{cfg:?}");
+                    assert_eq!(a.stats(), c.stats(), "{cfg:?}");
                     assert!(a.entries().eq(b.entries()), "{cfg:?}");
+                    // (`entries` lists the sidecars too.)
+                    assert!(a.entries().eq(c.entries()), "{cfg:?}");
                 }
             }
         }

@@ -131,7 +131,7 @@ impl Buddy {
     /// `[base, base + len)` becomes used. Returns the base, or `None` if no free block is big
     /// enough (nothing changes then). O(orders · log n).
     pub fn alloc(&mut self, len: u64) -> Option<u64> {
-        if len == 0 || len % size(Self::MIN_ORDER) != 0 || len > self.limit() {
+        if len == 0 || !len.is_multiple_of(size(Self::MIN_ORDER)) || len > self.limit() {
             return None;
         }
         let need = len

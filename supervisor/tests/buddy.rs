@@ -82,7 +82,7 @@ impl Oracle {
 
     /// What `alloc(len)` must return.
     fn expected_alloc(&self, len: u64) -> Option<u64> {
-        if len == 0 || len % 4 != 0 || len > self.limit() {
+        if len == 0 || !len.is_multiple_of(4) || len > self.limit() {
             return None;
         }
         let need = len

@@ -155,10 +155,10 @@ fn find_cpu_field(line: &str) -> Option<(u64, u32, &str)> {
             continue;
         }
         let mut before = line[..i].trim_end();
-        if before.ends_with(')') {
-            if let Some(o) = before.rfind('(') {
-                before = before[..o].trim_end();
-            }
+        if before.ends_with(')')
+            && let Some(o) = before.rfind('(')
+        {
+            before = before[..o].trim_end();
         }
         let Some(dash) = before.rfind('-') else {
             continue;
@@ -436,10 +436,11 @@ fn parse_graph_line(line: &str) -> Result<Option<(u64, GraphOp<'_>)>, String> {
     }
     // funcgraph-abstime: `SECONDS |`
     let (tok, r) = split_token(rest);
-    if tok.contains('.') && is_decimal(tok) {
-        if let Some(r) = r.trim_start().strip_prefix('|') {
-            rest = r.trim_start();
-        }
+    if tok.contains('.')
+        && is_decimal(tok)
+        && let Some(r) = r.trim_start().strip_prefix('|')
+    {
+        rest = r.trim_start();
     }
     let (tok, r) = split_token(rest);
     let cpu = match tok.strip_suffix(')').filter(|n| all_digits(n)) {

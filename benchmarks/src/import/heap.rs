@@ -405,26 +405,26 @@ impl HeapLog {
                     None => unknown_frees += 1,
                 }
             }
-            if let Some((p, n)) = step.1 {
-                if p != 0 {
-                    let (start, end) = object(p, n).map_err(parse)?;
-                    if let Some((&o, l)) = live
-                        .range(..end.max(start + 1))
-                        .next_back()
-                        .filter(|(o, l)| l.end > start || **o == start)
-                    {
-                        return Err(HeapLogError::Overlap {
-                            line,
-                            start,
-                            len: n,
-                            other: o,
-                            other_line: l.line,
-                        });
-                    }
-                    live.insert(start, Live { end, line });
-                    if n > 0 {
-                        s.grant = Some((start, end));
-                    }
+            if let Some((p, n)) = step.1
+                && p != 0
+            {
+                let (start, end) = object(p, n).map_err(parse)?;
+                if let Some((&o, l)) = live
+                    .range(..end.max(start + 1))
+                    .next_back()
+                    .filter(|(o, l)| l.end > start || **o == start)
+                {
+                    return Err(HeapLogError::Overlap {
+                        line,
+                        start,
+                        len: n,
+                        other: o,
+                        other_line: l.line,
+                    });
+                }
+                live.insert(start, Live { end, line });
+                if n > 0 {
+                    s.grant = Some((start, end));
                 }
             }
             steps.push(s);

@@ -599,10 +599,10 @@ fn is_decimal(s: &str) -> bool {
 /// Splits off a trailing `/* comment */` (returns the text before it, trimmed).
 fn strip_trailing_comment(s: &str) -> &str {
     let s = s.trim();
-    if s.ends_with("*/") {
-        if let Some(i) = s.find("/*") {
-            return s[..i].trim_end();
-        }
+    if s.ends_with("*/")
+        && let Some(i) = s.find("/*")
+    {
+        return s[..i].trim_end();
     }
     s
 }

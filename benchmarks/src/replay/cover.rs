@@ -22,13 +22,13 @@ impl RangeSet {
         let (mut start, mut end) = (lo, hi);
         let mut cursor = lo;
         // A range that starts before lo and reaches it (or touches it) joins.
-        if let Some((&s, &e)) = self.0.range(..=lo).next_back() {
-            if e >= lo {
-                start = s;
-                cursor = cursor.max(e);
-                end = end.max(e);
-                self.0.remove(&s);
-            }
+        if let Some((&s, &e)) = self.0.range(..=lo).next_back()
+            && e >= lo
+        {
+            start = s;
+            cursor = cursor.max(e);
+            end = end.max(e);
+            self.0.remove(&s);
         }
         // Ranges starting inside [lo, hi] join; the gaps between them are new.
         let inside: Vec<(u64, u64)> = self.0.range(lo..=hi).map(|(&s, &e)| (s, e)).collect();
@@ -82,11 +82,11 @@ struct CountMap(BTreeMap<u64, (u64, u32)>);
 impl CountMap {
     /// Splits the range holding `at` (if one starts before it and reaches past it) in two.
     fn split(&mut self, at: u64) {
-        if let Some((&s, &(e, c))) = self.0.range(..at).next_back() {
-            if e > at {
-                self.0.insert(s, (at, c));
-                self.0.insert(at, (e, c));
-            }
+        if let Some((&s, &(e, c))) = self.0.range(..at).next_back()
+            && e > at
+        {
+            self.0.insert(s, (at, c));
+            self.0.insert(at, (e, c));
         }
     }
 

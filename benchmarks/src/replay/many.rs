@@ -385,10 +385,10 @@ fn work(me: usize, shared: &std::sync::Mutex<Shared<'_>>, changed: &std::sync::C
         drop(blocks);
         g = lock();
         g.engines[i] = (Some(engine), next + ran, me);
-        if let Err(e) = result {
-            if g.failed.as_ref().is_none_or(|f| f.0 > i) {
-                g.failed = Some((i, e));
-            }
+        if let Err(e) = result
+            && g.failed.as_ref().is_none_or(|f| f.0 > i)
+        {
+            g.failed = Some((i, e));
         }
         g.trim();
         changed.notify_all();

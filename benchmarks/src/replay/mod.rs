@@ -939,7 +939,7 @@ impl Replay {
             domain: no,
             why: why.to_string(),
         };
-        if addr % 4 != 0 {
+        if !addr.is_multiple_of(4) {
             return Err(bad("is not word aligned"));
         }
         if self.reserved(addr, 4) {

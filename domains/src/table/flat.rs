@@ -181,7 +181,7 @@ impl PermTable for Flat {
     fn check_invariants(&self) -> Result<(), InvariantError> {
         // O(chunks), not O(directory): a 48-bit directory has 2^26 slots.
         let chunks = self.bits.len() / self.chunk_u64s();
-        if self.bits.len() % self.chunk_u64s() != 0 || self.owners.len() != chunks {
+        if !self.bits.len().is_multiple_of(self.chunk_u64s()) || self.owners.len() != chunks {
             return Err(InvariantError::new(
                 TableFormat::Flat,
                 "bitmap is not whole chunks",

@@ -665,8 +665,57 @@ impl Mlpt {
         }
     }
 
+    /// [`PermTable::lookup`], always inlined: what a PLB miss walks. The common answers (a
+    /// uniform value entry, a leaf's word) are worked out in place; a value entry with run
+    /// boundaries is decoded out of line.
+    #[inline(always)]
+    #[must_use]
+    pub fn walk(&self, w: WordAddr) -> Lookup {
+        let w = w.0;
+        if w >= self.limit {
+            return Lookup {
+                perm: Perm::None,
+                refs: 0,
+                cover: Cover::Vector16 { perms: 0 },
+            };
+        }
+        let mut l = 0;
+        let d = &self.pool.data[..];
+        let mut e = d[(w >> self.shift[0]) as usize];
+        let mut refs = 1;
+        loop {
+            if !is_pointer(e) {
+                if e >> BOUNDS_AT == 0 {
+                    return Lookup {
+                        perm: Self::run_perm(e, 0),
+                        refs,
+                        cover: Cover::Block {
+                            log2_words: self.shift[l] as u8,
+                        },
+                    };
+                }
+                return self.value_lookup(l, e, w, refs);
+            }
+            refs += 1;
+            let idx = (e >> 1) as usize;
+            if l + 1 == self.levels {
+                let off = w & (self.size(l) - 1);
+                let word = d[idx + (off / 32) as usize];
+                return Lookup {
+                    perm: Perm::from_bits(word >> (2 * (off % 32))),
+                    refs,
+                    cover: Cover::Vector16 {
+                        perms: (word >> (2 * ((off % 32) & !15))) as u32,
+                    },
+                };
+            }
+            l += 1;
+            e = d[idx + ((w >> self.shift[l]) & self.mask[l]) as usize];
+        }
+    }
+
     /// The lookup answer inside value entry `e` of level `l`.
-    #[inline]
+    #[inline(never)]
     fn value_lookup(&self, l: usize, e: u64, w: u64, refs: u32) -> Lookup {
         if e >> BOUNDS_AT == 0 {
             return Lookup {
@@ -870,38 +919,7 @@ impl PermTable for Mlpt {
 
     #[inline]
     fn lookup(&self, w: WordAddr) -> Lookup {
-        let w = w.0;
-        if w >= self.limit {
-            return Lookup {
-                perm: Perm::None,
-                refs: 0,
-                cover: Cover::Vector16 { perms: 0 },
-            };
-        }
-        let mut l = 0;
-        let d = &self.pool.data[..];
-        let mut e = d[(w >> self.shift[0]) as usize];
-        let mut refs = 1;
-        loop {
-            if !is_pointer(e) {
-                return self.value_lookup(l, e, w, refs);
-            }
-            refs += 1;
-            let idx = (e >> 1) as usize;
-            if l + 1 == self.levels {
-                let off = w & (self.size(l) - 1);
-                let word = d[idx + (off / 32) as usize];
-                return Lookup {
-                    perm: Perm::from_bits(word >> (2 * (off % 32))),
-                    refs,
-                    cover: Cover::Vector16 {
-                        perms: (word >> (2 * ((off % 32) & !15))) as u32,
-                    },
-                };
-            }
-            l += 1;
-            e = d[idx + ((w >> self.shift[l]) & self.mask[l]) as usize];
-        }
+        self.walk(w)
     }
 
     /// Walks the tree: a value entry's runs are taken whole, and only the nodes under the

@@ -1,0 +1,115 @@
+//! The `check` bench's pairs timed in turn: `walk_random` and its baseline `flat_random`, then
+//! `plb_hit_seq` and its baseline `flat_seq`, one sweep of each stream (65,536 loads) after
+//! the other, ROUNDS times (default 200). Each timed sweep follows an untimed one of the
+//! same kind, so it finds the caches warm, as in the bench. Prints each one's fastest and median sweep in
+//! nanoseconds a load, and the ratio of the fastest of each pair. On a shared machine whose
+//! speed changes from second to second, sweeps taken in turn see the same changes, and the
+//! fastest of many is the least disturbed. (Its own example, so that the code `check_cost`
+//! counts under callgrind is compiled as it was.)
+//!
+//! ```sh
+//! cargo run --release -p mmp-benchmarks --example check_alternate -- 200
+//! ```
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use mmp_benchmarks::workloads::{STREAM_LEN, mixed_layout, random_words, sequential_words};
+use mmp_domains::{Access, AddrWidth, ByteAddr, Flat, PdKind, PermTable, TableFormat, WordAddr};
+use mmp_machine::{Machine, MachineConfig};
+use mmp_plb::{PlbConfig, Replacement};
+
+/// The `check` bench's machine: an MLPT and a PLB of `entries` entries in `ways`-way sets.
+fn machine(entries: usize, ways: usize) -> Machine {
+    let cfg = MachineConfig {
+        cpus: 1,
+        width: AddrWidth::Bits32,
+        format: TableFormat::Mlpt,
+        plb: PlbConfig {
+            entries,
+            ways,
+            replacement: Replacement::Lru,
+            sidecars: 2,
+        },
+        max_pds: 16,
+        table_growth_cap: None,
+        ..MachineConfig::default()
+    };
+    let mut m = Machine::new(cfg).expect("valid config");
+    let pd = m.create_pd(PdKind::Kernel).expect("room");
+    for (r, p) in mixed_layout(1) {
+        m.set_perm(pd, r.start().byte(), r.len_words() * 4, p)
+            .expect("layout fits");
+    }
+    m.switch_pd(0, pd).expect("live");
+    m
+}
+
+#[inline(never)]
+fn sweep_machine(m: &mut Machine, words: &[u64]) -> usize {
+    words
+        .iter()
+        .filter(|&&w| m.check(0, ByteAddr(w * 4), 4, Access::Read).is_ok())
+        .count()
+}
+
+#[inline(never)]
+fn sweep_flat(t: &Flat, words: &[u64]) -> usize {
+    words
+        .iter()
+        .filter(|&&w| t.perm(WordAddr(w)).allows(Access::Read))
+        .count()
+}
+
+/// Nanoseconds a load of a call of `f` made right after an untimed one, so it finds the
+/// caches as criterion's back-to-back iterations find them.
+fn time(mut f: impl FnMut() -> usize) -> f64 {
+    black_box(f());
+    let t = Instant::now();
+    black_box(f());
+    t.elapsed().as_secs_f64() * 1e9 / STREAM_LEN as f64
+}
+
+fn main() {
+    let rounds: usize = std::env::args()
+        .nth(1)
+        .map_or(Ok(200), |s| s.parse())
+        .expect("usage: check_alternate [ROUNDS]");
+    let rounds = rounds.max(1);
+    let mut flat = Flat::new(AddrWidth::Bits32);
+    for (r, p) in mixed_layout(1) {
+        flat.set(r, p).expect("fits");
+    }
+    let (seq, random) = (sequential_words(), random_words(2));
+    let (mut hit_m, mut walk_m) = (machine(1024, 4), machine(16, 4));
+    // One sweep of each warms its PLB and caches; the machine and the bitmap agree.
+    assert_eq!(sweep_machine(&mut hit_m, &seq), sweep_flat(&flat, &seq));
+    assert_eq!(
+        sweep_machine(&mut walk_m, &random),
+        sweep_flat(&flat, &random)
+    );
+    let mut t: [Vec<f64>; 4] = Default::default();
+    for _ in 0..rounds {
+        t[0].push(time(|| sweep_machine(&mut walk_m, black_box(&random))));
+        t[1].push(time(|| sweep_flat(&flat, black_box(&random))));
+        t[2].push(time(|| sweep_machine(&mut hit_m, black_box(&seq))));
+        t[3].push(time(|| sweep_flat(&flat, black_box(&seq))));
+    }
+    for v in &mut t {
+        v.sort_by(f64::total_cmp);
+    }
+    let names = ["walk_random", "flat_random", "plb_hit_seq", "flat_seq"];
+    for (name, v) in names.iter().zip(&t) {
+        println!(
+            "{name}: fastest {:.2} ns a load, median {:.2}",
+            v[0],
+            v[rounds / 2]
+        );
+    }
+    println!(
+        "fastest walk_random / flat_random: {:.2}; fastest plb_hit_seq / flat_seq: {:.2} \
+         ({rounds} rounds in turn)",
+        t[0][0] / t[1][0],
+        t[2][0] / t[3][0]
+    );
+}
