@@ -25,6 +25,50 @@ enum Refusal {
     NoPermission { w: u64, held: Perm },
 }
 
+/// What the full path found, as plain fields, so that its common answers (allowed, or
+/// refused for want of permission) are written without a branch: `kind` is one of the
+/// codes below; `w` and `held` name the refused word and what the domain holds there
+/// (meaningful only for [`Verdict::NO_PERMISSION`]).
+#[derive(Debug, Clone, Copy)]
+struct Verdict {
+    kind: u8,
+    held: Perm,
+    w: u64,
+}
+
+impl Verdict {
+    const ALLOWED: u8 = 0;
+    const NO_PERMISSION: u8 = 1;
+    const NO_SUCH_CPU: u8 = 2;
+    const BAD_SIZE: u8 = 3;
+    const OUT_OF_RANGE: u8 = 4;
+
+    /// A verdict that is not about one word's permission.
+    #[inline(always)]
+    const fn of(kind: u8) -> Verdict {
+        Verdict {
+            kind,
+            held: Perm::None,
+            w: 0,
+        }
+    }
+
+    /// The verdict as a result.
+    #[inline(always)]
+    fn into_result(self) -> Result<(), Refusal> {
+        match self.kind {
+            Verdict::ALLOWED => Ok(()),
+            Verdict::NO_PERMISSION => Err(Refusal::NoPermission {
+                w: self.w,
+                held: self.held,
+            }),
+            Verdict::NO_SUCH_CPU => Err(Refusal::NoSuchCpu),
+            Verdict::BAD_SIZE => Err(Refusal::BadSize),
+            _ => Err(Refusal::OutOfRange),
+        }
+    }
+}
+
 /// What the fast path of an access check found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fast {
@@ -61,7 +105,7 @@ impl Machine {
         match self.check_fast(cpu, reg, addr, size, access) {
             Fast::Allowed => Ok(()),
             Fast::Denied(held) => Err(self.sidecar_denial(cpu, addr, size, access, held)),
-            Fast::Unknown => match self.check_full(cpu, reg, addr, size, access) {
+            Fast::Unknown => match self.check_full(cpu, reg, addr, size, access).into_result() {
                 Ok(()) => Ok(()),
                 Err(r) => Err(self.refusal_fault(cpu, addr, size, access, r)),
             },
@@ -170,13 +214,14 @@ impl Machine {
     ) -> (Result<(), Fault>, [(u64, u64); 3]) {
         let reg = sidecar_for(access);
         let refusal = if from == a >> 2 {
-            self.check_full(cpu, reg, a, size, access)
+            self.check_full(cpu, reg, a, size, access).into_result()
         } else {
             // The words from `from` to the last (one or two, inside the width, past an
             // access that passed every test), as an aligned access of their own.
             let last = (a + size - 1) >> 2;
             let rest = if last > from { 8 } else { 4 };
             self.check_full(cpu, reg, from << 2, rest, access)
+                .into_result()
         };
         // A refusal names the word; the fault names the whole access.
         let verdict = refusal.map_err(|r| self.refusal_fault(cpu, a, size, access, r));
@@ -291,20 +336,20 @@ impl Machine {
         addr: u64,
         size: u64,
         access: Access,
-    ) -> Result<(), Refusal> {
+    ) -> Verdict {
         let Some(c) = self.cpus.get_mut(cpu) else {
-            return Err(Refusal::NoSuchCpu);
+            return Verdict::of(Verdict::NO_SUCH_CPU);
         };
         let pd = c.pd;
         if !matches!(size, 1 | 2 | 4 | 8) {
-            return Err(Refusal::BadSize);
+            return Verdict::of(Verdict::BAD_SIZE);
         }
         match addr.checked_add(size) {
             Some(end) if end <= self.cfg.width.byte_limit() => {}
-            _ => return Err(Refusal::OutOfRange),
+            _ => return Verdict::of(Verdict::OUT_OF_RANGE),
         }
         if pd.is_supervisor() {
-            return Ok(());
+            return Verdict::of(Verdict::ALLOWED);
         }
         let epochs = c.epochs;
         // The 1 to 3 words the access touches; a plain loop, cheaper than a range iterator on
@@ -334,13 +379,13 @@ impl Machine {
                 denied
             };
             if refused | (w == last) {
-                let held = h.perm;
-                // A select, not a branch: the verdict is as unpredictable as the permission.
-                return std::hint::select_unpredictable(
-                    refused,
-                    Err(Refusal::NoPermission { w, held }),
-                    Ok(()),
-                );
+                // Arithmetic, not a branch: the verdict is as unpredictable as the
+                // permission.
+                return Verdict {
+                    kind: u8::from(refused) * Verdict::NO_PERMISSION,
+                    held: h.perm,
+                    w,
+                };
             }
             w += 1;
         }
