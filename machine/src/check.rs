@@ -372,17 +372,23 @@ impl Machine {
             // access stream's verdicts are as unpredictable as its addresses): only a denial
             // inside the frame registers' reach asks them, out of the common path.
             let denied = !h.perm.allows(access);
-            let refused = if denied & in_frame_reach(c, w, access) {
-                !c.regs
-                    .allows_word(ByteAddr(w << 2), access == Access::Write)
-            } else {
-                denied
-            };
-            if refused | (w == last) {
-                // Arithmetic, not a branch: the verdict is as unpredictable as the
-                // permission.
+            let framed = denied & in_frame_reach(c, w, access);
+            let frame_allows = framed
+                && c.regs
+                    .allows_word(ByteAddr(w << 2), access == Access::Write);
+            let refused = denied & !frame_allows;
+            // The last word's verdict by arithmetic, not a branch: it is as unpredictable as
+            // the permission.
+            if w == last {
                 return Verdict {
                     kind: u8::from(refused) * Verdict::NO_PERMISSION,
+                    held: h.perm,
+                    w,
+                };
+            }
+            if refused {
+                return Verdict {
+                    kind: Verdict::NO_PERMISSION,
                     held: h.perm,
                     w,
                 };
