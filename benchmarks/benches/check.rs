@@ -15,11 +15,13 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use mmp_benchmarks::workloads::{STREAM_LEN, mixed_layout, random_words, sequential_words};
-use mmp_domains::{
-    Access, AddrWidth, ByteAddr, Flat, Mlpt, PdId, PdKind, Perm, PermTable, TableFormat, WordAddr,
+use mmp_benchmarks::workloads::{
+    STREAM_LEN, layout_machine, mixed_layout, random_words, sequential_words,
 };
-use mmp_machine::{Machine, MachineConfig};
+use mmp_domains::{
+    Access, AddrWidth, ByteAddr, Flat, Mlpt, PdId, PdKind, Perm, PermTable, WordAddr,
+};
+use mmp_machine::Machine;
 use mmp_plb::{Epochs, Plb, PlbConfig, Replacement};
 
 fn plb_config(entries: usize, ways: usize) -> PlbConfig {
@@ -29,29 +31,6 @@ fn plb_config(entries: usize, ways: usize) -> PlbConfig {
         replacement: Replacement::Lru,
         sidecars: 2,
     }
-}
-
-fn machine(cpus: usize, entries: usize, ways: usize) -> (Machine, PdId) {
-    let plb = plb_config(entries, ways);
-    let cfg = MachineConfig {
-        cpus,
-        width: AddrWidth::Bits32,
-        format: TableFormat::Mlpt,
-        plb,
-        max_pds: 16,
-        table_growth_cap: None,
-        ..MachineConfig::default()
-    };
-    let mut m = Machine::new(cfg).expect("valid config");
-    let pd = m.create_pd(PdKind::Kernel).expect("room");
-    for (r, p) in mixed_layout(1) {
-        m.set_perm(pd, r.start().byte(), r.len_words() * 4, p)
-            .expect("layout fits");
-    }
-    for cpu in 0..cpus {
-        m.switch_pd(cpu, pd).expect("live");
-    }
-    (m, pd)
 }
 
 fn sweep_machine(m: &mut Machine, words: &[u64]) -> usize {
@@ -99,8 +78,8 @@ fn check(c: &mut Criterion) {
     }
     let seq = sequential_words();
     let random = random_words(2);
-    let (mut hit_m, _) = machine(1, 1024, 4);
-    let (mut walk_m, _) = machine(1, 16, 4);
+    let (mut hit_m, _) = layout_machine(1, 1024, 4);
+    let (mut walk_m, _) = layout_machine(1, 16, 4);
     // The machine and the bitmap agree on every load of both streams.
     assert_eq!(sweep_machine(&mut hit_m, &seq), sweep_flat(&flat, &seq));
     assert_eq!(
@@ -167,7 +146,7 @@ fn check(c: &mut Criterion) {
     let mut g = c.benchmark_group("check");
     g.throughput(Throughput::Elements(1));
     for cpus in [1usize, 2] {
-        let (mut m, pd) = machine(cpus, 64, 4);
+        let (mut m, pd) = layout_machine(cpus, 64, 4);
         let word = mmp_benchmarks::workloads::LAYOUT_BASE + 0x100; // inside a read-write region
         g.bench_function(format!("revoke_{cpus}cpu"), |b| {
             b.iter(|| {

@@ -14,36 +14,11 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use mmp_benchmarks::workloads::{STREAM_LEN, mixed_layout, random_words, sequential_words};
-use mmp_domains::{Access, AddrWidth, ByteAddr, Flat, PdKind, PermTable, TableFormat, WordAddr};
-use mmp_machine::{Machine, MachineConfig};
-use mmp_plb::{PlbConfig, Replacement};
-
-/// The `check` bench's machine: an MLPT and a PLB of `entries` entries in `ways`-way sets.
-fn machine(entries: usize, ways: usize) -> Machine {
-    let cfg = MachineConfig {
-        cpus: 1,
-        width: AddrWidth::Bits32,
-        format: TableFormat::Mlpt,
-        plb: PlbConfig {
-            entries,
-            ways,
-            replacement: Replacement::Lru,
-            sidecars: 2,
-        },
-        max_pds: 16,
-        table_growth_cap: None,
-        ..MachineConfig::default()
-    };
-    let mut m = Machine::new(cfg).expect("valid config");
-    let pd = m.create_pd(PdKind::Kernel).expect("room");
-    for (r, p) in mixed_layout(1) {
-        m.set_perm(pd, r.start().byte(), r.len_words() * 4, p)
-            .expect("layout fits");
-    }
-    m.switch_pd(0, pd).expect("live");
-    m
-}
+use mmp_benchmarks::workloads::{
+    STREAM_LEN, layout_machine, mixed_layout, random_words, sequential_words,
+};
+use mmp_domains::{Access, AddrWidth, ByteAddr, Flat, PermTable, WordAddr};
+use mmp_machine::Machine;
 
 #[inline(never)]
 fn sweep_machine(m: &mut Machine, words: &[u64]) -> usize {
@@ -81,7 +56,7 @@ fn main() {
         flat.set(r, p).expect("fits");
     }
     let (seq, random) = (sequential_words(), random_words(2));
-    let (mut hit_m, mut walk_m) = (machine(1024, 4), machine(16, 4));
+    let (mut hit_m, mut walk_m) = (layout_machine(1, 1024, 4).0, layout_machine(1, 16, 4).0);
     // One sweep of each warms its PLB and caches; the machine and the bitmap agree.
     assert_eq!(sweep_machine(&mut hit_m, &seq), sweep_flat(&flat, &seq));
     assert_eq!(

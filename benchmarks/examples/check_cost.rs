@@ -13,35 +13,9 @@
 
 use std::hint::black_box;
 
-use mmp_benchmarks::workloads::{STREAM_LEN, mixed_layout, random_words, sequential_words};
-use mmp_domains::{Access, AddrWidth, ByteAddr, PdKind, TableFormat};
-use mmp_machine::{Machine, MachineConfig};
-use mmp_plb::{PlbConfig, Replacement};
-
-fn machine(entries: usize, ways: usize) -> Machine {
-    let cfg = MachineConfig {
-        cpus: 1,
-        width: AddrWidth::Bits32,
-        format: TableFormat::Mlpt,
-        plb: PlbConfig {
-            entries,
-            ways,
-            replacement: Replacement::Lru,
-            sidecars: 2,
-        },
-        max_pds: 16,
-        table_growth_cap: None,
-        ..MachineConfig::default()
-    };
-    let mut m = Machine::new(cfg).expect("valid config");
-    let pd = m.create_pd(PdKind::Kernel).expect("room");
-    for (r, p) in mixed_layout(1) {
-        m.set_perm(pd, r.start().byte(), r.len_words() * 4, p)
-            .expect("layout fits");
-    }
-    m.switch_pd(0, pd).expect("live");
-    m
-}
+use mmp_benchmarks::workloads::{STREAM_LEN, layout_machine, random_words, sequential_words};
+use mmp_domains::{Access, ByteAddr};
+use mmp_machine::Machine;
 
 /// Checks every word of `words` as a 4-byte load; how many passed. The only function
 /// callgrind counts.
@@ -59,8 +33,8 @@ fn main() {
     let mode = args.next().expect(usage);
     let sweeps: usize = args.next().map_or(Ok(20), |s| s.parse()).expect(usage);
     let (mut m, words) = match mode.as_str() {
-        "hit" => (machine(1024, 4), sequential_words()),
-        "miss" => (machine(16, 4), random_words(2)),
+        "hit" => (layout_machine(1, 1024, 4).0, sequential_words()),
+        "miss" => (layout_machine(1, 16, 4).0, random_words(2)),
         _ => panic!("{usage}"),
     };
     // One sweep outside the counted ones warms the PLB. (Through `sweep` itself, so the

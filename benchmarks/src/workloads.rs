@@ -1,6 +1,8 @@
 //! Seeded layouts and address streams shared by the benches and their tests.
 
-use mmp_domains::{AddrWidth, Perm, WordRange};
+use mmp_domains::{AddrWidth, PdId, PdKind, Perm, TableFormat, WordRange};
+use mmp_machine::{Machine, MachineConfig};
+use mmp_plb::{PlbConfig, Replacement};
 
 use crate::rng::SplitMix64;
 
@@ -90,4 +92,38 @@ pub fn random_words(seed: u64) -> Vec<u64> {
     (0..STREAM_LEN)
         .map(|_| LAYOUT_BASE / 4 + rng.below(LAYOUT_BYTES / 4))
         .collect()
+}
+
+/// The `check` bench's machine: `cpus` CPUs with 32-bit addresses, one kernel domain whose
+/// MLPT holds [`mixed_layout`]`(1)`, running on every CPU, and a PLB of `entries` entries in
+/// `ways`-way sets (LRU, two sidecars). Returns the machine and the domain.
+///
+/// # Panics
+/// If `entries` and `ways` are not a valid PLB shape.
+#[must_use]
+pub fn layout_machine(cpus: usize, entries: usize, ways: usize) -> (Machine, PdId) {
+    let cfg = MachineConfig {
+        cpus,
+        width: AddrWidth::Bits32,
+        format: TableFormat::Mlpt,
+        plb: PlbConfig {
+            entries,
+            ways,
+            replacement: Replacement::Lru,
+            sidecars: 2,
+        },
+        max_pds: 16,
+        table_growth_cap: None,
+        ..MachineConfig::default()
+    };
+    let mut m = Machine::new(cfg).expect("valid config");
+    let pd = m.create_pd(PdKind::Kernel).expect("room");
+    for (r, p) in mixed_layout(1) {
+        m.set_perm(pd, r.start().byte(), r.len_words() * 4, p)
+            .expect("layout fits");
+    }
+    for cpu in 0..cpus {
+        m.switch_pd(cpu, pd).expect("live");
+    }
+    (m, pd)
 }

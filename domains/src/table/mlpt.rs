@@ -714,18 +714,14 @@ impl Mlpt {
         }
     }
 
-    /// The lookup answer inside value entry `e` of level `l`.
+    /// The lookup answer inside value entry `e` of level `l`, which has run boundaries
+    /// ([`Mlpt::walk`] answers a uniform value itself).
     #[inline(never)]
     fn value_lookup(&self, l: usize, e: u64, w: u64, refs: u32) -> Lookup {
-        if e >> BOUNDS_AT == 0 {
-            return Lookup {
-                perm: Self::run_perm(e, 0),
-                refs,
-                cover: Cover::Block {
-                    log2_words: self.shift[l] as u8,
-                },
-            };
-        }
+        debug_assert!(
+            e >> BOUNDS_AT != 0,
+            "a uniform value is answered by the walk"
+        );
         let size = self.size(l);
         let base = w & !(size - 1);
         let k = self.run_index(l, e, w - base);
