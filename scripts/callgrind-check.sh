@@ -2,7 +2,7 @@
 # Instructions per access check on a PLB hit and on a PLB miss, counted by callgrind, which
 # repeats exactly from run to run (wall-clock time on this kind of machine does not). Runs
 # benchmarks/examples/check_cost.rs, the `check` bench's plb_hit_seq and walk_random streams,
-# and divides the instructions inside its sweep by the checks it made. Then the `replay`
+# and divides the instructions inside its counted sweeps by the checks they made. Then the `replay`
 # bench's replay_memrefs and decode_only (benchmarks/examples/replay_cost.rs): instructions
 # per event inside the binary reader's loop, and their ratio.
 #   bash scripts/callgrind-check.sh [SWEEPS]      (default 20; needs valgrind)
@@ -16,7 +16,7 @@ out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 for mode in hit miss; do
     said=$(valgrind --tool=callgrind --callgrind-out-file="$out" \
-        --toggle-collect='*check_cost::sweep*' "$bin" "$mode" "$sweeps" 2>/dev/null)
+        --toggle-collect='*check_cost::counted*' "$bin" "$mode" "$sweeps" 2>/dev/null)
     total=$(grep -E '^(summary|totals):' "$out" | tail -1 | awk '{print $2}')
     checks=$(echo "$said" | awk '{print $2}')
     awk -v m="$mode" -v t="$total" -v n="$checks" \

@@ -1,7 +1,7 @@
 //! The machine's access check, hit and miss, for an instruction count under callgrind.
 //!
 //! `scripts/callgrind-check.sh` runs this under `valgrind --tool=callgrind` and divides the
-//! instructions spent inside [`sweep`] by the checks it made. The
+//! instructions spent inside [`counted`] by the checks it made. The
 //! machines, layout and streams are those of the `check` bench: `hit` is `plb_hit_seq`
 //! (sequential loads, a warm 1,024-entry PLB), `miss` is `walk_random` (random loads, an MLPT
 //! and a 16-entry PLB, so nearly every load misses and walks). Instruction counts repeat
@@ -17,14 +17,19 @@ use mmp_benchmarks::workloads::{STREAM_LEN, layout_machine, random_words, sequen
 use mmp_domains::{Access, ByteAddr};
 use mmp_machine::Machine;
 
-/// Checks every word of `words` as a 4-byte load; how many passed. The only function
-/// callgrind counts.
+/// Checks every word of `words` as a 4-byte load; how many passed.
 #[inline(never)]
 fn sweep(m: &mut Machine, words: &[u64]) -> usize {
     words
         .iter()
         .filter(|&&w| m.check(0, ByteAddr(w * 4), 4, Access::Read).is_ok())
         .count()
+}
+
+/// `sweeps` sweeps of `words`; how many checks passed. The only function callgrind counts.
+#[inline(never)]
+fn counted(m: &mut Machine, words: &[u64], sweeps: usize) -> usize {
+    (0..sweeps).map(|_| sweep(m, black_box(words))).sum()
 }
 
 fn main() {
@@ -38,14 +43,11 @@ fn main() {
         _ => panic!("{usage}"),
     };
     // One sweep outside the counted ones warms the PLB. (Through `sweep` itself, so the
-    // check is compiled at one call site, as in the `check` bench, whose codegen this
-    // counts: a second site changes what the compiler inlines.)
+    // check is compiled at one call site and inlined there, as in the `check` bench whose
+    // code this counts: a second call site changes what the compiler inlines.)
     black_box(sweep(&mut m, &words));
     let before = m.plb_stats(0).expect("cpu 0");
-    let mut passed = 0;
-    for _ in 0..sweeps {
-        passed += sweep(&mut m, black_box(&words));
-    }
+    let passed = counted(&mut m, &words, sweeps);
     let s = m.plb_stats(0).expect("cpu 0");
     let probes =
         (s.hits + s.sidecar_hits + s.misses) - (before.hits + before.sidecar_hits + before.misses);
