@@ -373,10 +373,10 @@ impl Machine {
             // inside the frame registers' reach asks them, out of the common path.
             let denied = !h.perm.allows(access);
             let framed = denied & in_frame_reach(c, w, access);
-            let frame_allows = framed
+            let lifted = framed
                 && c.regs
                     .allows_word(ByteAddr(w << 2), access == Access::Write);
-            let refused = denied & !frame_allows;
+            let refused = denied & !lifted;
             // The last word's verdict by arithmetic, not a branch: it is as unpredictable as
             // the permission.
             if w == last {
@@ -490,9 +490,7 @@ fn in_frame_reach(c: &Cpu, w: u64, access: Access) -> bool {
 /// [`FrameRegs`]). Consulted only after a refusal, so an allowed access pays nothing for them.
 #[inline(always)]
 pub(crate) fn frame_allows(c: &Cpu, w: u64, access: Access) -> bool {
-    let a = w << 2;
-    let (lo, len) = c.reach;
-    access != Access::Execute
-        && a.wrapping_sub(lo.0) < len
-        && c.regs.allows_word(ByteAddr(a), access == Access::Write)
+    in_frame_reach(c, w, access)
+        && c.regs
+            .allows_word(ByteAddr(w << 2), access == Access::Write)
 }

@@ -987,6 +987,8 @@ impl Plb {
 
     /// The second half of the miss path (see [`Plb::probe_or_miss`]): records the walk and
     /// fills its answer `l` into the way chosen, and into the sidecar the probe went through.
+    /// `miss` must come from this PLB's last probe (a debug assertion checks that its way
+    /// lies in the word's set); it never panics in a release build.
     #[inline(always)]
     pub fn fill_miss(&mut self, miss: Miss, l: &Lookup) {
         let Miss {
@@ -996,7 +998,14 @@ impl Plb {
             epochs,
             reg,
         } = miss;
-        if victim == usize::MAX {
+        // (`usize::MAX`, and any slot a miss from some other PLB names past this one's
+        // array, leave the choice to `fill`.)
+        debug_assert!(
+            victim == usize::MAX
+                || (self.set_first(pd, w)..self.set_first(pd, w) + self.set_ways).contains(&victim),
+            "a miss is filled by the PLB that counted it"
+        );
+        if victim >= self.entries.len() {
             self.fill_other_shape(pd, w, epochs, l, reg);
         } else {
             self.stats.table_refs += u64::from(l.refs);
