@@ -74,6 +74,89 @@ pub struct Domain {
     pub depends: Vec<String>,
 }
 
+/// `serde_json`'s pretty formatter (two spaces a level) for a value that starts `depth`
+/// levels into the document: the same bytes as pretty-printing it alone and indenting each
+/// of its lines by `depth` levels after the first, written in one pass.
+struct Indented {
+    depth: usize,
+    has_value: bool,
+}
+
+impl Indented {
+    fn newline<W: ?Sized + std::io::Write>(&self, w: &mut W, first: bool) -> std::io::Result<()> {
+        const SPACES: &[u8; 64] = &[b' '; 64];
+        w.write_all(if first { b"\n" } else { b",\n" })?;
+        for _ in 0..self.depth / 32 {
+            w.write_all(SPACES)?;
+        }
+        w.write_all(&SPACES[..2 * (self.depth % 32)])
+    }
+
+    /// An array's or an object's opening bracket.
+    fn open<W: ?Sized + std::io::Write>(&mut self, w: &mut W, b: &[u8]) -> std::io::Result<()> {
+        self.depth += 1;
+        self.has_value = false;
+        w.write_all(b)
+    }
+
+    /// Its closing bracket, on a line of its own after any value.
+    fn close<W: ?Sized + std::io::Write>(&mut self, w: &mut W, b: &[u8]) -> std::io::Result<()> {
+        self.depth -= 1;
+        if self.has_value {
+            self.newline(w, true)?;
+        }
+        w.write_all(b)
+    }
+}
+
+impl serde_json::ser::Formatter for Indented {
+    fn begin_array<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.open(w, b"[")
+    }
+
+    fn end_array<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.close(w, b"]")
+    }
+
+    fn begin_array_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        self.newline(w, first)
+    }
+
+    fn end_array_value<W: ?Sized + std::io::Write>(&mut self, _: &mut W) -> std::io::Result<()> {
+        self.has_value = true;
+        Ok(())
+    }
+
+    fn begin_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.open(w, b"{")
+    }
+
+    fn end_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.close(w, b"}")
+    }
+
+    fn begin_object_key<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        self.newline(w, first)
+    }
+
+    fn begin_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        w.write_all(b": ")
+    }
+
+    fn end_object_value<W: ?Sized + std::io::Write>(&mut self, _: &mut W) -> std::io::Result<()> {
+        self.has_value = true;
+        Ok(())
+    }
+}
+
 /// A call gate: `from` may call `symbol` in `to`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GateEntry {
@@ -318,29 +401,25 @@ impl Layout {
     /// # Errors
     /// The writer's error.
     pub fn write_pretty<W: std::io::Write>(&self, w: &mut W) -> std::io::Result<()> {
-        /// A list's entries in pretty JSON, each indented for its place in the layout (four
-        /// spaces: JSON text has no raw newline inside a string, so every newline starts a
-        /// line of the entry).
+        /// A list's entries in pretty JSON, each indented for its place in the layout (two
+        /// levels in), serialized straight into each chunk's buffer.
         fn entries<T: Serialize + Sync>(list: &[T]) -> std::io::Result<Vec<Vec<u8>>> {
             list.par_chunks(512)
                 .map(|chunk| {
-                    let (mut out, mut one) = (Vec::new(), Vec::new());
+                    let mut out = Vec::new();
                     for (i, x) in chunk.iter().enumerate() {
                         if i > 0 {
                             out.extend_from_slice(b",\n");
                         }
                         out.extend_from_slice(b"    ");
-                        one.clear();
-                        serde_json::to_writer_pretty(&mut one, x)?;
-                        // Line by line (found by memchr), each newline followed by the
-                        // indent.
-                        let mut rest = &one[..];
-                        while let Some(i) = memchr::memchr(b'\n', rest) {
-                            out.extend_from_slice(&rest[..=i]);
-                            out.extend_from_slice(b"    ");
-                            rest = &rest[i + 1..];
-                        }
-                        out.extend_from_slice(rest);
+                        let mut ser = serde_json::Serializer::with_formatter(
+                            &mut out,
+                            Indented {
+                                depth: 2,
+                                has_value: false,
+                            },
+                        );
+                        x.serialize(&mut ser)?;
                     }
                     Ok(out)
                 })
@@ -525,6 +604,57 @@ impl Layout {
     }
 }
 
+/// The entry-point list: every module's own entries, then those its imports point at, each
+/// (owner, symbol) once, the first kept. `by_name` maps each module's name to its split, and
+/// `modules` counts the modules.
+fn first_of_each(
+    modules: usize,
+    by_name: &rustc_hash::FxHashMap<&str, &ModuleSplit>,
+    own: Vec<Vec<EntryPoint>>,
+    pointed: Vec<Vec<EntryPoint>>,
+) -> Vec<EntryPoint> {
+    if by_name.len() != modules {
+        return first_of_each_hashed(own, pointed);
+    }
+    // Module names are distinct, so are the modules' own entries (each module's are its
+    // sorted, distinct names, and name it as owner): only an entry pointed at can repeat
+    // one, either its owner's own (all of which come first) or an earlier one pointed at.
+    // The same list as hashing every entry, which took most of the layout's time.
+    let mut entries: Vec<EntryPoint> =
+        Vec::with_capacity(own.iter().chain(&pointed).map(Vec::len).sum());
+    entries.extend(own.into_iter().flatten());
+    let mut seen: rustc_hash::FxHashSet<(String, String)> = rustc_hash::FxHashSet::default();
+    for e in pointed.into_iter().flatten() {
+        let owns = by_name.get(e.owner.as_str()).is_some_and(|m| {
+            m.entries
+                .binary_search_by(|(n, _)| n.as_str().cmp(&e.symbol))
+                .is_ok()
+        });
+        if !owns && seen.insert((e.owner.clone(), e.symbol.clone())) {
+            entries.push(e);
+        }
+    }
+    entries
+}
+
+/// [`first_of_each`] for any modules (two may share a name): each entry hashed.
+fn first_of_each_hashed(
+    own: Vec<Vec<EntryPoint>>,
+    pointed: Vec<Vec<EntryPoint>>,
+) -> Vec<EntryPoint> {
+    let all: Vec<EntryPoint> = own.into_iter().chain(pointed).flatten().collect();
+    let keep: Vec<bool> = {
+        let mut seen: rustc_hash::FxHashSet<(&str, &str)> = rustc_hash::FxHashSet::default();
+        all.iter()
+            .map(|e| seen.insert((e.owner.as_str(), e.symbol.as_str())))
+            .collect()
+    };
+    all.into_iter()
+        .zip(keep)
+        .filter_map(|(e, k)| k.then_some(e))
+        .collect()
+}
+
 fn exporter_name(e: &Exporter) -> String {
     match e {
         Exporter::Kernel => CORE.to_string(),
@@ -688,18 +818,7 @@ pub fn layout(split: &[ModuleSplit], at: &(impl Addresses + Sync)) -> Layout {
             out
         })
         .collect();
-    let all: Vec<EntryPoint> = own.into_iter().chain(pointed).flatten().collect();
-    let keep: Vec<bool> = {
-        let mut seen: rustc_hash::FxHashSet<(&str, &str)> = rustc_hash::FxHashSet::default();
-        all.iter()
-            .map(|e| seen.insert((e.owner.as_str(), e.symbol.as_str())))
-            .collect()
-    };
-    let entries: Vec<EntryPoint> = all
-        .into_iter()
-        .zip(keep)
-        .filter_map(|(e, k)| k.then_some(e))
-        .collect();
+    let entries = first_of_each(split.len(), &by_name, own, pointed);
     let mut memory = Vec::new();
     for m in split {
         let mut next = at.module_base(&m.name);
@@ -856,5 +975,95 @@ impl Report {
             t.failed
         );
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn module(name: &str, entries: &[&str]) -> ModuleSplit {
+        ModuleSplit {
+            name: name.into(),
+            depends: Vec::new(),
+            imports: Vec::new(),
+            exports: Vec::new(),
+            entries: entries
+                .iter()
+                .map(|e| ((*e).into(), EntryVia::Code))
+                .collect(),
+            pointer_imports: Vec::new(),
+            export_tails: std::collections::BTreeMap::new(),
+            memory: crate::module::ModuleMemory::default(),
+        }
+    }
+
+    fn entry(owner: &str, symbol: &str, via: EntryVia) -> EntryPoint {
+        EntryPoint {
+            owner: owner.into(),
+            symbol: symbol.into(),
+            via,
+            addr: None,
+        }
+    }
+
+    fn by_name(split: &[ModuleSplit]) -> rustc_hash::FxHashMap<&str, &ModuleSplit> {
+        split.iter().map(|m| (m.name.as_str(), m)).collect()
+    }
+
+    #[test]
+    fn an_entry_pointed_at_is_kept_once_and_never_beside_its_owners_own() {
+        let split = [module("a", &["a_fn", "a_gn"]), module("b", &["b_fn"])];
+        let own = vec![
+            vec![
+                entry("a", "a_fn", EntryVia::Code),
+                entry("a", "a_gn", EntryVia::Code),
+            ],
+            vec![entry("b", "b_fn", EntryVia::Code)],
+        ];
+        let pointed = vec![
+            vec![
+                entry("a", "a_fn", EntryVia::Data), // a's own
+                entry("a", "a_hn", EntryVia::Data),
+                entry(CORE, "printk", EntryVia::Data),
+            ],
+            vec![
+                entry("a", "a_hn", EntryVia::Module), // pointed at before
+                entry("b", "b_fn", EntryVia::Data),   // b's own
+                entry(CORE, "printk", EntryVia::Module),
+            ],
+        ];
+        let want = vec![
+            entry("a", "a_fn", EntryVia::Code),
+            entry("a", "a_gn", EntryVia::Code),
+            entry("b", "b_fn", EntryVia::Code),
+            entry("a", "a_hn", EntryVia::Data),
+            entry(CORE, "printk", EntryVia::Data),
+        ];
+        let got = first_of_each(2, &by_name(&split), own.clone(), pointed.clone());
+        assert_eq!(got, want);
+        assert_eq!(first_of_each_hashed(own, pointed), want);
+    }
+
+    #[test]
+    fn modules_sharing_a_name_share_their_entries() {
+        // Two modules named `a` (two trees given): their own entries repeat each other, so
+        // the list is made by hashing every entry.
+        let split = [module("a", &["x"]), module("a", &["x", "y"])];
+        let own = vec![
+            vec![entry("a", "x", EntryVia::Code)],
+            vec![
+                entry("a", "x", EntryVia::Data),
+                entry("a", "y", EntryVia::Code),
+            ],
+        ];
+        let got = first_of_each(2, &by_name(&split), own, vec![vec![], vec![]]);
+        assert_eq!(
+            got,
+            [
+                entry("a", "x", EntryVia::Code),
+                entry("a", "y", EntryVia::Code)
+            ]
+        );
     }
 }

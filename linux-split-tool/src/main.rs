@@ -102,7 +102,11 @@ fn read_text(p: &Path) -> Result<String, String> {
         mmp_split::MAX_MODULE_BYTES,
     )
     .map_err(|e| e.to_string())?;
-    Ok(String::from_utf8_lossy(&plain).into_owned())
+    // Checked as UTF-8 first, a fast pass; only text that is not is decoded lossily.
+    Ok(match std::str::from_utf8(&plain) {
+        Ok(text) => text.to_owned(),
+        Err(_) => String::from_utf8_lossy(&plain).into_owned(),
+    })
 }
 
 /// The addresses the symbol files given know.
@@ -234,8 +238,26 @@ fn main() -> ExitCode {
         eprintln!("mmp-split: --jobs {n}: {e}");
         return ExitCode::from(2);
     }
-    // The symbol files are parsed while the module tree is walked.
-    let (symbols, (files, mut errors)) = rayon::join(|| symbols(&args), || module_files(&args));
+    // The symbol files are parsed while the module tree is walked and its modules read (one
+    // thread parses them, the others start on the modules, and it joins them when done).
+    let (symbols, (mut errors, parsed)) = rayon::join(
+        || symbols(&args),
+        || {
+            let (files, errors) = module_files(&args);
+            let bar = ProgressBar::new(files.len() as u64);
+            if std::io::stderr().is_terminal() {
+                bar.set_style(
+                    ProgressStyle::with_template("{bar:40} {pos}/{len} modules {msg}")
+                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                );
+            } else {
+                bar.set_draw_target(ProgressDrawTarget::hidden());
+            }
+            let parsed = read_modules(&files, &bar);
+            bar.finish_and_clear();
+            (errors, parsed)
+        },
+    );
     let (map, kallsyms, loaded, symvers) = match symbols {
         Ok(s) => s,
         Err(e) => {
@@ -243,23 +265,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let bar = ProgressBar::new(files.len() as u64);
-    if std::io::stderr().is_terminal() {
-        bar.set_style(
-            ProgressStyle::with_template("{bar:40} {pos}/{len} modules {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-    } else {
-        bar.set_draw_target(ProgressDrawTarget::hidden());
-    }
     let mut modules = Vec::new();
-    for parsed in read_modules(&files, &bar) {
+    for parsed in parsed {
         match parsed {
             Ok(m) => modules.push(m),
             Err(e) => errors.push(e),
         }
     }
-    bar.finish_and_clear();
     for e in &errors {
         eprintln!("mmp-split: {e}");
     }

@@ -36,10 +36,8 @@ use std::collections::BTreeMap;
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
-use object::{
-    Object, ObjectSection, ObjectSymbol, RelocationFlags, RelocationTarget, SectionFlags,
-    SectionKind,
-};
+use object::read::elf::{Crel, CrelIterator, ElfFile, FileHeader, SectionHeader, Sym};
+use object::{Object, ObjectSection, ObjectSymbol, SectionFlags, SectionIndex, SectionKind};
 use serde::{Deserialize, Serialize};
 
 use crate::symbols::SymbolKind;
@@ -225,12 +223,13 @@ pub fn parse_module(file: &str, bytes: &[u8]) -> Result<ModuleInfo, ModuleError>
         let data = s
             .data()
             .map_err(|e| err(format!("section .modinfo: {e}")))?;
+        // Only the two fields read are decoded (an ASCII key, so the bytes after it decode as
+        // they would inside the whole field).
         for field in data.split(|&b| b == 0) {
-            let field = String::from_utf8_lossy(field);
-            if let Some(v) = field.strip_prefix("name=") {
-                name = Some(v.to_string());
-            } else if let Some(v) = field.strip_prefix("depends=") {
-                depends = v
+            if let Some(v) = field.strip_prefix(b"name=") {
+                name = Some(String::from_utf8_lossy(v).into_owned());
+            } else if let Some(v) = field.strip_prefix(b"depends=") {
+                depends = String::from_utf8_lossy(v)
                     .split(',')
                     .filter(|d| !d.is_empty())
                     .map(str::to_string)
@@ -239,20 +238,26 @@ pub fn parse_module(file: &str, bytes: &[u8]) -> Result<ModuleInfo, ModuleError>
         }
     }
     // Per section index: its flags and whether it is an export table (`__ksymtab` or
-    // `__ksymtab_gpl`), looked up once, not once a symbol.
+    // `__ksymtab_gpl`), looked up once, not once a symbol; and its name ("" if unreadable),
+    // read once for every pass below.
     let mut sections: Vec<Option<(u64, bool)>> = Vec::new();
+    let mut section_names: Vec<&str> = Vec::new();
     for s in obj.sections() {
         let i = s.index().0;
         if sections.len() <= i {
             sections.resize(i + 1, None);
+            section_names.resize(i + 1, "");
         }
         let flags = match s.flags() {
             SectionFlags::Elf { sh_flags } => sh_flags,
             _ => 0,
         };
-        let ksymtab = matches!(s.name(), Ok("__ksymtab" | "__ksymtab_gpl"));
+        let sname = s.name().unwrap_or("");
+        let ksymtab = matches!(sname, "__ksymtab" | "__ksymtab_gpl");
         sections[i] = Some((flags, ksymtab));
+        section_names[i] = sname;
     }
+    let names = symbol_names(&obj);
     let section_flags =
         |i: object::SectionIndex| -> Option<(u64, bool)> { sections.get(i.0).copied().flatten() };
     let mut imports = Vec::new();
@@ -261,7 +266,7 @@ pub fn parse_module(file: &str, bytes: &[u8]) -> Result<ModuleInfo, ModuleError>
     // exported ones are kept below, the first definition of a name.
     let mut defined: Vec<(&str, Defined)> = Vec::new();
     for sym in obj.symbols() {
-        let Ok(sname) = sym.name() else {
+        let Some(sname) = names.get(sym.index().0).copied().flatten() else {
             return Err(err(format!(
                 "symbol {} has an unreadable name",
                 sym.index().0
@@ -309,14 +314,14 @@ pub fn parse_module(file: &str, bytes: &[u8]) -> Result<ModuleInfo, ModuleError>
         .into_iter()
         .map(|(name, d)| (name.to_string(), d))
         .collect();
-    let found = entry_points(file, &obj, &exports)?;
+    let found = entry_points(file, &obj, &exports, &names, &section_names)?;
     let mut memory = ModuleMemory::default();
     for s in obj.sections() {
         let flags = match s.flags() {
             SectionFlags::Elf { sh_flags } => sh_flags,
             _ => 0,
         };
-        let sname = s.name().unwrap_or("");
+        let sname = section_names.get(s.index().0).copied().unwrap_or("");
         // The kernel keeps neither init code nor `.modinfo` and `__versions` (it clears their
         // SHF_ALLOC when it loads the module).
         if flags & SHF_ALLOC == 0
@@ -359,7 +364,17 @@ pub fn parse_module(file: &str, bytes: &[u8]) -> Result<ModuleInfo, ModuleError>
 struct Func<'data> {
     start: u64,
     end: u64,
-    names: Vec<&'data str>,
+    /// Its first name, and any aliases after it (most functions have none, so no
+    /// allocation).
+    name: &'data str,
+    aliases: Vec<&'data str>,
+}
+
+impl<'data> Func<'data> {
+    /// Every name of the function, the first first.
+    fn names(&self) -> impl Iterator<Item = &'data str> + '_ {
+        std::iter::once(self.name).chain(self.aliases.iter().copied())
+    }
 }
 
 /// Records `name` as an entry point reached by `via`, keeping the first kind in
@@ -377,10 +392,12 @@ fn note(map: &mut BTreeMap<String, EntryVia>, name: &str, via: EntryVia) {
 /// The module's own entry points and the imported functions it points at (see the
 /// [module docs](self#entry-points)).
 #[allow(clippy::too_many_lines)]
-fn entry_points(
+fn entry_points<'data>(
     file: &str,
-    obj: &object::File<'_>,
+    obj: &object::File<'data>,
     exports: &[String],
+    names: &[Option<&'data str>],
+    section_names: &[&str],
 ) -> Result<Entries, ModuleError> {
     let err = |section: &str, what: String| ModuleError {
         file: file.to_string(),
@@ -411,22 +428,29 @@ fn entry_points(
         ) {
             continue;
         }
-        let Ok(name) = sym.name() else { continue };
+        let Some(name) = names.get(sym.index().0).copied().flatten() else {
+            continue;
+        };
         if name.is_empty() {
             continue;
         }
         let start = sym.address();
-        let f = funcs
-            .entry(sec.0)
-            .or_default()
-            .entry(start)
-            .or_insert_with(|| Func {
-                start,
-                end: start,
-                names: Vec::new(),
-            });
-        f.end = f.end.max(start.saturating_add(sym.size()));
-        f.names.push(name);
+        let end = start.saturating_add(sym.size());
+        match funcs.entry(sec.0).or_default().entry(start) {
+            std::collections::btree_map::Entry::Vacant(v) => {
+                v.insert(Func {
+                    start,
+                    end,
+                    name,
+                    aliases: Vec::new(),
+                });
+            }
+            std::collections::btree_map::Entry::Occupied(o) => {
+                let f = o.into_mut();
+                f.end = f.end.max(end);
+                f.aliases.push(name);
+            }
+        }
     }
     let func_at = |sec: usize, off: u64| funcs.get(&sec).and_then(|m| m.get(&off));
     let func_containing = |sec: usize, off: u64| {
@@ -442,12 +466,15 @@ fn entry_points(
     let mut jumps: Vec<((usize, u64), (usize, u64))> = Vec::new();
     // Tail calls to imported functions: (section, from function start) -> symbol.
     let mut ext_jumps: Vec<((usize, u64), String)> = Vec::new();
+    // One section's relocations, read from the file's REL, RELA or CREL sections (a buffer
+    // reused from section to section).
+    let mut relocs: Vec<Crel> = Vec::new();
     for s in obj.sections() {
         let flags = sh_flags(&s);
         if flags & SHF_ALLOC == 0 {
             continue;
         }
-        let sname = s.name().unwrap_or("").to_string();
+        let sname = section_names.get(s.index().0).copied().unwrap_or("");
         let exec = flags & SHF_EXECINSTR != 0;
         if !exec && METADATA_SECTIONS.iter().any(|p| sname.starts_with(p)) {
             continue;
@@ -460,26 +487,27 @@ fn entry_points(
             EntryVia::Data
         };
         let data: &[u8] = if exec && s.kind() != SectionKind::UninitializedData {
-            s.data().map_err(|e| err(&sname, e.to_string()))?
+            s.data().map_err(|e| err(sname, e.to_string()))?
         } else {
             &[]
         };
         // Offsets the relocations patch: pushed in the order the section lists them
         // (ascending in practice), sorted below if not, and searched by bisection.
         let mut relocated: Vec<u64> = Vec::new();
-        for (off, rel) in s.relocations() {
-            let RelocationTarget::Symbol(si) = rel.target() else {
+        relocs.clear();
+        section_relocations(obj, s.index(), &mut relocs);
+        for rel in &relocs {
+            let off = rel.r_offset;
+            let Some(si) = rel.symbol() else {
                 continue;
             };
             let sym = obj.symbol_by_index(si).map_err(|e| {
                 err(
-                    &sname,
+                    sname,
                     format!("relocation at {off:#x} names symbol {}: {e}", si.0),
                 )
             })?;
-            let RelocationFlags::Elf { r_type } = rel.flags() else {
-                continue;
-            };
+            let r_type = rel.r_type;
             // R_X86_64_PC32, R_X86_64_PLT32: a 4-byte field relative to itself.
             let pc32 = matches!(r_type, 2 | 4);
             if !matches!(r_type, 1 | 2 | 4 | 10 | 11 | 24) {
@@ -504,7 +532,7 @@ fn entry_points(
                 continue;
             }
             if sym.is_undefined() {
-                if let Ok(n) = sym.name()
+                if let Some(n) = names.get(si.0).copied().flatten()
                     && !n.is_empty()
                 {
                     if !jump {
@@ -523,7 +551,7 @@ fn entry_points(
             let adjust = if exec && pc32 { 4 } else { 0 };
             let Some(target) = sym
                 .address()
-                .checked_add_signed(rel.addend())
+                .checked_add_signed(rel.r_addend)
                 .and_then(|t| t.checked_add(adjust))
             else {
                 continue;
@@ -539,7 +567,7 @@ fn entry_points(
                 }
                 continue;
             }
-            for n in &f.names {
+            for n in f.names() {
                 note(&mut own, n, via);
             }
         }
@@ -623,10 +651,10 @@ fn entry_points(
         v.sort_unstable();
         v
     };
-    let (own_hit, ext_hit) = reach(keys_of(&|f| f.names.iter().any(|n| own.contains_key(*n))));
+    let (own_hit, ext_hit) = reach(keys_of(&|f| f.names().any(|n| own.contains_key(n))));
     for t in own_hit {
         if let Some(f) = func_at(t.0, t.1) {
-            for n in &f.names {
+            for n in f.names() {
                 note(&mut own, n, EntryVia::TailCall);
             }
         }
@@ -634,12 +662,13 @@ fn entry_points(
     for n in ext_hit {
         note(&mut imported, &n, EntryVia::TailCall);
     }
-    // Each function name's functions, so that an export's are found without a pass over
-    // every function of the module (a module may export thousands of them).
+    // Each exported function name's functions, so that an export's are found without a pass
+    // over every function of the module (a module may export thousands of them).
+    let exported: HashSet<&str> = exports.iter().map(String::as_str).collect();
     let mut by_name: HashMap<&str, Vec<(usize, u64)>> = HashMap::default();
     for (sec, m) in &funcs {
         for f in m.values() {
-            for n in &f.names {
+            for n in f.names().filter(|n| exported.contains(n)) {
                 by_name.entry(n).or_default().push((*sec, f.start));
             }
         }
@@ -656,7 +685,7 @@ fn entry_points(
         let mut names: Vec<String> = own_hit
             .into_iter()
             .filter_map(|t| func_at(t.0, t.1))
-            .flat_map(|f| f.names.iter().map(|n| (*n).to_string()))
+            .flat_map(|f| f.names().map(str::to_string))
             .collect();
         names.sort_unstable();
         names.dedup();
@@ -671,9 +700,264 @@ fn entry_points(
     })
 }
 
+/// Every symbol's name by symbol index, `None` where `object`'s `ObjectSymbol::name` fails
+/// (an offset outside the string table, no terminating NUL, or not UTF-8). The same answers,
+/// read once a module: for an ELF file whose whole string table is UTF-8 (every kernel
+/// module), a name is checked only for starting on a character boundary (it ends at a NUL,
+/// which ends a character), not validated again byte by byte.
+fn symbol_names<'data>(obj: &object::File<'data>) -> Vec<Option<&'data str>> {
+    fn elf<'data, Elf: FileHeader>(f: &ElfFile<'data, Elf>) -> Option<Vec<Option<&'data str>>> {
+        let endian = f.endian();
+        let table = f.elf_symbol_table();
+        let strtab = f.elf_section_table().section(table.string_section()).ok()?;
+        if strtab.sh_type(endian) != object::elf::SHT_STRTAB {
+            return None;
+        }
+        let strings = std::str::from_utf8(strtab.data(endian, f.data()).ok()?).ok()?;
+        Some(
+            table
+                .symbols()
+                .iter()
+                .map(|sym| {
+                    let start = usize::try_from(sym.st_name(endian)).ok()?;
+                    let rest = strings.as_bytes().get(start..)?;
+                    let len = memchr::memchr(0, rest)?;
+                    strings
+                        .is_char_boundary(start)
+                        .then(|| &strings[start..start + len])
+                })
+                .collect(),
+        )
+    }
+    let fast = match obj {
+        object::File::Elf32(f) => elf(f),
+        object::File::Elf64(f) => elf(f),
+        _ => None,
+    };
+    fast.unwrap_or_else(|| {
+        let mut names = Vec::new();
+        for sym in obj.symbols() {
+            let i = sym.index().0;
+            if names.len() <= i {
+                names.resize(i + 1, None);
+            }
+            names[i] = sym.name().ok();
+        }
+        names
+    })
+}
+
+/// Appends to `out` the relocations that apply to section `target`: the same ones, in the
+/// same order, as `object`'s `ObjectSection::relocations` (every REL, RELA or CREL section
+/// whose `sh_info` names `target`; a CREL section ends at its first undecodable entry), read
+/// straight from the tables. `object`'s iterator also classifies each relocation for the
+/// file's architecture, which the split never asks for and which took a tenth of its time.
+fn section_relocations(obj: &object::File<'_>, target: SectionIndex, out: &mut Vec<Crel>) {
+    fn elf<'data, Elf: FileHeader>(
+        f: &ElfFile<'data, Elf>,
+        target: SectionIndex,
+        out: &mut Vec<Crel>,
+    ) {
+        let endian = f.endian();
+        let sections = f.elf_section_table();
+        let mips64el = f.elf_header().is_mips64el(endian);
+        let mut at = target;
+        while let Some(next) = f.elf_relocation_sections().get(at) {
+            at = next;
+            let Ok(section) = sections.section(at) else {
+                return;
+            };
+            match section.sh_type(endian) {
+                object::elf::SHT_REL => {
+                    if let Ok(rels) = section.data_as_array::<Elf::Rel, _>(endian, f.data()) {
+                        out.extend(rels.iter().map(|r| Crel::from_rel(r, endian)));
+                    }
+                }
+                object::elf::SHT_RELA => {
+                    if let Ok(rels) = section.data_as_array::<Elf::Rela, _>(endian, f.data()) {
+                        out.extend(rels.iter().map(|r| Crel::from_rela(r, endian, mips64el)));
+                    }
+                }
+                object::elf::SHT_CREL => {
+                    if let Ok(data) = section.data(endian, f.data())
+                        && let Ok(crels) = CrelIterator::new(data)
+                    {
+                        out.extend(crels.map_while(Result::ok));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    match obj {
+        object::File::Elf32(f) => elf(f, target, out),
+        object::File::Elf64(f) => elf(f, target, out),
+        _ => {}
+    }
+}
+
 /// What [`entry_points`] finds.
 struct Entries {
     own: BTreeMap<String, EntryVia>,
     imported: BTreeMap<String, EntryVia>,
     export_tails: BTreeMap<String, Vec<String>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object::write::{Object as Writer, Relocation, Symbol, SymbolSection};
+    use object::{
+        Architecture, BinaryFormat, Endianness, RelocationTarget, SymbolFlags, SymbolScope,
+    };
+
+    /// A relocatable object for `arch`: one function per name in `defined` (in `.text`), one
+    /// undefined symbol per name in `undefined`, and relocations of several types from
+    /// `.text` and `.data` to each of them (and to `.text`'s section symbol).
+    fn object_file(arch: Architecture, defined: &[&[u8]], undefined: &[&[u8]]) -> Vec<u8> {
+        let mut obj = Writer::new(BinaryFormat::Elf, arch, Endianness::Little);
+        let text = obj.add_section(vec![], b".text".to_vec(), object::SectionKind::Text);
+        obj.append_section_data(text, &[0x90; 256], 16);
+        let data = obj.add_section(vec![], b".data".to_vec(), object::SectionKind::Data);
+        obj.append_section_data(data, &[0; 256], 8);
+        let mut syms = Vec::new();
+        for (i, n) in defined.iter().enumerate() {
+            syms.push(obj.add_symbol(Symbol {
+                name: n.to_vec(),
+                value: 8 * i as u64,
+                size: 8,
+                kind: object::SymbolKind::Text,
+                scope: SymbolScope::Linkage,
+                weak: false,
+                section: SymbolSection::Section(text),
+                flags: SymbolFlags::None,
+            }));
+        }
+        for n in undefined {
+            syms.push(obj.add_symbol(Symbol {
+                name: n.to_vec(),
+                value: 0,
+                size: 0,
+                kind: object::SymbolKind::Text,
+                scope: SymbolScope::Linkage,
+                weak: false,
+                section: SymbolSection::Undefined,
+                flags: SymbolFlags::None,
+            }));
+        }
+        syms.push(obj.section_symbol(text));
+        // R_X86_64_64 / R_386_32, R_X86_64_PC32 / R_386_PC32, R_X86_64_PLT32 / R_386_GOT32.
+        let types: [u32; 3] = [1, 2, 4];
+        let mut at = 0;
+        for (i, &sym) in syms.iter().enumerate() {
+            for (section, r_type) in [(text, types[i % 3]), (data, types[(i + 1) % 3])] {
+                obj.add_relocation(
+                    section,
+                    Relocation {
+                        offset: at,
+                        symbol: sym,
+                        addend: -4 + i as i64,
+                        flags: object::RelocationFlags::Elf { r_type },
+                    },
+                )
+                .expect("a relocation the writer takes");
+            }
+            at += 8;
+        }
+        obj.write().expect("the object writes")
+    }
+
+    /// Every section's relocations as `object` reads them and as [`section_relocations`]
+    /// does: (offset, symbol, type, addend).
+    type Rows = Vec<(u64, Option<usize>, u32, i64)>;
+    fn both_ways(bytes: &[u8]) -> Vec<(Rows, Rows)> {
+        let obj = object::File::parse(bytes).expect("ELF");
+        obj.sections()
+            .map(|s| {
+                let theirs = s
+                    .relocations()
+                    .map(|(off, r)| {
+                        let sym = match r.target() {
+                            RelocationTarget::Symbol(si) => Some(si.0),
+                            _ => None,
+                        };
+                        let object::RelocationFlags::Elf { r_type } = r.flags() else {
+                            panic!("an ELF relocation");
+                        };
+                        (off, sym, r_type, r.addend())
+                    })
+                    .collect();
+                let mut ours = Vec::new();
+                section_relocations(&obj, s.index(), &mut ours);
+                let ours = ours
+                    .iter()
+                    .map(|c| (c.r_offset, c.symbol().map(|s| s.0), c.r_type, c.r_addend))
+                    .collect();
+                (theirs, ours)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn relocations_read_from_the_tables_are_objects_rela_and_rel_alike() {
+        let names: [&[u8]; 3] = [b"f", b"g", b"h"];
+        // x86-64 writes RELA sections, i386 REL ones (the addend in the field, read as 0).
+        for arch in [Architecture::X86_64, Architecture::I386] {
+            let bytes = object_file(arch, &names, &[b"printk", b"kfree"]);
+            let sections = both_ways(&bytes);
+            let mut relocations = 0;
+            for (theirs, ours) in &sections {
+                assert_eq!(ours, theirs, "{arch:?}");
+                relocations += ours.len();
+            }
+            // Two from each symbol and the section symbol, in .text and in .data.
+            assert_eq!(relocations, 2 * (names.len() + 2 + 1), "{arch:?}");
+        }
+    }
+
+    /// [`symbol_names`] against `object`'s `name()` for every symbol.
+    fn names_agree(bytes: &[u8]) -> Vec<Option<&str>> {
+        let obj = object::File::parse(bytes).expect("ELF");
+        let names = symbol_names(&obj);
+        assert_eq!(names.len(), obj.symbols().count() + 1, "index 0 included");
+        for sym in obj.symbols() {
+            assert_eq!(
+                names[sym.index().0],
+                sym.name().ok(),
+                "symbol {}",
+                sym.index().0
+            );
+        }
+        obj.symbols().map(|s| names[s.index().0]).collect()
+    }
+
+    /// The object's string table.
+    fn strtab(bytes: &[u8]) -> &[u8] {
+        let obj = object::File::parse(bytes).expect("ELF");
+        let s = obj.section_by_name(".strtab").expect("a string table");
+        s.data().expect("its bytes")
+    }
+
+    #[test]
+    fn symbol_names_are_objects_utf8_or_not() {
+        // All UTF-8, one name of two-byte characters.
+        let bytes = object_file(Architecture::X86_64, &[b"caf\xc3\xa9", b"f"], &[b"printk"]);
+        assert!(std::str::from_utf8(strtab(&bytes)).is_ok());
+        let names = names_agree(&bytes);
+        assert!(names.contains(&Some("café")) && names.contains(&Some("printk")));
+        // A name that is the tail of another, starting inside its last character: the
+        // writer stores it inside "café" (the table stays UTF-8), and it is no name.
+        let bytes = object_file(Architecture::X86_64, &[b"caf\xc3\xa9", b"\xa9"], &[]);
+        assert!(
+            std::str::from_utf8(strtab(&bytes)).is_ok(),
+            "the tail is shared, so the table is still UTF-8"
+        );
+        let names = names_agree(&bytes);
+        assert!(names.contains(&None) && names.contains(&Some("café")));
+        // A table that is not UTF-8: every name checked alone.
+        let bytes = object_file(Architecture::X86_64, &[b"ok", b"bad\xff"], &[b"kfree"]);
+        assert!(std::str::from_utf8(strtab(&bytes)).is_err());
+        let names = names_agree(&bytes);
+        assert!(names.contains(&None) && names.contains(&Some("ok")));
+    }
 }
