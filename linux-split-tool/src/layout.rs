@@ -623,17 +623,29 @@ fn first_of_each(
     let mut entries: Vec<EntryPoint> =
         Vec::with_capacity(own.iter().chain(&pointed).map(Vec::len).sum());
     entries.extend(own.into_iter().flatten());
-    let mut seen: rustc_hash::FxHashSet<(String, String)> = rustc_hash::FxHashSet::default();
-    for e in pointed.into_iter().flatten() {
-        let owns = by_name.get(e.owner.as_str()).is_some_and(|m| {
-            m.entries
-                .binary_search_by(|(n, _)| n.as_str().cmp(&e.symbol))
-                .is_ok()
-        });
-        if !owns && seen.insert((e.owner.clone(), e.symbol.clone())) {
-            entries.push(e);
-        }
-    }
+    // Which pointed-at entries to keep, decided on borrowed names (no copies), then moved.
+    let keep: Vec<bool> = {
+        let mut seen: rustc_hash::FxHashSet<(&str, &str)> = rustc_hash::FxHashSet::default();
+        pointed
+            .iter()
+            .flatten()
+            .map(|e| {
+                let owns = by_name.get(e.owner.as_str()).is_some_and(|m| {
+                    m.entries
+                        .binary_search_by(|(n, _)| n.as_str().cmp(&e.symbol))
+                        .is_ok()
+                });
+                !owns && seen.insert((e.owner.as_str(), e.symbol.as_str()))
+            })
+            .collect()
+    };
+    entries.extend(
+        pointed
+            .into_iter()
+            .flatten()
+            .zip(keep)
+            .filter_map(|(e, k)| k.then_some(e)),
+    );
     entries
 }
 
