@@ -153,6 +153,29 @@ impl Machine {
         size: u64,
         access: Access,
     ) -> (Result<(), Fault>, [(u64, u64); 3]) {
+        let verdict = self.check_then_reopen_windows(cpu, addr, size, access, |_, _| {});
+        (verdict, self.windows(cpu))
+    }
+
+    /// [`Machine::check_then_open_windows`] for a caller that keeps its own copy of the
+    /// windows: the same verdict, counts and windows, but instead of all three windows it
+    /// hands `reopened` each window of the sidecar register the access went through (the
+    /// data sidecar's read and write windows, or the fetch sidecar's execute window) as
+    /// `(access, (lo, len))`, `len` 0 for a closed one. The check writes no other sidecar,
+    /// so the other windows are as they were before it. (On a `cpu` that does not exist
+    /// every window is `(0, 0)`, as [`Machine::windows`] says.)
+    ///
+    /// # Errors
+    /// As [`Machine::check`].
+    #[inline]
+    pub fn check_then_reopen_windows(
+        &mut self,
+        cpu: usize,
+        addr: ByteAddr,
+        size: u64,
+        access: Access,
+        mut reopened: impl FnMut(Access, (u64, u64)),
+    ) -> Result<(), Fault> {
         let a = addr.0;
         let reg = sidecar_for(access);
         let limit = self.cfg.width.byte_limit();
@@ -166,52 +189,61 @@ impl Machine {
             && !c.pd.is_supervisor()
         {
             let (pd, epochs) = (c.pd, c.epochs);
-            let last = (a + size - 1) >> 2;
-            let mut w = a >> 2;
-            while c.plb.probe_allows(pd, WordAddr(w), epochs, reg, access) {
-                if w == last {
-                    let w = WordAddr(last);
-                    // Each sidecar's access kinds as a constant, each compiled for its own.
-                    if reg == FETCH_SIDECAR {
-                        c.plb.open_windows_of_sidecar(
-                            pd,
-                            w,
-                            epochs.narrow,
-                            reg,
-                            &[Access::Execute],
-                        );
-                    } else {
-                        c.plb.open_windows_of_sidecar(
-                            pd,
-                            w,
-                            epochs.narrow,
-                            reg,
-                            &[Access::Read, Access::Write],
-                        );
-                    }
-                    return (Ok(()), c.plb.windows());
+            let (first, last) = (WordAddr(a >> 2), WordAddr((a + size - 1) >> 2));
+            // Each sidecar's access kinds as a constant, each compiled for its own.
+            let probed = if reg == FETCH_SIDECAR {
+                let p = c.plb.probe_allows_then_open(
+                    pd,
+                    first,
+                    last,
+                    epochs,
+                    reg,
+                    access,
+                    &[Access::Execute],
+                );
+                if p.is_ok() {
+                    reopened(Access::Execute, c.plb.window(Access::Execute));
                 }
-                w += 1;
-            }
-            return self.check_rest_then_open_windows(cpu, a, size, access, w);
+                p
+            } else {
+                let p = c.plb.probe_allows_then_open(
+                    pd,
+                    first,
+                    last,
+                    epochs,
+                    reg,
+                    access,
+                    &[Access::Read, Access::Write],
+                );
+                if p.is_ok() {
+                    reopened(Access::Read, c.plb.window(Access::Read));
+                    reopened(Access::Write, c.plb.window(Access::Write));
+                }
+                p
+            };
+            let Err(WordAddr(w)) = probed else {
+                return Ok(());
+            };
+            return self.check_rest_then_reopen_windows(cpu, a, size, access, w, &mut reopened);
         }
-        self.check_rest_then_open_windows(cpu, a, size, access, a >> 2)
+        self.check_rest_then_reopen_windows(cpu, a, size, access, a >> 2, &mut reopened)
     }
 
-    /// The rest of [`Machine::check_then_open_windows`] once word `from` of the access was
-    /// not an allowing hit (the words before it were, and are counted): the full path from
-    /// there, which then does exactly what it would have done alone, and the windows. Out
-    /// of line and cold, so the common case stays small.
+    /// The rest of [`Machine::check_then_reopen_windows`] once word `from` of the access
+    /// was not an allowing hit (the words before it were, and are counted): the full path
+    /// from there, which then does exactly what it would have done alone, and the windows.
+    /// Out of line and cold, so the common case stays small.
     #[cold]
     #[inline(never)]
-    fn check_rest_then_open_windows(
+    fn check_rest_then_reopen_windows(
         &mut self,
         cpu: usize,
         a: u64,
         size: u64,
         access: Access,
         from: u64,
-    ) -> (Result<(), Fault>, [(u64, u64); 3]) {
+        reopened: &mut dyn FnMut(Access, (u64, u64)),
+    ) -> Result<(), Fault> {
         let reg = sidecar_for(access);
         let refusal = if from == a >> 2 {
             self.check_full(cpu, reg, a, size, access).into_result()
@@ -226,7 +258,16 @@ impl Machine {
         // A refusal names the word; the fault names the whole access.
         let verdict = refusal.map_err(|r| self.refusal_fault(cpu, a, size, access, r));
         let last = ByteAddr(a.saturating_add(size.saturating_sub(1)));
-        (verdict, self.open_windows(cpu, last, access))
+        let windows = self.open_windows(cpu, last, access);
+        let kinds: &[Access] = if reg == FETCH_SIDECAR {
+            &[Access::Execute]
+        } else {
+            &[Access::Read, Access::Write]
+        };
+        for &k in kinds {
+            reopened(k, windows[k as usize]);
+        }
+        verdict
     }
 
     /// The fault for a refusal of the full path. Inlined, so a caller that only asks

@@ -370,7 +370,7 @@ impl Machine {
     /// `cpu`'s PLB windows, indexed by [`Access`](mmp_domains::Access) as `usize`: for
     /// each access kind a byte range `(lo, len)` in which a check on `cpu` of that kind is
     /// sure to pass on the sidecar fast path, counting a sidecar hit a word and changing
-    /// nothing else, as long as nothing changes the machine in between; `(0, 0)` where
+    /// nothing else, as long as nothing changes the machine in between; length 0 where
     /// there is none ([`Machine::open_windows`] opens them). A caller that answers such
     /// checks itself counts them with [`Machine::count_window_hits`] before anything reads
     /// the PLB's counters, and asks again after any other call on the machine.

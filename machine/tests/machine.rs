@@ -174,11 +174,33 @@ fn run(format: TableFormat, plb: PlbConfig, ops: &[Op]) -> Result<(), TestCaseEr
                 let got = if access != Access::Write && off < len && len - off >= size {
                     m.count_window_hits(cpu, (addr + size - 1) / 4 - addr / 4 + 1);
                     Ok(Some(m.memory().read(ByteAddr(addr), size)))
-                } else if access == Access::Read && i % 2 == 0 {
-                    // Every other read outside the windows as a trace replay makes it: the
-                    // check and the windows in one call, then the bytes.
-                    let (verdict, w) = m.check_then_open_windows(cpu, ByteAddr(addr), size, access);
-                    wins[cpu] = w;
+                } else if access != Access::Write && i % 2 == 0 {
+                    // Every other read or fetch outside the windows as a trace replay makes
+                    // it: the check and the windows in one call, then the bytes. Every
+                    // fourth takes all three windows, the others only the reopened ones.
+                    let verdict = if i % 4 == 0 {
+                        let (verdict, w) =
+                            m.check_then_open_windows(cpu, ByteAddr(addr), size, access);
+                        wins[cpu] = w;
+                        verdict
+                    } else {
+                        let mut mine = m.windows(cpu);
+                        let verdict = m.check_then_reopen_windows(
+                            cpu,
+                            ByteAddr(addr),
+                            size,
+                            access,
+                            |a, w| mine[a as usize] = w,
+                        );
+                        prop_assert_eq!(
+                            mine,
+                            m.windows(cpu),
+                            "op {}: the reopened windows, and the others as they were",
+                            i
+                        );
+                        wins[cpu] = mine;
+                        verdict
+                    };
                     verdict
                         .map(|()| Some(m.memory().read(ByteAddr(addr), size)))
                         .map_err(AccessError::Fault)

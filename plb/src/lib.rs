@@ -468,12 +468,15 @@ impl Plb {
     /// one does: a fill follows a miss, and a probe drops the stale entries it meets).
     #[inline(always)]
     fn way_in_set(&self, first: usize, pd: PdId, w: WordAddr) -> Option<usize> {
-        match self.set_ways {
+        // The default shape (4 ways) by one test; the other fixed shapes by one jump.
+        if self.fixed_shape == 3 {
+            return way_of::<4>(&self.entries, first, pd, w);
+        }
+        match self.fixed_shape {
             1 => way_of::<1>(&self.entries, first, pd, w),
             2 => way_of::<2>(&self.entries, first, pd, w),
-            4 => way_of::<4>(&self.entries, first, pd, w),
-            8 => way_of::<8>(&self.entries, first, pd, w),
-            n => way_of_any(&self.entries[first..first + n], pd, w),
+            4 => way_of::<8>(&self.entries, first, pd, w),
+            _ => way_of_any(&self.entries[first..first + self.set_ways], pd, w),
         }
     }
 
@@ -525,49 +528,106 @@ impl Plb {
         None
     }
 
-    /// [`Plb::probe`] when it would hit with an answer that allows `access`: then counts,
-    /// stamps and loads the sidecar exactly as `probe` would and returns true. Otherwise
-    /// (a miss, a stale entry, a denial) returns false having changed nothing, and the
-    /// caller probes as usual.
+    /// [`Plb::probe`] of each word `first..=last` (at most two words apart) in turn, as
+    /// long as each would hit with an answer that allows `access`: each such word is
+    /// counted, stamped and loaded into sidecar `reg` exactly as `probe` would. If all of
+    /// them do, then opens the windows of `kinds` from sidecar `reg` for word `last`, as
+    /// [`Plb::open_windows`] would, and returns `Ok`. Otherwise returns the first word that
+    /// would not be such a hit (a miss, a stale entry, a denial) having changed nothing for
+    /// it, and the caller probes it as usual; the words before it stay counted.
+    ///
+    /// This is the machine's path for an access its caller's windows did not answer: one
+    /// pass that reloads the sidecar and reopens its windows, instead of closing them on
+    /// the reload and opening them again. Inlined, so a caller that passes a constant list
+    /// of kinds gets the work for those only.
+    ///
+    /// # Errors
+    /// The first word that is not an allowing hit.
     #[inline(always)]
-    pub fn probe_allows(
+    #[allow(clippy::too_many_arguments)]
+    pub fn probe_allows_then_open(
         &mut self,
         pd: PdId,
-        w: WordAddr,
+        first: WordAddr,
+        last: WordAddr,
         epochs: Epochs,
         reg: usize,
         access: mmp_domains::Access,
-    ) -> bool {
+        kinds: &[mmp_domains::Access],
+    ) -> Result<(), WordAddr> {
+        debug_assert!(first <= last && last.0 - first.0 <= 2);
+        if reg >= self.cfg.sidecars {
+            return self.probe_allows_without_sidecar(pd, first, last, epochs, access);
+        }
         let epoch = epochs.narrow;
-        if reg < self.cfg.sidecars
-            && let e = &self.sidecars[reg]
-            && e.matches(pd, w, epoch)
-        {
-            if !e.perm(w).allows(access) {
-                return false;
+        let mut w = first.0;
+        // Whether sidecar `reg` was written (so the windows opened from it are stale).
+        let mut reloaded = false;
+        loop {
+            let e = &self.sidecars[reg];
+            if e.matches(pd, WordAddr(w), epoch) {
+                if !e.perm(WordAddr(w)).allows(access) {
+                    break;
+                }
+                self.stats.sidecar_hits += 1;
+                self.last_hit = usize::MAX;
+            } else {
+                let set = self.set_first(pd, WordAddr(w));
+                let Some(way) = self.way_in_set(set, pd, WordAddr(w)) else {
+                    break;
+                };
+                let i = set + way;
+                let e = &self.entries[i];
+                if e.epoch != epoch || !e.perm(WordAddr(w)).allows(access) {
+                    break;
+                }
+                self.sidecars[reg] = *e;
+                self.tick += 1;
+                self.stamps[i] = self.tick;
+                self.stats.hits += 1;
+                self.last_hit = i;
+                reloaded = true;
             }
-            self.stats.sidecar_hits += 1;
-            self.last_hit = usize::MAX;
-            return true;
+            if w == last.0 {
+                self.open_windows_after(pd, last, epoch, reg, kinds, reloaded);
+                return Ok(());
+            }
+            w += 1;
         }
-        let first = self.set_first(pd, w);
-        let Some(way) = self.way_in_set(first, pd, w) else {
-            return false;
-        };
-        let i = first + way;
-        let e = self.entries[i];
-        if e.epoch != epoch || !e.perm(w).allows(access) {
-            return false;
-        }
-        self.tick += 1;
-        self.stamps[i] = self.tick;
-        self.stats.hits += 1;
-        self.last_hit = i;
-        if reg < self.cfg.sidecars {
-            self.sidecars[reg] = e;
+        if reloaded {
             self.close_windows(reg);
         }
-        true
+        Err(WordAddr(w))
+    }
+
+    /// [`Plb::probe_allows_then_open`] for a sidecar the PLB does not have: the words
+    /// probed in the array alone, and no window opened. Out of line (no machine has such a
+    /// PLB).
+    #[cold]
+    #[inline(never)]
+    fn probe_allows_without_sidecar(
+        &mut self,
+        pd: PdId,
+        first: WordAddr,
+        last: WordAddr,
+        epochs: Epochs,
+        access: mmp_domains::Access,
+    ) -> Result<(), WordAddr> {
+        for w in first.0..=last.0 {
+            let set = self.set_first(pd, WordAddr(w));
+            let Some(i) = self.way_in_set(set, pd, WordAddr(w)).map(|way| set + way) else {
+                return Err(WordAddr(w));
+            };
+            let e = &self.entries[i];
+            if e.epoch != epochs.narrow || !e.perm(WordAddr(w)).allows(access) {
+                return Err(WordAddr(w));
+            }
+            self.tick += 1;
+            self.stamps[i] = self.tick;
+            self.stats.hits += 1;
+            self.last_hit = i;
+        }
+        Ok(())
     }
 
     /// The fast path of [`Plb::probe`]: the permission sidecar `reg` gives `pd`'s word `w`
@@ -675,6 +735,40 @@ impl Plb {
         }
     }
 
+    /// [`Plb::open_windows_of_sidecar`] after probes through sidecar `reg` that may have
+    /// `reloaded` it: then every window opened from it before is stale, so a window of
+    /// `kinds` the entry does not open, and any window of another kind from `reg`, is
+    /// closed, as writing the sidecar would have closed them.
+    #[inline(always)]
+    fn open_windows_after(
+        &mut self,
+        pd: PdId,
+        w: WordAddr,
+        epoch: u64,
+        reg: usize,
+        kinds: &[mmp_domains::Access],
+        reloaded: bool,
+    ) {
+        if reloaded && self.open != 0 {
+            let mut others = 0b111u8;
+            for &k in kinds {
+                others &= !(1 << k as u8);
+            }
+            for a in 0..3 {
+                let win = &mut self.windows[a];
+                // (A window of `kinds` is closed here only if the entry opens no new one.)
+                if usize::from(win.reg) == reg
+                    && (others >> a) & 1 == 1
+                    && self.open & (1 << a) != 0
+                {
+                    win.len = 0;
+                    self.open &= !(1 << a);
+                }
+            }
+        }
+        self.open_windows_from(pd, w, epoch, reg, kinds, reloaded);
+    }
+
     /// [`Plb::open_windows`] for a caller that knows sidecar `reg`, if the PLB has it (its
     /// configuration's `sidecars`), holds `pd`'s entry for word `w` under narrowing epoch
     /// `epoch` (it has just probed `w` through it, and every probe that passes through a
@@ -688,6 +782,21 @@ impl Plb {
         epoch: u64,
         reg: usize,
         accesses: &[mmp_domains::Access],
+    ) {
+        self.open_windows_from(pd, w, epoch, reg, accesses, false);
+    }
+
+    /// [`Plb::open_windows_of_sidecar`]; with `close_refused`, a window of `accesses`
+    /// opened from `reg` that the entry does not reopen is closed.
+    #[inline(always)]
+    fn open_windows_from(
+        &mut self,
+        pd: PdId,
+        w: WordAddr,
+        epoch: u64,
+        reg: usize,
+        accesses: &[mmp_domains::Access],
+        close_refused: bool,
     ) {
         if reg >= self.cfg.sidecars {
             return;
@@ -710,6 +819,11 @@ impl Plb {
                 mmp_domains::Access::Execute => hi & lo,
             } * 3;
             if (allowed >> i) & 1 == 0 {
+                let win = &mut self.windows[access as usize];
+                if close_refused && usize::from(win.reg) == reg {
+                    win.len = 0;
+                    self.open &= !(1 << access as u8);
+                }
                 continue;
             }
             let (lo_word, words) = if allowed == u32::MAX {
@@ -746,7 +860,7 @@ impl Plb {
     }
 
     /// The three windows as byte ranges `(lo, len)` (indexed by [`Access`] as `usize`;
-    /// `(0, 0)` where closed), as [`Plb::window_allows`] reads them: valid under the
+    /// `len` 0 where closed), as [`Plb::window_allows`] reads them: valid under the
     /// contract stated there (the caller closes them when its domain or epoch changes).
     ///
     /// [`Access`]: mmp_domains::Access
@@ -754,6 +868,15 @@ impl Plb {
     #[must_use]
     pub fn windows(&self) -> [(u64, u64); 3] {
         self.windows.map(|w| (w.lo, w.len))
+    }
+
+    /// The window of `access` as a byte range `(lo, len)`, `len` 0 where closed: one of
+    /// [`Plb::windows`].
+    #[inline(always)]
+    #[must_use]
+    pub fn window(&self, access: mmp_domains::Access) -> (u64, u64) {
+        let w = &self.windows[access as usize];
+        (w.lo, w.len)
     }
 
     /// Counts `words` sidecar hits that a caller answered from [`Plb::windows`] itself: the

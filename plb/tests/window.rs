@@ -152,3 +152,136 @@ fn an_opened_window_serves_the_rest_of_its_run_and_closes_on_a_fill() {
     p.fill(pd(), WordAddr(200), ep, &l, 0);
     assert!(!p.window_allows(66 << 2, 4, Access::Write));
 }
+
+/// Fills `pd()`'s group of word `w` with `perms` (one 2-bit permission a word) through
+/// sidecar 0.
+fn fill_vector(p: &mut Plb, w: u64, perms: u32) {
+    let l = Lookup {
+        perm: Perm::from_bits(u64::from(perms >> (2 * (w % 16)))),
+        refs: 1,
+        cover: Cover::Vector16 { perms },
+    };
+    assert!(p.probe(pd(), WordAddr(w), Epochs::default(), 0).is_none());
+    p.fill(pd(), WordAddr(w), Epochs::default(), &l, 0);
+}
+
+#[test]
+fn a_reload_of_the_sidecar_reopens_its_windows_or_closes_them() {
+    let ep = Epochs::default();
+    // Group A (words 0..16) execute-read; group B (words 64..80) read-write but for word
+    // 65, which is none. Sidecar 0 ends holding A, with A's read and execute windows open
+    // (a PLB lets any sidecar open any kind).
+    let mut base = plb();
+    fill_vector(&mut base, 64, 0xaaaa_aaa2);
+    fill_vector(&mut base, 0, 0xffff_ffff);
+    base.open_windows(
+        pd(),
+        WordAddr(3),
+        ep.narrow,
+        0,
+        &[Access::Read, Access::Write, Access::Execute],
+    );
+    assert_eq!(base.windows(), [(0, 64), (0, 0), (0, 64)]);
+    base.check_windows(pd(), ep.narrow).unwrap();
+    let closed = |p: &Plb| p.windows().iter().all(|&(_, len)| len == 0);
+
+    // A two-word read whose first word (64) hits B in the array and reloads the sidecar,
+    // and whose second (65) B refuses: the second word is handed back, the first counted
+    // as `probe` counts it, and every window from the sidecar is closed (they were A's).
+    let mut p = base.clone();
+    let mut twin = base.clone();
+    let got = p.probe_allows_then_open(
+        pd(),
+        WordAddr(64),
+        WordAddr(65),
+        ep,
+        0,
+        Access::Read,
+        &[Access::Read, Access::Write],
+    );
+    assert_eq!(got, Err(WordAddr(65)));
+    assert!(twin.probe(pd(), WordAddr(64), ep, 0).is_some());
+    assert_eq!(p.stats(), twin.stats());
+    assert!(closed(&p), "{:?}", p.windows());
+    p.check_windows(pd(), ep.narrow).unwrap();
+
+    // A read of words 66 and 67, both B's and allowed: counted as two probes count them,
+    // the read and write windows reopened on B's run of words 66 to 79, and A's execute
+    // window closed.
+    let mut p = base.clone();
+    let mut twin = base.clone();
+    let got = p.probe_allows_then_open(
+        pd(),
+        WordAddr(66),
+        WordAddr(67),
+        ep,
+        0,
+        Access::Read,
+        &[Access::Read, Access::Write],
+    );
+    assert_eq!(got, Ok(()));
+    assert!(twin.probe(pd(), WordAddr(66), ep, 0).is_some());
+    assert!(twin.probe(pd(), WordAddr(67), ep, 0).is_some());
+    assert_eq!(p.stats(), twin.stats());
+    twin.open_windows(
+        pd(),
+        WordAddr(67),
+        ep.narrow,
+        0,
+        &[Access::Read, Access::Write],
+    );
+    assert_eq!(p.windows(), twin.windows());
+    assert_eq!(p.window(Access::Read), (66 << 2, 14 << 2));
+    assert_eq!(p.window(Access::Write), (66 << 2, 14 << 2));
+    assert_eq!(p.window(Access::Execute).1, 0, "closed");
+    p.check_windows(pd(), ep.narrow).unwrap();
+
+    // A fetch of a word of A again, through the sidecar that now holds B, asking for the
+    // execute window only: it opens on A, and B's read and write windows close.
+    let got = p.probe_allows_then_open(
+        pd(),
+        WordAddr(5),
+        WordAddr(5),
+        ep,
+        0,
+        Access::Execute,
+        &[Access::Execute],
+    );
+    assert_eq!(got, Ok(()));
+    assert_eq!(p.window(Access::Execute), (0, 64));
+    assert_eq!(p.window(Access::Read).1, 0, "closed");
+    assert_eq!(p.window(Access::Write).1, 0, "closed");
+    p.check_windows(pd(), ep.narrow).unwrap();
+
+    // A reload to B asking for all three windows: B refuses execute, so A's execute
+    // window, which is among those asked for, closes.
+    let mut p = base.clone();
+    let got = p.probe_allows_then_open(
+        pd(),
+        WordAddr(66),
+        WordAddr(66),
+        ep,
+        0,
+        Access::Read,
+        &[Access::Read, Access::Write, Access::Execute],
+    );
+    assert_eq!(got, Ok(()));
+    assert_eq!(p.window(Access::Read), (66 << 2, 14 << 2));
+    assert_eq!(p.window(Access::Execute).1, 0, "closed");
+    p.check_windows(pd(), ep.narrow).unwrap();
+
+    // A miss hands back its word and changes nothing.
+    let mut p = base.clone();
+    let got = p.probe_allows_then_open(
+        pd(),
+        WordAddr(200),
+        WordAddr(200),
+        ep,
+        0,
+        Access::Read,
+        &[Access::Read],
+    );
+    assert_eq!(got, Err(WordAddr(200)));
+    assert_eq!(p.stats(), base.stats());
+    assert_eq!(p.windows(), base.windows());
+}

@@ -331,13 +331,12 @@ const FETCHES: u64 = kind_size_bits(&[MemKind::Fetch]);
 
 /// Bit `size << 2 | kind` for each of `kinds` and each size of one check (1, 2, 4, 8).
 const fn kind_size_bits(kinds: &[MemKind]) -> u64 {
-    let sizes = [1u32, 2, 4, 8];
     let mut bits = 0u64;
     let mut s = 0;
-    while s < sizes.len() {
+    while s < ONE_CHECK_SIZES.len() {
         let mut k = 0;
         while k < kinds.len() {
-            bits |= 1 << ((sizes[s] << 2) | kinds[k] as u32);
+            bits |= 1 << ((ONE_CHECK_SIZES[s] << 2) | kinds[k] as u64);
             k += 1;
         }
         s += 1;
@@ -345,36 +344,86 @@ const fn kind_size_bits(kinds: &[MemKind]) -> u64 {
     bits
 }
 
-/// The machine's windows as the engine keeps them, by [`MemKind`]: their starts and their
-/// lengths in two arrays, so a window is found by its kind with one scaled index.
+/// The machine's windows as the engine keeps them: for each [`MemKind`], the window's first
+/// byte `lo` and its length `len` in bytes; and for the hot path, by the key
+/// `size << 2 | kind` of the references they answer, `reach`, so that it finds a
+/// reference's window, and tells that the reference is one check where it is made, in one
+/// test: a reference of key `k` and kind `kind` at `addr` lies inside its window if and
+/// only if `addr - lo[kind] < reach[k]` (wrapping). `reach` is the window's length less the
+/// reference's size, plus one; it is 0 for a closed window, and always 0 for a key outside
+/// [`Replay::fast`] (a modify, a size other than 1, 2, 4 or 8 bytes, or a fetch the layout
+/// may move).
 #[derive(Debug, Clone, Copy)]
 struct Windows {
     lo: [u64; 4],
     len: [u64; 4],
+    reach: [u64; 64],
 }
 
 impl Windows {
     const CLOSED: Windows = Windows {
         lo: [0; 4],
         len: [0; 4],
+        reach: [0; 64],
     };
 
-    /// The machine's windows ([`Machine::open_windows`], by access) by reference kind: a
-    /// modify's slot stays closed (it is never read).
+    /// The words a reference of key `key` (below 64) and kind `kind`, `size` bytes at
+    /// `addr`, touches, if it is one check where it is made (its key is in
+    /// [`Replay::fast`]) and lies inside its kind's window: then
+    /// [`Windows::words`] of the same reference.
     #[inline(always)]
-    fn by_kind(w: [(u64, u64); 3]) -> Windows {
-        Windows {
-            lo: [w[0].0, w[1].0, 0, w[2].0],
-            len: [w[0].1, w[1].1, 0, w[2].1],
+    fn words_fast(&self, key: u32, kind: usize, addr: u64, size: u64) -> Option<u64> {
+        (addr.wrapping_sub(self.lo[kind]) < self.reach[key as usize])
+            .then_some(((addr & 3) + size + 3) >> 2)
+    }
+
+    /// [`mmp_plb::window_words`] of the window of kind `kind` (a modify's is always
+    /// closed).
+    #[inline(always)]
+    fn words(&self, kind: usize, addr: u64, size: u64) -> Option<u64> {
+        mmp_plb::window_words((self.lo[kind], self.len[kind]), addr, size)
+    }
+
+    /// Sets the window of reference kind `kind` to the byte range `(lo, len)` (for the
+    /// hot path, for each of its keys in `fast`).
+    #[inline(always)]
+    fn set(&mut self, kind: usize, (lo, len): (u64, u64), fast: u64) {
+        self.lo[kind] = lo;
+        self.len[kind] = len;
+        // `fast` holds all of a kind's sizes of one check or none of them.
+        let key_of = |size: u64| (size << 2) as usize | kind;
+        debug_assert!(
+            ONE_CHECK_SIZES
+                .iter()
+                .all(|&size| { (fast >> key_of(size)) & 1 == (fast >> key_of(1)) & 1 })
+        );
+        let len = if (fast >> key_of(1)) & 1 == 1 { len } else { 0 };
+        for size in ONE_CHECK_SIZES {
+            // Inside: `addr - lo < len` and `len - (addr - lo) >= size`.
+            self.reach[key_of(size)] = len.saturating_sub(size - 1);
         }
     }
 
-    /// [`mmp_plb::window_words`] of slot `k`.
-    #[inline(always)]
-    fn words(&self, k: usize, addr: u64, size: u64) -> Option<u64> {
-        mmp_plb::window_words((self.lo[k], self.len[k]), addr, size)
+    /// Closes every window.
+    #[inline]
+    fn close(&mut self) {
+        for kind in [MemKind::Load, MemKind::Store, MemKind::Fetch] {
+            self.set(kind as usize, (0, 0), 0);
+        }
     }
 }
+
+/// The sizes of a reference that is one check.
+const ONE_CHECK_SIZES: [u64; 4] = [1, 2, 4, 8];
+
+/// The slot of [`Windows`] the window of an access kind (indexed by [`Access`] as `usize`)
+/// is kept in: that of the reference kind checked with it (a modify's slot stays closed: it
+/// is never read).
+const SLOT_OF: [usize; 3] = [
+    MemKind::Load as usize,
+    MemKind::Store as usize,
+    MemKind::Fetch as usize,
+];
 
 /// The access a memory reference's (first) check is, by [`MemKind`]: a modify's first is its
 /// read.
@@ -600,15 +649,9 @@ impl Replay {
 
     #[inline(always)]
     fn check(&mut self, addr: u64, size: u64, access: Access) {
-        /// The slot of `windows` an access kind's window is in.
-        const SLOT: [usize; 3] = [
-            MemKind::Load as usize,
-            MemKind::Store as usize,
-            MemKind::Fetch as usize,
-        ];
         // Inside the open window of this access kind: the machine's check would pass on its
         // sidecar fast path, counting a sidecar hit a word and changing nothing else.
-        if let Some(words) = self.windows.words(SLOT[access as usize], addr, size) {
+        if let Some(words) = self.windows.words(SLOT_OF[access as usize], addr, size) {
             self.window_hits += words;
             return;
         }
@@ -622,10 +665,14 @@ impl Replay {
         // The check, then the windows of the sidecar it went through, from the entry it
         // holds now (for the last word the access touched), and the other kinds' as they
         // are.
-        let (verdict, windows) =
-            self.machine
-                .check_then_open_windows(self.cpu, ByteAddr(addr), size, access);
-        self.windows = Windows::by_kind(windows);
+        let (windows, fast) = (&mut self.windows, self.fast);
+        let verdict = self.machine.check_then_reopen_windows(
+            self.cpu,
+            ByteAddr(addr),
+            size,
+            access,
+            |a, window| windows.set(SLOT_OF[a as usize], window, fast),
+        );
         if let Err(f) = verdict {
             self.events += lag;
             self.fault(&f);
@@ -653,13 +700,21 @@ impl Replay {
     /// names the event it happened at all the same.
     #[inline(always)]
     fn mem_lagging(&mut self, kind: MemKind, addr: u64, size: u32, lag: u64) {
-        // The common case, told by one test of the kind and the size together (see
-        // `fast`), with the window found by the kind itself (fetches and data references
-        // interleave unpredictably, so no branch on the kind): one check, answered inside
-        // its kind's window, else by the machine.
+        // The common case, told by one test of the kind, the size and the address together
+        // (see `Windows`), with no branch on the kind (fetches and data references
+        // interleave unpredictably): one check, answered inside its window.
         let key = (size << 2) | kind as u32;
+        if key < 64
+            && let Some(words) = self
+                .windows
+                .words_fast(key, kind as usize, addr, u64::from(size))
+        {
+            self.window_hits += words;
+            return;
+        }
+        // Else one check (see `fast`) by the machine, or the references that are not.
         if key < 64 && (self.fast >> key) & 1 == 1 {
-            self.one_check(kind, addr, u64::from(size), lag);
+            self.check_on_machine(addr, u64::from(size), ACCESS_OF[kind as usize], lag);
             return;
         }
         self.mem_checks(kind, addr, size, lag);
@@ -1109,7 +1164,7 @@ impl Replay {
         // Every other event may change the machine or the CPU: count the window hits on the
         // CPU they were made on, and ask for the windows again after the next check.
         self.flush_window_hits();
-        self.windows = Windows::CLOSED;
+        self.windows.close();
         match e {
             Event::Domain { no, name } => self.declare_domain(*no, name),
             Event::Function { addr, domain, name } => self.declare_function(*addr, *domain, name),
