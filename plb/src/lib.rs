@@ -468,8 +468,9 @@ impl Plb {
     /// one does: a fill follows a miss, and a probe drops the stale entries it meets).
     #[inline(always)]
     fn way_in_set(&self, first: usize, pd: PdId, w: WordAddr) -> Option<usize> {
-        // The default shape (4 ways) by one test; the other fixed shapes by one jump.
-        if self.fixed_shape == 3 {
+        // The default shape (4 ways) by one test (of `set_ways`, so that it is not folded
+        // into the jump); the other fixed shapes by one jump.
+        if self.set_ways == 4 {
             return way_of::<4>(&self.entries, first, pd, w);
         }
         match self.fixed_shape {
