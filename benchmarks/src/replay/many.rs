@@ -4,8 +4,8 @@
 //! What it guarantees: each engine sees exactly the events, in the order, that
 //! [`Replay::run`] would give it, so its report equals the report of replaying the trace on
 //! it alone (the timings apart); the engines come back in the order given. The decoder runs
-//! on the calling thread, at most two blocks ahead of the slowest worker, so memory stays at
-//! a few blocks whatever the trace's length.
+//! on the calling thread, at most eight blocks (`AHEAD`) ahead of the slowest engine, so
+//! memory stays at a few blocks whatever the trace's length.
 
 use std::sync::Arc;
 use std::time::Instant;
