@@ -5,7 +5,9 @@
 //! [`Replay::run`] would give it, so its report equals the report of replaying the trace on
 //! it alone (the timings apart); the engines come back in the order given. The decoder runs
 //! on the calling thread, at most eight blocks (`AHEAD`) ahead of the slowest engine, so
-//! memory stays at a few blocks whatever the trace's length.
+//! memory stays at a few blocks whatever the trace's length. A block packs each memory
+//! reference in 8 bytes, since every engine streams every block: a grid of 12 points reads
+//! each item 12 times.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -33,80 +35,112 @@ pub enum ManyError {
     },
 }
 
-/// One item of a block: a memory reference inline (16 bytes), anything else by its index
-/// in the block's `others`. The reference's kind is the variant, so that replaying an item
-/// dispatches once, into a check specialised for its kind (as the binary reader's fast
-/// path does), rather than once on the item and again on its kind.
-#[derive(Debug, Clone, Copy)]
-enum Item {
-    Load { addr: u64, size: u32 },
-    Store { addr: u64, size: u32 },
-    Modify { addr: u64, size: u32 },
-    Fetch { addr: u64, size: u32 },
-    Other(u32),
+/// Where a packed reference's key `size << 2 | kind` starts: the top 6 bits of its `u64`,
+/// the address taking the other 58 (sign-extended, so a 64-bit kernel's canonical addresses
+/// pack too).
+const KEY_SHIFT: u32 = 58;
+
+/// The memory reference as one `u64` (its key above [`KEY_SHIFT`], its address below), if it
+/// packs: its size is below 16 and its address is the sign extension of its low 58 bits.
+#[inline(always)]
+fn pack(kind: MemKind, addr: u64, size: u32) -> Option<u64> {
+    let fits = size < 16 && ((((addr << 6) as i64) >> 6) as u64) == addr;
+    fits.then(|| (u64::from((size << 2) | kind as u32) << KEY_SHIFT) | (addr << 6 >> 6))
 }
 
-/// [`BLOCK`] events at most, in trace order.
+/// The kind, address and size of a reference [`pack`] packed.
+#[inline(always)]
+fn unpack(p: u64) -> (MemKind, u64, u32) {
+    let key = (p >> KEY_SHIFT) as u32;
+    let kind = match key & 3 {
+        0 => MemKind::Load,
+        1 => MemKind::Store,
+        2 => MemKind::Modify,
+        _ => MemKind::Fetch,
+    };
+    (kind, (((p << 6) as i64) >> 6) as u64, key >> 2)
+}
+
+/// [`BLOCK`] events at most, in trace order: the memory references packed (8 bytes each, so
+/// that every engine streams half the bytes an [`Event`] would take), and the other events
+/// (with any reference that does not pack) apart, each with the number of packed references
+/// before it. An engine replays the references between two others in one tight loop.
 #[derive(Debug, Default)]
 struct Events {
-    items: Vec<Item>,
-    others: Vec<Event>,
+    mems: Vec<u64>,
+    others: Vec<(u32, Event)>,
 }
 
 impl Events {
     fn new() -> Events {
         Events {
-            items: Vec::with_capacity(BLOCK),
+            mems: Vec::with_capacity(BLOCK),
             others: Vec::new(),
         }
     }
 
     #[inline(always)]
     fn push_mem(&mut self, kind: MemKind, addr: u64, size: u32) {
-        self.items.push(match kind {
-            MemKind::Load => Item::Load { addr, size },
-            MemKind::Store => Item::Store { addr, size },
-            MemKind::Modify => Item::Modify { addr, size },
-            MemKind::Fetch => Item::Fetch { addr, size },
-        });
+        match pack(kind, addr, size) {
+            Some(p) => self.mems.push(p),
+            None => self.push_other(Event::Mem { kind, addr, size }),
+        }
+    }
+
+    #[cold]
+    fn push_other(&mut self, e: Event) {
+        // At most BLOCK of them: the count fits.
+        self.others.push((self.mems.len() as u32, e));
     }
 
     fn push(&mut self, e: Event) {
         match e {
             Event::Mem { kind, addr, size } => self.push_mem(kind, addr, size),
-            e => {
-                // At most BLOCK of them: the index fits.
-                self.items.push(Item::Other(self.others.len() as u32));
-                self.others.push(e);
-            }
+            e => self.push_other(e),
         }
     }
 
+    fn len(&self) -> usize {
+        self.mems.len() + self.others.len()
+    }
+
     fn full(&self) -> bool {
-        self.items.len() >= BLOCK
+        self.len() >= BLOCK
     }
 
     /// Replays the block on `r` as [`Replay::run`] would the same events.
     fn feed(&self, r: &mut Replay) -> Result<(), ReplayError> {
         let t = Instant::now();
-        // As the binary reader's fast path: the report counts memory events as the events
-        // that are not others.
-        let mem = |r: &mut Replay, kind, addr, size| {
-            r.mem(kind, addr, size);
-            r.events += 1;
-            Ok(())
-        };
-        let res = self.items.iter().try_for_each(|it| match *it {
-            Item::Load { addr, size } => mem(r, MemKind::Load, addr, size),
-            Item::Store { addr, size } => mem(r, MemKind::Store, addr, size),
-            Item::Modify { addr, size } => mem(r, MemKind::Modify, addr, size),
-            Item::Fetch { addr, size } => mem(r, MemKind::Fetch, addr, size),
-            Item::Other(i) => r.step(&self.others[i as usize]),
-        });
+        let mut from = 0;
+        let mut res = Ok(());
+        for (at, e) in &self.others {
+            let at = *at as usize;
+            feed_mems(r, &self.mems[from..at]);
+            from = at;
+            res = r.step(e);
+            if res.is_err() {
+                break;
+            }
+        }
+        if res.is_ok() {
+            feed_mems(r, &self.mems[from..]);
+        }
         r.flush_window_hits();
         r.seconds += t.elapsed().as_secs_f64();
         res
     }
+}
+
+/// Replays packed references on `r`. As the binary reader's fast path, the report counts
+/// them as events after the run (a fault names its event all the same) and as memory
+/// events as the events that are not others.
+#[inline(always)]
+fn feed_mems(r: &mut Replay, mems: &[u64]) {
+    for (n, &p) in mems.iter().enumerate() {
+        let (kind, addr, size) = unpack(p);
+        r.mem_lagging(kind, addr, size, n as u64);
+    }
+    r.events += mems.len() as u64;
 }
 
 type Block = Arc<Events>;
@@ -176,7 +210,7 @@ pub fn replay_binary<R: std::io::Read>(
         if c.stopped {
             return Err(ReplayError::Stopped);
         }
-        if !c.block.items.is_empty() {
+        if c.block.len() != 0 {
             (c.ship)(std::mem::take(&mut c.block));
         }
         Ok(())
@@ -205,7 +239,7 @@ pub fn replay_events(
                 }
             }
         }
-        if !block.items.is_empty() {
+        if block.len() != 0 {
             ship(block);
         }
         Ok(())
@@ -401,6 +435,8 @@ mod tests {
     use crate::import;
     use crate::replay::ReplayConfig;
     use crate::trace::TraceWidth;
+    use crate::trace::binary::BinaryWriter;
+    use mmp_domains::TableFormat;
 
     fn engines(cpus: &[usize]) -> Vec<Replay> {
         cpus.iter()
@@ -452,6 +488,81 @@ mod tests {
                 r.events_per_sec = a.events_per_sec;
                 assert_eq!(&r, a, "jobs {jobs}");
                 assert_eq!(r.faults.total, outside);
+            }
+        }
+    }
+
+    #[test]
+    fn references_that_do_not_pack_and_events_between_them_replay_as_alone() {
+        // Every kind; sizes that pack and sizes that do not (3 bytes, 16, 64); addresses that
+        // pack (in the grant, beyond the 48-bit width, sign-extended from bit 57) and that
+        // do not (bit 58 set alone); faults among them; other events inside blocks: through
+        // the event path and the binary reader's, the reports equal a lone replay's.
+        let mut t = String::from(
+            "mmp-trace 1 width 48\ndomain 1 d\ngrant 1 0x7fff00000000 0x2000 rw\nswitch 1\n",
+        );
+        let kinds = ["load", "store", "modify", "fetch"];
+        let sizes = [4, 8, 1, 3, 16, 2, 64];
+        let addrs = [
+            0x7fff_0000_0000,
+            0x7fff_0000_1ffc,
+            0xffff_ffff_ffff_fff0,
+            0x0400_0000_0000_0000,
+            0x7fff_0000_2000,
+        ];
+        let n = BLOCK + BLOCK / 2;
+        for i in 0..n {
+            if i % 997 == 0 {
+                t += "insns 5\n";
+            }
+            let a = addrs[i % 5 % (1 + 4 * usize::from(i % 11 == 0))] + (i % 7 * 4) as u64;
+            t += &format!("{} {a:#x} {}\n", kinds[i % 4], sizes[i % 7]);
+        }
+        let engines = || {
+            [TableFormat::Flat, TableFormat::Mlpt]
+                .into_iter()
+                .map(|format| {
+                    let cfg = ReplayConfig {
+                        format,
+                        ..ReplayConfig::default()
+                    };
+                    Replay::new(cfg, TraceWidth::Bits48).unwrap()
+                })
+                .collect::<Vec<_>>()
+        };
+        let events = || import::from_reader(std::io::Cursor::new(t.clone()), None).unwrap();
+        let mut w =
+            BinaryWriter::new(std::io::Cursor::new(Vec::new()), TraceWidth::Bits48).unwrap();
+        let mut src = events();
+        while let Some(e) = src.next_event().unwrap() {
+            w.write(&e).unwrap();
+        }
+        let bytes = w.finish().unwrap().into_inner();
+        let alone: Vec<_> = engines()
+            .into_iter()
+            .map(|mut r| {
+                r.run(events().as_mut(), |_| {}).unwrap();
+                r.report()
+            })
+            .collect();
+        assert!(
+            alone
+                .iter()
+                .all(|a| a.faults.total > 0 && a.events > n as u64)
+        );
+        for jobs in [1, 2] {
+            let mut by_events = engines();
+            replay_events(events().as_mut(), &mut by_events, jobs, |_| {}).unwrap();
+            let mut by_binary = engines();
+            let mut src = BinaryReader::new(&bytes[..]).unwrap();
+            replay_binary(&mut src, &mut by_binary, jobs, |_| {}).unwrap();
+            for rs in [&by_events, &by_binary] {
+                for (r, a) in rs.iter().zip(&alone) {
+                    let mut r = r.report();
+                    r.seconds = a.seconds;
+                    r.events_per_sec = a.events_per_sec;
+                    assert_eq!(&r, a, "jobs {jobs}");
+                }
             }
         }
     }

@@ -699,7 +699,7 @@ impl Replay {
     /// reader's runs count their references for the engine after each run): a fault
     /// names the event it happened at all the same.
     #[inline(always)]
-    fn mem_lagging(&mut self, kind: MemKind, addr: u64, size: u32, lag: u64) {
+    pub(crate) fn mem_lagging(&mut self, kind: MemKind, addr: u64, size: u32, lag: u64) {
         // The common case, told by one test of the kind, the size and the address together
         // (see `Windows`), with no branch on the kind (fetches and data references
         // interleave unpredictably): one check, answered inside its window.
