@@ -5,7 +5,7 @@
 //! entry; everything else takes the full path.
 
 use mmp_domains::{Access, ByteAddr, Lookup, PdId, Perm, PermTable, Table, WordAddr};
-use mmp_plb::Hit;
+use mmp_plb::{Hit, Stop};
 
 use crate::fault::{AccessError, Fault, FaultKind};
 use crate::machine::{Cpu, Machine};
@@ -221,20 +221,63 @@ impl Machine {
                 }
                 p
             };
-            let Err(WordAddr(w)) = probed else {
-                return Ok(());
+            let miss = match probed {
+                Ok(()) => return Ok(()),
+                Err(Stop::Word(WordAddr(w))) => {
+                    return self.check_rest_then_reopen_windows(
+                        cpu,
+                        a,
+                        size,
+                        access,
+                        w,
+                        None,
+                        &mut reopened,
+                    );
+                }
+                Err(Stop::Miss(miss)) => miss,
             };
-            return self.check_rest_then_reopen_windows(cpu, a, size, access, w, &mut reopened);
+            // A miss, counted by the probe: the walk and the fill here, without a second
+            // probe; the common answer (the last word, allowed) reopens the sidecar's windows
+            // at once.
+            let w = miss.word();
+            let l = walk(&self.pds[c.slot].table, w);
+            c.plb.fill_miss(miss, &l);
+            if w == last && l.perm.allows(access) {
+                let epoch = epochs.narrow;
+                if reg == FETCH_SIDECAR {
+                    c.plb
+                        .open_windows_of_sidecar(pd, last, epoch, reg, &[Access::Execute]);
+                    reopened(Access::Execute, c.plb.window(Access::Execute));
+                } else {
+                    let kinds = [Access::Read, Access::Write];
+                    c.plb.open_windows_of_sidecar(pd, last, epoch, reg, &kinds);
+                    reopened(Access::Read, c.plb.window(Access::Read));
+                    reopened(Access::Write, c.plb.window(Access::Write));
+                }
+                return Ok(());
+            }
+            return self.check_rest_then_reopen_windows(
+                cpu,
+                a,
+                size,
+                access,
+                w.0,
+                Some(l.perm),
+                &mut reopened,
+            );
         }
-        self.check_rest_then_reopen_windows(cpu, a, size, access, a >> 2, &mut reopened)
+        self.check_rest_then_reopen_windows(cpu, a, size, access, a >> 2, None, &mut reopened)
     }
 
     /// The rest of [`Machine::check_then_reopen_windows`] once word `from` of the access
     /// was not an allowing hit (the words before it were, and are counted): the full path
     /// from there, which then does exactly what it would have done alone, and the windows.
+    /// With `walked`, word `from` missed and was walked and filled already (the table
+    /// holds `walked` there): its verdict comes from that answer, not a second probe.
     /// Out of line and cold, so the common case stays small.
     #[cold]
     #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
     fn check_rest_then_reopen_windows(
         &mut self,
         cpu: usize,
@@ -242,10 +285,13 @@ impl Machine {
         size: u64,
         access: Access,
         from: u64,
+        walked: Option<Perm>,
         reopened: &mut dyn FnMut(Access, (u64, u64)),
     ) -> Result<(), Fault> {
         let reg = sidecar_for(access);
-        let refusal = if from == a >> 2 {
+        let refusal = if let Some(held) = walked {
+            self.check_after_walk(cpu, reg, a, size, access, from, held)
+        } else if from == a >> 2 {
             self.check_full(cpu, reg, a, size, access).into_result()
         } else {
             // The words from `from` to the last (one or two, inside the width, past an
@@ -268,6 +314,40 @@ impl Machine {
             reopened(k, windows[k as usize]);
         }
         verdict
+    }
+
+    /// The verdict on the words of an access from word `from` on, where `from` missed the
+    /// PLB and the walk (now filled) found `held`: as [`Machine::check_full`] decides on a
+    /// walked answer (a denial is final; the frame registers may lift it), then the full
+    /// path for the one or two words after it.
+    #[allow(clippy::too_many_arguments)]
+    fn check_after_walk(
+        &mut self,
+        cpu: usize,
+        reg: usize,
+        a: u64,
+        size: u64,
+        access: Access,
+        from: u64,
+        held: Perm,
+    ) -> Result<(), Refusal> {
+        let c = &self.cpus[cpu];
+        // Allowed by the table, or a denial the frame registers lift.
+        let allowed = held.allows(access)
+            || (in_frame_reach(c, from, access)
+                && c.regs
+                    .allows_word(ByteAddr(from << 2), access == Access::Write));
+        if !allowed {
+            return Err(Refusal::NoPermission { w: from, held });
+        }
+        let last = (a + size - 1) >> 2;
+        if last == from {
+            return Ok(());
+        }
+        // The one or two words after `from`, inside the width, as an aligned access.
+        let rest = 4 * (last - from);
+        self.check_full(cpu, reg, (from + 1) << 2, rest, access)
+            .into_result()
     }
 
     /// The fault for a refusal of the full path. Inlined, so a caller that only asks

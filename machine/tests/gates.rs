@@ -1,7 +1,7 @@
 //! Call and return gates on the machine: crossings, the cross-domain call stack, and the
 //! frame registers.
 
-use mmp_domains::{ByteAddr, PdId, PdKind, Perm, WordAddr};
+use mmp_domains::{Access, ByteAddr, PdId, PdKind, Perm, WordAddr};
 use mmp_gates::{ArgWindow, FrameRegs, Gate};
 use mmp_machine::{AccessError, FaultKind, Machine, MachineConfig};
 
@@ -578,4 +578,38 @@ fn a_chain_deeper_than_the_on_chip_buffer_spills_and_returns_correctly() {
     );
     assert_eq!(m.frame_regs(0).unwrap().fb, ByteAddr(0xa000));
     assert_eq!(m.gate_lookups(), 30, "one gate lookup a crossing");
+}
+
+#[test]
+fn a_replays_check_lifts_a_walked_denial_by_the_frame_registers_as_a_load_does() {
+    // `check_then_reopen_windows` (a trace replay's check) walks and fills a PLB miss
+    // itself. A's table grants nothing at its stack, [0x4000, 0xa000), which its frame
+    // registers cover: a word there passes, a word past either end faults on that word,
+    // with the fault and the counts that a plain load or store gives.
+    let World { m, .. } = world(1);
+    let cases = [
+        (0x8800, 4, true),
+        (0x8802, 4, true),
+        (0x9ffc, 4, true),
+        (0x9ffc, 8, false),
+        (0x9ffe, 8, false),
+        (0x3ffc, 8, false),
+        (0xa000, 4, false),
+    ];
+    for (addr, size, allowed) in cases {
+        for access in [Access::Read, Access::Write] {
+            let (mut replay, mut plain) = (m.clone(), m.clone());
+            let got = replay.check_then_reopen_windows(0, ByteAddr(addr), size, access, |_, _| {});
+            let want = match access {
+                Access::Write => plain.store(0, ByteAddr(addr), size, 0),
+                _ => plain.load(0, ByteAddr(addr), size).map(|_| ()),
+            };
+            let what = format!("{access:?} of {size} bytes at {addr:#x}");
+            assert_eq!(got.is_ok(), allowed, "{what}");
+            assert_eq!(got.map_err(AccessError::Fault), want, "{what}");
+            assert_eq!(replay.plb_stats(0), plain.plb_stats(0), "{what}");
+            assert!(replay.plb_stats(0).unwrap().misses >= 1, "{what}: a miss");
+            replay.check_invariants().unwrap();
+        }
+    }
 }

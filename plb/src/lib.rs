@@ -195,6 +195,40 @@ pub struct Miss {
     reg: usize,
 }
 
+impl Miss {
+    /// The word that missed.
+    #[must_use]
+    pub fn word(&self) -> WordAddr {
+        self.w
+    }
+}
+
+/// Where [`Plb::probe_allows_then_open`] stopped: the first word that was not an allowing
+/// hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// A word no sidecar or entry covers, in a PLB whose set shape has a path of its own
+    /// (1, 2, 4 or 8 ways): probed, and counted as a miss, exactly as
+    /// [`Plb::probe_or_miss`] would, so the caller walks and hands the answer to
+    /// [`Plb::fill_miss`] without probing again.
+    Miss(Miss),
+    /// Any other word that is not an allowing hit (a stale entry, a denial, a miss in a
+    /// set of another shape): nothing was changed for it, and the caller probes it as
+    /// usual.
+    Word(WordAddr),
+}
+
+impl Stop {
+    /// The word it stopped at.
+    #[must_use]
+    pub fn word(&self) -> WordAddr {
+        match self {
+            Stop::Miss(m) => m.w,
+            Stop::Word(w) => *w,
+        }
+    }
+}
+
 /// One PLB entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Entry {
@@ -533,9 +567,12 @@ impl Plb {
     /// long as each would hit with an answer that allows `access`: each such word is
     /// counted, stamped and loaded into sidecar `reg` exactly as `probe` would. If all of
     /// them do, then opens the windows of `kinds` from sidecar `reg` for word `last`, as
-    /// [`Plb::open_windows`] would, and returns `Ok`. Otherwise returns the first word that
-    /// would not be such a hit (a miss, a stale entry, a denial) having changed nothing for
-    /// it, and the caller probes it as usual; the words before it stay counted.
+    /// [`Plb::open_windows`] would, and returns `Ok`. Otherwise stops at the first word that
+    /// would not be such a hit, the words before it staying counted: a miss in a set of a
+    /// fixed shape comes back as [`Stop::Miss`], counted as `probe` would count it, for the
+    /// caller to walk and fill; any other word as [`Stop::Word`], nothing changed for it,
+    /// for the caller to probe as usual. Either way, if the probes wrote sidecar `reg`, its
+    /// windows are closed.
     ///
     /// This is the machine's path for an access its caller's windows did not answer: one
     /// pass that reloads the sidecar and reopens its windows, instead of closing them on
@@ -543,7 +580,7 @@ impl Plb {
     /// of kinds gets the work for those only.
     ///
     /// # Errors
-    /// The first word that is not an allowing hit.
+    /// Where it stopped: the first word that is not an allowing hit.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     pub fn probe_allows_then_open(
@@ -555,10 +592,12 @@ impl Plb {
         reg: usize,
         access: mmp_domains::Access,
         kinds: &[mmp_domains::Access],
-    ) -> Result<(), WordAddr> {
+    ) -> Result<(), Stop> {
         debug_assert!(first <= last && last.0 - first.0 <= 2);
         if reg >= self.cfg.sidecars {
-            return self.probe_allows_without_sidecar(pd, first, last, epochs, access);
+            return self
+                .probe_allows_without_sidecar(pd, first, last, epochs, access)
+                .map_err(Stop::Word);
         }
         let epoch = epochs.narrow;
         let mut w = first.0;
@@ -575,7 +614,13 @@ impl Plb {
             } else {
                 let set = self.set_first(pd, WordAddr(w));
                 let Some(way) = self.way_in_set(set, pd, WordAddr(w)) else {
-                    break;
+                    if reloaded {
+                        self.close_windows(reg);
+                    }
+                    return Err(match self.miss_in_set(set, pd, WordAddr(w), epochs, reg) {
+                        Some(miss) => Stop::Miss(miss),
+                        None => Stop::Word(WordAddr(w)),
+                    });
                 };
                 let i = set + way;
                 let e = &self.entries[i];
@@ -598,12 +643,52 @@ impl Plb {
         if reloaded {
             self.close_windows(reg);
         }
-        Err(WordAddr(w))
+        Err(Stop::Word(WordAddr(w)))
+    }
+
+    /// The rest of [`Plb::probe_or_miss`] for `pd`'s word `w`, which sidecar `reg` does not
+    /// cover and no way of the set at `first` holds: in a set of a fixed shape, the miss
+    /// counted and its victim chosen exactly as there; `None` (nothing done) in a set of
+    /// another shape, whose fill chooses after the walk.
+    #[inline(always)]
+    fn miss_in_set(
+        &mut self,
+        first: usize,
+        pd: PdId,
+        w: WordAddr,
+        epochs: Epochs,
+        reg: usize,
+    ) -> Option<Miss> {
+        if self.fixed_shape == 0 {
+            return None;
+        }
+        // As `probe_set`: one tick for the probe and the fill, the miss, then the victim.
+        self.tick += 1;
+        self.stats.misses += 1;
+        let victim = match self.cfg.replacement {
+            Replacement::Lru => {
+                let way = if self.set_ways == 4 {
+                    oldest::<4>(&self.stamps, first)
+                } else {
+                    oldest_any(&self.stamps[first..first + self.set_ways])
+                };
+                self.stats.evictions += u64::from(self.entries[first + way].is_valid());
+                first + way
+            }
+            Replacement::Random { .. } => self.random_victim(first),
+        };
+        Some(Miss {
+            victim,
+            pd,
+            w,
+            epochs,
+            reg,
+        })
     }
 
     /// [`Plb::probe_allows_then_open`] for a sidecar the PLB does not have: the words
-    /// probed in the array alone, and no window opened. Out of line (no machine has such a
-    /// PLB).
+    /// probed in the array alone, and no window opened. Out of line (a PLB without that
+    /// sidecar is rare).
     #[cold]
     #[inline(never)]
     fn probe_allows_without_sidecar(

@@ -3,7 +3,7 @@
 //! sidecar hits, and closes when the sidecar is written.
 
 use mmp_domains::{Access, Cover, Lookup, PdId, PdKind, Perm, WordAddr};
-use mmp_plb::{Epochs, Plb, PlbConfig, Replacement};
+use mmp_plb::{Epochs, Plb, PlbConfig, Replacement, Stop};
 
 fn pd() -> PdId {
     PdId::new(1, 0, PdKind::Kernel).expect("valid id")
@@ -199,7 +199,7 @@ fn a_reload_of_the_sidecar_reopens_its_windows_or_closes_them() {
         Access::Read,
         &[Access::Read, Access::Write],
     );
-    assert_eq!(got, Err(WordAddr(65)));
+    assert_eq!(got, Err(Stop::Word(WordAddr(65))));
     assert!(twin.probe(pd(), WordAddr(64), ep, 0).is_some());
     assert_eq!(p.stats(), twin.stats());
     assert!(closed(&p), "{:?}", p.windows());
@@ -270,8 +270,10 @@ fn a_reload_of_the_sidecar_reopens_its_windows_or_closes_them() {
     assert_eq!(p.window(Access::Execute).1, 0, "closed");
     p.check_windows(pd(), ep.narrow).unwrap();
 
-    // A miss hands back its word and changes nothing.
+    // A miss (word 200 is in no entry) is probed as `probe_or_miss` probes it: counted,
+    // its victim chosen, and handed back; filled, the PLB is exactly the twin's.
     let mut p = base.clone();
+    let mut twin = base.clone();
     let got = p.probe_allows_then_open(
         pd(),
         WordAddr(200),
@@ -281,7 +283,43 @@ fn a_reload_of_the_sidecar_reopens_its_windows_or_closes_them() {
         Access::Read,
         &[Access::Read],
     );
-    assert_eq!(got, Err(WordAddr(200)));
-    assert_eq!(p.stats(), base.stats());
-    assert_eq!(p.windows(), base.windows());
+    let Err(Stop::Miss(miss)) = got else {
+        panic!("a miss, not {got:?}");
+    };
+    assert_eq!(miss.word(), WordAddr(200));
+    assert_eq!(twin.probe_or_miss(pd(), WordAddr(200), ep, 0), Err(miss));
+    assert_eq!(p.stats(), twin.stats());
+    assert_eq!(p.stats().misses, base.stats().misses + 1);
+    let l = Lookup {
+        perm: Perm::ReadWrite,
+        refs: 1,
+        cover: Cover::Block { log2_words: 4 },
+    };
+    p.fill_miss(miss, &l);
+    twin.fill_miss(miss, &l);
+    assert_eq!(format!("{p:?}"), format!("{twin:?}"));
+
+    // A read of words 79 and 80: 79 hits B in the array and reloads the sidecar, 80 is in
+    // no entry. The PLB is as after a probe of 79 and `probe_or_miss` of 80, and the
+    // windows from the sidecar (A's) are closed.
+    let mut p = base.clone();
+    let mut twin = base.clone();
+    let got = p.probe_allows_then_open(
+        pd(),
+        WordAddr(79),
+        WordAddr(80),
+        ep,
+        0,
+        Access::Read,
+        &[Access::Read, Access::Write],
+    );
+    let Err(Stop::Miss(miss)) = got else {
+        panic!("a miss, not {got:?}");
+    };
+    assert_eq!(got.unwrap_err().word(), WordAddr(80));
+    assert!(twin.probe(pd(), WordAddr(79), ep, 0).is_some());
+    assert_eq!(twin.probe_or_miss(pd(), WordAddr(80), ep, 0), Err(miss));
+    assert_eq!(format!("{p:?}"), format!("{twin:?}"));
+    assert!(closed(&p), "{:?}", p.windows());
+    p.check_windows(pd(), ep.narrow).unwrap();
 }
