@@ -190,81 +190,88 @@ impl Machine {
         {
             let (pd, epochs) = (c.pd, c.epochs);
             let (first, last) = (WordAddr(a >> 2), WordAddr((a + size - 1) >> 2));
-            // Each sidecar's access kinds as a constant, each compiled for its own.
-            let probed = if reg == FETCH_SIDECAR {
-                let p = c.plb.probe_allows_then_open(
-                    pd,
-                    first,
-                    last,
-                    epochs,
-                    reg,
-                    access,
-                    &[Access::Execute],
-                );
-                if p.is_ok() {
-                    reopened(Access::Execute, c.plb.window(Access::Execute));
-                }
-                p
-            } else {
-                let p = c.plb.probe_allows_then_open(
-                    pd,
-                    first,
-                    last,
-                    epochs,
-                    reg,
-                    access,
-                    &[Access::Read, Access::Write],
-                );
-                if p.is_ok() {
-                    reopened(Access::Read, c.plb.window(Access::Read));
-                    reopened(Access::Write, c.plb.window(Access::Write));
-                }
-                p
-            };
-            let miss = match probed {
-                Ok(()) => return Ok(()),
-                Err(Stop::Word(WordAddr(w))) => {
+            let mut from = first;
+            loop {
+                // Each sidecar's access kinds as a constant, each compiled for its own.
+                let probed = if reg == FETCH_SIDECAR {
+                    let p = c.plb.probe_allows_then_open(
+                        pd,
+                        from,
+                        last,
+                        epochs,
+                        reg,
+                        access,
+                        &[Access::Execute],
+                    );
+                    if p.is_ok() {
+                        reopened(Access::Execute, c.plb.window(Access::Execute));
+                    }
+                    p
+                } else {
+                    let p = c.plb.probe_allows_then_open(
+                        pd,
+                        from,
+                        last,
+                        epochs,
+                        reg,
+                        access,
+                        &[Access::Read, Access::Write],
+                    );
+                    if p.is_ok() {
+                        reopened(Access::Read, c.plb.window(Access::Read));
+                        reopened(Access::Write, c.plb.window(Access::Write));
+                    }
+                    p
+                };
+                let miss = match probed {
+                    Ok(()) => return Ok(()),
+                    Err(Stop::Word(WordAddr(w))) => {
+                        return self.check_rest_then_reopen_windows(
+                            cpu,
+                            a,
+                            size,
+                            access,
+                            w,
+                            None,
+                            &mut reopened,
+                        );
+                    }
+                    Err(Stop::Miss(miss)) => miss,
+                };
+                // A miss, counted by the probe: the walk and the fill here, without a second
+                // probe. An allowed word is passed: the last reopens the sidecar's windows at
+                // once, and the probes go on from the next (in the entry just filled, most
+                // often). A denial takes the full path's decision.
+                let w = miss.word();
+                let l = walk(&self.pds[c.slot].table, w);
+                c.plb.fill_miss(miss, &l);
+                if !l.perm.allows(access) {
                     return self.check_rest_then_reopen_windows(
                         cpu,
                         a,
                         size,
                         access,
-                        w,
-                        None,
+                        w.0,
+                        Some(l.perm),
                         &mut reopened,
                     );
                 }
-                Err(Stop::Miss(miss)) => miss,
-            };
-            // A miss, counted by the probe: the walk and the fill here, without a second
-            // probe; the common answer (the last word, allowed) reopens the sidecar's windows
-            // at once.
-            let w = miss.word();
-            let l = walk(&self.pds[c.slot].table, w);
-            c.plb.fill_miss(miss, &l);
-            if w == last && l.perm.allows(access) {
-                let epoch = epochs.narrow;
-                if reg == FETCH_SIDECAR {
-                    c.plb
-                        .open_windows_of_sidecar(pd, last, epoch, reg, &[Access::Execute]);
-                    reopened(Access::Execute, c.plb.window(Access::Execute));
-                } else {
-                    let kinds = [Access::Read, Access::Write];
-                    c.plb.open_windows_of_sidecar(pd, last, epoch, reg, &kinds);
-                    reopened(Access::Read, c.plb.window(Access::Read));
-                    reopened(Access::Write, c.plb.window(Access::Write));
+                if w == last {
+                    let epoch = epochs.narrow;
+                    if reg == FETCH_SIDECAR {
+                        c.plb
+                            .open_windows_of_sidecar(pd, last, epoch, reg, &[Access::Execute]);
+                        reopened(Access::Execute, c.plb.window(Access::Execute));
+                    } else {
+                        let kinds = [Access::Read, Access::Write];
+                        c.plb.open_windows_of_sidecar(pd, last, epoch, reg, &kinds);
+                        reopened(Access::Read, c.plb.window(Access::Read));
+                        reopened(Access::Write, c.plb.window(Access::Write));
+                    }
+                    return Ok(());
                 }
-                return Ok(());
+                from = WordAddr(w.0 + 1);
             }
-            return self.check_rest_then_reopen_windows(
-                cpu,
-                a,
-                size,
-                access,
-                w.0,
-                Some(l.perm),
-                &mut reopened,
-            );
         }
         self.check_rest_then_reopen_windows(cpu, a, size, access, a >> 2, None, &mut reopened)
     }
