@@ -503,7 +503,7 @@ mod tests {
         );
         let kinds = ["load", "store", "modify", "fetch"];
         let sizes = [4, 8, 1, 3, 16, 2, 64];
-        let addrs = [
+        let addrs: [u64; 5] = [
             0x7fff_0000_0000,
             0x7fff_0000_1ffc,
             0xffff_ffff_ffff_fff0,
@@ -515,7 +515,8 @@ mod tests {
             if i % 997 == 0 {
                 t += "insns 5\n";
             }
-            let a = addrs[i % 5 % (1 + 4 * usize::from(i % 11 == 0))] + (i % 7 * 4) as u64;
+            let a =
+                addrs[i % 5 % (1 + 4 * usize::from(i % 11 == 0))].wrapping_add((i % 7 * 4) as u64);
             t += &format!("{} {a:#x} {}\n", kinds[i % 4], sizes[i % 7]);
         }
         let engines = || {
