@@ -29,7 +29,7 @@ enum Refusal {
 /// refused for want of permission) are written without a branch: `kind` is one of the
 /// codes below; `w` and `held` name the refused word and what the domain holds there
 /// (meaningful only for [`Verdict::NO_PERMISSION`]).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Verdict {
     kind: u8,
     held: Perm,
@@ -76,6 +76,9 @@ enum Fast {
     Allowed,
     /// A one-word access the sidecar's entry finally denies: what the domain holds.
     Denied(Perm),
+    /// A one-word access the sidecar did not hold, checked past it (the PLB's set, and on
+    /// a miss the walk): the full path's verdict.
+    Checked(Verdict),
     /// The fast path cannot tell: take the full path.
     Unknown,
 }
@@ -102,9 +105,16 @@ impl Machine {
     ) -> Result<(), Fault> {
         let reg = sidecar_for(access);
         let addr = addr.0;
+        // Each verdict is turned into a result on its own arm, where the compiler knows the
+        // CPU exists: a caller that asks only whether the check passed then tests the
+        // verdict's kind as data, with no branch on it.
         match self.check_fast(cpu, reg, addr, size, access) {
             Fast::Allowed => Ok(()),
             Fast::Denied(held) => Err(self.sidecar_denial(cpu, addr, size, access, held)),
+            Fast::Checked(v) => match v.into_result() {
+                Ok(()) => Ok(()),
+                Err(r) => Err(self.refusal_fault(cpu, addr, size, access, r)),
+            },
             Fast::Unknown => match self.check_full(cpu, reg, addr, size, access).into_result() {
                 Ok(()) => Ok(()),
                 Err(r) => Err(self.refusal_fault(cpu, addr, size, access, r)),
@@ -454,11 +464,13 @@ impl Machine {
                         }
                     };
                     let (refused, held) = word_refused(c, table, w, reg, access, h);
-                    return if refused {
-                        Fast::Denied(held)
-                    } else {
-                        Fast::Allowed
-                    };
+                    // The verdict as data, as the full path gives it: a branch on `refused`
+                    // here would be as unpredictable as a random stream's permissions.
+                    return Fast::Checked(Verdict {
+                        kind: u8::from(refused) * Verdict::NO_PERMISSION,
+                        held,
+                        w,
+                    });
                 }
                 _ => {}
             }
