@@ -5,7 +5,7 @@
 //! entry; everything else takes the full path.
 
 use mmp_domains::{Access, ByteAddr, Lookup, PdId, Perm, PermTable, Table, WordAddr};
-use mmp_plb::{Hit, SidecarAnswer, Stop};
+use mmp_plb::{Hit, Stop};
 
 use crate::fault::{AccessError, Fault, FaultKind};
 use crate::machine::{Cpu, Machine};
@@ -29,7 +29,7 @@ enum Refusal {
 /// refused for want of permission) are written without a branch: `kind` is one of the
 /// codes below; `w` and `held` name the refused word and what the domain holds there
 /// (meaningful only for [`Verdict::NO_PERMISSION`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 struct Verdict {
     kind: u8,
     held: Perm,
@@ -76,9 +76,6 @@ enum Fast {
     Allowed,
     /// A one-word access the sidecar's entry finally denies: what the domain holds.
     Denied(Perm),
-    /// A one-word access the sidecar did not hold, checked past it (the PLB's set, and on
-    /// a miss the walk): the full path's verdict.
-    Checked(Verdict),
     /// The fast path cannot tell: take the full path.
     Unknown,
 }
@@ -105,16 +102,9 @@ impl Machine {
     ) -> Result<(), Fault> {
         let reg = sidecar_for(access);
         let addr = addr.0;
-        // Each verdict is turned into a result on its own arm, where the compiler knows the
-        // CPU exists: a caller that asks only whether the check passed then tests the
-        // verdict's kind as data, with no branch on it.
         match self.check_fast(cpu, reg, addr, size, access) {
             Fast::Allowed => Ok(()),
             Fast::Denied(held) => Err(self.sidecar_denial(cpu, addr, size, access, held)),
-            Fast::Checked(v) => match v.into_result() {
-                Ok(()) => Ok(()),
-                Err(r) => Err(self.refusal_fault(cpu, addr, size, access, r)),
-            },
             Fast::Unknown => match self.check_full(cpu, reg, addr, size, access).into_result() {
                 Ok(()) => Ok(()),
                 Err(r) => Err(self.refusal_fault(cpu, addr, size, access, r)),
@@ -431,49 +421,17 @@ impl Machine {
         let Some(c) = self.cpus.get_mut(cpu) else {
             return Fast::Unknown;
         };
-        if matches!(size, 1 | 2 | 4) && (addr & 3) + size <= 4 {
-            match c
+        if matches!(size, 1 | 2 | 4)
+            && (addr & 3) + size <= 4
+            && let Some(held) = c
                 .plb
-                .sidecar_answer(c.pd, WordAddr(w), c.epochs, reg, access)
-            {
-                SidecarAnswer::Final(held) => {
-                    debug_assert!(w < self.cfg.width.word_limit() && !c.pd.is_supervisor());
-                    if held.allows(access) || frame_allows(c, w, access) {
-                        return Fast::Allowed;
-                    }
-                    return Fast::Denied(held);
-                }
-                // A one-word access the sidecar does not hold, by a checked domain, inside
-                // the width: the array probe, and on a miss the walk and the fill, right
-                // here, without the full path's second look at the sidecar (the full path
-                // would find exactly this).
-                SidecarAnswer::Elsewhere
-                    if w < self.cfg.width.word_limit() && !c.pd.is_supervisor() =>
-                {
-                    let table = &self.pds[c.slot].table;
-                    let (pd, epochs) = (c.pd, c.epochs);
-                    let h = match c.plb.probe_array_or_miss(pd, WordAddr(w), epochs, reg) {
-                        Ok(h) => h,
-                        Err(miss) => {
-                            let l = walk(table, WordAddr(w));
-                            c.plb.fill_miss(miss, &l);
-                            Hit {
-                                perm: l.perm,
-                                denial_is_final: true,
-                            }
-                        }
-                    };
-                    let (refused, held) = word_refused(c, table, w, reg, access, h);
-                    // The verdict as data, as the full path gives it: a branch on `refused`
-                    // here would be as unpredictable as a random stream's permissions.
-                    return Fast::Checked(Verdict {
-                        kind: u8::from(refused) * Verdict::NO_PERMISSION,
-                        held,
-                        w,
-                    });
-                }
-                _ => {}
+                .sidecar_final(c.pd, WordAddr(w), c.epochs, reg, access)
+        {
+            debug_assert!(w < self.cfg.width.word_limit() && !c.pd.is_supervisor());
+            if held.allows(access) || frame_allows(c, w, access) {
+                return Fast::Allowed;
             }
+            return Fast::Denied(held);
         }
         // An 8-byte (or unaligned) access the sidecar's entry allows on every word.
         // (As above, an entry that covers the words lies inside the width and is not PD 0's.)
@@ -530,23 +488,36 @@ impl Machine {
         loop {
             // A probe, and on a miss the walk and the fill in one pass; a walked answer
             // comes back as a hit whose denial is final.
-            let h = c
+            let mut h = c
                 .plb
                 .probe_or_walk_hit(pd, WordAddr(w), epochs, reg, || walk(table, WordAddr(w)));
-            let (refused, held) = word_refused(c, table, w, reg, access, h);
+            let denied = !h.perm.allows(access);
+            if denied & !h.denial_is_final {
+                // A denial from before the domain's last widening (rare).
+                h = recheck_denial(c, table, w, reg);
+            }
+            // Whether the word is refused, decided without a branch on the permission (an
+            // access stream's verdicts are as unpredictable as its addresses): only a denial
+            // inside the frame registers' reach asks them, out of the common path.
+            let denied = !h.perm.allows(access);
+            let framed = denied & in_frame_reach(c, w, access);
+            let lifted = framed
+                && c.regs
+                    .allows_word(ByteAddr(w << 2), access == Access::Write);
+            let refused = denied & !lifted;
             // The last word's verdict by arithmetic, not a branch: it is as unpredictable as
             // the permission.
             if w == last {
                 return Verdict {
                     kind: u8::from(refused) * Verdict::NO_PERMISSION,
-                    held,
+                    held: h.perm,
                     w,
                 };
             }
             if refused {
                 return Verdict {
                     kind: Verdict::NO_PERMISSION,
-                    held,
+                    held: h.perm,
                     w,
                 };
             }
@@ -597,32 +568,6 @@ impl Machine {
         }
         Ok(())
     }
-}
-
-/// Whether `cpu`'s access to word `w` is refused, given the PLB's answer `h` for it (a hit,
-/// or a walked miss as a final hit), and what the domain holds there. A denial that is not
-/// final is re-checked against `table` first; a denial inside the frame registers' reach
-/// asks them. Decided without a branch on the permission (an access stream's verdicts are
-/// as unpredictable as its addresses): only a denial inside the reach takes one.
-#[inline(always)]
-fn word_refused(
-    c: &mut Cpu,
-    table: &Table,
-    w: u64,
-    reg: usize,
-    access: Access,
-    mut h: Hit,
-) -> (bool, Perm) {
-    if !h.perm.allows(access) & !h.denial_is_final {
-        // A denial from before the domain's last widening (rare).
-        h = recheck_denial(c, table, w, reg);
-    }
-    let denied = !h.perm.allows(access);
-    let framed = denied & in_frame_reach(c, w, access);
-    let lifted = framed
-        && c.regs
-            .allows_word(ByteAddr(w << 2), access == Access::Write);
-    (denied & !lifted, h.perm)
 }
 
 /// A PLB hit whose denial predates the domain's last widening: re-checked against the

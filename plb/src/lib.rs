@@ -380,19 +380,6 @@ pub struct Plb {
     stats: PlbStats,
 }
 
-/// What a sidecar register says about a word, from [`Plb::sidecar_answer`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SidecarAnswer {
-    /// The sidecar holds the domain's current entry for the word, and this permission is
-    /// final: it allows the access, or its denial is final (counted as a sidecar hit).
-    Final(Perm),
-    /// The sidecar holds the entry, but it denies the access and was filled before the
-    /// domain's last widening: the denial must be re-checked (nothing counted).
-    NotFinal,
-    /// The sidecar does not hold the domain's current entry for the word (nothing counted).
-    Elsewhere,
-}
-
 /// A PLB entry that grants more than the table it came from.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("PLB entry {entry:?} gives word {word:#x} {plb}, but the table only {table}")]
@@ -742,37 +729,15 @@ impl Plb {
         reg: usize,
         access: mmp_domains::Access,
     ) -> Option<Perm> {
-        match self.sidecar_answer(pd, w, epochs, reg, access) {
-            SidecarAnswer::Final(perm) => Some(perm),
-            SidecarAnswer::NotFinal | SidecarAnswer::Elsewhere => None,
-        }
-    }
-
-    /// [`Plb::sidecar_final`] that also tells why it has no final answer: the sidecar holds
-    /// `pd`'s current entry for `w` but its denial predates the domain's last widening
-    /// ([`SidecarAnswer::NotFinal`]), or it holds no such entry
-    /// ([`SidecarAnswer::Elsewhere`], after which [`Plb::probe_array_or_miss`] may skip the
-    /// sidecar). Counts a sidecar hit only for [`SidecarAnswer::Final`]; otherwise nothing
-    /// changed.
-    #[inline(always)]
-    pub fn sidecar_answer(
-        &mut self,
-        pd: PdId,
-        w: WordAddr,
-        epochs: Epochs,
-        reg: usize,
-        access: mmp_domains::Access,
-    ) -> SidecarAnswer {
         match self.sidecars.get(reg) {
-            Some(e) if e.matches(pd, w, epochs.narrow) => {
-                if e.widen == epochs.widen || e.perm(w).allows(access) {
-                    self.stats.sidecar_hits += 1;
-                    SidecarAnswer::Final(e.perm(w))
-                } else {
-                    SidecarAnswer::NotFinal
-                }
+            Some(e)
+                if e.matches(pd, w, epochs.narrow)
+                    && (e.widen == epochs.widen || e.perm(w).allows(access)) =>
+            {
+                self.stats.sidecar_hits += 1;
+                Some(e.perm(w))
             }
-            _ => SidecarAnswer::Elsewhere,
+            _ => None,
         }
     }
 
@@ -1192,27 +1157,6 @@ impl Plb {
                 denial_is_final: e.widen == epochs.widen,
             });
         }
-        self.probe_array_or_miss(pd, w, epochs, reg)
-    }
-
-    /// [`Plb::probe_or_miss`] past the sidecar test, for a caller that has just found that
-    /// sidecar `reg` does not hold `pd`'s current entry for `w` ([`Plb::sidecar_answer`]
-    /// gave [`SidecarAnswer::Elsewhere`], and nothing changed since): the same answer,
-    /// counts, LRU order and victim as `probe_or_miss`, without comparing the sidecar
-    /// again. (Called when the sidecar does hold the entry, it answers from the array, or
-    /// misses, as if the sidecar were empty: an answer no wider than the table, since the
-    /// array's entries are, but counted as an array probe.)
-    ///
-    /// # Errors
-    /// A [`Miss`], as [`Plb::probe_or_miss`].
-    #[inline(always)]
-    pub fn probe_array_or_miss(
-        &mut self,
-        pd: PdId,
-        w: WordAddr,
-        epochs: Epochs,
-        reg: usize,
-    ) -> Result<Hit, Miss> {
         // Each fixed shape compiled for its own set size; a dense index, so one jump.
         let probed = match self.fixed_shape {
             1 => self.probe_set::<1>(pd, w, epochs, reg),
