@@ -423,9 +423,9 @@ impl Machine {
         };
         if matches!(size, 1 | 2 | 4)
             && (addr & 3) + size <= 4
-            && let Some(held) = c
-                .plb
-                .sidecar_final(c.pd, WordAddr(w), c.epochs, reg, access)
+            && let Some(held) =
+                c.plb
+                    .sidecar_final_current(c.pd, WordAddr(w), c.epochs, reg, access)
         {
             debug_assert!(w < self.cfg.width.word_limit() && !c.pd.is_supervisor());
             if held.allows(access) || frame_allows(c, w, access) {

@@ -3,7 +3,7 @@
 
 use mmp_domains::{ByteAddr, InvariantError, PdId, PermTable, WordAddr};
 use mmp_gates::{FrameRegs, StackInvariantError};
-use mmp_plb::{Inconsistency, WindowError};
+use mmp_plb::{Inconsistency, SidecarError, WindowError};
 
 use crate::machine::Machine;
 use crate::segmap::SegMapInvariantError;
@@ -78,6 +78,14 @@ pub enum MachineInvariantError {
         cpu: usize,
         /// The entry and the word that disagree.
         source: Inconsistency,
+    },
+    /// A PLB sidecar holds an entry of another domain or epoch than the running one's.
+    #[error("CPU {cpu}: {source}")]
+    Sidecar {
+        /// The CPU.
+        cpu: usize,
+        /// The sidecar and its entry.
+        source: SidecarError,
     },
     /// A PLB window allows what its sidecar's entry does not.
     #[error("CPU {cpu}: {source}")]
@@ -154,6 +162,9 @@ impl Machine {
                         .map(|k| (&self.pds[k].table as &dyn PermTable, self.pds[k].epochs))
                 })
                 .map_err(|source| MachineInvariantError::Plb { cpu, source })?;
+            c.plb
+                .check_sidecars_current(c.pd, c.epochs.narrow)
+                .map_err(|source| MachineInvariantError::Sidecar { cpu, source })?;
             c.plb
                 .check_windows(c.pd, c.epochs.narrow)
                 .map_err(|source| MachineInvariantError::Window { cpu, source })?;

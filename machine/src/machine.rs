@@ -80,13 +80,15 @@ pub(crate) struct Cpu {
 }
 
 impl Cpu {
-    /// Writes the running domain's update counters after a table change. A narrowing closes
-    /// the PLB's windows, which answer only under the epoch they were opened in (see
-    /// [`Plb::window_allows`]).
+    /// Writes the running domain's update counters after a table change. A narrowing clears
+    /// the PLB's sidecar registers, which then hold only entries of the running domain's
+    /// current epoch, so a check compares no domain or epoch against them (see
+    /// [`Plb::sidecar_final_current`]), and closes its windows, which answer only under the
+    /// epoch they were opened in (see [`Plb::window_allows`]).
     #[inline]
     pub(crate) fn set_epochs(&mut self, epochs: Epochs) {
         if epochs.narrow != self.epochs.narrow {
-            self.plb.close_all_windows();
+            self.plb.clear_sidecars();
         }
         self.epochs = epochs;
     }
@@ -318,11 +320,17 @@ impl Machine {
     pub(crate) fn load_pd(&mut self, cpu: usize, pd: PdId, slot: usize) {
         let epochs = self.pds[slot].epochs;
         let c = &mut self.cpus[cpu];
+        // The PLB's windows answer for the domain and epoch they were opened under; its
+        // sidecars hold only the running domain's entries (as hardware sidecars with no
+        // domain tag, cleared on a switch), so a check compares no domain against them.
+        if c.pd == pd {
+            c.plb.close_all_windows();
+        } else {
+            c.plb.clear_sidecars();
+        }
         c.pd = pd;
         c.slot = slot;
         c.epochs = epochs;
-        // The PLB's windows answer for the domain and epoch they were opened under.
-        c.plb.close_all_windows();
     }
     /// The slab key of a live domain, PD 0 included (its key, 0, holds only gate records).
     pub(crate) fn key_of(&self, pd: PdId) -> Result<usize, MachineError> {

@@ -394,6 +394,21 @@ pub struct Inconsistency {
     pub table: Perm,
 }
 
+/// A sidecar register that holds an entry of another domain or epoch than the one its
+/// PLB's user probes with now (see [`Plb::sidecar_final_current`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("sidecar {reg} holds {entry:?}, not an entry of {pd:?} under narrowing epoch {epoch}")]
+pub struct SidecarError {
+    /// The sidecar.
+    pub reg: usize,
+    /// What it holds.
+    pub entry: Entry,
+    /// The domain probed with now.
+    pub pd: PdId,
+    /// Its narrowing epoch now.
+    pub epoch: u64,
+}
+
 /// An open window (see [`Plb::window_allows`]) that allows more than the sidecar entry it
 /// was opened from.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -738,6 +753,76 @@ impl Plb {
                 Some(e.perm(w))
             }
             _ => None,
+        }
+    }
+
+    /// [`Plb::sidecar_final`] for a caller that keeps the sidecars *current*: every sidecar
+    /// register is empty or holds an entry of `pd` filled under narrowing epoch
+    /// `epochs.narrow`, because the caller probes with no other domain or epoch and calls
+    /// [`Plb::clear_sidecars`] whenever either changes (as the machine does on a switch of
+    /// its PD register and on a narrowing of the running domain's table). Then the answer,
+    /// the count and the state are exactly `sidecar_final`'s, from one compare fewer per
+    /// field: only the entry's tag is compared, not its domain and epoch, as a hardware
+    /// sidecar that is cleared on a protection-domain switch carries no domain tag. A debug
+    /// build asserts the contract; a release build trusts it.
+    #[inline(always)]
+    pub fn sidecar_final_current(
+        &mut self,
+        pd: PdId,
+        w: WordAddr,
+        epochs: Epochs,
+        reg: usize,
+        access: mmp_domains::Access,
+    ) -> Option<Perm> {
+        match self.sidecars.get(reg) {
+            // An empty sidecar never matches: its tag has a bit its mask clears.
+            Some(e)
+                if w.0 & e.mask == e.tag
+                    && (e.widen == epochs.widen || e.perm(w).allows(access)) =>
+            {
+                debug_assert!(
+                    e.pd == pd && e.epoch == epochs.narrow,
+                    "sidecar {reg} holds {e:?}, not an entry of {pd:?} under epoch {}: \
+                     the caller did not clear the sidecars",
+                    epochs.narrow
+                );
+                self.stats.sidecar_hits += 1;
+                Some(e.perm(w))
+            }
+            _ => None,
+        }
+    }
+
+    /// Empties every sidecar register and closes the windows opened from them; the array's
+    /// entries, the counters and the LRU order stay. What a caller of
+    /// [`Plb::sidecar_final_current`] does when the domain or the narrowing epoch it probes
+    /// with changes. Nothing a probe answers changes but where it comes from: a word the
+    /// sidecar held is found in the array, or walked again if its entry was evicted.
+    pub fn clear_sidecars(&mut self) {
+        for s in &mut self.sidecars[..self.cfg.sidecars] {
+            *s = Entry::EMPTY;
+        }
+        self.close_all_windows();
+    }
+
+    /// Checks [`Plb::sidecar_final_current`]'s contract: every sidecar register is empty or
+    /// holds an entry of `pd` filled under narrowing epoch `epoch`.
+    ///
+    /// # Errors
+    /// A [`SidecarError`] naming the first sidecar that does not.
+    pub fn check_sidecars_current(&self, pd: PdId, epoch: u64) -> Result<(), SidecarError> {
+        match self.sidecars[..self.cfg.sidecars]
+            .iter()
+            .enumerate()
+            .find(|(_, e)| e.is_valid() && (e.pd != pd || e.epoch != epoch))
+        {
+            Some((reg, e)) => Err(SidecarError {
+                reg,
+                entry: *e,
+                pd,
+                epoch,
+            }),
+            None => Ok(()),
         }
     }
 
