@@ -744,11 +744,27 @@ impl Plb {
         reg: usize,
         access: mmp_domains::Access,
     ) -> Option<Perm> {
+        self.sidecar_final_if(w, epochs.widen, reg, access, |e| {
+            e.matches(pd, w, epochs.narrow)
+        })
+    }
+
+    /// The answer of sidecar `reg` for word `w` if `holds` says its entry is the domain's
+    /// current entry for `w`, and that answer is final (it allows `access`, or was filled
+    /// since the last widening `widen`): counted as a sidecar hit. Otherwise `None`, nothing
+    /// changed. [`Plb::sidecar_final`] and [`Plb::sidecar_final_current`] differ only in
+    /// `holds`.
+    #[inline(always)]
+    fn sidecar_final_if(
+        &mut self,
+        w: WordAddr,
+        widen: u64,
+        reg: usize,
+        access: mmp_domains::Access,
+        holds: impl FnOnce(&Entry) -> bool,
+    ) -> Option<Perm> {
         match self.sidecars.get(reg) {
-            Some(e)
-                if e.matches(pd, w, epochs.narrow)
-                    && (e.widen == epochs.widen || e.perm(w).allows(access)) =>
-            {
+            Some(e) if holds(e) && (e.widen == widen || e.perm(w).allows(access)) => {
                 self.stats.sidecar_hits += 1;
                 Some(e.perm(w))
             }
@@ -761,8 +777,8 @@ impl Plb {
     /// `epochs.narrow`, because the caller probes with no other domain or epoch and calls
     /// [`Plb::clear_sidecars`] whenever either changes (as the machine does on a switch of
     /// its PD register and on a narrowing of the running domain's table). Then the answer,
-    /// the count and the state are exactly `sidecar_final`'s, from one compare fewer per
-    /// field: only the entry's tag is compared, not its domain and epoch, as a hardware
+    /// the count and the state are exactly `sidecar_final`'s, from a compare of the entry's
+    /// tag alone, not of its domain and epoch, as a hardware
     /// sidecar that is cleared on a protection-domain switch carries no domain tag. A debug
     /// build asserts the contract; a release build trusts it.
     #[inline(always)]
@@ -774,23 +790,17 @@ impl Plb {
         reg: usize,
         access: mmp_domains::Access,
     ) -> Option<Perm> {
-        match self.sidecars.get(reg) {
+        self.sidecar_final_if(w, epochs.widen, reg, access, |e| {
             // An empty sidecar never matches: its tag has a bit its mask clears.
-            Some(e)
-                if w.0 & e.mask == e.tag
-                    && (e.widen == epochs.widen || e.perm(w).allows(access)) =>
-            {
-                debug_assert!(
-                    e.pd == pd && e.epoch == epochs.narrow,
-                    "sidecar {reg} holds {e:?}, not an entry of {pd:?} under epoch {}: \
-                     the caller did not clear the sidecars",
-                    epochs.narrow
-                );
-                self.stats.sidecar_hits += 1;
-                Some(e.perm(w))
-            }
-            _ => None,
-        }
+            let holds = w.0 & e.mask == e.tag;
+            debug_assert!(
+                !holds || (e.pd == pd && e.epoch == epochs.narrow),
+                "sidecar {reg} holds {e:?}, not an entry of {pd:?} under epoch {}: \
+                 the caller did not clear the sidecars",
+                epochs.narrow
+            );
+            holds
+        })
     }
 
     /// Empties every sidecar register and closes the windows opened from them; the array's
