@@ -3,7 +3,8 @@
 # lock, so every package both use keeps the workspace's version, and lets cargo drop what the
 # fuzz crate does not use and add what only it uses (libfuzzer-sys, ...).
 #   bash scripts/fuzz-lock.sh          # rewrite fuzz/Cargo.lock
-#   bash scripts/fuzz-lock.sh --check  # fail if a package both use has two versions
+#   bash scripts/fuzz-lock.sh --check  # fail if a package both use has two versions, or if
+#                                      # the lock misses a package the fuzz crate needs
 set -euo pipefail
 cd "$(dirname "$0")/.."
 versions() { awk '/^name = /{n=$3} /^version = /{print n, $3}' "$1" | tr -d '"' | sort -u; }
@@ -17,6 +18,12 @@ if [ "${1:-}" = --check ]; then
     if [ -n "$drift" ]; then
         echo "fuzz/Cargo.lock is out of step with Cargo.lock (run scripts/fuzz-lock.sh):"
         echo "$drift"
+        exit 1
+    fi
+    # A package the workspace gained since the lock was written (a new dependency of a crate
+    # the fuzz targets use) is missing from it, and cargo would add it at its newest version.
+    if ! (cd fuzz && cargo metadata --format-version 1 --locked >/dev/null 2>&1); then
+        echo "fuzz/Cargo.lock misses packages the fuzz crate needs (run scripts/fuzz-lock.sh)"
         exit 1
     fi
     exit 0
