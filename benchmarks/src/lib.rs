@@ -131,6 +131,8 @@
 //! # }
 //! ```
 
+#![forbid(unsafe_code)]
+
 pub mod baseline;
 pub mod import;
 pub mod kernel;

@@ -12,6 +12,8 @@
 //! [`oracle`] holds the reference table and the differential checker that every other
 //! crate's tests use.
 
+#![forbid(unsafe_code)]
+
 pub mod addr;
 pub mod oracle;
 pub mod pd;

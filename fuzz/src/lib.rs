@@ -1,5 +1,7 @@
 //! What the fuzz targets share.
 
+#![forbid(unsafe_code)]
+
 use mmp_benchmarks::import::{self, InputFormat, ReadOptions};
 
 /// Most events a target reads from one input: far more than a few kilobytes can hold, so

@@ -20,6 +20,8 @@
 //! The machine (`mmp-machine`'s `Machine::call`, `ret`, `jump`) runs transfers on these
 //! pieces; the supervisor above it decides who may place a gate.
 
+#![forbid(unsafe_code)]
+
 use std::collections::{BTreeMap, HashMap};
 
 use mmp_domains::{ByteAddr, PdId, WordAddr, WordRange};

@@ -21,6 +21,8 @@
 //! calls instead ([`Layout::load_supervised`]), so the supervisor's policy checks the split.
 //! `scripts/debian-kernel.sh` fetches a real distribution kernel's module tree, `Module.symvers` and (with `--real-system-map`) its `System.map` to run on.
 
+#![forbid(unsafe_code)]
+
 pub mod decompress;
 pub mod layout;
 pub mod load;

@@ -10,6 +10,8 @@
 //! processed, and the exit code is 1. A bad symbol file (`--system-map`, `--vmlinux`,
 //! `--symvers`) or an unwritable `--out` is exit code 2; bad arguments are clap's exit code 2.
 
+#![forbid(unsafe_code)]
+
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -29,6 +29,8 @@
 //!   [`wordset`]: the bit set of dirty words;
 //! - `invariants`: [`Machine::check_invariants`].
 
+#![forbid(unsafe_code)]
+
 mod check;
 pub mod fault;
 mod invariants;

@@ -15,11 +15,16 @@
 //!   x86-64 only, [`page_real::PageReal`] (the page algorithm on real memory with `mprotect`,
 //!   `SIGSEGV` and the trap flag).
 
+// `unsafe` lives in `page_real` alone (system calls, signal handlers and single stores on
+// real memory); every other module is refused it.
+#![deny(unsafe_code)]
+
 pub mod portable;
 pub mod protection;
 pub mod supervised;
 
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#[allow(unsafe_code)]
 pub mod page_real;
 
 pub use portable::{Counters, MemGuard, MemGuardInvariantError, Term, TermId, Violation};

@@ -15,6 +15,8 @@
 //!   could change ([`ops::Harness`]), and everything every so many operations. [`ops::fuzz_one`] is the whole body of the `supervisor_ops` fuzz
 //!   target; the proptests in `tests/policy.rs` call [`ops::run_bytes`].
 
+#![forbid(unsafe_code)]
+
 pub mod model;
 pub mod ops;
 pub mod words;

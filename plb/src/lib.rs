@@ -31,6 +31,8 @@
 //! ([`Plb::close_all_windows`]). Nothing opens one unless asked, so a PLB whose user never
 //! does pays one test per sidecar write for them.
 
+#![forbid(unsafe_code)]
+
 pub mod shared;
 
 use mmp_domains::table::VECTOR_WORDS;

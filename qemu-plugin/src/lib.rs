@@ -14,6 +14,8 @@
 //! The QEMU glue is left out of the unit tests' build (it needs QEMU's symbols); the map and
 //! the recorder, which hold every rule, are tested on the host.
 
+#![forbid(unsafe_code)]
+
 pub mod map;
 pub mod recorder;
 

@@ -59,6 +59,8 @@
 //!   alone with `supr_set_perm(exclusive)`. Freeing the active stack clears the CPU's frame
 //!   registers and call stack.
 
+#![forbid(unsafe_code)]
+
 mod access;
 pub mod api;
 pub mod buddy;

@@ -8,6 +8,8 @@
 //! (detected, or `--input-format`; plain, xz or zstd). `sweep` replays over a grid of PLB sizes and table
 //! formats; `convert` writes our binary (or text) format.
 
+#![forbid(unsafe_code)]
+
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
