@@ -22,8 +22,9 @@ if [ "${1:-}" = --check ]; then
     fi
     # A package the workspace gained since the lock was written (a new dependency of a crate
     # the fuzz targets use) is missing from it, and cargo would add it at its newest version.
-    if ! (cd fuzz && cargo metadata --format-version 1 --locked >/dev/null 2>&1); then
-        echo "fuzz/Cargo.lock misses packages the fuzz crate needs (run scripts/fuzz-lock.sh)"
+    if ! said=$(cd fuzz && cargo metadata --format-version 1 --locked 2>&1 >/dev/null); then
+        echo "fuzz/Cargo.lock misses packages the fuzz crate needs (run scripts/fuzz-lock.sh):"
+        echo "$said" | grep -E '^error' || echo "$said" | tail -3
         exit 1
     fi
     exit 0
