@@ -52,6 +52,7 @@ skip_reason() {
         *scripts/fuzz-planted.sh*) echo "CI runs scripts/fuzz-planted.sh 15 in its own step" ;;
         *fuzz/corpus*) echo "needs a corpus from scripts/fuzz.sh" ;;
         *scripts/loom.sh*) echo "CI runs the loom models in their own step" ;;
+        *scripts/unsafe-check.sh*) echo "CI runs Miri and AddressSanitizer in their own step" ;;
         *scripts/callgrind-check.sh*) echo "needs valgrind; minutes" ;;
         *scripts/debian-kernel.sh*) echo "downloads Debian's kernel package" ;;
         *" deb/"* | *scripts/split-speed.sh*) echo "needs scripts/debian-kernel.sh's download" ;;

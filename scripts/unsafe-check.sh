@@ -9,14 +9,16 @@
 #   with it; `handle_segv=0` leaves SIGSEGV to the crate's handler, which is what is tested).
 #   Stores made by inline assembly are not instrumented; everything around them is.
 # Runs on the nightly toolchain: installs it if missing (never updates one already there) and
-# adds its miri and rust-src components. Builds go to target/unsafe-check/ (a sanitizer or
-# Miri build shares nothing with a normal one).
+# adds its miri and rust-src components. Builds go to this checkout's own
+# target/unsafe-check/, whatever CARGO_TARGET_DIR says: a sanitizer or Miri build shares
+# nothing with a normal one, and cargo-miri's cached test runs name the directory they were
+# built from, so a target directory shared with another (since deleted) clone fails them.
 #   bash scripts/unsafe-check.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rustup run nightly rustc --version >/dev/null 2>&1 || rustup toolchain install nightly --profile minimal
 rustup component add --toolchain nightly miri rust-src
-dir="${CARGO_TARGET_DIR:-target}/unsafe-check"
+dir="$PWD/target/unsafe-check"
 echo "=== Miri: cargo +nightly miri test -p mmp-memguard"
 CARGO_TARGET_DIR="$dir/miri" cargo +nightly miri test -p mmp-memguard
 echo "=== AddressSanitizer: cargo +nightly test -Zbuild-std -p mmp-memguard"
